@@ -1,0 +1,526 @@
+//! `cargo xtask gen-compose`: the factory's `docker-compose.yml` from typed structs.
+//! Generation is pure (`generate`); reading settings and writing the file happen in `run`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fsx::{self, Written};
+use crate::image_ref::{parse_registry, AgentsImage};
+use crate::settings::Settings;
+
+/// The compose project name; also the prefix of every named volume.
+pub const PROJECT: &str = "disinto";
+/// The Dockerfile agents and runner are built from (dev) or were released from (pinned).
+pub const AGENTS_DOCKERFILE: &str = "docker/agents/Dockerfile";
+/// The local tag dev builds get, so agents and runner share one image there too.
+pub const DEV_AGENTS_IMAGE: &str = "disinto-agents:dev";
+
+// Third-party images, pinned by tag: an upgrade of these is a reviewed change here.
+const FORGEJO_IMAGE: &str = "codeberg.org/forgejo/forgejo:11.0.7";
+const WOODPECKER_SERVER_IMAGE: &str = "woodpeckerci/woodpecker-server:v3.10.0";
+const WOODPECKER_AGENT_IMAGE: &str = "woodpeckerci/woodpecker-agent:v3.10.0";
+
+/// Where every volume of the agents image is mounted from: `(source, VOLUME path)`.
+/// `docker/agents/Dockerfile` declares exactly these paths; `check-volumes` keeps them equal.
+pub const AGENT_MOUNTS: [(&str, &str); 4] = [
+    ("agent-data", "/home/agent/data"),
+    ("agent-repos", "/home/agent/repos"),
+    ("./projects", "/home/agent/disinto/projects"),
+    ("agent-state", "/home/agent/disinto/state"),
+];
+
+/// A compose file, shaped so serde writes the YAML we want and reads the files others write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Compose {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, Option<TopLevelVolume>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, Option<Network>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<serde_yaml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<serde_yaml::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<serde_yaml::Value>,
+}
+
+/// `build:` in either of its compose forms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Build {
+    Context(String),
+    Full {
+        #[serde(default = "dot")]
+        context: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dockerfile: Option<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        args: BTreeMap<String, String>,
+    },
+}
+
+fn dot() -> String {
+    ".".into()
+}
+
+impl Build {
+    /// The Dockerfile path relative to the compose file's directory.
+    pub fn dockerfile_path(&self) -> PathBuf {
+        let (context, dockerfile) = match self {
+            Build::Context(c) => (c.as_str(), None),
+            Build::Full {
+                context,
+                dockerfile,
+                ..
+            } => (context.as_str(), dockerfile.as_deref()),
+        };
+        Path::new(context).join(dockerfile.unwrap_or("Dockerfile"))
+    }
+}
+
+/// `environment:` as a map or as a list of `KEY=value`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Environment {
+    Map(BTreeMap<String, Option<serde_yaml::Value>>),
+    List(Vec<String>),
+}
+
+/// One entry of a service's `volumes:`, short (`src:dst[:mode]`) or long form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Mount {
+    Short(String),
+    Long {
+        #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read_only: Option<bool>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopLevelVolume {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Everything the generated file depends on; same input, byte-identical output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComposeInput {
+    pub agents: AgentsImage,
+    /// Host path of an agent CLI binary (e.g. claude) to bind into agents and runner.
+    pub agent_cli: Option<String>,
+}
+
+impl ComposeInput {
+    /// Reads `AGENTS_IMAGE`, `DISINTO_REGISTRY` and `AGENT_CLI_BIN`; errors name the variable.
+    pub fn from_settings(settings: &Settings) -> Result<ComposeInput> {
+        let agents = AgentsImage::parse(settings.get("AGENTS_IMAGE"))?;
+        // Validated now so a bad registry fails here, not at `docker compose up`.
+        parse_registry(settings.get("DISINTO_REGISTRY"))?;
+        let agent_cli = match settings.get("AGENT_CLI_BIN") {
+            None | Some("") => None,
+            Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
+                Some(path.to_string())
+            }
+            Some(path) => bail!(
+                "AGENT_CLI_BIN={path:?} must be an absolute host path without spaces, \
+                 e.g. /usr/local/bin/claude"
+            ),
+        };
+        Ok(ComposeInput { agents, agent_cli })
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Option<Environment> {
+    Some(Environment::Map(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(serde_yaml::Value::String(v.to_string()))))
+            .collect(),
+    ))
+}
+
+fn on_network() -> Option<serde_yaml::Value> {
+    Some(serde_yaml::Value::Sequence(vec![PROJECT.into()]))
+}
+
+fn depends(on: &[&str]) -> Option<serde_yaml::Value> {
+    Some(serde_yaml::Value::Sequence(
+        on.iter().map(|s| (*s).into()).collect(),
+    ))
+}
+
+fn short(source: &str, target: &str) -> Mount {
+    Mount::Short(format!("{source}:{target}"))
+}
+
+fn build(dockerfile: &str) -> Option<Build> {
+    Some(Build::Full {
+        context: ".".into(),
+        dockerfile: Some(dockerfile.into()),
+        args: BTreeMap::new(),
+    })
+}
+
+/// The agents image as agents and runner both use it: one function, so they cannot drift.
+fn agents_image_service(input: &ComposeInput) -> Service {
+    let (image, build) = match input.agents.compose_image() {
+        Some(image) => (Some(image), None),
+        None => (Some(DEV_AGENTS_IMAGE.to_string()), build(AGENTS_DOCKERFILE)),
+    };
+    let mut volumes: Vec<Mount> = AGENT_MOUNTS.iter().map(|(s, t)| short(s, t)).collect();
+    if let Some(cli) = &input.agent_cli {
+        volumes.push(Mount::Short(format!("{cli}:/usr/local/bin/claude:ro")));
+    }
+    Service {
+        image,
+        build,
+        environment: env(&[
+            ("AGENT_CMD", "${AGENT_CMD:-}"),
+            ("FORGE_URL", "http://forgejo:3000"),
+            ("POLL_INTERVAL", "${POLL_INTERVAL:-60}"),
+            ("WOODPECKER_SERVER", "http://woodpecker:8000"),
+        ]),
+        volumes,
+        networks: on_network(),
+        ..Service::default()
+    }
+}
+
+/// The compose model for `input`.
+pub fn model(input: &ComposeInput) -> Compose {
+    let mut services = BTreeMap::new();
+    services.insert(
+        "forgejo".to_string(),
+        Service {
+            image: Some(FORGEJO_IMAGE.into()),
+            restart: Some("unless-stopped".into()),
+            environment: env(&[("USER_UID", "1000"), ("USER_GID", "1000")]),
+            volumes: vec![short("forgejo-data", "/data")],
+            networks: on_network(),
+            ..Service::default()
+        },
+    );
+    services.insert(
+        "woodpecker".to_string(),
+        Service {
+            image: Some(WOODPECKER_SERVER_IMAGE.into()),
+            restart: Some("unless-stopped".into()),
+            depends_on: depends(&["forgejo"]),
+            environment: env(&[
+                ("WOODPECKER_AGENT_SECRET", "${WOODPECKER_AGENT_SECRET:-}"),
+                ("WOODPECKER_FORGEJO", "true"),
+                ("WOODPECKER_FORGEJO_URL", "http://forgejo:3000"),
+                ("WOODPECKER_HOST", "${WOODPECKER_HOST:-http://localhost}"),
+            ]),
+            volumes: vec![short("woodpecker-data", "/var/lib/woodpecker")],
+            networks: on_network(),
+            ..Service::default()
+        },
+    );
+    services.insert(
+        "woodpecker-agent".to_string(),
+        Service {
+            image: Some(WOODPECKER_AGENT_IMAGE.into()),
+            restart: Some("unless-stopped".into()),
+            depends_on: depends(&["woodpecker"]),
+            environment: env(&[
+                ("WOODPECKER_AGENT_SECRET", "${WOODPECKER_AGENT_SECRET:-}"),
+                ("WOODPECKER_SERVER", "woodpecker:9000"),
+            ]),
+            volumes: vec![short("/var/run/docker.sock", "/var/run/docker.sock")],
+            networks: on_network(),
+            ..Service::default()
+        },
+    );
+    services.insert(
+        "agents".to_string(),
+        Service {
+            restart: Some("unless-stopped".into()),
+            depends_on: depends(&["forgejo", "woodpecker"]),
+            ..agents_image_service(input)
+        },
+    );
+    services.insert(
+        "runner".to_string(),
+        Service {
+            // On demand only: `docker compose run --rm runner ACTION`.
+            profiles: strings(&["runner"]),
+            ..agents_image_service(input)
+        },
+    );
+    services.insert(
+        "edge".to_string(),
+        Service {
+            image: Some("disinto-edge:dev".into()),
+            build: build("docker/edge/Dockerfile"),
+            restart: Some("unless-stopped".into()),
+            depends_on: depends(&["forgejo", "woodpecker"]),
+            ports: vec!["${EDGE_HTTP_PORT:-80}:80".into()],
+            networks: on_network(),
+            ..Service::default()
+        },
+    );
+    services.insert(
+        "reproduce".to_string(),
+        Service {
+            image: Some("disinto-reproduce:dev".into()),
+            build: build("docker/reproduce/Dockerfile"),
+            profiles: strings(&["reproduce"]),
+            volumes: vec![short("reproduce-work", "/work")],
+            networks: on_network(),
+            ..Service::default()
+        },
+    );
+    let mut volumes: BTreeMap<String, Option<TopLevelVolume>> = BTreeMap::new();
+    let named = services
+        .values()
+        .flat_map(|s| &s.volumes)
+        .filter_map(|m| match m {
+            Mount::Short(s) => s.split(':').next(),
+            Mount::Long { source, .. } => source.as_deref(),
+        })
+        .filter(|source| !source.starts_with(['.', '/', '~', '$']));
+    for name in named {
+        volumes.insert(name.to_string(), Some(TopLevelVolume::default()));
+    }
+    Compose {
+        name: Some(PROJECT.into()),
+        services,
+        volumes,
+        networks: BTreeMap::from([(PROJECT.to_string(), Some(Network::default()))]),
+    }
+}
+
+/// The header every generated file starts with.
+fn header(input: &ComposeInput) -> String {
+    format!(
+        "# Generated by `cargo xtask gen-compose` (or `disinto init`): do not edit by hand.\n\
+         # Regenerate after changing AGENTS_IMAGE or DISINTO_REGISTRY (environment or .env).\n\
+         # agents and runner image: {}\n",
+        input.agents
+    )
+}
+
+/// The full text of `docker-compose.yml` for `input`.
+pub fn generate(input: &ComposeInput) -> Result<String> {
+    let body = serde_yaml::to_string(&model(input)).context("cannot serialize the compose model")?;
+    Ok(format!("{}{body}", header(input)))
+}
+
+/// A short line diff (`-` old, `+` new) so a `--check` failure shows what drifted.
+pub fn diff_summary(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    // Longest-common-subsequence table; compose files are a few hundred lines at most.
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("-{:>4} | {}\n", i + 1, a[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+{:>4} | {}\n", j + 1, b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+/// `cargo xtask gen-compose`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenCompose {
+    /// Where to write the file [default: docker-compose.yml at the repository root]
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write nothing; exit 1 with a diff when FILE differs from what would be generated
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl GenCompose {
+    pub fn run(self, sh: &xshell::Shell) -> Result<()> {
+        let root = sh.current_dir();
+        let settings = Settings::load(&root)?;
+        let input = ComposeInput::from_settings(&settings)?;
+        let text = generate(&input)?;
+        let output = self
+            .output
+            .unwrap_or_else(|| root.join("docker-compose.yml"));
+        if self.check {
+            return check(&output, &text);
+        }
+        match fsx::write_if_changed(&output, &text)? {
+            Written::Generated => eprintln!("Generated {} ({})", output.display(), input.agents),
+            Written::Unchanged => eprintln!("Unchanged {} ({})", output.display(), input.agents),
+        }
+        Ok(())
+    }
+}
+
+fn check(output: &Path, expected: &str) -> Result<()> {
+    let current = match std::fs::read_to_string(output) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", output.display())),
+    };
+    if current == expected {
+        eprintln!("{} is up to date", output.display());
+        return Ok(());
+    }
+    eprint!("{}", diff_summary(&current, expected));
+    bail!(
+        "{} is stale (lines marked + are what gen-compose would write): run `cargo xtask gen-compose --output {}`",
+        output.display(),
+        output.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(agents: Option<&str>) -> ComposeInput {
+        let process = agents
+            .map(|v| BTreeMap::from([("AGENTS_IMAGE".to_string(), v.to_string())]))
+            .unwrap_or_default();
+        ComposeInput::from_settings(&Settings::from_maps(process, BTreeMap::new())).unwrap()
+    }
+
+    #[test]
+    fn dev_mode_builds_agents_and_runner_into_one_image() {
+        let m = model(&input(None));
+        for name in ["agents", "runner"] {
+            let s = &m.services[name];
+            assert_eq!(s.image.as_deref(), Some(DEV_AGENTS_IMAGE), "{name}");
+            let b = s.build.as_ref().expect("dev mode builds");
+            assert_eq!(b.dockerfile_path(), Path::new("./docker/agents/Dockerfile"));
+        }
+    }
+
+    #[test]
+    fn pinned_mode_has_no_build_for_agents_and_runner() {
+        let m = model(&input(Some("v0.1.1")));
+        let want = "${DISINTO_REGISTRY:-ghcr.io/disinto}/agents:v0.1.1";
+        for name in ["agents", "runner"] {
+            let s = &m.services[name];
+            assert_eq!(s.image.as_deref(), Some(want), "{name}");
+            assert!(s.build.is_none(), "{name}");
+        }
+        assert_eq!(m.services["runner"].profiles, ["runner"]);
+    }
+
+    #[test]
+    fn generation_is_deterministic_and_round_trips() {
+        let a = generate(&input(Some("v0.1.1"))).unwrap();
+        let b = generate(&input(Some("v0.1.1"))).unwrap();
+        assert_eq!(a, b);
+        assert!(a.starts_with("# Generated by `cargo xtask gen-compose`"));
+        let parsed: Compose = serde_yaml::from_str(&a).unwrap();
+        assert_eq!(parsed, model(&input(Some("v0.1.1"))));
+    }
+
+    #[test]
+    fn every_named_source_is_declared_at_top_level() {
+        let m = model(&input(None));
+        for name in ["agent-data", "agent-repos", "agent-state", "forgejo-data"] {
+            assert!(m.volumes.contains_key(name), "{name}");
+        }
+        assert!(!m.volumes.contains_key("./projects"));
+    }
+
+    #[test]
+    fn agent_cli_is_bound_read_only_when_set() {
+        let process = BTreeMap::from([(
+            "AGENT_CLI_BIN".to_string(),
+            "/usr/local/bin/claude".to_string(),
+        )]);
+        let i = ComposeInput::from_settings(&Settings::from_maps(process, BTreeMap::new()));
+        let m = model(&i.unwrap());
+        let want = Mount::Short("/usr/local/bin/claude:/usr/local/bin/claude:ro".into());
+        assert!(m.services["agents"].volumes.contains(&want));
+        assert!(m.services["runner"].volumes.contains(&want));
+        let bad = BTreeMap::from([("AGENT_CLI_BIN".to_string(), "claude".to_string())]);
+        let e = ComposeInput::from_settings(&Settings::from_maps(bad, BTreeMap::new()));
+        assert!(format!("{:#}", e.unwrap_err()).starts_with("AGENT_CLI_BIN=\"claude\""));
+    }
+
+    #[test]
+    fn bad_registry_is_refused() {
+        let process = BTreeMap::from([
+            ("AGENTS_IMAGE".to_string(), "v0.1.1".to_string()),
+            ("DISINTO_REGISTRY".to_string(), "Not A Registry".to_string()),
+        ]);
+        let e = ComposeInput::from_settings(&Settings::from_maps(process, BTreeMap::new()));
+        assert!(format!("{:#}", e.unwrap_err()).starts_with("DISINTO_REGISTRY="));
+    }
+
+    #[test]
+    fn diff_marks_changed_lines() {
+        let d = diff_summary("a\nb\nc\n", "a\nB\nc\nd\n");
+        assert_eq!(d, "-   2 | b\n+   2 | B\n+   4 | d\n");
+        assert_eq!(diff_summary("same\n", "same\n"), "");
+    }
+
+    #[test]
+    fn check_mode_fails_on_drift_and_writes_nothing() {
+        let dir = fsx::TempDir::new("check").unwrap();
+        let path = dir.path().join("docker-compose.yml");
+        std::fs::write(&path, "old\n").unwrap();
+        let message = format!("{:#}", check(&path, "new\n").unwrap_err());
+        assert!(message.contains("is stale"), "{message}");
+        assert!(message.contains("cargo xtask gen-compose"), "{message}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
+        check(&path, "old\n").unwrap();
+    }
+}

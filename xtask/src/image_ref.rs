@@ -1,0 +1,308 @@
+//! Resolution of `AGENTS_IMAGE` into what the compose file runs (DESIGN.md, "Image references").
+//! Pure: values in, a decision or a one-line error naming the variable out.
+
+use std::fmt;
+
+use anyhow::{bail, Result};
+use container_image_dist_ref::err::Kind;
+use container_image_dist_ref::ImgRef;
+
+/// The registry plus namespace releases are pushed to when `DISINTO_REGISTRY` is not set.
+pub const DEFAULT_REGISTRY: &str = "ghcr.io/disinto";
+
+/// The repository name of the agents image below the registry namespace.
+pub const AGENTS_REPOSITORY: &str = "agents";
+
+/// Where the agents (and runner) image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentsImage {
+    /// `AGENTS_IMAGE` unset or empty: build from `docker/agents/Dockerfile` in the checkout.
+    Dev,
+    /// A bare release version such as `v0.1.1`; the registry is left to
+    /// `${DISINTO_REGISTRY:-ghcr.io/disinto}` so compose resolves it at run time.
+    Release(String),
+    /// A full reference (tag and/or digest), used exactly as given.
+    Reference(String),
+}
+
+impl AgentsImage {
+    /// Parses the value of `AGENTS_IMAGE`; `None` means the variable is not set at all.
+    pub fn parse(value: Option<&str>) -> Result<AgentsImage> {
+        let value = match value {
+            None | Some("") => return Ok(AgentsImage::Dev),
+            Some(v) => v,
+        };
+        match classify(value) {
+            Ok(image) => Ok(image),
+            Err(why) => bail!("AGENTS_IMAGE={value:?} is not usable: {why}"),
+        }
+    }
+
+    /// The `image:` string for the compose file (`None` in dev mode).
+    pub fn compose_image(&self) -> Option<String> {
+        match self {
+            AgentsImage::Dev => None,
+            AgentsImage::Release(version) => Some(format!(
+                "${{DISINTO_REGISTRY:-{DEFAULT_REGISTRY}}}/{AGENTS_REPOSITORY}:{version}"
+            )),
+            AgentsImage::Reference(reference) => Some(reference.clone()),
+        }
+    }
+
+    /// The reference Docker will actually use, with `DISINTO_REGISTRY` substituted.
+    pub fn resolved(&self, registry: &str) -> Option<String> {
+        match self {
+            AgentsImage::Dev => None,
+            AgentsImage::Release(version) => {
+                Some(format!("{registry}/{AGENTS_REPOSITORY}:{version}"))
+            }
+            AgentsImage::Reference(reference) => Some(reference.clone()),
+        }
+    }
+}
+
+impl fmt::Display for AgentsImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentsImage::Dev => f.write_str("dev (built from docker/agents/Dockerfile)"),
+            AgentsImage::Release(v) => write!(f, "release {v}"),
+            AgentsImage::Reference(r) => f.write_str(r),
+        }
+    }
+}
+
+/// Validates `DISINTO_REGISTRY` (registry host plus namespace, no tag) and returns it.
+pub fn parse_registry(value: Option<&str>) -> Result<String> {
+    let registry = match value {
+        None | Some("") => return Ok(DEFAULT_REGISTRY.to_string()),
+        Some(v) => v,
+    };
+    let probe = format!("{registry}/{AGENTS_REPOSITORY}:v0.0.0");
+    let ok = !registry.ends_with('/')
+        && ImgRef::new(&probe).is_ok_and(|r| r.tag() == Some("v0.0.0") && r.digest().is_none());
+    if !ok {
+        bail!(
+            "DISINTO_REGISTRY={registry:?} is not a registry and namespace: \
+             expected something like ghcr.io/disinto or 127.0.0.1:5000/disinto"
+        );
+    }
+    Ok(registry.to_string())
+}
+
+/// Parses a release version `vMAJOR.MINOR.PATCH[-PRE][+BUILD]` (semver with a leading `v`).
+pub fn parse_version(value: &str) -> Result<semver::Version> {
+    let Some(rest) = value.strip_prefix('v') else {
+        bail!("version {value:?} must start with 'v', like v0.1.1");
+    };
+    semver::Version::parse(rest).map_err(|e| {
+        anyhow::anyhow!("version {value:?} is not vMAJOR.MINOR.PATCH (semantic versioning): {e}")
+    })
+}
+
+fn looks_like_version(value: &str) -> bool {
+    let mut chars = value.chars();
+    chars.next() == Some('v')
+        && chars.next().is_some_and(|c| c.is_ascii_digit())
+        && !value.contains(['/', ':', '@'])
+}
+
+/// A person's words for the parser's error kinds that operators actually hit.
+fn describe(kind: Kind) -> String {
+    match kind {
+        Kind::PathInvalidChar | Kind::HostOrPathInvalidChar | Kind::PathComponentInvalidEnd => {
+            "repository names are lower-case letters and digits separated by '.', '_' or '-'"
+                .into()
+        }
+        Kind::PathMissing | Kind::HostOrPathMissing => "the repository name is missing".into(),
+        Kind::TagMissing | Kind::PortOrTagMissing => "the tag after ':' is empty".into(),
+        Kind::TagInvalidChar | Kind::PortOrTagInvalidChar | Kind::TagTooLong => {
+            "a tag is up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+                .into()
+        }
+        Kind::AlgorithmMissing
+        | Kind::EncodedMissing
+        | Kind::EncodingTooShort
+        | Kind::EncodedNonLowerHex
+        | Kind::EncodedInvalidChar
+        | Kind::OciRegisteredAlgorithmWrongDigestLength => {
+            "the digest must be sha256: followed by 64 lower-case hex digits".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn classify(value: &str) -> std::result::Result<AgentsImage, String> {
+    if value.trim() != value || value.chars().any(char::is_whitespace) {
+        return Err("it contains whitespace".into());
+    }
+    if looks_like_version(value) {
+        return match parse_version(value) {
+            Ok(_) => Ok(AgentsImage::Release(value.to_string())),
+            Err(e) => Err(format!(
+                "{e:#}; set a release version like v0.1.1 or a full image reference"
+            )),
+        };
+    }
+    let parsed = ImgRef::new(value).map_err(|e| {
+        format!(
+            "not a valid image reference ({} at byte {}); expected v0.1.1, \
+             ghcr.io/disinto/agents:v0.1.1 or ghcr.io/disinto/agents@sha256:<64 hex>",
+            describe(e.kind()),
+            e.index()
+        )
+    })?;
+    // distribution/reference caps tags at 128 characters; the parser crate allows more.
+    if parsed.tag().is_some_and(|t| t.len() > 128) {
+        return Err("its tag is longer than 128 characters".into());
+    }
+    match parsed.digest() {
+        Some(digest) => {
+            let digest = digest.to_str();
+            let hex = digest.strip_prefix("sha256:").unwrap_or("");
+            let lower_hex = hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+            if hex.len() != 64 || !lower_hex {
+                return Err(format!(
+                    "digest {digest:?} must be sha256: followed by 64 lower-case hex digits"
+                ));
+            }
+        }
+        None if parsed.tag().is_none() => {
+            return Err("it names no tag or digest; pin one, e.g. …/agents:v0.1.1".into());
+        }
+        None => {}
+    }
+    Ok(AgentsImage::Reference(value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn err(value: &str) -> String {
+        format!("{:#}", AgentsImage::parse(Some(value)).unwrap_err())
+    }
+
+    #[test]
+    fn unset_and_empty_mean_dev_mode() {
+        assert_eq!(AgentsImage::parse(None).unwrap(), AgentsImage::Dev);
+        assert_eq!(AgentsImage::parse(Some("")).unwrap(), AgentsImage::Dev);
+        assert_eq!(AgentsImage::Dev.compose_image(), None);
+    }
+
+    #[test]
+    fn bare_version_goes_through_the_registry_variable() {
+        let image = AgentsImage::parse(Some("v0.1.1")).unwrap();
+        assert_eq!(image, AgentsImage::Release("v0.1.1".into()));
+        assert_eq!(
+            image.compose_image().unwrap(),
+            "${DISINTO_REGISTRY:-ghcr.io/disinto}/agents:v0.1.1"
+        );
+        assert_eq!(
+            image.resolved("127.0.0.1:5000/disinto").unwrap(),
+            "127.0.0.1:5000/disinto/agents:v0.1.1"
+        );
+        let pre = AgentsImage::parse(Some("v1.0.0-rc.1")).unwrap();
+        assert_eq!(pre, AgentsImage::Release("v1.0.0-rc.1".into()));
+    }
+
+    #[test]
+    fn full_tag_reference_is_used_as_given() {
+        for value in [
+            "ghcr.io/disinto/agents:v0.1.1",
+            "127.0.0.1:5000/disinto/agents:v0.2.0",
+            "disinto-agents:dev",
+            "localhost/agents:latest",
+        ] {
+            let image = AgentsImage::parse(Some(value)).unwrap();
+            assert_eq!(image, AgentsImage::Reference(value.into()), "{value}");
+            assert_eq!(image.compose_image().unwrap(), value);
+            assert_eq!(image.resolved("ignored/ns").unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn digest_references_are_used_as_given() {
+        for value in [
+            format!("ghcr.io/disinto/agents@{DIGEST}"),
+            format!("ghcr.io/disinto/agents:v0.1.1@{DIGEST}"),
+        ] {
+            let image = AgentsImage::parse(Some(&value)).unwrap();
+            assert_eq!(image.compose_image().unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_one_line_errors_naming_the_variable() {
+        let long_tag = format!("ghcr.io/disinto/agents:{}", "a".repeat(129));
+        let bad = [
+            " v0.1.1",
+            "v0.1.1 ",
+            "v0.1.1\n",
+            "ghcr.io/disinto/agents:v0.1.1\nrm -rf /",
+            "ghcr.io/disinto/agents :v0.1.1",
+            "\t",
+            "ghcr.io/Disinto/agents:v0.1.1",
+            "ghcr.io/disinto/AGENTS:v0.1.1",
+            "ghcr.io/disinto/agents:",
+            "ghcr.io/disinto/agents:v0.1.1:extra",
+            "ghcr.io/disinto/agents@sha256:abc",
+            "ghcr.io/disinto/agents@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+            "ghcr.io/disinto/agents@md5:0123456789abcdef0123456789abcdef",
+            "ghcr.io/disinto/agents@",
+            "ghcr.io/disinto/agents",
+            "ghcr.io//agents:v1",
+            "/agents:v1",
+            "agents:-v1",
+            "ghcr.io/disinto/agents:.v1",
+            "v1.2",
+            "v1.2.3.4",
+            "v01.2.3",
+            "v1.2.x",
+            "ghcr.io/disinto/agents:v1;reboot",
+            "${DISINTO_REGISTRY}/agents:v1",
+            long_tag.as_str(),
+        ];
+        assert!(bad.len() >= 15);
+        for value in bad {
+            let message = err(value);
+            assert!(
+                message.starts_with(&format!("AGENTS_IMAGE={value:?}")),
+                "{value:?}: {message}"
+            );
+            assert!(!message.contains('\n'), "{value:?}: multi-line: {message}");
+        }
+    }
+
+    #[test]
+    fn error_messages_say_what_to_do() {
+        assert!(err("v1.2").contains("like v0.1.1"), "{}", err("v1.2"));
+        assert!(err("ghcr.io/disinto/agents").contains("no tag or digest"));
+        assert!(err("ghcr.io/disinto/agents@sha256:abc").contains("64 lower-case hex"));
+        assert!(err("v0.1.1 ").contains("whitespace"));
+        assert!(err("ghcr.io/Disinto/agents:v1").contains("not a valid image reference"));
+    }
+
+    #[test]
+    fn registry_defaults_and_validates() {
+        assert_eq!(parse_registry(None).unwrap(), "ghcr.io/disinto");
+        assert_eq!(parse_registry(Some("")).unwrap(), "ghcr.io/disinto");
+        assert_eq!(
+            parse_registry(Some("127.0.0.1:5000/disinto")).unwrap(),
+            "127.0.0.1:5000/disinto"
+        );
+        for bad in ["ghcr.io/Disinto", "ghcr.io/disinto/", "ghcr.io/x:tag", "a b"] {
+            let message = format!("{:#}", parse_registry(Some(bad)).unwrap_err());
+            assert!(message.starts_with("DISINTO_REGISTRY="), "{message}");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("v0.1.1").unwrap(), semver::Version::new(0, 1, 1));
+        for bad in ["1.2.3", "v1.2", "v1.2.3.4", "v01.2.3", "", "v1.2.3 ", "v 1.2.3"] {
+            assert!(parse_version(bad).is_err(), "{bad:?}");
+        }
+    }
+}

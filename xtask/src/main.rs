@@ -1,0 +1,51 @@
+//! `cargo xtask`: a flat dispatch to one module per command.
+//! Run `cargo xtask --help` for the list; each command's doc comment is its help text.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "disinto's build, release and test tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the factory's docker-compose.yml (pinned when AGENTS_IMAGE is set)
+    GenCompose(xtask::compose::GenCompose),
+    /// Provision the real bench (Docker, compose v2, base image, registry) and run every check
+    Test(xtask::test_cmd::Test),
+}
+
+fn try_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(xtask::project_root());
+    match cli.command {
+        Command::GenCompose(cmd) => cmd.run(&sh),
+        Command::Test(cmd) => cmd.run(&sh),
+    }
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,51 @@
+//! Golden tests: the generated compose file in both modes, pinned byte for byte.
+//! After an intended change, regenerate with `UPDATE_GOLDEN=1 cargo test --test golden`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use xtask::compose::{generate, ComposeInput};
+use xtask::settings::Settings;
+
+fn golden(name: &str, process: &[(&str, &str)]) {
+    let process: BTreeMap<String, String> = process
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let settings = Settings::from_maps(process, BTreeMap::new());
+    let text = generate(&ComposeInput::from_settings(&settings).unwrap()).unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        want == text,
+        "{} differs from the generated file:\n{}\nif the change is intended: UPDATE_GOLDEN=1 cargo test --test golden",
+        path.display(),
+        xtask::compose::diff_summary(&want, &text)
+    );
+}
+
+#[test]
+fn dev_mode() {
+    golden("compose-dev.yml", &[]);
+}
+
+#[test]
+fn pinned_release() {
+    golden("compose-pinned-release.yml", &[("AGENTS_IMAGE", "v0.1.1")]);
+}
+
+#[test]
+fn pinned_digest() {
+    golden(
+        "compose-pinned-digest.yml",
+        &[(
+            "AGENTS_IMAGE",
+            "ghcr.io/disinto/agents:v0.1.1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        )],
+    );
+}
