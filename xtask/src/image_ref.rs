@@ -110,8 +110,7 @@ fn looks_like_version(value: &str) -> bool {
 fn describe(kind: Kind) -> String {
     match kind {
         Kind::PathInvalidChar | Kind::HostOrPathInvalidChar | Kind::PathComponentInvalidEnd => {
-            "repository names are lower-case letters and digits separated by '.', '_' or '-'"
-                .into()
+            "repository names are lower-case letters and digits separated by '.', '_' or '-'".into()
         }
         Kind::PathMissing | Kind::HostOrPathMissing => "the repository name is missing".into(),
         Kind::TagMissing | Kind::PortOrTagMissing => "the tag after ':' is empty".into(),
@@ -292,7 +291,12 @@ mod tests {
             parse_registry(Some("127.0.0.1:5000/disinto")).unwrap(),
             "127.0.0.1:5000/disinto"
         );
-        for bad in ["ghcr.io/Disinto", "ghcr.io/disinto/", "ghcr.io/x:tag", "a b"] {
+        for bad in [
+            "ghcr.io/Disinto",
+            "ghcr.io/disinto/",
+            "ghcr.io/x:tag",
+            "a b",
+        ] {
             let message = format!("{:#}", parse_registry(Some(bad)).unwrap_err());
             assert!(message.starts_with("DISINTO_REGISTRY="), "{message}");
         }
@@ -300,8 +304,13 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(parse_version("v0.1.1").unwrap(), semver::Version::new(0, 1, 1));
-        for bad in ["1.2.3", "v1.2", "v1.2.3.4", "v01.2.3", "", "v1.2.3 ", "v 1.2.3"] {
+        assert_eq!(
+            parse_version("v0.1.1").unwrap(),
+            semver::Version::new(0, 1, 1)
+        );
+        for bad in [
+            "1.2.3", "v1.2", "v1.2.3.4", "v01.2.3", "", "v1.2.3 ", "v 1.2.3",
+        ] {
             assert!(parse_version(bad).is_err(), "{bad:?}");
         }
     }

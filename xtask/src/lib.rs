@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod compose;
+pub mod docker;
 pub mod fsx;
 pub mod image_ref;
 pub mod settings;

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "disinto's build, release and test tasks", version)]
+#[command(
+    name = "cargo xtask",
+    about = "disinto's build, release and test tasks",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

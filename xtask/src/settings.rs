@@ -42,8 +42,8 @@ impl Settings {
 
 /// Parses a `.env` file with the same rules Docker Compose applies (quotes, comments, `export`).
 pub fn parse_dotenv(path: &Path) -> Result<BTreeMap<String, String>> {
-    let iter = dotenvy::from_path_iter(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let iter =
+        dotenvy::from_path_iter(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut map = BTreeMap::new();
     for item in iter {
         let (key, value) = item.map_err(|e| {
@@ -66,7 +66,10 @@ mod tests {
         let process = BTreeMap::from([("AGENTS_IMAGE".to_string(), "v0.2.0".to_string())]);
         let dotenv = BTreeMap::from([
             ("AGENTS_IMAGE".to_string(), "v0.1.0".to_string()),
-            ("DISINTO_REGISTRY".to_string(), "127.0.0.1:5000/x".to_string()),
+            (
+                "DISINTO_REGISTRY".to_string(),
+                "127.0.0.1:5000/x".to_string(),
+            ),
         ]);
         let s = Settings::from_maps(process, dotenv);
         assert_eq!(s.get("AGENTS_IMAGE"), Some("v0.2.0"));
@@ -95,6 +98,9 @@ mod tests {
         let path = dir.path().join(".env");
         std::fs::write(&path, "AGENTS_IMAGE='v0.1.1\n").unwrap();
         let message = format!("{:#}", parse_dotenv(&path).unwrap_err());
-        assert!(message.contains(".env is not a valid .env file"), "{message}");
+        assert!(
+            message.contains(".env is not a valid .env file"),
+            "{message}"
+        );
     }
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Entrypoint of the agents image.
+#   run         (default) the agent loop: heartbeat + AGENT_CMD every POLL_INTERVAL seconds
+#   health      the HEALTHCHECK: succeeds while the heartbeat is fresh
+#   CMD ...     anything else runs once as `agent` (the runner's approved actions)
+# Started as root only to give the volumes to `agent`; everything else runs as uid 1000.
+set -euo pipefail
+
+# shellcheck source=../../lib/agent-loop.sh
+source /opt/disinto/lib/agent-loop.sh
+
+case "${1:-run}" in
+  health) exec disinto_health ;;
+esac
+
+if [ "$(id -u)" = 0 ]; then
+  disinto_prepare_volumes
+  # tini stays PID 1 (exec keeps the pid) and reaps whatever AGENT_CMD leaves behind.
+  exec setpriv --reuid=agent --regid=agent --init-groups \
+    env HOME=/home/agent USER=agent LOGNAME=agent \
+    tini -s -- "$0" "$@"
+fi
+
+case "${1:-run}" in
+  run) disinto_loop ;;
+  *) exec "$@" ;;
+esac
