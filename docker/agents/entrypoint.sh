@@ -10,7 +10,7 @@ set -euo pipefail
 source /opt/disinto/lib/agent-loop.sh
 
 case "${1:-run}" in
-  health) exec disinto_health ;;
+  health) disinto_health; exit ;;
 esac
 
 if [ "$(id -u)" = 0 ]; then

@@ -2,8 +2,10 @@
 //! A library too, so the end-to-end tests in `xtask/tests/` drive the same code the CLI runs.
 
 pub mod bench;
+pub mod check_volumes;
 pub mod compose;
 pub mod docker;
+pub mod dockerfile;
 pub mod fsx;
 pub mod image_ref;
 pub mod settings;

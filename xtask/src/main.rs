@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Generate the factory's docker-compose.yml (pinned when AGENTS_IMAGE is set)
     GenCompose(xtask::compose::GenCompose),
+    /// Fail when a Dockerfile VOLUME is not mounted at exactly its path by a service using it
+    CheckVolumes(xtask::check_volumes::CheckVolumes),
     /// Provision the real bench (Docker, compose v2, base image, registry) and run every check
     Test(xtask::test_cmd::Test),
 }
@@ -30,6 +32,7 @@ fn try_main() -> anyhow::Result<()> {
     sh.change_dir(xtask::project_root());
     match cli.command {
         Command::GenCompose(cmd) => cmd.run(&sh),
+        Command::CheckVolumes(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
     }
 }

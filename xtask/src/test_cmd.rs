@@ -5,6 +5,10 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::bench;
+use crate::check_volumes::check_file;
+use crate::compose::{generate, ComposeInput};
+use crate::fsx::TempDir;
+use crate::image_ref::AgentsImage;
 
 /// `cargo xtask test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,6 +29,7 @@ impl Test {
         )
         .run()
         .context("clippy found problems")?;
+        check_generated_volumes(sh)?;
         let filter = self.filter.as_slice();
         // End-to-end tests are #[ignore]d so a plain `cargo test` lists them as not run
         // rather than passing without Docker; here the bench is ready, so they all run.
@@ -36,4 +41,24 @@ impl Test {
         .context("tests failed")?;
         Ok(())
     }
+}
+
+/// check-volumes on the generated compose file in both modes (dev and pinned).
+fn check_generated_volumes(sh: &Shell) -> Result<()> {
+    let root = sh.current_dir();
+    let dir = TempDir::new("check-volumes")?;
+    for agents in [AgentsImage::Dev, AgentsImage::Release("v0.1.1".into())] {
+        let file = dir.path().join("docker-compose.yml");
+        let input = ComposeInput {
+            agents: agents.clone(),
+            agent_cli: None,
+        };
+        std::fs::write(&file, generate(&input)?)?;
+        let problems = check_file(&file, Some(&root), &root)?;
+        if let Some(first) = problems.first() {
+            anyhow::bail!("check-volumes on the generated file ({agents}): {first}");
+        }
+        eprintln!("check-volumes: generated file ({agents}): every VOLUME is mounted");
+    }
+    Ok(())
 }

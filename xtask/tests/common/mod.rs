@@ -58,3 +58,133 @@ pub fn xtask() -> Command {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &xtask::bench::random_token().unwrap()[..10])
 }
+
+/// Builds the agents image from this checkout (once per test binary) and returns its tag.
+pub fn agents_image() -> &'static str {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    const TAG: &str = "disinto-agents:e2e";
+    BUILT.get_or_init(|| {
+        ok(Command::new("docker")
+            .args(["build", "-q", "-f", "docker/agents/Dockerfile", "-t", TAG])
+            .args(["--build-arg", "VERSION=v0.0.0-e2e"])
+            .arg(".")
+            .current_dir(root()));
+    });
+    TAG
+}
+
+/// A compose project in its own directory, taken down with its volumes on drop.
+pub struct Project {
+    pub name: String,
+    pub dir: TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Project {
+    /// Generates the compose file for `agents_image` into a fresh factory directory.
+    pub fn new(prefix: &str, agents_image: &str) -> Project {
+        let dir = TempDir::new(prefix).unwrap();
+        let project = Project {
+            name: unique(prefix),
+            dir,
+            env: vec![],
+        };
+        project.generate(agents_image);
+        project
+    }
+
+    pub fn generate(&self, agents_image: &str) {
+        ok(xtask()
+            .args(["gen-compose", "--output"])
+            .arg(self.dir.path().join("docker-compose.yml"))
+            .env("AGENTS_IMAGE", agents_image)
+            .env_remove("AGENT_CLI_BIN"));
+    }
+
+    pub fn compose(&self) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose")
+            .arg("-p")
+            .arg(&self.name)
+            .arg("-f")
+            .arg(self.dir.path().join("docker-compose.yml"))
+            .current_dir(self.dir.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// The id of the running container of `service`.
+    pub fn container(&self, service: &str) -> String {
+        ok(self.compose().args(["ps", "-q", service]))
+            .trim()
+            .to_string()
+    }
+
+    /// All containers of the project, running or not.
+    pub fn all_containers(&self) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        ok(Command::new("docker").args(["ps", "-aq", "--filter", &label]))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self
+            .compose()
+            .args([
+                "--profile",
+                "*",
+                "down",
+                "-v",
+                "--remove-orphans",
+                "-t",
+                "1",
+            ])
+            .output();
+    }
+}
+
+/// Waits until the container's health status is `healthy` (panics after `limit`).
+pub fn wait_healthy(container: &str, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let status = ok(Command::new("docker").args([
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            container,
+        ]));
+        if status.trim() == "healthy" {
+            return;
+        }
+        if start.elapsed() > limit {
+            let logs = output(Command::new("docker").args(["logs", "--tail", "20", container]));
+            panic!(
+                "{container} is {} after {limit:?}:\n{}{}",
+                status.trim(),
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// Mounts of `container` that are anonymous volumes (a volume named by 64 hex digits).
+pub fn anonymous_mounts(container: &str) -> Vec<String> {
+    let json =
+        ok(Command::new("docker").args(["inspect", "--format", "{{json .Mounts}}", container]));
+    let mounts: Vec<serde_yaml::Value> = serde_yaml::from_str(&json).unwrap();
+    mounts
+        .iter()
+        .filter(|m| m["Type"].as_str() == Some("volume"))
+        .filter_map(|m| m["Name"].as_str())
+        .filter(|name| name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(|name| format!("{container}: anonymous volume {name}"))
+        .collect()
+}

@@ -1,0 +1,124 @@
+//! End-to-end: the agents image's build. Its context is a few files (never target/), a
+//! change under bin/ reuses the package layers, and release metadata is on the image.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use xtask::docker::{parse_build_steps, parse_context_size};
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn build(context: &std::path::Path, tag: &str) -> String {
+    // The classic builder's log names each step and says when it is cached.
+    ok(Command::new("docker")
+        .args(["build", "-f", "docker/agents/Dockerfile", "-t", tag, "."])
+        .env("DOCKER_BUILDKIT", "0")
+        .current_dir(context))
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn editing_bin_reuses_the_package_layers_and_the_context_stays_small() {
+    let _sh = bench();
+    let ctx = TempDir::new("e2e-cache").unwrap();
+    for dir in ["docker", "lib", "bin"] {
+        copy_tree(&root().join(dir), &ctx.path().join(dir));
+    }
+    std::fs::copy(
+        root().join(".dockerignore"),
+        ctx.path().join(".dockerignore"),
+    )
+    .unwrap();
+    // A fat target/ directory, as every contributor's checkout has: it must not be sent.
+    std::fs::create_dir_all(ctx.path().join("target")).unwrap();
+    std::fs::write(ctx.path().join("target/big"), vec![7u8; 8 << 20]).unwrap();
+
+    let tag = format!("disinto-agents:{}", unique("cache-"));
+    let first = build(ctx.path(), &tag);
+    let size = parse_context_size(&first).expect("the build log states the context size");
+    assert!(size < 2_000_000, "build context is {size} bytes:\n{first}");
+
+    let launcher = ctx.path().join("bin/disinto");
+    let mut text = std::fs::read_to_string(&launcher).unwrap();
+    text.push_str("# an edit\n");
+    std::fs::write(&launcher, text).unwrap();
+    let second = build(ctx.path(), &tag);
+    let steps = parse_build_steps(&second);
+    let step = |prefix: &str| {
+        steps
+            .iter()
+            .find(|s| s.instruction.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no step {prefix}:\n{second}"))
+    };
+    assert!(
+        step("RUN apt-get update").cached,
+        "packages rebuilt:\n{second}"
+    );
+    assert!(step("RUN groupadd").cached, "user layer rebuilt:\n{second}");
+    assert!(
+        !step("COPY bin/").cached,
+        "the edit was not picked up:\n{second}"
+    );
+    let _ = output(Command::new("docker").args(["rmi", &tag]));
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn release_metadata_is_on_the_image_and_inside_the_container() {
+    let _sh = bench();
+    let image = agents_image();
+    let labels = ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        image,
+    ]));
+    let labels: serde_yaml::Value = serde_yaml::from_str(&labels).unwrap();
+    assert_eq!(
+        labels["org.opencontainers.image.version"].as_str(),
+        Some("v0.0.0-e2e")
+    );
+    for key in ["revision", "created", "source"] {
+        let key = format!("org.opencontainers.image.{key}");
+        assert!(
+            labels[key.as_str()].as_str().is_some_and(|v| !v.is_empty()),
+            "{key}"
+        );
+    }
+    let volumes = ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Volumes}}",
+        image,
+    ]));
+    let volumes: std::collections::BTreeMap<String, serde_yaml::Value> =
+        serde_yaml::from_str(&volumes).unwrap();
+    let declared: Vec<&str> = volumes.keys().map(String::as_str).collect();
+    assert_eq!(
+        declared,
+        [
+            "/home/agent/data",
+            "/home/agent/disinto/projects",
+            "/home/agent/disinto/state",
+            "/home/agent/repos"
+        ]
+    );
+    let version =
+        ok(Command::new("docker").args(["run", "--rm", image, "printenv", "DISINTO_VERSION"]));
+    assert_eq!(version.trim(), "v0.0.0-e2e");
+}
