@@ -6,10 +6,14 @@ pub mod check_volumes;
 pub mod compose;
 pub mod docker;
 pub mod dockerfile;
+pub mod factory;
+pub mod formula;
 pub mod fsx;
 pub mod image_ref;
+pub mod release;
 pub mod settings;
 pub mod test_cmd;
+pub mod time;
 
 use std::path::{Path, PathBuf};
 

@@ -12,6 +12,9 @@ use clap::{Parser, Subcommand};
     version
 )]
 struct Cli {
+    /// Work on the disinto checkout in DIR [default: the one this xtask was built from]
+    #[arg(short = 'C', long = "directory", value_name = "DIR", global = true)]
+    directory: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,6 +25,10 @@ enum Command {
     GenCompose(xtask::compose::GenCompose),
     /// Fail when a Dockerfile VOLUME is not mounted at exactly its path by a service using it
     CheckVolumes(xtask::check_volumes::CheckVolumes),
+    /// Release the agents image: run formulas/release.toml step by step (resumable)
+    Release(xtask::release::Release),
+    /// Push ${DISINTO_REGISTRY}/agents:vX.Y.Z alone (the release's push-image step)
+    Push(xtask::release::Push),
     /// Provision the real bench (Docker, compose v2, base image, registry) and run every check
     Test(xtask::test_cmd::Test),
 }
@@ -29,10 +36,17 @@ enum Command {
 fn try_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sh = xshell::Shell::new()?;
-    sh.change_dir(xtask::project_root());
+    let root = match cli.directory {
+        Some(dir) if !dir.is_dir() => anyhow::bail!("-C {}: no such directory", dir.display()),
+        Some(dir) => dir,
+        None => xtask::project_root(),
+    };
+    sh.change_dir(root);
     match cli.command {
         Command::GenCompose(cmd) => cmd.run(&sh),
         Command::CheckVolumes(cmd) => cmd.run(&sh),
+        Command::Release(cmd) => cmd.run(&sh),
+        Command::Push(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
     }
 }

@@ -1,0 +1,169 @@
+//! The release formula (`formulas/release.toml`): parsed, and held to the implemented steps.
+//! The file is the source of truth for order; the code must implement exactly its steps.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The release steps this program implements, in the order they must run.
+pub const IMPLEMENTED: [&str; 8] = [
+    "preflight",
+    "tag-main",
+    "push-mirrors",
+    "build-image",
+    "tag-image",
+    "push-image",
+    "restart-agents",
+    "commit-result",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Formula {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+}
+
+impl Formula {
+    /// Parses and validates; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Formula> {
+        let formula: Formula = toml::from_str(text).map_err(|e| {
+            // toml's messages can span lines; an error here is one line.
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(line) => anyhow::anyhow!("{origin}:{line}: {message}"),
+                None => anyhow::anyhow!("{origin}: {message}"),
+            }
+        })?;
+        formula
+            .validate()
+            .with_context(|| format!("{origin} does not match the release implementation"))?;
+        Ok(formula)
+    }
+
+    pub fn load(path: &Path) -> Result<Formula> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the release formula {}", path.display()))?;
+        Formula::parse(&text, &path.display().to_string())
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        for step in &self.steps {
+            if !seen.insert(step.id.as_str()) {
+                bail!("step id {:?} appears twice", step.id);
+            }
+            if !IMPLEMENTED.contains(&step.id.as_str()) {
+                bail!(
+                    "step {:?} has no implementation (known steps: {})",
+                    step.id,
+                    IMPLEMENTED.join(", ")
+                );
+            }
+            if step.title.trim().is_empty() || step.description.trim().is_empty() {
+                bail!("step {:?} needs a title and a description", step.id);
+            }
+        }
+        if let Some(missing) = IMPLEMENTED.iter().find(|id| !seen.contains(**id)) {
+            bail!("implemented step {missing:?} is missing from the formula");
+        }
+        let ids: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
+        if ids != IMPLEMENTED {
+            bail!(
+                "steps are out of order: {} (expected {})",
+                ids.join(" → "),
+                IMPLEMENTED.join(" → ")
+            );
+        }
+        Ok(())
+    }
+
+    pub fn ids(&self) -> Vec<&str> {
+        self.steps.iter().map(|s| s.id.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> String {
+        std::fs::read_to_string(crate::project_root().join("formulas/release.toml")).unwrap()
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Formula::parse(text, "release.toml").unwrap_err())
+    }
+
+    #[test]
+    fn the_committed_formula_matches_the_implementation() {
+        let formula = Formula::parse(&file(), "formulas/release.toml").unwrap();
+        assert_eq!(formula.ids(), IMPLEMENTED);
+        assert_eq!(formula.name, "release");
+    }
+
+    #[test]
+    fn unknown_step_is_refused() {
+        let text = file().replace("id = \"push-mirrors\"", "id = \"push-mirror\"");
+        let e = err(&text);
+        assert!(
+            e.contains("step \"push-mirror\" has no implementation"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
+    fn duplicate_id_is_refused() {
+        let text = file().replace("id = \"push-mirrors\"", "id = \"tag-main\"");
+        assert!(err(&text).contains("step id \"tag-main\" appears twice"));
+    }
+
+    #[test]
+    fn missing_step_is_refused() {
+        let text = file();
+        let start = text.find("[[steps]]\nid = \"push-image\"").unwrap();
+        let end = text[start + 1..].find("[[steps]]").unwrap() + start + 1;
+        let text = format!("{}{}", &text[..start], &text[end..]);
+        assert!(
+            err(&text).contains("step \"push-image\" is missing"),
+            "{}",
+            err(&text)
+        );
+    }
+
+    #[test]
+    fn order_is_enforced() {
+        let text = file()
+            .replace("id = \"tag-image\"", "id = \"TMP\"")
+            .replace("id = \"build-image\"", "id = \"tag-image\"")
+            .replace("id = \"TMP\"", "id = \"build-image\"");
+        assert!(err(&text).contains("out of order"), "{}", err(&text));
+    }
+
+    #[test]
+    fn bad_toml_and_unknown_fields_name_the_line() {
+        let e = err("name = \"release\"\n[[steps]\n");
+        assert!(e.starts_with("release.toml:2:"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let e = err("name = \"release\"\nsteps = []\ncolour = 1\n");
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let e = err("name = \"release\"\n[[steps]]\nid = \"preflight\"\n");
+        assert!(e.contains("missing field `title`"), "{e}");
+    }
+}

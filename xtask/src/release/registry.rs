@@ -1,0 +1,296 @@
+//! Talking to the image registry: a logged-in session in a throwaway Docker client config,
+//! remote manifest lookups, and pushes with retries. The token only travels on stdin.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::docker;
+use crate::fsx::TempDir;
+
+/// What the registry holds under a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The manifest digest (what `image@sha256:...` pins).
+    pub digest: String,
+    /// The config digest, equal to the local image id of the same image.
+    pub config: String,
+}
+
+/// Registry credentials: a user and a token, from the environment.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials {{ user: {:?}, token: *** }}", self.user)
+    }
+}
+
+impl Credentials {
+    /// `GITHUB_ACTOR` and `GITHUB_TOKEN`, or a one-line error saying what to set.
+    pub fn from_env(host: &str) -> Result<Credentials> {
+        let token = std::env::var("GITHUB_TOKEN").unwrap_or_default();
+        if token.trim().is_empty() {
+            bail!(
+                "GITHUB_TOKEN is not set: a token with packages:write is needed to push to {host} (docs/release.md)"
+            );
+        }
+        let user = std::env::var("GITHUB_ACTOR").unwrap_or_default();
+        if user.trim().is_empty() {
+            bail!("GITHUB_ACTOR is not set: set it to the user the token belongs to");
+        }
+        Ok(Credentials { user, token })
+    }
+}
+
+/// A logged-in registry session; its Docker config directory is deleted on drop, so the
+/// credential never outlives the command.
+pub struct Session {
+    pub host: String,
+    config: TempDir,
+}
+
+impl Session {
+    pub fn login(host: &str, credentials: &Credentials) -> Result<Session> {
+        let config = TempDir::new("docker-config")?;
+        retry(&format!("docker login {host}"), || {
+            docker::login(config.path(), host, &credentials.user, &credentials.token)
+        })?;
+        Ok(Session {
+            host: host.to_string(),
+            config,
+        })
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.config.path()
+    }
+
+    /// What the registry holds under `reference`, or `None` when it holds nothing there.
+    pub fn inspect(&self, sh: &Shell, reference: &str) -> Result<Option<Remote>> {
+        retry(&format!("looking up {reference}"), || {
+            inspect_once(sh, self.config_dir(), reference)
+        })
+    }
+
+    /// `docker push reference`, retried with backoff on transient failures.
+    pub fn push(&self, sh: &Shell, reference: &str) -> Result<()> {
+        let config = self.config_dir();
+        retry(&format!("docker push {reference}"), || {
+            let out = cmd!(sh, "docker push {reference}")
+                .env("DOCKER_CONFIG", config)
+                .quiet()
+                .ignore_status()
+                .output()?;
+            if out.status.success() {
+                return Ok(());
+            }
+            bail!("{}", last_line(&out.stderr))
+        })
+    }
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("no output")
+        .to_string()
+}
+
+/// Plain HTTP is only ever allowed to loopback registries, as Docker itself does.
+fn is_loopback(reference: &str) -> bool {
+    let host = docker::registry_host(reference);
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name == "localhost"
+        || name == "[::1]"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn inspect_once(sh: &Shell, config: &Path, reference: &str) -> Result<Option<Remote>> {
+    let insecure = is_loopback(reference).then_some("--insecure");
+    let out = cmd!(sh, "docker manifest inspect {insecure...} -v {reference}")
+        .env("DOCKER_CONFIG", config)
+        .quiet()
+        .ignore_status()
+        .output()?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("no such manifest") || stderr.contains("manifest unknown") {
+            return Ok(None);
+        }
+        bail!("{}", last_line(&out.stderr));
+    }
+    parse_manifest_inspect(&String::from_utf8_lossy(&out.stdout)).map(Some)
+}
+
+/// Reads the manifest and config digests from `docker manifest inspect -v` output.
+pub fn parse_manifest_inspect(json: &str) -> Result<Remote> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).context("docker manifest inspect printed no JSON")?;
+    // A multi-platform index prints a list; ours are single-platform, take the first.
+    let entry = match &value {
+        serde_json::Value::Array(items) => items.first().cloned().unwrap_or_default(),
+        other => other.clone(),
+    };
+    let digest = entry["Descriptor"]["digest"]
+        .as_str()
+        .context("no Descriptor.digest in docker manifest inspect output")?;
+    let manifest = ["SchemaV2Manifest", "OCIManifest"]
+        .iter()
+        .map(|k| &entry[*k])
+        .find(|m| !m.is_null())
+        .context("no image manifest in docker manifest inspect output")?;
+    let config = manifest["config"]["digest"]
+        .as_str()
+        .context("no config digest in the manifest")?;
+    Ok(Remote {
+        digest: digest.to_string(),
+        config: config.to_string(),
+    })
+}
+
+/// Whether a registry error is worth retrying: the network or the server, not the request.
+pub fn is_transient(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    let permanent = [
+        "denied",
+        "unauthorized",
+        "authentication required",
+        "forbidden",
+        "name unknown",
+        "invalid reference",
+    ];
+    if permanent.iter().any(|p| m.contains(p)) {
+        return false;
+    }
+    let transient = [
+        "connection refused",
+        "connection reset",
+        "timeout",
+        "timed out",
+        "eof",
+        "tls handshake",
+        "no route to host",
+        "temporary failure",
+        "500 internal",
+        "502 bad gateway",
+        "503 service",
+        "504 gateway",
+        "too many requests",
+        "broken pipe",
+    ];
+    transient.iter().any(|t| m.contains(t))
+}
+
+/// Attempts before giving up on a transient failure (`DISINTO_PUSH_ATTEMPTS`, default 4).
+fn attempts() -> u32 {
+    std::env::var("DISINTO_PUSH_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(4)
+}
+
+/// Runs `f` until it succeeds, fails permanently, or runs out of attempts (1s, 2s, 4s, ...).
+pub fn retry<T>(what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let attempts = attempts();
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1..=attempts {
+        match f() {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                let message = format!("{e:#}");
+                if !is_transient(&message) || attempt == attempts {
+                    let tried = if attempt > 1 {
+                        format!(" (after {attempt} attempts)")
+                    } else {
+                        String::new()
+                    };
+                    bail!("{what} failed{tried}: {message}");
+                }
+                eprintln!(
+                    "  {what}: {message}; retrying in {}s ({attempt}/{attempts})",
+                    delay.as_secs()
+                );
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_inspect_output_is_parsed() {
+        let json = r#"{"Ref":"127.0.0.1:5999/x/base:v1","Descriptor":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:df7b","size":528},
+            "SchemaV2Manifest":{"schemaVersion":2,"config":{"digest":"sha256:0f1e"},"layers":[]}}"#;
+        let remote = parse_manifest_inspect(json).unwrap();
+        assert_eq!(remote.digest, "sha256:df7b");
+        assert_eq!(remote.config, "sha256:0f1e");
+        let oci = format!("[{}]", json.replace("SchemaV2Manifest", "OCIManifest"));
+        assert_eq!(parse_manifest_inspect(&oci).unwrap(), remote);
+        assert!(parse_manifest_inspect("{}").is_err());
+        assert!(parse_manifest_inspect("not json").is_err());
+    }
+
+    #[test]
+    fn transient_failures_are_told_apart() {
+        for m in [
+            "dial tcp 127.0.0.1:5000: connect: connection refused",
+            "net/http: TLS handshake timeout",
+            "received unexpected HTTP status: 503 Service Unavailable",
+            "unexpected EOF",
+        ] {
+            assert!(is_transient(m), "{m}");
+        }
+        for m in [
+            "denied: requested access to the resource is denied",
+            "unauthorized: authentication required",
+            "tag does not exist",
+        ] {
+            assert!(!is_transient(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn retry_stops_at_a_permanent_failure() {
+        let mut calls = 0;
+        let r: Result<()> = retry("x", || {
+            calls += 1;
+            bail!("denied: no")
+        });
+        assert_eq!(calls, 1);
+        assert_eq!(format!("{:#}", r.unwrap_err()), "x failed: denied: no");
+    }
+
+    #[test]
+    fn loopback_registries_only_get_plain_http() {
+        assert!(is_loopback("127.0.0.1:5000/disinto/agents:v1"));
+        assert!(is_loopback("localhost:5000/agents:v1"));
+        assert!(!is_loopback("ghcr.io/disinto/agents:v1"));
+        assert!(!is_loopback("127.example.com/agents:v1"));
+    }
+
+    #[test]
+    fn credentials_never_print_the_token() {
+        let c = Credentials {
+            user: "me".into(),
+            token: "s3cr3t".into(),
+        };
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+}
