@@ -148,6 +148,7 @@ pub(crate) struct Ctx<'a> {
     /// The steps this invocation runs.
     selected: Vec<String>,
     session: Option<Session>,
+    dry_run_logged_in: bool,
     image_id: Option<String>,
     digest: Option<String>,
     git_sha: String,
@@ -169,6 +170,7 @@ impl<'a> Ctx<'a> {
             local_tag: format!("disinto-agents:{}", opts.version),
             selected: vec![],
             session: None,
+            dry_run_logged_in: false,
             image_id: None,
             digest: None,
             git_sha: String::new(),
@@ -368,12 +370,14 @@ impl Release {
                     finished: Some(now_rfc3339()),
                 },
             );
-            if !self.dry_run {
+            // A failed preflight changed nothing: leave no progress behind either.
+            let nothing_done = id == "preflight" && result.is_err();
+            if !self.dry_run && !nothing_done {
                 save_progress(&progress_path, &progress)?;
             }
             if let Err(e) = result {
-                if self.dry_run {
-                    return Err(e.context(format!("step {id}")));
+                if self.dry_run || nothing_done {
+                    return Err(e);
                 }
                 return Err(e.context(format!(
                     "step {id} failed; fix the cause and run `cargo xtask release {}` again to resume from it",

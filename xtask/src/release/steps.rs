@@ -202,8 +202,12 @@ fn registry_ready(ctx: &mut Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
-fn print_login(ctx: &Ctx<'_>, host: &str) {
-    let _ = ctx;
+/// In a dry run, prints the login once, where the real run logs in (it keeps the session).
+fn print_login(ctx: &mut Ctx<'_>, host: &str) {
+    if ctx.dry_run_logged_in {
+        return;
+    }
+    ctx.dry_run_logged_in = true;
     println!("$ export DOCKER_CONFIG=$(mktemp -d)   # throwaway, removed afterwards");
     println!("$ printf '%s' \"$GITHUB_TOKEN\" | docker login {host} --username \"$GITHUB_ACTOR\" --password-stdin   # token: ***");
 }

@@ -188,3 +188,113 @@ pub fn anonymous_mounts(container: &str) -> Vec<String> {
         .map(|name| format!("{container}: anonymous volume {name}"))
         .collect()
 }
+
+/// Copies a directory tree (files and directories only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `git` with a fixed identity, so commits work on any machine.
+pub fn git(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "disinto test")
+        .env("GIT_AUTHOR_EMAIL", "test@disinto.invalid")
+        .env("GIT_COMMITTER_NAME", "disinto test")
+        .env("GIT_COMMITTER_EMAIL", "test@disinto.invalid");
+    cmd
+}
+
+/// A disinto checkout of its own (the files a release needs), with a bare `origin` and a
+/// bare `mirror` remote, all in one temp dir.
+pub struct Checkout {
+    pub tmp: TempDir,
+}
+
+impl Checkout {
+    pub fn new(version: &str) -> Checkout {
+        let tmp = TempDir::new("checkout").unwrap();
+        let work = tmp.path().join("work");
+        for dir in ["docker", "lib", "bin", "formulas"] {
+            copy_tree(&root().join(dir), &work.join(dir));
+        }
+        std::fs::copy(root().join(".dockerignore"), work.join(".dockerignore")).unwrap();
+        std::fs::write(work.join(".gitignore"), "/target\n/docker-compose.yml\n").unwrap();
+        std::fs::write(
+            work.join("VERSION"),
+            format!("{}\n", version.trim_start_matches('v')),
+        )
+        .unwrap();
+        for bare in ["origin.git", "mirror.git"] {
+            ok(git(tmp.path()).args(["init", "--quiet", "--bare", bare]));
+        }
+        ok(git(&work).args(["init", "--quiet", "-b", "main"]));
+        ok(git(&work).args(["add", "-A"]));
+        ok(git(&work).args(["commit", "--quiet", "-m", "initial"]));
+        ok(git(&work)
+            .args(["remote", "add", "origin"])
+            .arg(tmp.path().join("origin.git")));
+        ok(git(&work)
+            .args(["remote", "add", "mirror"])
+            .arg(tmp.path().join("mirror.git")));
+        ok(git(&work).args(["push", "--quiet", "-u", "origin", "main"]));
+        Checkout { tmp }
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.tmp.path().join("work")
+    }
+
+    pub fn bare(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(format!("{name}.git"))
+    }
+
+    /// Sets VERSION and commits it, as a release starts.
+    pub fn bump(&self, version: &str) {
+        let work = self.work();
+        std::fs::write(
+            work.join("VERSION"),
+            format!("{}\n", version.trim_start_matches('v')),
+        )
+        .unwrap();
+        ok(git(&work).args(["commit", "--quiet", "-am", &format!("version {version}")]));
+        ok(git(&work).args(["push", "--quiet", "origin", "main"]));
+    }
+
+    /// The xtask binary working on this checkout (`-C`), with git's test identity.
+    pub fn xtask(&self) -> Command {
+        let identity = git(&self.work());
+        let mut x = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        x.arg("-C").arg(self.work()).current_dir(self.work());
+        for (k, v) in identity.get_envs() {
+            if let Some(v) = v {
+                x.env(k, v);
+            }
+        }
+        x
+    }
+
+    pub fn head(&self) -> String {
+        ok(git(&self.work()).args(["rev-parse", "HEAD"]))
+            .trim()
+            .to_string()
+    }
+
+    /// `refs/tags/*` of a repository (the work tree or a bare remote), as `sha ref` lines.
+    pub fn tags(dir: &Path) -> String {
+        ok(git(dir).args([
+            "for-each-ref",
+            "refs/tags",
+            "--format=%(objectname) %(refname)",
+        ]))
+    }
+}

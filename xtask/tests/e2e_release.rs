@@ -1,0 +1,363 @@
+//! End-to-end: `cargo xtask release` on a real engine, a local htpasswd registry and local
+//! bare git remotes. Two releases, a registry outage mid-release, re-release refusal, and
+//! the token nowhere to be found afterwards.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+use xtask::bench::Registry;
+
+struct Bench {
+    checkout: Checkout,
+    registry: Registry,
+    factory: TempDir,
+    client_config: TempDir,
+    project: String,
+    transcript: String,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let sh = bench();
+        let registry = Registry::start(&sh).unwrap();
+        let factory = TempDir::new("factory").unwrap();
+        std::fs::create_dir_all(factory.path().join("projects")).unwrap();
+        Bench {
+            checkout: Checkout::new("v0.1.0"),
+            registry,
+            factory,
+            client_config: TempDir::new("client-config").unwrap(),
+            project: unique("rel"),
+            transcript: String::new(),
+        }
+    }
+
+    fn release(&mut self, args: &[&str]) -> Output {
+        let mut cmd = self.checkout.xtask();
+        cmd.arg("release")
+            .args(args)
+            .args(["--no-pull", "--cache", "--factory"])
+            .arg(self.factory.path())
+            .env("DISINTO_REGISTRY", self.registry.namespace())
+            .env("GITHUB_TOKEN", &self.registry.password)
+            .env("GITHUB_ACTOR", &self.registry.user)
+            .env("DISINTO_MIRRORS", "mirror, not-a-remote")
+            .env("DISINTO_PUSH_ATTEMPTS", "2")
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("DOCKER_CONFIG", self.client_config.path())
+            .env_remove("AGENTS_IMAGE");
+        let out = output(&mut cmd);
+        self.transcript
+            .push_str(&String::from_utf8_lossy(&out.stdout));
+        self.transcript
+            .push_str(&String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn release_ok(&mut self, args: &[&str]) -> String {
+        let out = self.release(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "release {args:?} failed:\n{text}");
+        text
+    }
+
+    /// What the registry holds under `tag`, looked up with a login of the test's own.
+    fn remote(&self, tag: &str) -> Option<xtask::release::registry::Remote> {
+        let creds = xtask::release::registry::Credentials {
+            user: self.registry.user.clone(),
+            token: self.registry.password.clone(),
+        };
+        let session =
+            xtask::release::registry::Session::login(&self.registry.addr, &creds).unwrap();
+        let sh = xshell::Shell::new().unwrap();
+        session
+            .inspect(&sh, &format!("{}/agents:{tag}", self.registry.namespace()))
+            .unwrap()
+    }
+
+    fn image_id(reference: &str) -> String {
+        ok(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", reference]))
+            .trim()
+            .to_string()
+    }
+
+    fn record(&self, version: &str) -> serde_json::Value {
+        let path = self.checkout.work().join(format!("release/{version}.json"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let file = self.factory.path().join("docker-compose.yml");
+        if file.exists() {
+            let _ = Command::new("docker")
+                .args(["compose", "-p", &self.project, "-f"])
+                .arg(&file)
+                .args(["down", "-v", "-t", "1"])
+                .output();
+        }
+        let ns = self.registry.namespace();
+        for tag in ["v0.1.0", "v0.2.0", "latest"] {
+            let _ = Command::new("docker")
+                .args(["rmi", &format!("{ns}/agents:{tag}")])
+                .output();
+        }
+    }
+}
+
+/// Fails if `token` appears in any file under `dir`.
+fn assert_not_in_files(dir: &Path, token: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            assert_not_in_files(&path, token);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(token), "the token is in {}", path.display());
+        }
+    }
+}
+
+fn assert_token_nowhere(b: &Bench) {
+    let token = &b.registry.password;
+    assert!(
+        !b.transcript.contains(token.as_str()),
+        "the token is in the output"
+    );
+    assert_not_in_files(&b.checkout.work().join("release"), token);
+    assert_not_in_files(&b.checkout.work().join("target"), token);
+    assert_not_in_files(b.client_config.path(), token);
+    if let Some(home) = std::env::var_os("HOME") {
+        assert_not_in_files(&Path::new(&home).join(".docker"), token);
+    }
+    // No throwaway Docker config of a session may be left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("disinto-docker-config-")
+        })
+        .map(|e| e.path())
+        .collect();
+    for dir in &leftovers {
+        assert_not_in_files(dir, token);
+    }
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn two_releases_upgrade_the_factory_and_a_third_is_refused() {
+    let mut b = Bench::new();
+    let out = b.release_ok(&["v0.1.0"]);
+    assert!(
+        out.contains("mirror not-a-remote is not a git remote"),
+        "{out}"
+    );
+
+    b.checkout.bump("v0.2.0");
+    b.release_ok(&["v0.2.0"]);
+
+    // The registry: both versions and latest, latest being v0.2.0.
+    let v1 = b.remote("v0.1.0").expect("v0.1.0 in the registry");
+    let v2 = b.remote("v0.2.0").expect("v0.2.0 in the registry");
+    let latest = b.remote("latest").expect("latest in the registry");
+    assert_ne!(v1.digest, v2.digest);
+    assert_eq!(latest.digest, v2.digest);
+    let v2_ref = format!("{}/agents:v0.2.0", b.registry.namespace());
+    assert_eq!(v2.config, Bench::image_id(&v2_ref));
+
+    // The record holds what the registry reports, and every step in order.
+    let record = b.record("v0.2.0");
+    assert_eq!(record["digest"].as_str(), Some(v2.digest.as_str()));
+    assert_eq!(record["image"].as_str(), Some(v2_ref.as_str()));
+    let steps: Vec<(&str, &str)> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps.len(), 8);
+    assert!(
+        steps.iter().all(|(_, status)| *status == "done"),
+        "{steps:?}"
+    );
+    assert!(record["steps"][0]["started"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+
+    // Tags on origin and the mirror; the record committed and pushed to origin.
+    for remote in ["origin", "mirror"] {
+        let tags = Checkout::tags(&b.checkout.bare(remote));
+        assert!(
+            tags.contains("refs/tags/v0.1.0") && tags.contains("refs/tags/v0.2.0"),
+            "{remote}: {tags}"
+        );
+    }
+    let origin_main = ok(git(&b.checkout.bare("origin")).args(["rev-parse", "main"]));
+    assert_eq!(origin_main.trim(), b.checkout.head());
+    let log = ok(git(&b.checkout.work()).args(["log", "-1", "--format=%s"]));
+    assert_eq!(log.trim(), "release: record v0.2.0");
+
+    // The factory runs v0.2.0.
+    let id = ok(Command::new("docker")
+        .args(["compose", "-p", &b.project, "-f"])
+        .arg(b.factory.path().join("docker-compose.yml"))
+        .args(["ps", "-q", "agents"]))
+    .trim()
+    .to_string();
+    let running = ok(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{.Config.Image}} {{.Image}}",
+        &id,
+    ]));
+    assert_eq!(running.trim(), format!("{v2_ref} {}", v2.config));
+    wait_healthy(&id, Duration::from_secs(60));
+
+    // Re-releasing refuses before anything changes.
+    let head = b.checkout.head();
+    let tags = Checkout::tags(&b.checkout.work());
+    let out = b.release(&["v0.2.0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("v0.2.0 is already released"), "{stderr}");
+    assert_eq!(b.checkout.head(), head);
+    assert_eq!(Checkout::tags(&b.checkout.work()), tags);
+
+    // A fresh clone (no progress file) is refused by preflight, naming the tag.
+    let progress = b.checkout.work().join("target/release-progress");
+    std::fs::remove_dir_all(&progress).unwrap();
+    let out = b.release(&["v0.1.0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].starts_with("error: preflight: "), "{stderr}");
+    assert!(errors[0].contains("tag v0.1.0 already exists"), "{stderr}");
+    assert!(
+        !progress.exists(),
+        "a failed preflight left progress behind"
+    );
+    assert_eq!(b.checkout.head(), head);
+
+    assert_token_nowhere(&b);
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn a_registry_outage_during_push_resumes_without_retagging_or_rebuilding() {
+    let mut b = Bench::new();
+    b.release_ok(&[
+        "v0.1.0",
+        "--skip",
+        "push-image",
+        "--skip",
+        "restart-agents",
+        "--skip",
+        "commit-result",
+    ]);
+    let tag_before = Checkout::tags(&b.checkout.work());
+    let image_before = Bench::image_id("disinto-agents:v0.1.0");
+
+    b.registry.stop();
+    let out = b.release(&["v0.1.0", "--skip", "restart-agents"]);
+    assert!(
+        !out.status.success(),
+        "release succeeded with the registry down"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr.lines().last().unwrap();
+    assert!(
+        error.starts_with("error: step push-image failed"),
+        "{stderr}"
+    );
+    assert!(
+        error.contains("run `cargo xtask release v0.1.0` again to resume"),
+        "{error}"
+    );
+    assert!(error.contains("connection refused"), "{error}");
+    assert!(!b.checkout.work().join("release/v0.1.0.json").exists());
+
+    b.registry.resume().unwrap();
+    let out = b.release_ok(&["v0.1.0", "--skip", "restart-agents"]);
+    for step in ["tag-main", "build-image", "tag-image"] {
+        assert!(
+            out.contains(&format!("{step}: done earlier")),
+            "{step} ran again:\n{out}"
+        );
+    }
+    assert_eq!(Checkout::tags(&b.checkout.work()), tag_before, "re-tagged");
+    assert_eq!(
+        Bench::image_id("disinto-agents:v0.1.0"),
+        image_before,
+        "rebuilt"
+    );
+    let remote = b.remote("v0.1.0").expect("pushed after the outage");
+    let record = b.record("v0.1.0");
+    assert_eq!(record["digest"].as_str(), Some(remote.digest.as_str()));
+    assert_eq!(record["steps"][6]["status"].as_str(), Some("skipped"));
+
+    assert_token_nowhere(&b);
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn push_alone_treats_the_same_image_as_pushed_and_a_different_one_as_an_error() {
+    let mut b = Bench::new();
+    b.release_ok(&["v0.1.0", "--skip", "restart-agents"]);
+    let ns = b.registry.namespace();
+    let push = |b: &Bench| {
+        output(
+            b.checkout
+                .xtask()
+                .args(["push", "v0.1.0"])
+                .env("DISINTO_REGISTRY", &ns)
+                .env("GITHUB_TOKEN", &b.registry.password)
+                .env("GITHUB_ACTOR", &b.registry.user),
+        )
+    };
+    let again = push(&b);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds this image"));
+
+    // Another image under the same version tag: tags are immutable.
+    let ctx = TempDir::new("other").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nLABEL other={}\n",
+            xtask::bench::BASE_IMAGE,
+            unique("x")
+        ),
+    )
+    .unwrap();
+    ok(Command::new("docker")
+        .args(["build", "-q", "-t", &format!("{ns}/agents:v0.1.0")])
+        .arg(ctx.path()));
+    let clash = push(&b);
+    assert!(!clash.status.success());
+    let stderr = String::from_utf8_lossy(&clash.stderr);
+    assert!(stderr.contains("holds a different image under"), "{stderr}");
+    b.transcript.push_str(&stderr);
+    assert_token_nowhere(&b);
+}

@@ -1,0 +1,142 @@
+//! `cargo xtask release` on bad input and in a dry run: no Docker involved, so these run in a
+//! plain `cargo test`. Each bad input is a one-line error and changes nothing.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+
+fn state(c: &Checkout) -> (String, String, String) {
+    let status = ok(git(&c.work()).args(["status", "--porcelain", "--ignored"]));
+    (c.head(), Checkout::tags(&c.work()), status)
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(stderr.trim().lines().count(), 1, "not one line:\n{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn malformed_versions_are_refused_and_change_nothing() {
+    let c = Checkout::new("v0.1.0");
+    let before = state(&c);
+    for version in [
+        "1.2.3", "v1.2", "v1.2.3.4", "v01.2.3", "", "v1.2.3 ", " v1.2.3", "v 1.2.3",
+    ] {
+        let out = output(c.xtask().args(["release", version]));
+        let e = one_line_error(&out);
+        assert!(
+            e.contains(&format!("version {version:?}")),
+            "{version:?}: {e}"
+        );
+    }
+    assert_eq!(state(&c), before);
+}
+
+#[test]
+fn malformed_formulas_are_refused_and_change_nothing() {
+    let c = Checkout::new("v0.1.0");
+    let path = c.work().join("formulas/release.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    let cases = [
+        (
+            good.replace("id = \"push-mirrors\"", "id = \"push-everything\""),
+            "has no implementation",
+        ),
+        (
+            good.replace("id = \"push-mirrors\"", "id = \"tag-main\""),
+            "appears twice",
+        ),
+        (
+            good.replace(
+                "[[steps]]\nid = \"tag-image\"",
+                "[[steps\nid = \"tag-image\"",
+            ),
+            "release.toml:",
+        ),
+        (
+            good.replace("id = \"push-mirrors\"", "id = 3"),
+            "invalid type",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_ne!(text, good);
+        std::fs::write(&path, &text).unwrap();
+        ok(git(&c.work()).args(["commit", "--quiet", "-am", "formula"]));
+        let before = state(&c);
+        let out = output(c.xtask().args(["release", "v0.1.0", "--allow-branch"]));
+        let e = one_line_error(&out);
+        assert!(e.contains(want), "{want}: {e}");
+        assert_eq!(state(&c), before);
+    }
+}
+
+#[test]
+fn unknown_step_flags_are_refused() {
+    let c = Checkout::new("v0.1.0");
+    for args in [["--skip", "restart"], ["--only", "push"], ["--from", "x"]] {
+        let out = output(c.xtask().args(["release", "v0.1.0"]).args(args));
+        let e = one_line_error(&out);
+        assert!(e.contains("no such step"), "{e}");
+    }
+}
+
+#[test]
+fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
+    let c = Checkout::new("v0.2.0");
+    let before = state(&c);
+    // A PATH with git and nothing else: a dry run must not reach for docker.
+    let bin = TempDir::new("path").unwrap();
+    let git_path = which::which("git").unwrap();
+    std::os::unix::fs::symlink(git_path, bin.path().join("git")).unwrap();
+    let token = "ghp_dryrunsecret0123456789";
+    let out = output(
+        c.xtask()
+            .args(["release", "v0.2.0", "--dry-run"])
+            .env("PATH", bin.path())
+            .env("GITHUB_TOKEN", token)
+            .env("GITHUB_ACTOR", "someone")
+            .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
+            .env("DISINTO_MIRRORS", "mirror"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let commands: Vec<&str> = stdout.lines().filter(|l| l.starts_with("$ ")).collect();
+    let position = |needle: &str| {
+        commands
+            .iter()
+            .position(|c| c.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{stdout}"))
+    };
+    let order = [
+        "--password-stdin",
+        "docker manifest inspect -v 127.0.0.1:5000/disinto/agents:v0.2.0",
+        "git tag --annotate v0.2.0",
+        "git push origin refs/tags/v0.2.0",
+        "git push mirror refs/tags/v0.2.0",
+        "docker build --file docker/agents/Dockerfile --tag disinto-agents:v0.2.0",
+        "docker tag disinto-agents:v0.2.0 127.0.0.1:5000/disinto/agents:v0.2.0",
+        "docker tag disinto-agents:v0.2.0 127.0.0.1:5000/disinto/agents:latest",
+        "docker push 127.0.0.1:5000/disinto/agents:v0.2.0",
+        "docker push 127.0.0.1:5000/disinto/agents:latest",
+        "up --detach --no-deps agents",
+        "git commit",
+    ];
+    let positions: Vec<usize> = order.iter().map(|n| position(n)).collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {positions:?}\n{stdout}"
+    );
+    assert!(stdout.contains("--pull --no-cache"), "{stdout}");
+    assert!(!stdout.contains(token) && !stderr.contains(token));
+    assert_eq!(state(&c), before);
+    assert!(
+        !c.work().join("target").exists(),
+        "a dry run wrote progress"
+    );
+}
