@@ -348,7 +348,9 @@ impl Release {
                 eprintln!("[{n}/{total}] {id}: skipped");
                 continue;
             }
-            if progress.done(id) && !(id == "build-image" && !ctx.built_image_present()) {
+            // A built image that vanished from the local store is built again.
+            let still_there = id != "build-image" || ctx.built_image_present();
+            if progress.done(id) && still_there {
                 eprintln!("[{n}/{total}] {id}: done earlier");
                 continue;
             }
