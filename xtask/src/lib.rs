@@ -11,6 +11,7 @@ pub mod formula;
 pub mod fsx;
 pub mod image_ref;
 pub mod release;
+pub mod release_request;
 pub mod settings;
 pub mod test_cmd;
 pub mod time;

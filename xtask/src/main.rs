@@ -29,6 +29,8 @@ enum Command {
     Release(xtask::release::Release),
     /// Push ${DISINTO_REGISTRY}/agents:vX.Y.Z alone (the release's push-image step)
     Push(xtask::release::Push),
+    /// Ask the factory's approval flow for a release: a vault action on a branch of the ops repo
+    ReleaseRequest(xtask::release_request::ReleaseRequest),
     /// Provision the real bench (Docker, compose v2, base image, registry) and run every check
     Test(xtask::test_cmd::Test),
 }
@@ -47,6 +49,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::CheckVolumes(cmd) => cmd.run(&sh),
         Command::Release(cmd) => cmd.run(&sh),
         Command::Push(cmd) => cmd.run(&sh),
+        Command::ReleaseRequest(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
     }
 }

@@ -140,3 +140,58 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
         "a dry run wrote progress"
     );
 }
+
+#[test]
+fn release_request_commits_the_vault_action_on_its_own_branch() {
+    let c = Checkout::new("v0.2.0");
+    let ops = TempDir::new("ops").unwrap();
+    ok(git(ops.path()).args(["init", "--quiet", "-b", "main"]));
+    std::fs::write(ops.path().join("README"), "ops\n").unwrap();
+    ok(git(ops.path()).args(["add", "-A"]));
+    ok(git(ops.path()).args(["commit", "--quiet", "-m", "ops"]));
+
+    ok(c.xtask()
+        .args(["release-request", "v0.2.0", "--ops-repo"])
+        .arg(ops.path()));
+    let branch = ok(git(ops.path()).args(["branch", "--show-current"]));
+    assert_eq!(
+        branch.trim(),
+        "main",
+        "the operator's branch was not restored"
+    );
+    assert!(
+        !ops.path().join("vault").exists(),
+        "the action leaked onto main"
+    );
+    let text =
+        ok(git(ops.path()).args(["show", "release/v0.2.0:vault/actions/release-v0.2.0.toml"]));
+    let action: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(action["id"].as_str(), Some("release-v0.2.0"));
+    assert_eq!(action["formula"].as_str(), Some("release"));
+    assert!(action["context"].as_str().unwrap().contains(&c.head()));
+    assert_eq!(action["secrets"].as_array().unwrap().len(), 1);
+    assert_eq!(action["secrets"][0].as_str(), Some("GITHUB_TOKEN"));
+
+    // Asked twice, or with bad input: one line, nothing changes.
+    let before = ok(git(ops.path()).args(["for-each-ref"]));
+    let e = one_line_error(&output(
+        c.xtask()
+            .args(["release-request", "v0.2.0", "--ops-repo"])
+            .arg(ops.path()),
+    ));
+    assert!(e.contains("exists already"), "{e}");
+    let e = one_line_error(&output(
+        c.xtask()
+            .args(["release-request", "0.3.0", "--ops-repo"])
+            .arg(ops.path()),
+    ));
+    assert!(e.contains("must start with 'v'"), "{e}");
+    std::fs::write(ops.path().join("README"), "dirty\n").unwrap();
+    let e = one_line_error(&output(
+        c.xtask()
+            .args(["release-request", "v0.3.0", "--ops-repo"])
+            .arg(ops.path()),
+    ));
+    assert!(e.contains("uncommitted changes"), "{e}");
+    assert_eq!(ok(git(ops.path()).args(["for-each-ref"])), before);
+}
