@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check_volumes;
 pub mod compose;
+pub mod disinto;
 pub mod docker;
 pub mod dockerfile;
 pub mod factory;

@@ -31,6 +31,8 @@ enum Command {
     Push(xtask::release::Push),
     /// Ask the factory's approval flow for a release: a vault action on a branch of the ops repo
     ReleaseRequest(xtask::release_request::ReleaseRequest),
+    /// The operator's commands (init, up, down, status); bin/disinto runs these
+    Disinto(xtask::disinto::Disinto),
     /// Provision the real bench (Docker, compose v2, base image, registry) and run every check
     Test(xtask::test_cmd::Test),
 }
@@ -50,6 +52,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Release(cmd) => cmd.run(&sh),
         Command::Push(cmd) => cmd.run(&sh),
         Command::ReleaseRequest(cmd) => cmd.run(&sh),
+        Command::Disinto(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
     }
 }

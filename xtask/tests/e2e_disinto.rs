@@ -1,0 +1,291 @@
+//! End-to-end: `bin/disinto` on a pinned factory that has nothing but a `.env`, against
+//! v0.1.0 and v0.2.0 released by `cargo xtask release` into a local htpasswd registry:
+//! pull (no build), upgrade, rollback, a mistyped version that changes nothing, and data
+//! that survives all of it. Then dev mode, which builds from source.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+use xtask::bench::Registry;
+
+const VOLUME_PATHS: [&str; 4] = [
+    "/home/agent/data",
+    "/home/agent/repos",
+    "/home/agent/disinto/projects",
+    "/home/agent/disinto/state",
+];
+
+struct Operator {
+    factory: std::path::PathBuf,
+    project: String,
+    docker_config: std::path::PathBuf,
+}
+
+impl Operator {
+    fn disinto(&self, args: &[&str], agents_image: Option<&str>) -> Output {
+        let mut cmd = Command::new(root().join("bin/disinto"));
+        cmd.args(args)
+            .current_dir(&self.factory)
+            .env("DISINTO_BIN", env!("CARGO_BIN_EXE_xtask"))
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("DOCKER_CONFIG", &self.docker_config)
+            .env_remove("DISINTO_ROOT")
+            .env_remove("DISINTO_REGISTRY")
+            .env_remove("AGENTS_IMAGE");
+        if let Some(image) = agents_image {
+            cmd.env("AGENTS_IMAGE", image);
+        }
+        output(&mut cmd)
+    }
+
+    fn disinto_ok(&self, args: &[&str], agents_image: Option<&str>) -> String {
+        let out = self.disinto(args, agents_image);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "disinto {args:?} (AGENTS_IMAGE={agents_image:?}) failed:\n{text}"
+        );
+        text
+    }
+
+    fn agents(&self) -> String {
+        ok(Command::new("docker")
+            .args(["ps", "-q", "--filter"])
+            .arg(format!("label=com.docker.compose.project={}", self.project))
+            .args(["--filter", "label=com.docker.compose.service=agents"]))
+        .trim()
+        .to_string()
+    }
+
+    /// The VERSION column of `disinto status` for agents.
+    fn agents_version(&self) -> String {
+        let table = self.disinto_ok(&["status"], None);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("agents "))
+            .unwrap_or_else(|| panic!("no agents row:\n{table}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols.len(), 6, "{table}");
+        assert_eq!(cols[4], "running", "{table}");
+        cols[3].to_string()
+    }
+
+    fn markers(&self) -> Vec<String> {
+        let id = self.agents();
+        VOLUME_PATHS
+            .iter()
+            .map(|p| {
+                let out = output(Command::new("docker").args([
+                    "exec",
+                    &id,
+                    "cat",
+                    &format!("{p}/marker"),
+                ]));
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if self.factory.join("docker-compose.yml").exists() {
+            let _ = self.disinto(&["down", "--volumes"], None);
+        }
+    }
+}
+
+fn release(c: &Checkout, registry: &Registry, version: &str) {
+    let out = output(
+        c.xtask()
+            .args([
+                "release",
+                version,
+                "--no-pull",
+                "--cache",
+                "--skip",
+                "restart-agents",
+            ])
+            .env("DISINTO_REGISTRY", registry.namespace())
+            .env("GITHUB_TOKEN", &registry.password)
+            .env("GITHUB_ACTOR", &registry.user)
+            .env_remove("DISINTO_MIRRORS"),
+    );
+    assert!(
+        out.status.success(),
+        "release {version}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn forget_local_images(ns: &str) {
+    for r in [
+        format!("{ns}/agents:v0.1.0"),
+        format!("{ns}/agents:v0.2.0"),
+        format!("{ns}/agents:latest"),
+        "disinto-agents:v0.1.0".to_string(),
+        "disinto-agents:v0.2.0".to_string(),
+    ] {
+        let _ = Command::new("docker").args(["rmi", &r]).output();
+    }
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
+    let sh = bench();
+    let registry = Registry::start(&sh).unwrap();
+    let ns = registry.namespace();
+    let c = Checkout::new("v0.1.0");
+    release(&c, &registry, "v0.1.0");
+    c.bump("v0.2.0");
+    release(&c, &registry, "v0.2.0");
+    forget_local_images(&ns);
+
+    // A fresh factory: a .env and nothing else. The operator is logged in to the registry.
+    let dir = TempDir::new("pinned-factory").unwrap();
+    let docker_config = TempDir::new("operator-config").unwrap();
+    xtask::docker::login(
+        docker_config.path(),
+        &registry.addr,
+        &registry.user,
+        &registry.password,
+    )
+    .unwrap();
+    let env = format!("# pinned\nAGENTS_IMAGE=v0.1.0\nDISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\n");
+    std::fs::write(dir.path().join(".env"), &env).unwrap();
+    let op = Operator {
+        factory: dir.path().to_path_buf(),
+        project: unique("pin"),
+        docker_config: docker_config.path().to_path_buf(),
+    };
+
+    let out = op.disinto_ok(&["init"], None);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".env")).unwrap(),
+        env,
+        "init changed .env"
+    );
+    assert!(
+        out.contains("lacks"),
+        "init does not say which keys .env lacks:\n{out}"
+    );
+    let compose = std::fs::read_to_string(dir.path().join("docker-compose.yml")).unwrap();
+    assert!(
+        compose.contains("agents:v0.1.0") && !compose.contains("docker/agents/Dockerfile"),
+        "{compose}"
+    );
+
+    let out = op.disinto_ok(&["up", "agents"], None);
+    assert!(
+        out.contains(&format!("docker pull {ns}/agents:v0.1.0")),
+        "{out}"
+    );
+    assert!(
+        !out.to_lowercase().contains("building"),
+        "something was built:\n{out}"
+    );
+    assert_eq!(op.agents_version(), "v0.1.0");
+    let marker = unique("m-");
+    let first = op.agents();
+    for p in VOLUME_PATHS {
+        ok(Command::new("docker").args([
+            "exec",
+            "-u",
+            "agent",
+            &first,
+            "sh",
+            "-c",
+            &format!("echo {marker} > {p}/marker"),
+        ]));
+    }
+
+    // Upgrade, then roll back: each one command, data intact.
+    op.disinto_ok(&["up", "agents"], Some("v0.2.0"));
+    assert_eq!(op.agents_version(), "v0.2.0");
+    assert_eq!(op.markers(), vec![marker.clone(); 4]);
+    op.disinto_ok(&["up", "agents"], Some("v0.1.0"));
+    assert_eq!(op.agents_version(), "v0.1.0");
+    assert_eq!(op.markers(), vec![marker.clone(); 4]);
+    let running = op.agents();
+    assert!(
+        anonymous_mounts(&running).is_empty(),
+        "{:?}",
+        anonymous_mounts(&running)
+    );
+    let image =
+        ok(Command::new("docker").args(["inspect", "--format", "{{.Config.Image}}", &running]));
+    assert_eq!(image.trim(), format!("{ns}/agents:v0.1.0"));
+
+    // A version the registry does not have: one line, and the factory untouched.
+    let compose_before = std::fs::read(dir.path().join("docker-compose.yml")).unwrap();
+    let out = op.disinto(&["up", "agents"], Some("v9.9.9"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&format!("{ns}/agents:v9.9.9")),
+        "{stderr}"
+    );
+    assert_eq!(op.agents(), running, "the running container was replaced");
+    wait_healthy(&running, Duration::from_secs(30));
+    assert_eq!(
+        std::fs::read(dir.path().join("docker-compose.yml")).unwrap(),
+        compose_before
+    );
+
+    // down keeps the named volumes; up finds the data again.
+    let out = op.disinto_ok(&["down"], None);
+    assert!(out.contains("Named volumes kept"), "{out}");
+    op.disinto_ok(&["up", "agents"], None);
+    assert_eq!(op.markers(), vec![marker.clone(); 4]);
+    assert_eq!(op.agents_version(), "v0.1.0");
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn dev_mode_builds_from_source_and_needs_a_checkout() {
+    let _sh = bench();
+    let c = Checkout::new("v0.1.0");
+    let op = Operator {
+        factory: c.work(),
+        project: unique("dev"),
+        docker_config: c.work().join("target/docker-config"),
+    };
+    op.disinto_ok(&["init"], None);
+    assert!(c.work().join(".env").is_file(), "init did not create .env");
+    let compose = std::fs::read_to_string(c.work().join("docker-compose.yml")).unwrap();
+    assert!(
+        compose.contains("dockerfile: docker/agents/Dockerfile"),
+        "{compose}"
+    );
+    let out = op.disinto_ok(&["up", "agents"], None);
+    assert!(out.contains("agents is healthy (dev"), "{out}");
+    assert!(out.contains("Built"), "dev mode did not build:\n{out}");
+    assert_eq!(op.agents_version(), "dev");
+
+    // Without a checkout, dev mode is refused with what to do instead.
+    let empty = TempDir::new("empty-factory").unwrap();
+    let lost = Operator {
+        factory: empty.path().to_path_buf(),
+        project: unique("none"),
+        docker_config: Path::new("/nonexistent").to_path_buf(),
+    };
+    let out = lost.disinto(&["up"], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dev mode needs a source checkout; pinned mode needs AGENTS_IMAGE"),
+        "{stderr}"
+    );
+    assert!(!empty.path().join("docker-compose.yml").exists());
+}
