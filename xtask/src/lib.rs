@@ -13,6 +13,7 @@ pub mod fsx;
 pub mod image_ref;
 pub mod release;
 pub mod release_request;
+pub mod scratch;
 pub mod settings;
 pub mod test_cmd;
 pub mod time;

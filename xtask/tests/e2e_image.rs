@@ -8,19 +8,6 @@ use std::process::Command;
 use common::*;
 use xtask::docker::{parse_build_steps, parse_context_size};
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn build(context: &std::path::Path, tag: &str) -> String {
     // The classic builder's log names each step and says when it is cached.
     ok(Command::new("docker")

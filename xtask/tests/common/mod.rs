@@ -189,29 +189,11 @@ pub fn anonymous_mounts(container: &str) -> Vec<String> {
         .collect()
 }
 
+pub use xtask::scratch::git;
+
 /// Copies a directory tree (files and directories only).
 pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// `git` with a fixed identity, so commits work on any machine.
-pub fn git(dir: &Path) -> Command {
-    let mut cmd = Command::new("git");
-    cmd.current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "disinto test")
-        .env("GIT_AUTHOR_EMAIL", "test@disinto.invalid")
-        .env("GIT_COMMITTER_NAME", "disinto test")
-        .env("GIT_COMMITTER_EMAIL", "test@disinto.invalid");
-    cmd
+    xtask::scratch::copy_tree(from, to).unwrap();
 }
 
 /// A disinto checkout of its own (the files a release needs), with a bare `origin` and a
@@ -223,30 +205,7 @@ pub struct Checkout {
 impl Checkout {
     pub fn new(version: &str) -> Checkout {
         let tmp = TempDir::new("checkout").unwrap();
-        let work = tmp.path().join("work");
-        for dir in ["docker", "lib", "bin", "formulas"] {
-            copy_tree(&root().join(dir), &work.join(dir));
-        }
-        std::fs::copy(root().join(".dockerignore"), work.join(".dockerignore")).unwrap();
-        std::fs::write(work.join(".gitignore"), "/target\n/docker-compose.yml\n").unwrap();
-        std::fs::write(
-            work.join("VERSION"),
-            format!("{}\n", version.trim_start_matches('v')),
-        )
-        .unwrap();
-        for bare in ["origin.git", "mirror.git"] {
-            ok(git(tmp.path()).args(["init", "--quiet", "--bare", bare]));
-        }
-        ok(git(&work).args(["init", "--quiet", "-b", "main"]));
-        ok(git(&work).args(["add", "-A"]));
-        ok(git(&work).args(["commit", "--quiet", "-m", "initial"]));
-        ok(git(&work)
-            .args(["remote", "add", "origin"])
-            .arg(tmp.path().join("origin.git")));
-        ok(git(&work)
-            .args(["remote", "add", "mirror"])
-            .arg(tmp.path().join("mirror.git")));
-        ok(git(&work).args(["push", "--quiet", "-u", "origin", "main"]));
+        xtask::scratch::checkout(&root(), tmp.path(), version).unwrap();
         Checkout { tmp }
     }
 
@@ -260,14 +219,7 @@ impl Checkout {
 
     /// Sets VERSION and commits it, as a release starts.
     pub fn bump(&self, version: &str) {
-        let work = self.work();
-        std::fs::write(
-            work.join("VERSION"),
-            format!("{}\n", version.trim_start_matches('v')),
-        )
-        .unwrap();
-        ok(git(&work).args(["commit", "--quiet", "-am", &format!("version {version}")]));
-        ok(git(&work).args(["push", "--quiet", "origin", "main"]));
+        xtask::scratch::bump(&self.work(), version).unwrap();
     }
 
     /// The xtask binary working on this checkout (`-C`), with git's test identity.
