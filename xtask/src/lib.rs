@@ -2,6 +2,7 @@
 //! A library too, so the end-to-end tests in `xtask/tests/` drive the same code the CLI runs.
 
 pub mod bench;
+pub mod benchmark;
 pub mod check_volumes;
 pub mod compose;
 pub mod disinto;

@@ -33,6 +33,8 @@ enum Command {
     ReleaseRequest(xtask::release_request::ReleaseRequest),
     /// The operator's commands (init, up, down, status); bin/disinto runs these
     Disinto(xtask::disinto::Disinto),
+    /// Measure the pipeline: build, start, compose, image, release and rollback figures
+    Bench(xtask::benchmark::Bench),
     /// Provision the real bench (Docker, compose v2, base image, registry) and run every check
     Test(xtask::test_cmd::Test),
 }
@@ -53,6 +55,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Push(cmd) => cmd.run(&sh),
         Command::ReleaseRequest(cmd) => cmd.run(&sh),
         Command::Disinto(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
     }
 }

@@ -6,14 +6,19 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// `git` in `dir` with a fixed identity, so commits work on any machine.
-pub fn git(dir: &Path) -> Command {
-    let mut cmd = Command::new("git");
-    cmd.current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "disinto test")
+/// Gives `cmd` a fixed git identity, so commits (its own or its children's) work anywhere.
+pub fn with_identity(cmd: &mut Command) -> &mut Command {
+    cmd.env("GIT_AUTHOR_NAME", "disinto test")
         .env("GIT_AUTHOR_EMAIL", "test@disinto.invalid")
         .env("GIT_COMMITTER_NAME", "disinto test")
-        .env("GIT_COMMITTER_EMAIL", "test@disinto.invalid");
+        .env("GIT_COMMITTER_EMAIL", "test@disinto.invalid")
+}
+
+/// `git` in `dir` with a fixed identity.
+pub fn git(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir);
+    with_identity(&mut cmd);
     cmd
 }
 

@@ -224,14 +224,9 @@ impl Checkout {
 
     /// The xtask binary working on this checkout (`-C`), with git's test identity.
     pub fn xtask(&self) -> Command {
-        let identity = git(&self.work());
         let mut x = Command::new(env!("CARGO_BIN_EXE_xtask"));
         x.arg("-C").arg(self.work()).current_dir(self.work());
-        for (k, v) in identity.get_envs() {
-            if let Some(v) = v {
-                x.env(k, v);
-            }
-        }
+        xtask::scratch::with_identity(&mut x);
         x
     }
 

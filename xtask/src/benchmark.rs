@@ -1,0 +1,602 @@
+//! `cargo xtask bench`: the figures that say whether the pipeline is fast, measured side by
+//! side in one run (medians and min–max), written as JSON and Markdown under `target/bench/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use xshell::Shell;
+
+use crate::bench::{self, Registry};
+use crate::docker::parse_context_size;
+use crate::fsx::TempDir;
+use crate::scratch;
+
+/// Every figure, in table order: (id, what it measures).
+pub const FIGURES: [(&str, &str); 8] = [
+    ("cold-build", "xtask cold build (deps included), s"),
+    ("warm-start", "`cargo xtask --help`, everything built, s"),
+    ("gen-compose", "gen-compose with the built binary, ms"),
+    (
+        "build-context",
+        "bytes Docker receives for the agents image",
+    ),
+    (
+        "rebuild",
+        "image rebuild after a one-file change, s (ratio: to a --no-cache build)",
+    ),
+    (
+        "release-overhead",
+        "release (cached build, local registry) / bare docker build+tag+push",
+    ),
+    (
+        "rollback",
+        "AGENTS_IMAGE=<previous> disinto up agents until healthy, s",
+    ),
+    (
+        "peak-memory",
+        "peak RSS of the xtask process during a release, MiB",
+    ),
+];
+
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    pub id: String,
+    pub what: String,
+    pub samples: Vec<f64>,
+    /// A ratio derived from the medians, where the figure is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    pub target: String,
+    pub met: Option<bool>,
+}
+
+/// Median of `samples` (mean of the middle two for an even count).
+pub fn median(samples: &[f64]) -> Option<f64> {
+    let mut s: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return None;
+    }
+    s.sort_by(f64::total_cmp);
+    let mid = s.len() / 2;
+    Some(if s.len().is_multiple_of(2) {
+        (s[mid - 1] + s[mid]) / 2.0
+    } else {
+        s[mid]
+    })
+}
+
+fn min_max(samples: &[f64]) -> Option<(f64, f64)> {
+    let min = samples.iter().copied().reduce(f64::min)?;
+    let max = samples.iter().copied().reduce(f64::max)?;
+    Some((min, max))
+}
+
+fn fmt(x: f64) -> String {
+    if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// The Markdown table of `figures`.
+pub fn markdown(figures: &[Figure]) -> String {
+    let mut out = String::from(
+        "| figure | median | min–max | runs | ratio | target | met |\n|---|---|---|---|---|---|---|\n",
+    );
+    for f in figures {
+        let (median, range) = match (median(&f.samples), min_max(&f.samples)) {
+            (Some(m), Some((lo, hi))) => (fmt(m), format!("{}–{}", fmt(lo), fmt(hi))),
+            _ => ("-".into(), "-".into()),
+        };
+        out.push_str(&format!(
+            "| {} | {median} | {range} | {} | {} | {} | {} |\n",
+            f.what,
+            f.samples.len(),
+            f.ratio
+                .map(|r| format!("{r:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            f.target,
+            match f.met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            }
+        ));
+    }
+    out
+}
+
+/// Reads back a `bench.json`, checking it is one of ours.
+pub fn parse_json(text: &str) -> Result<Vec<Figure>> {
+    let figures: Vec<Figure> = serde_json::from_str(text).context("not a bench.json")?;
+    for f in &figures {
+        if !FIGURES.iter().any(|(id, _)| *id == f.id) {
+            bail!("bench.json has an unknown figure {:?}", f.id);
+        }
+    }
+    Ok(figures)
+}
+
+/// `cargo xtask bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Bench {
+    /// Fewer repetitions, to fit in CI
+    #[arg(long)]
+    pub quick: bool,
+    /// Measure only these figures (comma-separated ids: cold-build, warm-start, gen-compose,
+    /// build-context, rebuild, release-overhead, rollback, peak-memory)
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub only: Vec<String>,
+    /// Where to write bench.json and bench.md [default: target/bench]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+fn seconds(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
+
+fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+fn timed(cmd: &mut Command) -> Result<f64> {
+    let start = Instant::now();
+    run_ok(cmd)?;
+    Ok(seconds(start))
+}
+
+/// Runs `cmd`, sampling its peak resident set (VmHWM) until it exits; returns bytes.
+fn peak_rss(cmd: &mut Command) -> Result<u64> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("{cmd:?} failed while measuring its memory");
+            }
+            return Ok(peak);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What the Docker-heavy figures share: a registry, a scratch checkout, a factory.
+struct Stage {
+    _tmp: TempDir,
+    work: PathBuf,
+    factory: PathBuf,
+    registry: Registry,
+    project: String,
+    released: Vec<String>,
+    xtask: PathBuf,
+}
+
+impl Stage {
+    fn new(sh: &Shell, root: &Path, xtask: &Path) -> Result<Stage> {
+        let tmp = TempDir::new("bench-stage")?;
+        let work = scratch::checkout(root, tmp.path(), "v0.0.1")?;
+        let factory = tmp.path().join("factory");
+        std::fs::create_dir_all(factory.join("projects"))?;
+        Ok(Stage {
+            work,
+            factory,
+            registry: Registry::start(sh)?,
+            project: format!("bench{}", &bench::random_token()?[..8]),
+            released: vec![],
+            xtask: xtask.to_path_buf(),
+            _tmp: tmp,
+        })
+    }
+
+    fn release_cmd(&self, version: &str) -> Command {
+        let mut x = Command::new(&self.xtask);
+        scratch::with_identity(&mut x);
+        x.arg("-C")
+            .arg(&self.work)
+            .args([
+                "release",
+                version,
+                "--no-pull",
+                "--cache",
+                "--skip",
+                "restart-agents",
+            ])
+            .env("DISINTO_REGISTRY", self.registry.namespace())
+            .env("GITHUB_TOKEN", &self.registry.password)
+            .env("GITHUB_ACTOR", &self.registry.user)
+            .env_remove("DISINTO_MIRRORS");
+        x
+    }
+
+    /// Bumps VERSION and runs a release of it (measured by `measure`).
+    fn next_release<T>(&mut self, measure: impl FnOnce(&mut Command) -> Result<T>) -> Result<T> {
+        let version = format!("v0.0.{}", self.released.len() + 1);
+        if !self.released.is_empty() {
+            scratch::bump(&self.work, &version)?;
+        }
+        let result = measure(&mut self.release_cmd(&version))?;
+        self.released.push(version);
+        Ok(result)
+    }
+
+    fn disinto_up(&self, version: &str) -> Result<f64> {
+        timed(
+            Command::new(&self.xtask)
+                .args(["disinto", "--root"])
+                .arg(&self.factory)
+                .args(["up", "agents"])
+                .env("AGENTS_IMAGE", version)
+                .env("DISINTO_REGISTRY", self.registry.namespace())
+                .env("COMPOSE_PROJECT_NAME", &self.project),
+        )
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let file = self.factory.join("docker-compose.yml");
+        if file.exists() {
+            let _ = Command::new("docker")
+                .args(["compose", "-p", &self.project, "-f"])
+                .arg(&file)
+                .args(["down", "-v", "-t", "1"])
+                .output();
+        }
+    }
+}
+
+impl Bench {
+    fn wants(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
+    }
+
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        for id in &self.only {
+            if !FIGURES.iter().any(|(f, _)| f == id) {
+                let ids: Vec<&str> = FIGURES.iter().map(|(f, _)| *f).collect();
+                bail!("--only {id}: no such figure (figures: {})", ids.join(", "));
+            }
+        }
+        let root = sh.current_dir();
+        let reps = |quick: usize, full: usize| if self.quick { quick } else { full };
+        let out_dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| root.join("target/bench"));
+        std::fs::create_dir_all(&out_dir)?;
+
+        // The binary every figure but cold-build uses: a release build, as bin/disinto runs.
+        run_ok(Command::new("cargo").current_dir(&root).args([
+            "build",
+            "--quiet",
+            "--release",
+            "--locked",
+            "-p",
+            "xtask",
+        ]))?;
+        let xtask = root.join("target/release/xtask");
+        let mut figures: Vec<Figure> = Vec::new();
+        let mut push =
+            |id: &str, samples: Vec<f64>, ratio: Option<f64>, target: &str, met: Option<bool>| {
+                let what = FIGURES
+                    .iter()
+                    .find(|(f, _)| *f == id)
+                    .map(|(_, w)| *w)
+                    .unwrap_or(id);
+                eprintln!("bench: {what}: {samples:?}");
+                figures.push(Figure {
+                    id: id.into(),
+                    what: what.into(),
+                    samples,
+                    ratio,
+                    target: target.into(),
+                    met,
+                });
+            };
+
+        if self.wants("cold-build") {
+            let mut samples = vec![];
+            for _ in 0..reps(1, 3) {
+                let target = TempDir::new("bench-target")?;
+                samples.push(timed(
+                    Command::new("cargo")
+                        .current_dir(&root)
+                        .args(["build", "--quiet", "--locked", "-p", "xtask"])
+                        .env("CARGO_TARGET_DIR", target.path()),
+                )?);
+            }
+            let met = median(&samples).map(|m| m <= 20.0);
+            push("cold-build", samples, None, "≤ 20 s", met);
+        }
+        if self.wants("warm-start") {
+            run_ok(
+                Command::new("cargo")
+                    .current_dir(&root)
+                    .args(["xtask", "--help"]),
+            )?;
+            let samples = (0..reps(3, 10))
+                .map(|_| {
+                    timed(
+                        Command::new("cargo")
+                            .current_dir(&root)
+                            .args(["xtask", "--help"]),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let met = median(&samples).map(|m| m <= 0.5);
+            push("warm-start", samples, None, "≤ 0.5 s", met);
+        }
+        if self.wants("gen-compose") {
+            let dir = TempDir::new("bench-compose")?;
+            let file = dir.path().join("docker-compose.yml");
+            let samples = (0..reps(5, 30))
+                .map(|_| {
+                    timed(
+                        Command::new(&xtask)
+                            .args(["gen-compose", "--output"])
+                            .arg(&file)
+                            .env("AGENTS_IMAGE", "v0.1.1"),
+                    )
+                    .map(|s| s * 1000.0)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let met = median(&samples).map(|m| m <= 5.0);
+            push("gen-compose", samples, None, "≤ 5 ms", met);
+        }
+
+        let docker_figures = [
+            "build-context",
+            "rebuild",
+            "release-overhead",
+            "rollback",
+            "peak-memory",
+        ];
+        if docker_figures.iter().any(|f| self.wants(f)) {
+            bench::require(sh)?;
+        }
+        if self.wants("build-context") || self.wants("rebuild") {
+            let ctx = TempDir::new("bench-context")?;
+            for dir in ["docker", "lib", "bin"] {
+                scratch::copy_tree(&root.join(dir), &ctx.path().join(dir))?;
+            }
+            std::fs::copy(root.join(".dockerignore"), ctx.path().join(".dockerignore"))?;
+            // A contributor's checkout has a target/ directory; it must not be sent.
+            std::fs::create_dir_all(ctx.path().join("target"))?;
+            std::fs::write(ctx.path().join("target/big"), vec![0u8; 64 << 20])?;
+            let tag = format!("disinto-agents:bench-{}", &bench::random_token()?[..8]);
+            let build = |extra: &[&str]| -> Result<(f64, String)> {
+                let start = Instant::now();
+                let log = run_ok(
+                    Command::new("docker")
+                        .current_dir(ctx.path())
+                        .env("DOCKER_BUILDKIT", "0")
+                        .args(["build", "-f", "docker/agents/Dockerfile", "-t", &tag])
+                        .args(extra)
+                        .arg("."),
+                )?;
+                Ok((seconds(start), log))
+            };
+            let (_, log) = build(&[])?;
+            if self.wants("build-context") {
+                let size = parse_context_size(&log)
+                    .context("the build log states no context size")?
+                    as f64;
+                push(
+                    "build-context",
+                    vec![size],
+                    None,
+                    "≤ 2 MB",
+                    Some(size <= 2e6),
+                );
+            }
+            if self.wants("rebuild") {
+                let mut cold = vec![];
+                let mut warm = vec![];
+                for i in 0..reps(1, 3) {
+                    cold.push(build(&["--no-cache"])?.0);
+                    let launcher = ctx.path().join("bin/disinto");
+                    let mut text = std::fs::read_to_string(&launcher)?;
+                    text.push_str(&format!("# bench edit {i}\n"));
+                    std::fs::write(&launcher, text)?;
+                    warm.push(build(&[])?.0);
+                }
+                let ratio = median(&warm).zip(median(&cold)).map(|(w, c)| w / c);
+                push(
+                    "rebuild",
+                    warm,
+                    ratio,
+                    "≤ 10% of a cold build",
+                    ratio.map(|r| r <= 0.10),
+                );
+            }
+            let _ = Command::new("docker").args(["rmi", &tag]).output();
+        }
+        if self.wants("release-overhead") || self.wants("rollback") || self.wants("peak-memory") {
+            let mut stage = Stage::new(sh, &root, &xtask)?;
+            // A first release fills the build cache and the registry's blobs.
+            stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+            if self.wants("peak-memory") {
+                let peak = stage.next_release(peak_rss)? as f64 / (1024.0 * 1024.0);
+                push(
+                    "peak-memory",
+                    vec![peak],
+                    None,
+                    "(no target; tracked)",
+                    None,
+                );
+            }
+            if self.wants("release-overhead") {
+                let config = TempDir::new("bench-docker-config")?;
+                crate::docker::login(
+                    config.path(),
+                    &stage.registry.addr,
+                    &stage.registry.user,
+                    &stage.registry.password,
+                )?;
+                let mut released = vec![];
+                let mut bare = vec![];
+                for i in 0..reps(2, 5) {
+                    released.push(stage.next_release(timed)?);
+                    let image = format!("{}/agents-bare", stage.registry.namespace());
+                    let start = Instant::now();
+                    let docker = |args: &[&str]| {
+                        run_ok(
+                            Command::new("docker")
+                                .current_dir(&stage.work)
+                                .env("DOCKER_CONFIG", config.path())
+                                .args(args),
+                        )
+                    };
+                    docker(&[
+                        "build",
+                        "--file",
+                        "docker/agents/Dockerfile",
+                        "--tag",
+                        "disinto-agents:bare",
+                        "--build-arg",
+                        &format!("VERSION=bare{i}"),
+                        ".",
+                    ])?;
+                    docker(&["tag", "disinto-agents:bare", &format!("{image}:bare{i}")])?;
+                    docker(&["tag", "disinto-agents:bare", &format!("{image}:latest")])?;
+                    docker(&["push", &format!("{image}:bare{i}")])?;
+                    docker(&["push", &format!("{image}:latest")])?;
+                    bare.push(seconds(start));
+                }
+                let ratio = median(&released).zip(median(&bare)).map(|(r, b)| r / b);
+                push(
+                    "release-overhead",
+                    released,
+                    ratio,
+                    "ratio ≤ 1.05",
+                    ratio.map(|r| r <= 1.05),
+                );
+            }
+            if self.wants("rollback") {
+                if stage.released.len() < 2 {
+                    stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+                }
+                let n = stage.released.len();
+                let (previous, latest) =
+                    (stage.released[n - 2].clone(), stage.released[n - 1].clone());
+                stage.disinto_up(&latest)?;
+                let mut samples = vec![];
+                for i in 0..reps(1, 3) {
+                    samples.push(stage.disinto_up(&previous)?);
+                    if i + 1 < reps(1, 3) {
+                        stage.disinto_up(&latest)?;
+                    }
+                }
+                // The image's HEALTHCHECK interval is 10 s.
+                let met = median(&samples).map(|m| m <= 15.0);
+                push(
+                    "rollback",
+                    samples,
+                    None,
+                    "≤ healthcheck interval (10 s) + 5 s",
+                    met,
+                );
+            }
+        }
+
+        let json = serde_json::to_string_pretty(&figures)?;
+        crate::fsx::write_atomic(&out_dir.join("bench.json"), format!("{json}\n").as_bytes())?;
+        let table = markdown(&figures);
+        crate::fsx::write_atomic(&out_dir.join("bench.md"), table.as_bytes())?;
+        println!("{table}");
+        eprintln!(
+            "bench: wrote {} and bench.md",
+            out_dir.join("bench.json").display()
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, 1.0]), Some(1.0));
+    }
+
+    #[test]
+    fn table_and_json_round_trip() {
+        let figures = vec![
+            Figure {
+                id: "gen-compose".into(),
+                what: "gen-compose with the built binary, ms".into(),
+                samples: vec![1.5, 1.0, 2.0],
+                ratio: None,
+                target: "≤ 5 ms".into(),
+                met: Some(true),
+            },
+            Figure {
+                id: "release-overhead".into(),
+                what: "release / bare".into(),
+                samples: vec![],
+                ratio: Some(1.234),
+                target: "ratio ≤ 1.05".into(),
+                met: Some(false),
+            },
+        ];
+        let table = markdown(&figures);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[2], "| gen-compose with the built binary, ms | 1.500 | 1.000–2.000 | 3 | - | ≤ 5 ms | yes |");
+        assert_eq!(
+            lines[3],
+            "| release / bare | - | - | 0 | 1.234 | ratio ≤ 1.05 | no |"
+        );
+        let json = serde_json::to_string(&figures).unwrap();
+        assert_eq!(parse_json(&json).unwrap(), figures);
+        assert!(parse_json(
+            "[{\"id\":\"x\",\"what\":\"\",\"samples\":[],\"target\":\"\",\"met\":null}]"
+        )
+        .is_err());
+    }
+}
