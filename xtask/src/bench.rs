@@ -386,6 +386,13 @@ impl Registry {
         }
     }
 
+    /// Points `cmd` (a release or push) at this registry, with credentials as CI sets them.
+    pub fn release_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("DISINTO_REGISTRY", self.namespace())
+            .env("GITHUB_TOKEN", &self.password)
+            .env("GITHUB_ACTOR", &self.user)
+    }
+
     /// `registry/namespace` for `DISINTO_REGISTRY`.
     pub fn namespace(&self) -> String {
         format!("{}/disinto", self.addr)
@@ -405,4 +412,16 @@ pub fn random_token() -> Result<String> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .context("cannot read /dev/urandom")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `docker compose -p PROJECT -f FILE down -v`, best effort: cleanup after tests and the
+/// benchmark, which own their throwaway projects and volumes.
+pub fn compose_down(project: &str, file: &Path) {
+    if file.exists() {
+        let _ = Command::new("docker")
+            .args(["compose", "-p", project, "-f"])
+            .arg(file)
+            .args(["down", "-v", "-t", "1"])
+            .output();
+    }
 }

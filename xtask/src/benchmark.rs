@@ -241,10 +241,8 @@ impl Stage {
                 "--skip",
                 "restart-agents",
             ])
-            .env("DISINTO_REGISTRY", self.registry.namespace())
-            .env("GITHUB_TOKEN", &self.registry.password)
-            .env("GITHUB_ACTOR", &self.registry.user)
             .env_remove("DISINTO_MIRRORS");
+        self.registry.release_env(&mut x);
         x
     }
 
@@ -274,14 +272,7 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        let file = self.factory.join("docker-compose.yml");
-        if file.exists() {
-            let _ = Command::new("docker")
-                .args(["compose", "-p", &self.project, "-f"])
-                .arg(&file)
-                .args(["down", "-v", "-t", "1"])
-                .output();
-        }
+        bench::compose_down(&self.project, &self.factory.join("docker-compose.yml"));
     }
 }
 

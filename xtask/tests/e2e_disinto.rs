@@ -104,21 +104,17 @@ impl Drop for Operator {
 }
 
 fn release(c: &Checkout, registry: &Registry, version: &str) {
-    let out = output(
-        c.xtask()
-            .args([
-                "release",
-                version,
-                "--no-pull",
-                "--cache",
-                "--skip",
-                "restart-agents",
-            ])
-            .env("DISINTO_REGISTRY", registry.namespace())
-            .env("GITHUB_TOKEN", &registry.password)
-            .env("GITHUB_ACTOR", &registry.user)
-            .env_remove("DISINTO_MIRRORS"),
-    );
+    let mut cmd = c.xtask();
+    cmd.args([
+        "release",
+        version,
+        "--no-pull",
+        "--cache",
+        "--skip",
+        "restart-agents",
+    ])
+    .env_remove("DISINTO_MIRRORS");
+    let out = output(registry.release_env(&mut cmd));
     assert!(
         out.status.success(),
         "release {version}: {}",

@@ -42,15 +42,12 @@ impl Bench {
             .args(args)
             .args(["--no-pull", "--cache", "--factory"])
             .arg(self.factory.path())
-            .env("DISINTO_REGISTRY", self.registry.namespace())
-            .env("GITHUB_TOKEN", &self.registry.password)
-            .env("GITHUB_ACTOR", &self.registry.user)
             .env("DISINTO_MIRRORS", "mirror, not-a-remote")
             .env("DISINTO_PUSH_ATTEMPTS", "2")
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .env("DOCKER_CONFIG", self.client_config.path())
             .env_remove("AGENTS_IMAGE");
-        let out = output(&mut cmd);
+        let out = output(self.registry.release_env(&mut cmd));
         self.transcript
             .push_str(&String::from_utf8_lossy(&out.stdout));
         self.transcript
@@ -97,14 +94,10 @@ impl Bench {
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        let file = self.factory.path().join("docker-compose.yml");
-        if file.exists() {
-            let _ = Command::new("docker")
-                .args(["compose", "-p", &self.project, "-f"])
-                .arg(&file)
-                .args(["down", "-v", "-t", "1"])
-                .output();
-        }
+        xtask::bench::compose_down(
+            &self.project,
+            &self.factory.path().join("docker-compose.yml"),
+        );
         let ns = self.registry.namespace();
         for tag in ["v0.1.0", "v0.2.0", "latest"] {
             let _ = Command::new("docker")
@@ -273,7 +266,8 @@ fn a_registry_outage_during_push_resumes_without_retagging_or_rebuilding() {
         "commit-result",
     ]);
     let tag_before = Checkout::tags(&b.checkout.work());
-    let image_before = Bench::image_id("disinto-agents:v0.1.0");
+    let tagged = format!("{}/agents:v0.1.0", b.registry.namespace());
+    let image_before = Bench::image_id(&tagged);
 
     b.registry.stop();
     let out = b.release(&["v0.1.0", "--skip", "restart-agents"]);
@@ -303,11 +297,8 @@ fn a_registry_outage_during_push_resumes_without_retagging_or_rebuilding() {
         );
     }
     assert_eq!(Checkout::tags(&b.checkout.work()), tag_before, "re-tagged");
-    assert_eq!(
-        Bench::image_id("disinto-agents:v0.1.0"),
-        image_before,
-        "rebuilt"
-    );
+    assert_eq!(Bench::image_id(&tagged), image_before, "rebuilt");
+    assert_eq!(b.remote("v0.1.0").unwrap().config, image_before);
     let remote = b.remote("v0.1.0").expect("pushed after the outage");
     let record = b.record("v0.1.0");
     assert_eq!(record["digest"].as_str(), Some(remote.digest.as_str()));
@@ -323,14 +314,9 @@ fn push_alone_treats_the_same_image_as_pushed_and_a_different_one_as_an_error() 
     b.release_ok(&["v0.1.0", "--skip", "restart-agents"]);
     let ns = b.registry.namespace();
     let push = |b: &Bench| {
-        output(
-            b.checkout
-                .xtask()
-                .args(["push", "v0.1.0"])
-                .env("DISINTO_REGISTRY", &ns)
-                .env("GITHUB_TOKEN", &b.registry.password)
-                .env("GITHUB_ACTOR", &b.registry.user),
-        )
+        let mut cmd = b.checkout.xtask();
+        cmd.args(["push", "v0.1.0"]);
+        output(b.registry.release_env(&mut cmd))
     };
     let again = push(&b);
     assert!(

@@ -149,6 +149,8 @@ pub(crate) struct Ctx<'a> {
     selected: Vec<String>,
     session: Option<Session>,
     dry_run_logged_in: bool,
+    /// Preflight looked the version up in the registry and found nothing.
+    version_absent: bool,
     image_id: Option<String>,
     digest: Option<String>,
     git_sha: String,
@@ -171,6 +173,7 @@ impl<'a> Ctx<'a> {
             selected: vec![],
             session: None,
             dry_run_logged_in: false,
+            version_absent: false,
             image_id: None,
             digest: None,
             git_sha: String::new(),
@@ -398,7 +401,11 @@ impl Release {
 
 impl Ctx<'_> {
     fn built_image_present(&self) -> bool {
-        self.opts.dry_run || self.local_image_id(&self.local_tag).is_ok()
+        self.opts.dry_run
+            || self
+                .image_id
+                .as_deref()
+                .is_some_and(|id| self.local_image_id(id).is_ok())
     }
 
     /// The release record as it stands, with every formula step in order.

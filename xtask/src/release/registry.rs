@@ -79,8 +79,9 @@ impl Session {
         })
     }
 
-    /// `docker push reference`, retried with backoff on transient failures.
-    pub fn push(&self, sh: &Shell, reference: &str) -> Result<()> {
+    /// `docker push reference`, retried with backoff on transient failures; returns the
+    /// manifest digest the registry answered with.
+    pub fn push(&self, sh: &Shell, reference: &str) -> Result<String> {
         let config = self.config_dir();
         retry(&format!("docker push {reference}"), || {
             let out = cmd!(sh, "docker push {reference}")
@@ -88,12 +89,23 @@ impl Session {
                 .quiet()
                 .ignore_status()
                 .output()?;
-            if out.status.success() {
-                return Ok(());
+            if !out.status.success() {
+                bail!("{}", last_line(&out.stderr));
             }
-            bail!("{}", last_line(&out.stderr))
+            parse_push_digest(&String::from_utf8_lossy(&out.stdout))
+                .with_context(|| format!("docker push {reference} reported no digest"))
         })
     }
+}
+
+/// The digest in `docker push`'s closing line (`v0.2.0: digest: sha256:… size: 528`).
+pub fn parse_push_digest(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .find_map(|l| l.split_once("digest: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .filter(|d| d.starts_with("sha256:"))
+        .map(str::to_string)
 }
 
 fn last_line(bytes: &[u8]) -> String {
@@ -245,6 +257,13 @@ mod tests {
         assert_eq!(parse_manifest_inspect(&oci).unwrap(), remote);
         assert!(parse_manifest_inspect("{}").is_err());
         assert!(parse_manifest_inspect("not json").is_err());
+    }
+
+    #[test]
+    fn push_digest_is_read_from_the_closing_line() {
+        let log = "The push refers to repository [127.0.0.1:5999/x/base]\n34bab2a61c1e: Pushed\nv1: digest: sha256:df7b59 size: 528\n";
+        assert_eq!(parse_push_digest(log).as_deref(), Some("sha256:df7b59"));
+        assert_eq!(parse_push_digest("34bab2a61c1e: Pushed\n"), None);
     }
 
     #[test]

@@ -193,7 +193,9 @@ fn registry_ready(ctx: &mut Ctx<'_>) -> Result<()> {
     }
     let (sh, version_ref) = (ctx.sh, ctx.version_ref());
     let session = session(ctx)?;
-    if let Some(remote) = session.inspect(sh, &version_ref)? {
+    let found = session.inspect(sh, &version_ref)?;
+    ctx.version_absent = found.is_none();
+    if let Some(remote) = found {
         bail!(
             "the registry already holds {version_ref} ({}): versions are immutable, release a new one",
             remote.digest
@@ -297,10 +299,16 @@ fn build_image(ctx: &mut Ctx<'_>) -> Result<()> {
 
 fn tag_image(ctx: &mut Ctx<'_>) -> Result<()> {
     let sh = ctx.sh;
-    let local = ctx.local_tag.clone();
-    if !ctx.opts.dry_run {
-        ctx.local_image_id(&local)?;
-    }
+    // Tag the image build-image made, by id: the local tag name is shared by every checkout
+    // on this machine, and another release of the same version may have moved it since.
+    let local = match (&ctx.image_id, ctx.opts.dry_run) {
+        (Some(id), false) => ctx.local_image_id(id)?,
+        (None, false) => bail!(
+            "build-image has not recorded an image: run `cargo xtask release {} --only build-image` first",
+            ctx.version
+        ),
+        (_, true) => ctx.local_tag.clone(),
+    };
     let mut targets = vec![ctx.version_ref()];
     match ctx.latest_ref() {
         Some(latest) => targets.push(latest),
@@ -326,8 +334,10 @@ pub(super) fn push_image(ctx: &mut Ctx<'_>) -> Result<()> {
             println!("# push-image would fail: {e:#}");
         }
         print_login(ctx, &host);
+        if !ctx.will_run("preflight") {
+            println!("$ docker manifest inspect -v {version_ref}");
+        }
         for r in &refs {
-            println!("$ docker manifest inspect -v {r}");
             println!("$ docker push {r}");
         }
         println!("$ rm -rf \"$DOCKER_CONFIG\"");
@@ -335,30 +345,37 @@ pub(super) fn push_image(ctx: &mut Ctx<'_>) -> Result<()> {
     }
     let image_id = ctx.local_image_id(&version_ref)?;
     let sh = ctx.sh;
+    // Preflight (in this same run) already found the version absent: no second lookup.
+    let known_absent = ctx.version_absent;
     let session = session(ctx)?;
-    for reference in &refs {
-        match session.inspect(sh, reference)? {
+    let mut digest = None;
+    if !known_absent {
+        match session.inspect(sh, &version_ref)? {
             Some(remote) if remote.config == image_id => {
-                eprintln!("  {reference}: the registry already holds this image ({})", remote.digest);
-                continue;
+                eprintln!("  {version_ref}: the registry already holds this image ({})", remote.digest);
+                digest = Some(remote.digest);
             }
-            Some(remote) if reference == &version_ref => bail!(
-                "the registry holds a different image under {reference} ({}): versions are immutable, release a new one",
+            Some(remote) => bail!(
+                "the registry holds a different image under {version_ref} ({}): versions are immutable, release a new one",
                 remote.digest
             ),
-            _ => {}
+            None => {}
         }
-        eprintln!("$ docker push {reference}");
-        session.push(sh, reference)?;
     }
-    let pushed = session
-        .inspect(sh, &version_ref)?
-        .with_context(|| format!("{version_ref} is not in the registry after the push"))?;
-    if pushed.config != image_id {
-        bail!("the registry reports a different image under {version_ref} after the push");
+    let digest = match digest {
+        Some(d) => d,
+        None => {
+            eprintln!("$ docker push {version_ref}");
+            session.push(sh, &version_ref)?
+        }
+    };
+    // latest moves with every release; pushing what the registry has already is cheap.
+    if let Some(latest) = refs.get(1) {
+        eprintln!("$ docker push {latest}");
+        session.push(sh, latest)?;
     }
-    eprintln!("  pushed {version_ref}@{}", pushed.digest);
-    ctx.digest = Some(pushed.digest);
+    eprintln!("  pushed {version_ref}@{digest}");
+    ctx.digest = Some(digest);
     // The session's Docker config (with the credential) is deleted now, not at exit.
     ctx.session = None;
     Ok(())
