@@ -35,7 +35,8 @@ disinto_health() {
 }
 
 disinto_log() {
-  printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | tee -a "$DISINTO_LOG" >&2
+  # A log that cannot be written must not stop the loop.
+  printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | { tee -a "$DISINTO_LOG" || true; } >&2
 }
 
 disinto_loop() {
@@ -45,7 +46,8 @@ disinto_loop() {
   esac
   mkdir -p "$(dirname "$DISINTO_LOG")"
   started=$(date -u +%s)
-  trap 'disinto_log "stopping"; [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null; exit 0' TERM INT
+  # AGENT_CMD runs in its own process group, so stopping reaches everything it started.
+  trap 'disinto_log "stopping"; [ -n "$agent_pid" ] && kill -TERM -- "-$agent_pid" 2>/dev/null; exit 0' TERM INT
   disinto_log "agents ${DISINTO_VERSION:-dev} started (uid $(id -u), poll ${interval}s)"
   while :; do
     now=$(date -u +%s)
@@ -53,7 +55,7 @@ disinto_loop() {
     # One AGENT_CMD at a time: a slow run delays the next one, it never stacks up.
     if [ -n "${AGENT_CMD:-}" ] && [ "$now" -ge "$next_run" ] \
        && ! { [ -n "$agent_pid" ] && kill -0 "$agent_pid" 2>/dev/null; }; then
-      bash -c "$AGENT_CMD" >>"$DISINTO_LOG" 2>&1 &
+      setsid bash -c "$AGENT_CMD" >>"$DISINTO_LOG" 2>&1 &
       agent_pid=$!
       next_run=$((now + interval))
     fi

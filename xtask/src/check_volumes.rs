@@ -65,9 +65,7 @@ pub fn mounted_targets(service: &Service) -> Vec<String> {
         .iter()
         .filter_map(|mount| match mount {
             Mount::Short(spec) => {
-                let mut parts = spec.splitn(3, ':');
-                let source = parts.next()?;
-                let target = parts.next()?;
+                let (source, target) = split_short(spec)?;
                 (!source.is_empty()).then(|| target.to_string())
             }
             Mount::Long {
@@ -83,6 +81,29 @@ pub fn mounted_targets(service: &Service) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Splits `source:target[:mode]`, where the source may hold `${VAR:-default}` (whose ':'
+/// is not a separator). `None` for a bare path: an anonymous volume.
+pub fn split_short(spec: &str) -> Option<(&str, &str)> {
+    let mut depth = 0usize;
+    let mut colon = None;
+    let bytes = spec.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
+            b'}' if depth > 0 => depth -= 1,
+            b':' if depth == 0 => {
+                colon = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let i = colon?;
+    let rest = &spec[i + 1..];
+    let target = rest.split(':').next().unwrap_or(rest);
+    Some((&spec[..i], target))
 }
 
 /// Checks every service of `compose`; `volumes_of` reads a Dockerfile's `VOLUME` paths.
@@ -310,6 +331,27 @@ mod tests {
             assert_eq!(found.len(), 4, "{image}: {found:?}");
             assert!(found.iter().all(|p| p.starts_with("service janitor: VOLUME /home/agent/")));
         }
+    }
+
+    #[test]
+    fn short_mounts_with_variables_split_right() {
+        assert_eq!(
+            split_short("agent-data:/home/agent/data"),
+            Some(("agent-data", "/home/agent/data"))
+        );
+        assert_eq!(
+            split_short("${DATA:-./d}:/home/agent/data:rw"),
+            Some(("${DATA:-./d}", "/home/agent/data"))
+        );
+        assert_eq!(split_short("/home/agent/data"), None);
+        let compose: Compose = serde_yaml::from_str(
+            "services:\n  x:\n    image: ghcr.io/disinto/agents:v1\n    build:\n      context: .\n      args: [A=1]\n    volumes:\n    - ${DATA:-./d}:/home/agent/data\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mounted_targets(&compose.services["x"]),
+            ["/home/agent/data"]
+        );
     }
 
     #[test]

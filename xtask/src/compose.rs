@@ -77,8 +77,8 @@ pub enum Build {
         context: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dockerfile: Option<String>,
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        args: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        args: Option<serde_yaml::Value>,
     },
 }
 
@@ -201,7 +201,7 @@ fn build(dockerfile: &str) -> Option<Build> {
     Some(Build::Full {
         context: ".".into(),
         dockerfile: Some(dockerfile.into()),
-        args: BTreeMap::new(),
+        args: None,
     })
 }
 

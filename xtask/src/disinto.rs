@@ -58,14 +58,18 @@ pub enum Operator {
 
 impl Disinto {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let home = sh.current_dir();
+        // bin/disinto says where the disinto checkout is (for .env.example); the checkout
+        // this binary was built from is the fallback.
+        let home = std::env::var_os("DISINTO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| sh.current_dir());
         let root = match self.root {
             Some(dir) => dir,
             None => std::env::current_dir().context("cannot read the current directory")?,
         };
         let _dir = sh.push_dir(&root);
         match self.command {
-            Operator::Init { add_missing_keys } => init(sh, &root, &home, add_missing_keys),
+            Operator::Init { add_missing_keys } => init(&root, &home, add_missing_keys),
             Operator::Up {
                 services,
                 dry_run,
@@ -110,7 +114,7 @@ fn dotenv_pairs(path: &Path) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-fn init(sh: &Shell, root: &Path, home: &Path, add_missing_keys: bool) -> Result<()> {
+fn init(root: &Path, home: &Path, add_missing_keys: bool) -> Result<()> {
     if !root.is_dir() {
         bail!(
             "factory directory {} does not exist: create it first",
@@ -119,10 +123,21 @@ fn init(sh: &Shell, root: &Path, home: &Path, add_missing_keys: bool) -> Result<
     }
     let example_path = [root.join(".env.example"), home.join(".env.example")]
         .into_iter()
-        .find(|p| p.is_file())
-        .context("no .env.example next to the factory or in the disinto checkout")?;
+        .find(|p| p.is_file());
     let env_path = root.join(".env");
+    // Validate what the compose file will be made of before writing anything at all.
+    let dotenv = match (&example_path, env_path.exists()) {
+        (_, true) => parse_dotenv(&env_path)?,
+        (Some(example), false) => parse_dotenv(example)?,
+        (None, false) => Default::default(),
+    };
+    let input = ComposeInput::from_settings(&crate::settings::Settings::with_dotenv(dotenv))?;
+    require_build_context(root, &input.agents)?;
     if env_path.exists() {
+        let Some(example_path) = example_path else {
+            eprintln!("Unchanged {}", env_path.display());
+            return write_compose_for(root);
+        };
         let example = dotenv_pairs(&example_path)?;
         let existing: Vec<String> = parse_dotenv(&env_path)?.into_keys().collect();
         let missing = missing_keys(&existing, &example);
@@ -152,6 +167,9 @@ fn init(sh: &Shell, root: &Path, home: &Path, add_missing_keys: bool) -> Result<
             );
         }
     } else {
+        let example_path = example_path.context(
+            "no .env.example next to the factory or in the disinto checkout: write .env by hand",
+        )?;
         let text = std::fs::read(&example_path)?;
         fsx::write_atomic(&env_path, &text)?;
         eprintln!(
@@ -160,6 +178,11 @@ fn init(sh: &Shell, root: &Path, home: &Path, add_missing_keys: bool) -> Result<
             example_path.display()
         );
     }
+    write_compose_for(root)
+}
+
+/// The second half of `init`: `projects/` and the compose file from `.env`.
+fn write_compose_for(root: &Path) -> Result<()> {
     let projects = root.join("projects");
     if !projects.exists() {
         std::fs::create_dir_all(&projects)?;
@@ -169,7 +192,6 @@ fn init(sh: &Shell, root: &Path, home: &Path, add_missing_keys: bool) -> Result<
     let input = ComposeInput::from_settings(&factory.settings)?;
     require_build_context(root, &input.agents)?;
     factory.write_compose(&input)?;
-    let _ = sh;
     Ok(())
 }
 
@@ -228,9 +250,35 @@ fn up(sh: &Shell, root: &Path, services: &[String], dry_run: bool, limit: Durati
         // Dev mode follows the source: rebuild (from cache when nothing changed).
         args.push("--build");
     }
+    // A factory that is not a source checkout cannot build edge or reproduce (they have no
+    // released images yet): the whole-stack `up` leaves them out and says so.
+    let mut buildable: Vec<String> = vec![];
+    if services.is_empty() {
+        let model = crate::compose::model(&input);
+        let (ok, missing): (Vec<_>, Vec<_>) = model
+            .services
+            .iter()
+            .filter(|(_, s)| s.profiles.is_empty())
+            .partition(|(_, s)| {
+                s.build
+                    .as_ref()
+                    .is_none_or(|b| root.join(b.dockerfile_path()).is_file())
+            });
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|(n, _)| n.as_str()).collect();
+            eprintln!(
+                "warning: {} not started: built from source, and {} is not a source checkout",
+                names.join(", "),
+                root.display()
+            );
+            buildable = ok.into_iter().map(|(n, _)| n.clone()).collect();
+        }
+    }
     if !services.is_empty() {
         args.push("--no-deps");
         args.extend(services.iter().map(String::as_str));
+    } else {
+        args.extend(buildable.iter().map(String::as_str));
     }
     if dry_run {
         println!(

@@ -99,11 +99,10 @@ fn escape_char(text: &str) -> char {
 }
 
 fn volume_args(args: &str) -> std::result::Result<Vec<String>, String> {
-    let paths: Vec<String> = if args.starts_with('[') {
-        serde_yaml::from_str::<Vec<String>>(args)
-            .map_err(|e| format!("VOLUME {args} is not a JSON array of strings: {e}"))?
-    } else {
-        args.split_whitespace().map(str::to_string).collect()
+    // The builder's rule: a valid JSON array of strings, else whitespace-separated words.
+    let paths: Vec<String> = match serde_json::from_str::<Vec<String>>(args) {
+        Ok(paths) => paths,
+        Err(_) => args.split_whitespace().map(str::to_string).collect(),
     };
     if paths.is_empty() {
         return Err("VOLUME names no path".into());
@@ -174,7 +173,11 @@ mod tests {
             ),
             (
                 "FROM x\nVOLUME [\"/a\"\n",
-                "line 2: VOLUME [\"/a\" is not a JSON array",
+                "line 2: VOLUME [\"/a\" is not an absolute path",
+            ),
+            (
+                "FROM x\nVOLUME [/a, /b]\n",
+                "line 2: VOLUME [/a, is not an absolute path",
             ),
             ("FROM x\nVOLUME\n", "line 2: VOLUME names no path"),
             ("VOLUME /a\n", "line 1: VOLUME before any FROM"),

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -77,7 +78,10 @@ impl TempDir {
             std::process::id(),
             unique()
         ));
-        fs::create_dir_all(&path)
+        // Private (0700) and new: some of these hold a registry login for a moment.
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
             .with_context(|| format!("cannot create temp dir {}", path.display()))?;
         Ok(TempDir(path))
     }

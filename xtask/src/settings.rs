@@ -16,14 +16,22 @@ pub struct Settings {
 impl Settings {
     /// Reads the process environment and `<root>/.env` (which may be missing).
     pub fn load(root: &Path) -> Result<Settings> {
-        let process = std::env::vars().collect();
         let path = root.join(".env");
         let dotenv = if path.is_file() {
             parse_dotenv(&path)?
         } else {
             BTreeMap::new()
         };
-        Ok(Settings { process, dotenv })
+        Ok(Settings::with_dotenv(dotenv))
+    }
+
+    /// The process environment over the given `.env` values.
+    pub fn with_dotenv(dotenv: BTreeMap<String, String>) -> Settings {
+        // vars() would panic on one non-UTF-8 variable anywhere in the environment.
+        let process = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Settings { process, dotenv }
     }
 
     /// Builds settings from explicit maps (tests, and callers that already know the values).

@@ -148,7 +148,6 @@ pub(crate) struct Ctx<'a> {
     /// The steps this invocation runs.
     selected: Vec<String>,
     session: Option<Session>,
-    dry_run_logged_in: bool,
     /// Preflight looked the version up in the registry and found nothing.
     version_absent: bool,
     image_id: Option<String>,
@@ -172,7 +171,6 @@ impl<'a> Ctx<'a> {
             local_tag: format!("disinto-agents:{}", opts.version),
             selected: vec![],
             session: None,
-            dry_run_logged_in: false,
             version_absent: false,
             image_id: None,
             digest: None,
@@ -351,9 +349,19 @@ impl Release {
                 eprintln!("[{n}/{total}] {id}: skipped");
                 continue;
             }
-            // A built image that vanished from the local store is built again.
-            let still_there = id != "build-image" || ctx.built_image_present();
-            if progress.done(id) && still_there {
+            // A built image that vanished from the local store before it was pushed is built
+            // again, and tagged again; once pushed, the registry has it and nothing needs it.
+            let rebuild = id == "build-image"
+                && progress.done(id)
+                && !progress.done("push-image")
+                && !ctx.built_image_present();
+            if rebuild {
+                eprintln!(
+                    "  the image built earlier is gone from the local store: building it again"
+                );
+                progress.steps.remove("tag-image");
+            }
+            if progress.done(id) && !rebuild {
                 eprintln!("[{n}/{total}] {id}: done earlier");
                 continue;
             }
@@ -431,8 +439,8 @@ impl Ctx<'_> {
     }
 }
 
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+fn short(sha: &str) -> String {
+    sha.chars().take(12).collect()
 }
 
 #[cfg(test)]

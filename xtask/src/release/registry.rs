@@ -59,6 +59,13 @@ pub struct Session {
 impl Session {
     pub fn login(host: &str, credentials: &Credentials) -> Result<Session> {
         let config = TempDir::new("docker-config")?;
+        // With no `auths` at all, the Docker CLI hands logins to a desktop credential helper
+        // (pass, secretservice) when one is installed, and the token would outlive this
+        // directory. An entry keeps it in this file, which is deleted with the session.
+        std::fs::write(
+            config.path().join("config.json"),
+            "{\"auths\": {\"disinto.invalid\": {}}}\n",
+        )?;
         retry(&format!("docker login {host}"), || {
             docker::login(config.path(), host, &credentials.user, &credentials.token)
         })?;
@@ -199,6 +206,8 @@ pub fn is_transient(message: &str) -> bool {
         "503 service",
         "504 gateway",
         "too many requests",
+        "toomanyrequests",
+        "429",
         "broken pipe",
     ];
     transient.iter().any(|t| m.contains(t))

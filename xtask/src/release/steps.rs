@@ -189,11 +189,16 @@ fn registry_ready(ctx: &mut Ctx<'_>) -> Result<()> {
         Credentials::from_env(&host)?;
         print_login(ctx, &host);
         println!("$ docker manifest inspect -v {}", ctx.version_ref());
+        println!("$ rm -rf \"$DOCKER_CONFIG\"");
         return Ok(());
     }
     let (sh, version_ref) = (ctx.sh, ctx.version_ref());
     let session = session(ctx)?;
-    let found = session.inspect(sh, &version_ref)?;
+    let found = session.inspect(sh, &version_ref);
+    // Log out now: the build between here and push-image can take minutes, and an
+    // interrupted run must not leave a login on disk for that long.
+    ctx.session = None;
+    let found = found?;
     ctx.version_absent = found.is_none();
     if let Some(remote) = found {
         bail!(
@@ -204,12 +209,9 @@ fn registry_ready(ctx: &mut Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
-/// In a dry run, prints the login once, where the real run logs in (it keeps the session).
-fn print_login(ctx: &mut Ctx<'_>, host: &str) {
-    if ctx.dry_run_logged_in {
-        return;
-    }
-    ctx.dry_run_logged_in = true;
+/// In a dry run, prints the login as the real run does it (token masked).
+fn print_login(ctx: &Ctx<'_>, host: &str) {
+    let _ = ctx;
     println!("$ export DOCKER_CONFIG=$(mktemp -d)   # throwaway, removed afterwards");
     println!("$ printf '%s' \"$GITHUB_TOKEN\" | docker login {host} --username \"$GITHUB_ACTOR\" --password-stdin   # token: ***");
 }
@@ -472,7 +474,10 @@ fn commit_result(ctx: &mut Ctx<'_>, progress: &mut Progress, started: &str) -> R
     ))
     .context("committing the release record failed (is git's user.name/user.email set?)")?;
     let refspec = format!("HEAD:refs/heads/{branch}");
-    ctx.exec(cmd!(sh, "git push origin {refspec}")).with_context(|| {
-        format!("the release is done and recorded, but pushing {relative} to origin failed: push it with `git push origin {branch}`")
-    })
+    // The release is complete once the record is committed: a failed push is the
+    // operator's to retry, not a reason to leave the release half-done.
+    if let Err(e) = ctx.exec(cmd!(sh, "git push origin {refspec}")) {
+        eprintln!("warning: the release is recorded, but pushing {relative} to origin failed ({e:#}): push it with `git push origin {branch}`");
+    }
+    Ok(())
 }

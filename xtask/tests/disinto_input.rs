@@ -1,0 +1,93 @@
+//! `disinto` without touching Docker: init on a factory that has only a `.env`, and the
+//! plan `up --dry-run` makes for it.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn disinto(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    output(
+        Command::new(root().join("bin/disinto"))
+            .args(args)
+            .current_dir(dir)
+            .env("DISINTO_BIN", env!("CARGO_BIN_EXE_xtask"))
+            .env_remove("DISINTO_ROOT")
+            .env_remove("AGENTS_IMAGE")
+            .env_remove("DISINTO_REGISTRY"),
+    )
+}
+
+#[test]
+fn init_never_rewrites_env_and_up_leaves_out_what_it_cannot_build() {
+    let dir = TempDir::new("env-only").unwrap();
+    let env = "AGENTS_IMAGE=v0.1.0\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
+    std::fs::write(dir.path().join(".env"), env).unwrap();
+
+    let out = disinto(dir.path(), &["init"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".env")).unwrap(),
+        env
+    );
+    assert!(stderr.contains("it lacks POLL_INTERVAL"), "{stderr}");
+    assert!(dir.path().join("projects").is_dir());
+
+    let out = disinto(dir.path(), &["up", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: edge not started"), "{stderr}");
+    let up = stdout.lines().find(|l| l.contains(" up --detach")).unwrap();
+    assert!(
+        up.ends_with("up --detach agents forgejo woodpecker woodpecker-agent"),
+        "{up}"
+    );
+    assert!(
+        stdout.contains("docker pull 127.0.0.1:5000/disinto/agents:v0.1.0"),
+        "{stdout}"
+    );
+
+    // --add-missing-keys appends, and only appends.
+    let out = disinto(dir.path(), &["init", "--add-missing-keys"]);
+    assert!(out.status.success());
+    let after = std::fs::read_to_string(dir.path().join(".env")).unwrap();
+    assert!(after.starts_with(env), "{after}");
+    assert!(after.contains("\nPOLL_INTERVAL=60\n"), "{after}");
+    assert_eq!(after.matches("AGENTS_IMAGE=").count(), 1, "{after}");
+}
+
+#[test]
+fn a_bad_agents_image_in_env_is_one_line_and_writes_nothing() {
+    let dir = TempDir::new("bad-env").unwrap();
+    std::fs::write(dir.path().join(".env"), "AGENTS_IMAGE=v1.2\n").unwrap();
+    let out = disinto(dir.path(), &["init"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("AGENTS_IMAGE=\"v1.2\""), "{stderr}");
+    assert!(!dir.path().join("docker-compose.yml").exists());
+    assert!(
+        !dir.path().join("projects").exists(),
+        "init created projects/ before failing"
+    );
+
+    // No .env yet, and a bad value in the environment: not even .env is written.
+    let empty = TempDir::new("no-env").unwrap();
+    let out = output(
+        Command::new(root().join("bin/disinto"))
+            .arg("init")
+            .current_dir(empty.path())
+            .env("DISINTO_BIN", env!("CARGO_BIN_EXE_xtask"))
+            .env("AGENTS_IMAGE", "ghcr.io/Disinto/agents:v1"),
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        std::fs::read_dir(empty.path()).unwrap().count(),
+        0,
+        "init wrote something"
+    );
+}
