@@ -221,6 +221,10 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
         ok(Command::new("docker").args(["inspect", "--format", "{{.Config.Image}}", &running]));
     assert_eq!(image.trim(), format!("{ns}/agents:v0.1.0"));
 
+    // Nothing changed: nothing is recreated.
+    op.disinto_ok(&["up", "agents"], Some("v0.1.0"));
+    assert_eq!(op.agents(), running, "an unchanged up recreated agents");
+
     // A version the registry does not have: one line, and the factory untouched.
     let compose_before = std::fs::read(dir.path().join("docker-compose.yml")).unwrap();
     let out = op.disinto(&["up", "agents"], Some("v9.9.9"));
