@@ -2,7 +2,6 @@
 //! `provision` installs what is missing (root on Debian); `Registry` is a throwaway registry.
 
 use std::fs;
-use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -309,19 +308,11 @@ impl Registry {
         let dir = TempDir::new("registry")?;
         let user = "disinto-ci".to_string();
         let password = random_token()?;
-        let mut htpasswd = Command::new("htpasswd")
-            .args(["-B", "-i", "-n", &user])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run htpasswd (Debian package apache2-utils)")?;
-        htpasswd
-            .stdin
-            .take()
-            .context("htpasswd has no stdin")?
-            .write_all(password.as_bytes())?;
-        let out = htpasswd.wait_with_output()?;
+        let out = crate::docker::output_with_secret(
+            Command::new("htpasswd").args(["-B", "-i", "-n", &user]),
+            &password,
+        )
+        .context("htpasswd (Debian package apache2-utils)")?;
         if !out.status.success() {
             bail!(
                 "htpasswd failed: {}",

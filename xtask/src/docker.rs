@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -20,21 +20,15 @@ pub fn require_client() -> Result<()> {
 /// `config_dir`. The secret only ever travels on standard input.
 pub fn login(config_dir: &Path, host: &str, user: &str, secret: &str) -> Result<()> {
     require_client()?;
-    let mut child = Command::new("docker")
-        .env("DOCKER_CONFIG", config_dir)
-        .args(["login", host, "--username", user, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run docker login")?;
-    child
-        .stdin
-        .take()
-        .context("docker login has no stdin")?
-        .write_all(secret.as_bytes())
-        .context("cannot hand the token to docker login")?;
-    let out = child.wait_with_output()?;
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_CONFIG", config_dir).args([
+        "login",
+        host,
+        "--username",
+        user,
+        "--password-stdin",
+    ]);
+    let out = output_with_secret(&mut cmd, secret)?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).replace(secret, "***");
         bail!(
@@ -43,6 +37,24 @@ pub fn login(config_dir: &Path, host: &str, user: &str, secret: &str) -> Result<
         );
     }
     Ok(())
+}
+
+/// Runs `cmd` with `secret` on its standard input (never on its command line) and collects
+/// its output.
+pub fn output_with_secret(cmd: &mut Command, secret: &str) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    child
+        .stdin
+        .take()
+        .context("no standard input to hand the secret to")?
+        .write_all(secret.as_bytes())
+        .context("cannot hand the secret over on standard input")?;
+    Ok(child.wait_with_output()?)
 }
 
 /// The host part of an image reference or registry namespace (`ghcr.io/disinto` → `ghcr.io`).
