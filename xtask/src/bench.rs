@@ -304,7 +304,7 @@ pub struct Registry {
 
 impl Registry {
     /// Starts a registry with one user; the password is random and handed over on stdin.
-    pub fn start(sh: &Shell) -> Result<Registry> {
+    pub fn start() -> Result<Registry> {
         let dir = TempDir::new("registry")?;
         let user = "disinto-ci".to_string();
         let password = random_token()?;
@@ -332,7 +332,6 @@ impl Registry {
             htpasswd = dir.path().join("htpasswd").display(),
         );
         fs::write(dir.path().join("config.yml"), config)?;
-        let _ = sh;
         let mut registry = Registry {
             addr,
             user,

@@ -212,7 +212,7 @@ struct Stage {
 }
 
 impl Stage {
-    fn new(sh: &Shell, root: &Path, xtask: &Path) -> Result<Stage> {
+    fn new(root: &Path, xtask: &Path) -> Result<Stage> {
         let tmp = TempDir::new("bench-stage")?;
         let work = scratch::checkout(root, tmp.path(), "v0.0.1")?;
         let factory = tmp.path().join("factory");
@@ -220,7 +220,7 @@ impl Stage {
         Ok(Stage {
             work,
             factory,
-            registry: Registry::start(sh)?,
+            registry: Registry::start()?,
             project: format!("bench{}", &bench::random_token()?[..8]),
             released: vec![],
             xtask: xtask.to_path_buf(),
@@ -443,7 +443,7 @@ impl Bench {
             let _ = Command::new("docker").args(["rmi", &tag]).output();
         }
         if self.wants("release-overhead") || self.wants("rollback") || self.wants("peak-memory") {
-            let mut stage = Stage::new(sh, &root, &xtask)?;
+            let mut stage = Stage::new(&root, &xtask)?;
             // A first release fills the build cache and the registry's blobs.
             stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
             if self.wants("peak-memory") {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::compose::{Compose, Mount, Service, AGENTS_DOCKERFILE, DEV_AGENTS_IMAGE};
 use crate::dockerfile;
-use crate::image_ref::AGENTS_REPOSITORY;
+use crate::image_ref::{repository_of, AGENTS_REPOSITORY};
 
 /// A declared path a service does not mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,17 +43,9 @@ pub fn dockerfile_of(service: &Service) -> Option<PathBuf> {
 /// Released images we build ourselves: `<registry>/agents:<tag>` (any registry, even an
 /// unexpanded `${DISINTO_REGISTRY...}`), or the local dev tag.
 fn released_from(image: &str) -> Option<&'static str> {
-    let name = image.split('@').next().unwrap_or(image);
-    // Drop a tag: the last ':' after the last '/' (a ':' before it is a registry port).
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    let name = match name[last_slash..].rfind(':') {
-        Some(i) => &name[..last_slash + i],
-        None => name,
-    };
-    let repository = &name[last_slash..];
-    let is_agents = (repository == AGENTS_REPOSITORY && last_slash > 0)
-        || image == DEV_AGENTS_IMAGE
-        || name == DEV_AGENTS_IMAGE.split(':').next().unwrap_or_default();
+    let repository = repository_of(image);
+    let is_agents = repository.ends_with(&format!("/{AGENTS_REPOSITORY}"))
+        || Some(repository) == DEV_AGENTS_IMAGE.split(':').next();
     is_agents.then_some(AGENTS_DOCKERFILE)
 }
 

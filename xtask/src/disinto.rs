@@ -235,8 +235,7 @@ fn up(sh: &Shell, root: &Path, services: &[String], dry_run: bool, limit: Durati
                 .ignore_status()
                 .output()?;
             if !pulled.status.success() {
-                let why = String::from_utf8_lossy(&pulled.stderr);
-                let why = why.trim().lines().last().unwrap_or("no output").to_string();
+                let why = crate::docker::last_line(&pulled.stderr);
                 bail!(
                     "AGENTS_IMAGE={}: cannot pull {reference} ({why}); nothing was changed, the running factory is as it was",
                     factory.settings.get("AGENTS_IMAGE").unwrap_or_default()
@@ -414,11 +413,7 @@ fn status(sh: &Shell, root: &Path) -> Result<()> {
             .unwrap_or_default();
         let (digests, version) = info.split_once('\t').unwrap_or(("[]", ""));
         let digests: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
-        let repo = image.split('@').next().unwrap_or(image);
-        let repo = match repo.rfind(':') {
-            Some(i) if !repo[i..].contains('/') => &repo[..i],
-            _ => repo,
-        };
+        let repo = crate::image_ref::repository_of(image);
         let digest = digests
             .iter()
             .find(|d| d.starts_with(&format!("{repo}@")))

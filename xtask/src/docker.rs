@@ -30,10 +30,9 @@ pub fn login(config_dir: &Path, host: &str, user: &str, secret: &str) -> Result<
     ]);
     let out = output_with_secret(&mut cmd, secret)?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).replace(secret, "***");
         bail!(
             "docker login to {host} as {user} failed: {}",
-            stderr.trim().lines().last().unwrap_or("no output")
+            last_line(&out.stderr).replace(secret, "***")
         );
     }
     Ok(())
@@ -55,6 +54,16 @@ pub fn output_with_secret(cmd: &mut Command, secret: &str) -> Result<Output> {
         .write_all(secret.as_bytes())
         .context("cannot hand the secret over on standard input")?;
     Ok(child.wait_with_output()?)
+}
+
+/// The last line a command printed (its error, for the tools we run), for one-line messages.
+pub fn last_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("no output")
+        .to_string()
 }
 
 /// The host part of an image reference or registry namespace (`ghcr.io/disinto` → `ghcr.io`).

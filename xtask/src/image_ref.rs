@@ -71,6 +71,17 @@ impl fmt::Display for AgentsImage {
     }
 }
 
+/// A reference without its tag and digest: `127.0.0.1:5000/x/agents:v1@sha256:…` →
+/// `127.0.0.1:5000/x/agents` (a ':' before the last '/' is a registry port, not a tag).
+pub fn repository_of(reference: &str) -> &str {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].rfind(':') {
+        Some(i) => &name[..last_slash + i],
+        None => name,
+    }
+}
+
 /// Validates `DISINTO_REGISTRY` (registry host plus namespace, no tag) and returns it.
 pub fn parse_registry(value: Option<&str>) -> Result<String> {
     let registry = match value {
@@ -300,6 +311,23 @@ mod tests {
             let message = format!("{:#}", parse_registry(Some(bad)).unwrap_err());
             assert!(message.starts_with("DISINTO_REGISTRY="), "{message}");
         }
+    }
+
+    #[test]
+    fn repository_drops_tag_and_digest_but_not_the_port() {
+        assert_eq!(
+            repository_of("127.0.0.1:5000/x/agents:v1"),
+            "127.0.0.1:5000/x/agents"
+        );
+        assert_eq!(
+            repository_of("ghcr.io/x/agents:v1@sha256:ab"),
+            "ghcr.io/x/agents"
+        );
+        assert_eq!(
+            repository_of("localhost:5000/agents"),
+            "localhost:5000/agents"
+        );
+        assert_eq!(repository_of("disinto-agents:dev"), "disinto-agents");
     }
 
     #[test]

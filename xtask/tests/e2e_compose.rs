@@ -162,8 +162,8 @@ fn check_mode_reports_drift_and_writes_nothing() {
 #[test]
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn registry_refuses_push_without_login_and_round_trips_after_it() {
-    let sh = bench();
-    let registry = xtask::bench::Registry::start(&sh).unwrap();
+    bench();
+    let registry = xtask::bench::Registry::start().unwrap();
     let config = TempDir::new("e2e-docker-config").unwrap();
     let ctx = TempDir::new("e2e-smoke").unwrap();
     let marker = unique("smoke-");

@@ -137,8 +137,8 @@ fn forget_local_images(ns: &str) {
 #[test]
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
-    let sh = bench();
-    let registry = Registry::start(&sh).unwrap();
+    bench();
+    let registry = Registry::start().unwrap();
     let ns = registry.namespace();
     let c = Checkout::new("v0.1.0");
     release(&c, &registry, "v0.1.0");

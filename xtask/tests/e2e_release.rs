@@ -22,8 +22,8 @@ struct Bench {
 
 impl Bench {
     fn new() -> Bench {
-        let sh = bench();
-        let registry = Registry::start(&sh).unwrap();
+        bench();
+        let registry = Registry::start().unwrap();
         let factory = TempDir::new("factory").unwrap();
         std::fs::create_dir_all(factory.path().join("projects")).unwrap();
         Bench {

@@ -15,7 +15,7 @@ const VOLUME_PATHS: [&str; 4] = [
     "/home/agent/disinto/state",
 ];
 
-fn read_markers(project: &Project, container: &str) -> Vec<String> {
+fn read_markers(project: &Project) -> Vec<String> {
     VOLUME_PATHS
         .iter()
         .map(|path| {
@@ -25,7 +25,6 @@ fn read_markers(project: &Project, container: &str) -> Vec<String> {
                     .args(["exec", "-T", "agents", "cat"])
                     .arg(format!("{path}/marker")),
             );
-            let _ = container;
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         })
         .collect()
@@ -81,7 +80,7 @@ fn markers_survive_recreate_and_down_up_with_no_anonymous_volume() {
             .args(["exec", "-u", "agent", &first, "sh", "-c"])
             .arg(format!("echo {marker} > {path}/marker")));
     }
-    assert_eq!(read_markers(&project, &first), vec![marker.clone(); 4]);
+    assert_eq!(read_markers(&project), vec![marker.clone(); 4]);
 
     // The runner, run once: same image, same volumes, as agent.
     let runner_name = unique("runner-");
@@ -109,7 +108,7 @@ fn markers_survive_recreate_and_down_up_with_no_anonymous_volume() {
         .args(["up", "-d", "--no-deps", "--force-recreate", "agents"]));
     let second = project.container("agents");
     assert_ne!(first, second, "force-recreate kept the container");
-    assert_eq!(read_markers(&project, &second), vec![marker.clone(); 4]);
+    assert_eq!(read_markers(&project), vec![marker.clone(); 4]);
     anonymous.extend(anonymous_mounts(&second));
 
     ok(project.compose().args(["down", "-t", "1"]));
@@ -117,7 +116,7 @@ fn markers_survive_recreate_and_down_up_with_no_anonymous_volume() {
     let third = project.container("agents");
     assert_ne!(second, third);
     wait_healthy(&third, Duration::from_secs(60));
-    assert_eq!(read_markers(&project, &third), vec![marker.clone(); 4]);
+    assert_eq!(read_markers(&project), vec![marker.clone(); 4]);
     // The projects marker lives in the operator's ./projects directory.
     let on_host = std::fs::read_to_string(project.dir.path().join("projects/marker")).unwrap();
     assert_eq!(on_host.trim(), marker);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::docker;
+use crate::docker::{self, last_line};
 use crate::fsx::TempDir;
 
 /// What the registry holds under a tag.
@@ -91,11 +91,7 @@ impl Session {
     pub fn push(&self, sh: &Shell, reference: &str) -> Result<String> {
         let config = self.config_dir();
         retry(&format!("docker push {reference}"), || {
-            let out = cmd!(sh, "docker push {reference}")
-                .env("DOCKER_CONFIG", config)
-                .quiet()
-                .ignore_status()
-                .output()?;
+            let out = with_config(cmd!(sh, "docker push {reference}"), config)?;
             if !out.status.success() {
                 bail!("{}", last_line(&out.stderr));
             }
@@ -115,13 +111,13 @@ pub fn parse_push_digest(log: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn last_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or("no output")
-        .to_string()
+/// Runs a docker command in the session's client config, whatever its exit status.
+fn with_config(cmd: xshell::Cmd<'_>, config: &Path) -> Result<std::process::Output> {
+    Ok(cmd
+        .env("DOCKER_CONFIG", config)
+        .quiet()
+        .ignore_status()
+        .output()?)
 }
 
 /// Plain HTTP is only ever allowed to loopback registries, as Docker itself does.
@@ -137,11 +133,10 @@ fn is_loopback(reference: &str) -> bool {
 
 fn inspect_once(sh: &Shell, config: &Path, reference: &str) -> Result<Option<Remote>> {
     let insecure = is_loopback(reference).then_some("--insecure");
-    let out = cmd!(sh, "docker manifest inspect {insecure...} -v {reference}")
-        .env("DOCKER_CONFIG", config)
-        .quiet()
-        .ignore_status()
-        .output()?;
+    let out = with_config(
+        cmd!(sh, "docker manifest inspect {insecure...} -v {reference}"),
+        config,
+    )?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("no such manifest") || stderr.contains("manifest unknown") {

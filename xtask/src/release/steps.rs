@@ -187,7 +187,7 @@ fn registry_ready(ctx: &mut Ctx<'_>) -> Result<()> {
     let host = registry_host(&ctx.image).to_string();
     if ctx.opts.dry_run {
         Credentials::from_env(&host)?;
-        print_login(ctx, &host);
+        print_login(&host);
         println!("$ docker manifest inspect -v {}", ctx.version_ref());
         println!("$ rm -rf \"$DOCKER_CONFIG\"");
         return Ok(());
@@ -210,8 +210,7 @@ fn registry_ready(ctx: &mut Ctx<'_>) -> Result<()> {
 }
 
 /// In a dry run, prints the login as the real run does it (token masked).
-fn print_login(ctx: &Ctx<'_>, host: &str) {
-    let _ = ctx;
+fn print_login(host: &str) {
     println!("$ export DOCKER_CONFIG=$(mktemp -d)   # throwaway, removed afterwards");
     println!("$ printf '%s' \"$GITHUB_TOKEN\" | docker login {host} --username \"$GITHUB_ACTOR\" --password-stdin   # token: ***");
 }
@@ -335,7 +334,7 @@ pub(super) fn push_image(ctx: &mut Ctx<'_>) -> Result<()> {
         if let Err(e) = Credentials::from_env(&host) {
             println!("# push-image would fail: {e:#}");
         }
-        print_login(ctx, &host);
+        print_login(&host);
         if !ctx.will_run("preflight") {
             println!("$ docker manifest inspect -v {version_ref}");
         }
