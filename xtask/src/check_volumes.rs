@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::compose::{Compose, Mount, Service, AGENTS_DOCKERFILE, DEV_AGENTS_IMAGE};
 use crate::dockerfile;
-use crate::image_ref::{repository_of, AGENTS_REPOSITORY};
+use disinto::compose::{Compose, Mount, Service, AGENTS_DOCKERFILE, DEV_AGENTS_IMAGE};
+use disinto::image_ref::{repository_of, AGENTS_REPOSITORY};
 
 /// A declared path a service does not mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,8 +193,8 @@ impl CheckVolumes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compose::{generate, model, ComposeInput};
-    use crate::image_ref::AgentsImage;
+    use disinto::compose::{generate, model, ComposeInput};
+    use disinto::image_ref::AgentsImage;
 
     fn input(agents: AgentsImage) -> ComposeInput {
         ComposeInput {

@@ -7,31 +7,38 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-/// The release steps this program implements, in the order they must run.
-pub const IMPLEMENTED: [&str; 8] = [
-    "preflight",
-    "tag-main",
-    "push-mirrors",
-    "build-image",
-    "tag-image",
-    "push-image",
-    "restart-agents",
-    "commit-result",
-];
+use crate::release::step::Step;
 
+/// The formula as the file spells it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Formula {
-    pub name: String,
+struct FormulaFile {
+    name: String,
     #[serde(default)]
-    pub description: String,
-    pub steps: Vec<Step>,
+    description: String,
+    steps: Vec<StepFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Step {
-    pub id: String,
+struct StepFile {
+    id: String,
+    title: String,
+    description: String,
+}
+
+/// The formula, validated: exactly the implemented steps, in release order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Formula {
+    pub name: String,
+    pub description: String,
+    pub steps: Vec<FormulaStep>,
+}
+
+/// One step of the formula: the step it names, and the words a person follows by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormulaStep {
+    pub step: Step,
     pub title: String,
     pub description: String,
 }
@@ -39,7 +46,7 @@ pub struct Step {
 impl Formula {
     /// Parses and validates; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Formula> {
-        let formula: Formula = toml::from_str(text).map_err(|e| {
+        let file: FormulaFile = toml::from_str(text).map_err(|e| {
             // toml's messages can span lines; an error here is one line.
             let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             let line = e
@@ -50,10 +57,22 @@ impl Formula {
                 None => anyhow::anyhow!("{origin}: {message}"),
             }
         })?;
-        formula
-            .validate()
+        validate(&file)
             .with_context(|| format!("{origin} does not match the release implementation"))?;
-        Ok(formula)
+        Ok(Formula {
+            name: file.name,
+            description: file.description,
+            steps: file
+                .steps
+                .into_iter()
+                .zip(Step::ALL)
+                .map(|(s, step)| FormulaStep {
+                    step,
+                    title: s.title,
+                    description: s.description,
+                })
+                .collect(),
+        })
     }
 
     pub fn load(path: &Path) -> Result<Formula> {
@@ -62,40 +81,44 @@ impl Formula {
         Formula::parse(&text, &path.display().to_string())
     }
 
-    fn validate(&self) -> Result<()> {
-        let mut seen = BTreeSet::new();
-        for step in &self.steps {
-            if !seen.insert(step.id.as_str()) {
-                bail!("step id {:?} appears twice", step.id);
-            }
-            if !IMPLEMENTED.contains(&step.id.as_str()) {
-                bail!(
-                    "step {:?} has no implementation (known steps: {})",
-                    step.id,
-                    IMPLEMENTED.join(", ")
-                );
-            }
-            if step.title.trim().is_empty() || step.description.trim().is_empty() {
-                bail!("step {:?} needs a title and a description", step.id);
-            }
+    pub fn ids(&self) -> Vec<&str> {
+        self.steps.iter().map(|s| s.step.id()).collect()
+    }
+}
+
+/// The file names exactly the implemented steps ([`Step::ALL`]), in order, each described.
+fn validate(file: &FormulaFile) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for step in &file.steps {
+        if !seen.insert(step.id.as_str()) {
+            bail!("step id {:?} appears twice", step.id);
         }
-        if let Some(missing) = IMPLEMENTED.iter().find(|id| !seen.contains(**id)) {
-            bail!("implemented step {missing:?} is missing from the formula");
-        }
-        let ids: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
-        if ids != IMPLEMENTED {
+        if Step::from_id(&step.id).is_none() {
             bail!(
-                "steps are out of order: {} (expected {})",
-                ids.join(" → "),
-                IMPLEMENTED.join(" → ")
+                "step {:?} has no implementation (known steps: {})",
+                step.id,
+                Step::ids()
             );
         }
-        Ok(())
+        if step.title.trim().is_empty() || step.description.trim().is_empty() {
+            bail!("step {:?} needs a title and a description", step.id);
+        }
     }
-
-    pub fn ids(&self) -> Vec<&str> {
-        self.steps.iter().map(|s| s.id.as_str()).collect()
+    if let Some(missing) = Step::ALL.iter().find(|s| !seen.contains(s.id())) {
+        bail!(
+            "implemented step {:?} is missing from the formula",
+            missing.id()
+        );
     }
+    let ids: Vec<&str> = file.steps.iter().map(|s| s.id.as_str()).collect();
+    if ids != Step::ALL.map(Step::id) {
+        bail!(
+            "steps are out of order: {} (expected {})",
+            ids.join(" → "),
+            Step::ALL.map(Step::id).join(" → ")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -103,7 +126,7 @@ mod tests {
     use super::*;
 
     fn file() -> String {
-        std::fs::read_to_string(crate::project_root().join("formulas/release.toml")).unwrap()
+        std::fs::read_to_string(crate::project_root().join(crate::FORMULA)).unwrap()
     }
 
     fn err(text: &str) -> String {
@@ -113,7 +136,7 @@ mod tests {
     #[test]
     fn the_committed_formula_matches_the_implementation() {
         let formula = Formula::parse(&file(), "formulas/release.toml").unwrap();
-        assert_eq!(formula.ids(), IMPLEMENTED);
+        assert_eq!(formula.ids(), Step::ALL.map(Step::id));
         assert_eq!(formula.name, "release");
     }
 

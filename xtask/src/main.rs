@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
     version
 )]
 struct Cli {
-    /// Work on the disinto checkout in DIR [default: the one this xtask was built from]
+    /// Work on the disinto source checkout in DIR [default: the one this xtask was built from]
     #[arg(short = 'C', long = "directory", value_name = "DIR", global = true)]
     directory: Option<std::path::PathBuf>,
     #[command(subcommand)]
@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Generate the factory's docker-compose.yml (pinned when AGENTS_IMAGE is set)
-    GenCompose(xtask::compose::GenCompose),
+    GenCompose(xtask::gen_compose::GenCompose),
     /// Fail when a Dockerfile VOLUME is not mounted at exactly its path by a service using it
     CheckVolumes(xtask::check_volumes::CheckVolumes),
     /// Release the agents image: run formulas/release.toml step by step (resumable)
@@ -31,11 +31,9 @@ enum Command {
     Push(xtask::release::Push),
     /// Ask the factory's approval flow for a release: a vault action on a branch of the ops repo
     ReleaseRequest(xtask::release_request::ReleaseRequest),
-    /// The operator's commands (init, up, down, status); bin/disinto runs these
-    Disinto(xtask::disinto::Disinto),
     /// Measure the pipeline: build, start, compose, image, release and rollback figures
-    Bench(xtask::benchmark::Bench),
-    /// Provision the real bench (Docker, compose v2, base image, registry) and run every check
+    Bench(xtask::bench::Bench),
+    /// Provision the testbed (Docker, compose v2, base image, registry) and run every check
     Test(xtask::test_cmd::Test),
 }
 
@@ -49,12 +47,11 @@ fn try_main() -> anyhow::Result<()> {
     };
     sh.change_dir(root);
     match cli.command {
-        Command::GenCompose(cmd) => cmd.run(&sh),
+        Command::GenCompose(cmd) => cmd.run(&xtask::Checkout::of(&sh)),
         Command::CheckVolumes(cmd) => cmd.run(&sh),
         Command::Release(cmd) => cmd.run(&sh),
         Command::Push(cmd) => cmd.run(&sh),
         Command::ReleaseRequest(cmd) => cmd.run(&sh),
-        Command::Disinto(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
     }

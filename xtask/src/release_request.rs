@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
-use crate::image_ref::parse_version;
+use disinto::image_ref::parse_version;
 
 /// The vault action the approval flow consumes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ fn commit(sh: &Shell, ops: &Path, relative: &str, text: &str, message: &str) -> 
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::fsx::write_atomic(&path, text.as_bytes())?;
+    disinto::fsx::write_atomic(&path, text.as_bytes())?;
     cmd!(sh, "git add -- {relative}").quiet().run()?;
     cmd!(sh, "git commit --quiet --message {message} -- {relative}")
         .quiet()

@@ -4,11 +4,11 @@
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::bench;
 use crate::check_volumes::check_file;
-use crate::compose::{generate, ComposeInput};
-use crate::fsx::TempDir;
-use crate::image_ref::AgentsImage;
+use crate::testbed;
+use disinto::compose::{generate, ComposeInput};
+use disinto::fsx::TempDir;
+use disinto::image_ref::AgentsImage;
 
 /// `cargo xtask test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -19,7 +19,7 @@ pub struct Test {
 
 impl Test {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        bench::provision(sh).context("provisioning the test bench failed")?;
+        testbed::provision(sh).context("provisioning the test bench failed")?;
         cmd!(sh, "cargo fmt --all -- --check")
             .run()
             .context("formatting differs: run `cargo fmt --all`")?;

@@ -12,7 +12,7 @@ fn a_tiny_bench_run_writes_a_table_and_json_that_read_back() {
         .args(["bench", "--quick", "--only", "gen-compose", "--out"])
         .arg(out.path()));
     let json = std::fs::read_to_string(out.path().join("bench.json")).unwrap();
-    let figures = xtask::benchmark::parse_json(&json).unwrap();
+    let figures = xtask::bench::parse_json(&json).unwrap();
     assert_eq!(figures.len(), 1);
     assert_eq!(figures[0].id, "gen-compose");
     assert_eq!(figures[0].samples.len(), 5);
@@ -22,7 +22,7 @@ fn a_tiny_bench_run_writes_a_table_and_json_that_read_back() {
         figures[0].samples
     );
     let md = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
-    assert_eq!(md, xtask::benchmark::markdown(&figures));
+    assert_eq!(md, xtask::bench::markdown(&figures));
     assert!(
         run.contains("| gen-compose with the built binary, ms |"),
         "{run}"

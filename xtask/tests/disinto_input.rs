@@ -12,7 +12,7 @@ fn disinto(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         Command::new(root().join("bin/disinto"))
             .args(args)
             .current_dir(dir)
-            .env("DISINTO_BIN", env!("CARGO_BIN_EXE_xtask"))
+            .env("DISINTO_BIN", disinto_bin())
             .env_remove("DISINTO_ROOT")
             .env_remove("AGENTS_IMAGE")
             .env_remove("DISINTO_REGISTRY"),
@@ -81,7 +81,7 @@ fn a_bad_agents_image_in_env_is_one_line_and_writes_nothing() {
         Command::new(root().join("bin/disinto"))
             .arg("init")
             .current_dir(empty.path())
-            .env("DISINTO_BIN", env!("CARGO_BIN_EXE_xtask"))
+            .env("DISINTO_BIN", disinto_bin())
             .env("AGENTS_IMAGE", "ghcr.io/Disinto/agents:v1"),
     );
     assert!(!out.status.success());

@@ -163,7 +163,7 @@ fn check_mode_reports_drift_and_writes_nothing() {
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn registry_refuses_push_without_login_and_round_trips_after_it() {
     bench();
-    let registry = xtask::bench::Registry::start().unwrap();
+    let registry = xtask::testbed::Registry::start().unwrap();
     let config = TempDir::new("e2e-docker-config").unwrap();
     let ctx = TempDir::new("e2e-smoke").unwrap();
     let marker = unique("smoke-");
@@ -171,7 +171,7 @@ fn registry_refuses_push_without_login_and_round_trips_after_it() {
         ctx.path().join("Dockerfile"),
         format!(
             "FROM {}\nLABEL disinto.test.marker={marker}\n",
-            xtask::bench::BASE_IMAGE
+            xtask::testbed::BASE_IMAGE
         ),
     )
     .unwrap();
@@ -184,7 +184,7 @@ fn registry_refuses_push_without_login_and_round_trips_after_it() {
     let denied = output(docker(config.path()).args(["push", &image]));
     assert!(!denied.status.success(), "push without login succeeded");
 
-    let bad = xtask::docker::login(
+    let bad = disinto::docker::login(
         config.path(),
         &registry.addr,
         &registry.user,
@@ -192,7 +192,7 @@ fn registry_refuses_push_without_login_and_round_trips_after_it() {
     );
     assert!(bad.is_err(), "login with a wrong password succeeded");
 
-    xtask::docker::login(
+    disinto::docker::login(
         config.path(),
         &registry.addr,
         &registry.user,

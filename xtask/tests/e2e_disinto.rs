@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
-use xtask::bench::Registry;
+use xtask::testbed::Registry;
 
 const VOLUME_PATHS: [&str; 4] = [
     "/home/agent/data",
@@ -30,7 +30,7 @@ impl Operator {
         let mut cmd = Command::new(root().join("bin/disinto"));
         cmd.args(args)
             .current_dir(&self.factory)
-            .env("DISINTO_BIN", env!("CARGO_BIN_EXE_xtask"))
+            .env("DISINTO_BIN", disinto_bin())
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .env("DOCKER_CONFIG", &self.docker_config)
             .env_remove("DISINTO_ROOT")
@@ -149,7 +149,7 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
     // A fresh factory: a .env and nothing else. The operator is logged in to the registry.
     let dir = TempDir::new("pinned-factory").unwrap();
     let docker_config = TempDir::new("operator-config").unwrap();
-    xtask::docker::login(
+    disinto::docker::login(
         docker_config.path(),
         &registry.addr,
         &registry.user,

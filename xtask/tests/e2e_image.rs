@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use xtask::docker::{parse_build_steps, parse_context_size};
+use xtask::build_log::{parse_build_steps, parse_context_size};
 
 fn build(context: &std::path::Path, tag: &str) -> String {
     // The classic builder's log names each step and says when it is cached.

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
-use xtask::bench::Registry;
+use xtask::testbed::Registry;
 
 struct Bench {
     checkout: Checkout,
@@ -73,7 +73,7 @@ impl Bench {
             token: self.registry.password.clone(),
         };
         let session =
-            xtask::release::registry::Session::login(&self.registry.addr, &creds).unwrap();
+            xtask::release::registry::Session::login(&self.registry.addr, &creds, 4).unwrap();
         let sh = xshell::Shell::new().unwrap();
         session
             .inspect(&sh, &format!("{}/agents:{tag}", self.registry.namespace()))
@@ -94,7 +94,7 @@ impl Bench {
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        xtask::bench::compose_down(
+        xtask::testbed::compose_down(
             &self.project,
             &self.factory.path().join("docker-compose.yml"),
         );
@@ -355,7 +355,7 @@ fn push_alone_treats_the_same_image_as_pushed_and_a_different_one_as_an_error() 
         ctx.path().join("Dockerfile"),
         format!(
             "FROM {}\nLABEL other={}\n",
-            xtask::bench::BASE_IMAGE,
+            xtask::testbed::BASE_IMAGE,
             unique("x")
         ),
     )

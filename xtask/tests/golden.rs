@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use xtask::compose::{generate, ComposeInput};
-use xtask::settings::Settings;
+use disinto::compose::{generate, ComposeInput};
+use disinto::config::Settings;
 
 fn golden(name: &str, process: &[(&str, &str)]) {
     let process: BTreeMap<String, String> = process
@@ -13,7 +13,10 @@ fn golden(name: &str, process: &[(&str, &str)]) {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let settings = Settings::from_maps(process, BTreeMap::new());
-    let text = generate(&ComposeInput::from_settings(&settings).unwrap()).unwrap();
+    let text = generate(&ComposeInput::from(
+        &disinto::config::FactoryConfig::from_settings(&settings).unwrap(),
+    ))
+    .unwrap();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name);
@@ -25,7 +28,7 @@ fn golden(name: &str, process: &[(&str, &str)]) {
         want == text,
         "{} differs from the generated file:\n{}\nif the change is intended: UPDATE_GOLDEN=1 cargo test --test golden",
         path.display(),
-        xtask::compose::diff_summary(&want, &text)
+        xtask::gen_compose::diff_summary(&want, &text)
     );
 }
 

@@ -115,7 +115,9 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
     };
     let order = [
         "--password-stdin",
-        "docker manifest inspect -v 127.0.0.1:5000/disinto/agents:v0.2.0",
+        // The real lookup: loopback registries are plain HTTP, so --insecure (the printed
+        // plan is the command value that runs).
+        "docker manifest inspect --insecure -v 127.0.0.1:5000/disinto/agents:v0.2.0",
         "git tag --annotate v0.2.0",
         "git push origin refs/tags/v0.2.0",
         "git push mirror refs/tags/v0.2.0",

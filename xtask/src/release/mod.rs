@@ -1,23 +1,27 @@
 //! `cargo xtask release vX.Y.Z`: runs `formulas/release.toml` step by step, resumably.
-//! Progress lives in `target/release-progress/`; the finished record in `release/vX.Y.Z.json`.
+//! The plan (what this invocation runs) is fixed before the first step; the state (progress,
+//! the registry session) changes as steps run; one runner prints or executes every command.
 
+pub mod config;
 pub mod registry;
+mod state;
+pub mod step;
 mod steps;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use disinto::config::Settings;
+use disinto::image_ref::{parse_version, AGENTS_REPOSITORY};
+use disinto::time::now_rfc3339;
 use xshell::{cmd, Shell};
 
 use crate::formula::Formula;
-use crate::fsx;
-use crate::image_ref::{parse_registry, parse_version, AGENTS_REPOSITORY};
-use crate::settings::Settings;
-use crate::time::now_rfc3339;
-
+use crate::{Checkout, RELEASE_PROGRESS, RELEASE_RECORDS};
+use config::ReleaseConfig;
 use registry::Session;
+pub use state::{Progress, Record, RecordStep, StepRecord};
+use step::{Status, Step};
 
 /// `cargo xtask release`.
 #[derive(Debug, Clone, clap::Args)]
@@ -64,135 +68,126 @@ pub struct Push {
 }
 
 impl Push {
+    /// The release loop restricted to push-image, on an image that is already tagged.
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let release = Release {
-            version: self.version,
-            dry_run: self.dry_run,
-            from: None,
-            only: Some("push-image".into()),
-            skip: vec![],
-            allow_branch: true,
-            no_pull: true,
-            cache: true,
-            factory: None,
-            health_timeout: 0,
+        let plan = Plan::new(Checkout::of(sh), &self.version, vec![Step::PushImage])?;
+        let mut run = Run::new(sh, plan, Options::push(self.dry_run));
+        let image_id = match self.dry_run {
+            true => None,
+            false => Some(run.local_image_id(&run.plan.version_ref())?),
         };
-        let mut ctx = Ctx::new(sh, &release)?;
-        ctx.image_id = Some(ctx.local_image_id(&ctx.version_ref())?);
-        steps::push_image(&mut ctx)?;
-        if let Some(digest) = &ctx.digest {
-            println!("{}@{digest}", ctx.image);
+        run.state.progress.image_id = image_id;
+        steps::run(Step::PushImage, &mut run)?;
+        if let Some(digest) = &run.state.progress.digest {
+            println!("{}@{digest}", run.plan.image);
         }
         Ok(())
     }
 }
 
-/// One step's outcome, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished: Option<String>,
+/// How the steps behave, beyond which of them run.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub dry_run: bool,
+    pub allow_branch: bool,
+    pub no_pull: bool,
+    pub cache: bool,
+    pub factory: Option<PathBuf>,
+    pub health_timeout: u64,
 }
 
-/// What survives between runs of the same release, so a re-run resumes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    pub version: String,
-    pub git_sha: String,
-    #[serde(default)]
-    pub image_id: Option<String>,
-    #[serde(default)]
-    pub digest: Option<String>,
-    #[serde(default)]
-    pub steps: BTreeMap<String, StepRecord>,
-}
-
-impl Progress {
-    fn done(&self, id: &str) -> bool {
-        self.steps.get(id).is_some_and(|s| s.status == "done")
+impl Options {
+    fn push(dry_run: bool) -> Options {
+        Options {
+            dry_run,
+            allow_branch: true,
+            no_pull: true,
+            cache: true,
+            factory: None,
+            health_timeout: 0,
+        }
     }
 }
 
-/// The release record committed as `release/vX.Y.Z.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+/// What this invocation does: fixed before the first step runs.
+pub(crate) struct Plan {
+    pub checkout: Checkout,
+    pub config: ReleaseConfig,
     pub version: String,
-    pub git_sha: String,
-    pub image: String,
-    pub digest: Option<String>,
-    pub image_id: Option<String>,
-    pub steps: Vec<RecordStep>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordStep {
-    pub id: String,
-    #[serde(flatten)]
-    pub record: StepRecord,
-}
-
-/// Everything the steps share.
-pub(crate) struct Ctx<'a> {
-    sh: &'a Shell,
-    root: PathBuf,
-    opts: &'a Release,
-    version: String,
-    prerelease: bool,
+    pub prerelease: bool,
     /// `${DISINTO_REGISTRY}/agents`, resolved.
-    image: String,
+    pub image: String,
     /// The tag `build-image` gives the image before it gets registry names.
-    local_tag: String,
-    /// The steps this invocation runs.
-    selected: Vec<String>,
-    session: Option<Session>,
-    /// Preflight looked the version up in the registry and found nothing.
-    version_absent: bool,
-    image_id: Option<String>,
-    digest: Option<String>,
-    git_sha: String,
+    pub local_tag: String,
+    /// The steps this invocation runs, in release order.
+    pub steps: Vec<Step>,
 }
 
-impl<'a> Ctx<'a> {
-    fn new(sh: &'a Shell, opts: &'a Release) -> Result<Ctx<'a>> {
-        let root = sh.current_dir();
-        let semver = parse_version(&opts.version)?;
-        let settings = Settings::load(&root)?;
-        let registry = parse_registry(settings.get("DISINTO_REGISTRY"))?;
-        Ok(Ctx {
-            sh,
-            root,
-            opts,
-            version: opts.version.clone(),
+impl Plan {
+    fn new(checkout: Checkout, version: &str, steps: Vec<Step>) -> Result<Plan> {
+        let semver = parse_version(version)?;
+        let config = ReleaseConfig::from_settings(&Settings::load(checkout.root())?)?;
+        Ok(Plan {
+            image: format!("{}/{AGENTS_REPOSITORY}", config.registry),
+            checkout,
+            config,
+            version: version.to_string(),
             prerelease: !semver.pre.is_empty(),
-            image: format!("{registry}/{AGENTS_REPOSITORY}"),
-            local_tag: format!("disinto-agents:{}", opts.version),
-            selected: vec![],
-            session: None,
-            version_absent: false,
-            image_id: None,
-            digest: None,
-            git_sha: String::new(),
+            local_tag: format!("disinto-agents:{version}"),
+            steps,
         })
     }
 
-    fn version_ref(&self) -> String {
+    pub fn version_ref(&self) -> String {
         format!("{}:{}", self.image, self.version)
     }
 
-    fn latest_ref(&self) -> Option<String> {
+    pub fn latest_ref(&self) -> Option<String> {
         (!self.prerelease).then(|| format!("{}:latest", self.image))
     }
 
-    fn will_run(&self, id: &str) -> bool {
-        self.selected.iter().any(|s| s == id)
+    pub fn will_run(&self, step: Step) -> bool {
+        self.steps.contains(&step)
     }
 
+    pub fn root(&self) -> &Path {
+        self.checkout.root()
+    }
+
+    fn progress_path(&self) -> PathBuf {
+        self.root()
+            .join(RELEASE_PROGRESS)
+            .join(format!("{}.json", self.version))
+    }
+
+    pub fn record_relative(&self) -> String {
+        format!("{RELEASE_RECORDS}/{}.json", self.version)
+    }
+
+    pub fn record_path(&self) -> PathBuf {
+        self.root().join(self.record_relative())
+    }
+}
+
+/// What changes while the steps run.
+#[derive(Default)]
+pub(crate) struct State {
+    pub progress: Progress,
+    pub session: Option<Session>,
+    /// Preflight looked the version up in the registry and found nothing.
+    pub version_absent: bool,
+}
+
+/// Prints (dry run) or executes (real run) each command value a step hands it.
+pub(crate) struct Runner<'a> {
+    pub sh: &'a Shell,
+    pub dry_run: bool,
+}
+
+impl Runner<'_> {
     /// Runs a command that changes something, or only prints it in a dry run.
-    fn exec(&self, cmd: xshell::Cmd<'_>) -> Result<()> {
-        if self.opts.dry_run {
+    pub fn exec(&self, cmd: xshell::Cmd<'_>) -> Result<()> {
+        if self.dry_run {
             println!("$ {cmd}");
             return Ok(());
         }
@@ -200,115 +195,126 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// A line of the plan that is not a command (what a step would write, or wait for).
+    pub fn note(&self, text: &str) {
+        if self.dry_run {
+            println!("# {text}");
+        }
+    }
+}
+
+/// One invocation: the plan, its state, and the runner.
+pub(crate) struct Run<'a> {
+    pub plan: Plan,
+    pub opts: Options,
+    pub state: State,
+    pub runner: Runner<'a>,
+}
+
+impl<'a> Run<'a> {
+    fn new(sh: &'a Shell, plan: Plan, opts: Options) -> Run<'a> {
+        Run {
+            runner: Runner {
+                sh,
+                dry_run: opts.dry_run,
+            },
+            plan,
+            opts,
+            state: State::default(),
+        }
+    }
+
+    pub fn sh(&self) -> &'a Shell {
+        self.runner.sh
+    }
+
     /// Reads git state; git reads are harmless, so they run in a dry run too.
-    fn git(&self, args: &[&str]) -> Result<String> {
-        let out = cmd!(self.sh, "git {args...}")
-            .quiet()
-            .ignore_stderr()
-            .read();
+    pub fn git(&self, args: &[&str]) -> Result<String> {
+        let sh = self.sh();
+        let out = cmd!(sh, "git {args...}").quiet().ignore_stderr().read();
         out.with_context(|| format!("git {} failed", args.join(" ")))
     }
 
-    fn local_image_id(&self, reference: &str) -> Result<String> {
-        let format = "{{.Id}}";
-        let out = cmd!(
-            self.sh,
-            "docker image inspect --format {format} {reference}"
-        )
-        .quiet()
-        .ignore_stderr()
-        .read();
-        out.map(|s| s.trim().to_string()).map_err(|_| {
-            anyhow::anyhow!("image {reference} is not in the local image store: build and tag it first (cargo xtask release {} --only build-image, then --only tag-image)", self.version)
+    pub fn local_image_id(&self, reference: &str) -> Result<String> {
+        disinto::docker::image_id(reference).with_context(|| {
+            format!("image {reference} is not in the local image store: build and tag it first (cargo xtask release {} --only build-image, then --only tag-image)", self.plan.version)
         })
     }
 
-    fn progress_path(&self) -> PathBuf {
-        self.root
-            .join("target/release-progress")
-            .join(format!("{}.json", self.version))
-    }
-
-    fn record_path(&self) -> PathBuf {
-        self.root
-            .join("release")
-            .join(format!("{}.json", self.version))
+    fn built_image_present(&self) -> bool {
+        self.opts.dry_run
+            || self
+                .state
+                .progress
+                .image_id
+                .as_deref()
+                .is_some_and(disinto::docker::image_present)
     }
 }
 
-fn load_progress(path: &Path) -> Result<Option<Progress>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| {
-            format!(
-                "{} is not a release progress file: delete it to start the release over",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-fn save_progress(path: &Path, progress: &Progress) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let text = serde_json::to_string_pretty(progress)?;
-    fsx::write_atomic(path, format!("{text}\n").as_bytes())
+/// Parses a `--from`/`--only`/`--skip` value.
+fn parse_step(flag: &str, id: &str) -> Result<Step> {
+    Step::from_id(id).with_context(|| format!("{flag} {id}: no such step (steps: {})", Step::ids()))
 }
 
 /// The steps of `formula` this invocation runs, given --from/--only/--skip.
-pub fn select(formula: &Formula, opts: &Release) -> Result<Vec<String>> {
-    let ids = formula.ids();
-    let known = |flag: &str, id: &str| -> Result<()> {
-        if ids.contains(&id) {
-            Ok(())
-        } else {
-            bail!("{flag} {id}: no such step (steps: {})", ids.join(", "))
-        }
-    };
-    for s in &opts.skip {
-        known("--skip", s)?;
-    }
-    if let Some(only) = &opts.only {
-        known("--only", only)?;
-        return Ok(vec![only.clone()]);
-    }
-    let start = match &opts.from {
-        Some(from) => {
-            known("--from", from)?;
-            ids.iter().position(|id| id == from).unwrap_or(0)
-        }
-        None => 0,
-    };
-    Ok(ids[start..]
+pub fn select(formula: &Formula, opts: &Release) -> Result<Vec<Step>> {
+    let skip = opts
+        .skip
         .iter()
-        .filter(|id| !opts.skip.iter().any(|s| s == *id))
-        .map(|id| id.to_string())
+        .map(|s| parse_step("--skip", s))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(only) = &opts.only {
+        return Ok(vec![parse_step("--only", only)?]);
+    }
+    let from = match &opts.from {
+        Some(from) => Some(parse_step("--from", from)?),
+        None => None,
+    };
+    Ok(formula
+        .steps
+        .iter()
+        .map(|s| s.step)
+        .filter(|s| from.is_none_or(|from| *s >= from))
+        .filter(|s| !skip.contains(s))
         .collect())
 }
 
 impl Release {
-    pub fn run(self, sh: &Shell) -> Result<()> {
-        let mut ctx = Ctx::new(sh, &self)?;
-        let formula = Formula::load(&ctx.root.join("formulas/release.toml"))?;
-        ctx.selected = select(&formula, &self)?;
-        ctx.git_sha = ctx
-            .git(&["rev-parse", "HEAD"])
-            .context("not a git checkout with a commit: run the release from the repository")?;
+    fn options(&self) -> Options {
+        Options {
+            dry_run: self.dry_run,
+            allow_branch: self.allow_branch,
+            no_pull: self.no_pull,
+            cache: self.cache,
+            factory: self.factory.clone(),
+            health_timeout: self.health_timeout,
+        }
+    }
 
-        let progress_path = ctx.progress_path();
-        let mut progress = match load_progress(&progress_path)? {
-            Some(p) if p.done("commit-result") => bail!(
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let checkout = Checkout::of(sh);
+        let formula = Formula::load(&checkout.formula())?;
+        let plan = Plan::new(checkout, &self.version, select(&formula, &self)?)?;
+        let mut run = Run::new(sh, plan, self.options());
+        let git_sha = run
+            .git(&["rev-parse", "HEAD"])
+            .context("not a git checkout with a commit: run the release from the repository")?
+            .trim()
+            .to_string();
+
+        let progress_path = run.plan.progress_path();
+        run.state.progress = match Progress::load(&progress_path)? {
+            Some(p) if p.done(Step::CommitResult) => bail!(
                 "{} is already released (see {}): versions are immutable, release a new one",
                 self.version,
-                ctx.record_path().display()
+                run.plan.record_path().display()
             ),
-            Some(p) if p.git_sha != ctx.git_sha => bail!(
+            Some(p) if p.git_sha != git_sha => bail!(
                 "a release of {} was started at {} but HEAD is now {}: check out {} to finish it, or delete {} to start over",
                 self.version,
                 short(&p.git_sha),
-                short(&ctx.git_sha),
+                short(&git_sha),
                 short(&p.git_sha),
                 progress_path.display()
             ),
@@ -318,12 +324,10 @@ impl Release {
             }
             None => Progress {
                 version: self.version.clone(),
-                git_sha: ctx.git_sha.clone(),
+                git_sha,
                 ..Progress::default()
             },
         };
-        ctx.image_id = progress.image_id.clone();
-        ctx.digest = progress.digest.clone();
         if self.dry_run {
             println!(
                 "# dry run: cargo xtask release {} (nothing is changed)",
@@ -332,68 +336,74 @@ impl Release {
         }
 
         let total = formula.steps.len();
-        for (index, step) in formula.steps.iter().enumerate() {
-            let id = step.id.as_str();
+        for (index, fstep) in formula.steps.iter().enumerate() {
+            let step = fstep.step;
             let n = index + 1;
-            if !ctx.will_run(id) {
-                if !progress.steps.contains_key(id) {
-                    progress.steps.insert(
-                        id.to_string(),
-                        StepRecord {
-                            status: "skipped".into(),
-                            started: None,
-                            finished: None,
-                        },
-                    );
-                }
-                eprintln!("[{n}/{total}] {id}: skipped");
+            let progress = &mut run.state.progress;
+            if !run.plan.will_run(step) {
+                progress
+                    .steps
+                    .entry(step)
+                    .or_insert_with(StepRecord::skipped);
+                eprintln!("[{n}/{total}] {step}: skipped");
                 continue;
             }
             // A built image that vanished from the local store before it was pushed is built
             // again, and tagged again; once pushed, the registry has it and nothing needs it.
-            let rebuild = id == "build-image"
-                && progress.done(id)
-                && !progress.done("push-image")
-                && !ctx.built_image_present();
+            let rebuild = step == Step::BuildImage
+                && progress.done(step)
+                && !progress.done(Step::PushImage)
+                && !run.built_image_present();
+            let progress = &mut run.state.progress;
             if rebuild {
                 eprintln!(
                     "  the image built earlier is gone from the local store: building it again"
                 );
-                progress.steps.remove("tag-image");
+                progress.steps.remove(&Step::TagImage);
             }
-            if progress.done(id) && !rebuild {
-                eprintln!("[{n}/{total}] {id}: done earlier");
+            if progress.done(step) && !rebuild {
+                eprintln!("[{n}/{total}] {step}: done earlier");
                 continue;
             }
             if self.dry_run {
-                println!("\n# [{n}/{total}] {id}: {}", step.title);
+                println!("\n# [{n}/{total}] {step}: {}", fstep.title);
             } else {
-                eprintln!("[{n}/{total}] {id}: {}", step.title);
+                eprintln!("[{n}/{total}] {step}: {}", fstep.title);
             }
             let started = now_rfc3339();
-            let result = steps::run(id, &mut ctx, &mut progress, &started);
-            progress.image_id = ctx.image_id.clone();
-            progress.digest = ctx.digest.clone();
-            let status = if result.is_ok() { "done" } else { "failed" };
-            progress.steps.insert(
-                id.to_string(),
+            run.state.progress.steps.insert(
+                step,
                 StepRecord {
-                    status: status.into(),
+                    status: Status::Failed,
+                    started: Some(started.clone()),
+                    finished: None,
+                },
+            );
+            let result = steps::run(step, &mut run);
+            let status = if result.is_ok() {
+                Status::Done
+            } else {
+                Status::Failed
+            };
+            run.state.progress.steps.insert(
+                step,
+                StepRecord {
+                    status,
                     started: Some(started),
                     finished: Some(now_rfc3339()),
                 },
             );
             // A failed preflight changed nothing: leave no progress behind either.
-            let nothing_done = id == "preflight" && result.is_err();
+            let nothing_done = step == Step::Preflight && result.is_err();
             if !self.dry_run && !nothing_done {
-                save_progress(&progress_path, &progress)?;
+                run.state.progress.save(&progress_path)?;
             }
             if let Err(e) = result {
                 if self.dry_run || nothing_done {
                     return Err(e);
                 }
                 return Err(e.context(format!(
-                    "step {id} failed; fix the cause and run `cargo xtask release {}` again to resume from it",
+                    "step {step} failed; fix the cause and run `cargo xtask release {}` again to resume from it",
                     self.version
                 )));
             }
@@ -401,41 +411,9 @@ impl Release {
         if self.dry_run {
             println!("\n# dry run complete: nothing was changed");
         } else {
-            eprintln!("release {}: {}", self.version, ctx.version_ref());
+            eprintln!("release {}: {}", self.version, run.plan.version_ref());
         }
         Ok(())
-    }
-}
-
-impl Ctx<'_> {
-    fn built_image_present(&self) -> bool {
-        self.opts.dry_run
-            || self
-                .image_id
-                .as_deref()
-                .is_some_and(|id| self.local_image_id(id).is_ok())
-    }
-
-    /// The release record as it stands, with every formula step in order.
-    fn record(&self, progress: &Progress, order: &[String]) -> Record {
-        Record {
-            version: self.version.clone(),
-            git_sha: self.git_sha.clone(),
-            image: self.version_ref(),
-            digest: self.digest.clone(),
-            image_id: self.image_id.clone(),
-            steps: order
-                .iter()
-                .map(|id| RecordStep {
-                    id: id.clone(),
-                    record: progress.steps.get(id).cloned().unwrap_or(StepRecord {
-                        status: "skipped".into(),
-                        started: None,
-                        finished: None,
-                    }),
-                })
-                .collect(),
-        }
     }
 }
 
@@ -463,19 +441,23 @@ mod tests {
     }
 
     fn formula() -> Formula {
-        Formula::load(&crate::project_root().join("formulas/release.toml")).unwrap()
+        Formula::load(&crate::project_root().join(crate::FORMULA)).unwrap()
+    }
+
+    fn ids(steps: Vec<Step>) -> Vec<&'static str> {
+        steps.into_iter().map(Step::id).collect()
     }
 
     #[test]
     fn selection_follows_the_formula_and_the_flags() {
         let f = formula();
-        assert_eq!(select(&f, &opts()).unwrap().len(), 8);
+        assert_eq!(select(&f, &opts()).unwrap(), Step::ALL);
         let o = Release {
             skip: vec!["restart-agents".into(), "push-mirrors".into()],
             ..opts()
         };
         assert_eq!(
-            select(&f, &o).unwrap(),
+            ids(select(&f, &o).unwrap()),
             [
                 "preflight",
                 "tag-main",
@@ -490,14 +472,14 @@ mod tests {
             ..opts()
         };
         assert_eq!(
-            select(&f, &o).unwrap(),
+            ids(select(&f, &o).unwrap()),
             ["push-image", "restart-agents", "commit-result"]
         );
         let o = Release {
             only: Some("tag-image".into()),
             ..opts()
         };
-        assert_eq!(select(&f, &o).unwrap(), ["tag-image"]);
+        assert_eq!(ids(select(&f, &o).unwrap()), ["tag-image"]);
     }
 
     #[test]
@@ -523,31 +505,5 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    #[test]
-    fn progress_round_trips() {
-        let dir = fsx::TempDir::new("progress").unwrap();
-        let path = dir.path().join("a/b/v0.2.0.json");
-        assert_eq!(load_progress(&path).unwrap(), None);
-        let mut p = Progress {
-            version: "v0.2.0".into(),
-            git_sha: "abc".into(),
-            ..Progress::default()
-        };
-        p.steps.insert(
-            "preflight".into(),
-            StepRecord {
-                status: "done".into(),
-                started: Some("t0".into()),
-                finished: Some("t1".into()),
-            },
-        );
-        save_progress(&path, &p).unwrap();
-        let back = load_progress(&path).unwrap().unwrap();
-        assert_eq!(back, p);
-        assert!(back.done("preflight") && !back.done("tag-main"));
-        std::fs::write(&path, "{").unwrap();
-        assert!(format!("{:#}", load_progress(&path).unwrap_err()).contains("delete it"));
     }
 }

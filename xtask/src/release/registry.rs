@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::docker::{self, last_line};
-use crate::fsx::TempDir;
+use disinto::docker::{self, last_line};
+
+pub use super::config::Credentials;
+use disinto::fsx::TempDir;
 
 /// What the registry holds under a tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,45 +21,16 @@ pub struct Remote {
     pub config: String,
 }
 
-/// Registry credentials: a user and a token, from the environment.
-#[derive(Clone)]
-pub struct Credentials {
-    pub user: String,
-    pub token: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials {{ user: {:?}, token: *** }}", self.user)
-    }
-}
-
-impl Credentials {
-    /// `GITHUB_ACTOR` and `GITHUB_TOKEN`, or a one-line error saying what to set.
-    pub fn from_env(host: &str) -> Result<Credentials> {
-        let token = std::env::var("GITHUB_TOKEN").unwrap_or_default();
-        if token.trim().is_empty() {
-            bail!(
-                "GITHUB_TOKEN is not set: a token with packages:write is needed to push to {host} (docs/release.md)"
-            );
-        }
-        let user = std::env::var("GITHUB_ACTOR").unwrap_or_default();
-        if user.trim().is_empty() {
-            bail!("GITHUB_ACTOR is not set: set it to the user the token belongs to");
-        }
-        Ok(Credentials { user, token })
-    }
-}
-
 /// A logged-in registry session; its Docker config directory is deleted on drop, so the
 /// credential never outlives the command.
 pub struct Session {
     pub host: String,
     config: TempDir,
+    attempts: u32,
 }
 
 impl Session {
-    pub fn login(host: &str, credentials: &Credentials) -> Result<Session> {
+    pub fn login(host: &str, credentials: &Credentials, attempts: u32) -> Result<Session> {
         let config = TempDir::new("docker-config")?;
         // With no `auths` at all, the Docker CLI hands logins to a desktop credential helper
         // (pass, secretservice) when one is installed, and the token would outlive this
@@ -66,12 +39,13 @@ impl Session {
             config.path().join("config.json"),
             "{\"auths\": {\"disinto.invalid\": {}}}\n",
         )?;
-        retry(&format!("docker login {host}"), || {
+        retry(&format!("docker login {host}"), attempts, || {
             docker::login(config.path(), host, &credentials.user, &credentials.token)
         })?;
         Ok(Session {
             host: host.to_string(),
             config,
+            attempts,
         })
     }
 
@@ -81,7 +55,7 @@ impl Session {
 
     /// What the registry holds under `reference`, or `None` when it holds nothing there.
     pub fn inspect(&self, sh: &Shell, reference: &str) -> Result<Option<Remote>> {
-        retry(&format!("looking up {reference}"), || {
+        retry(&format!("looking up {reference}"), self.attempts, || {
             inspect_once(sh, self.config_dir(), reference)
         })
     }
@@ -90,8 +64,8 @@ impl Session {
     /// manifest digest the registry answered with.
     pub fn push(&self, sh: &Shell, reference: &str) -> Result<String> {
         let config = self.config_dir();
-        retry(&format!("docker push {reference}"), || {
-            let out = with_config(cmd!(sh, "docker push {reference}"), config)?;
+        retry(&format!("docker push {reference}"), self.attempts, || {
+            let out = with_config(push_cmd(sh, reference), config)?;
             if !out.status.success() {
                 bail!("{}", last_line(&out.stderr));
             }
@@ -131,12 +105,31 @@ fn is_loopback(reference: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn inspect_once(sh: &Shell, config: &Path, reference: &str) -> Result<Option<Remote>> {
+/// The manifest lookup, as run and as a dry run prints it.
+pub fn inspect_cmd<'a>(sh: &'a Shell, reference: &str) -> xshell::Cmd<'a> {
     let insecure = is_loopback(reference).then_some("--insecure");
-    let out = with_config(
-        cmd!(sh, "docker manifest inspect {insecure...} -v {reference}"),
-        config,
-    )?;
+    cmd!(sh, "docker manifest inspect {insecure...} -v {reference}")
+}
+
+/// The push, as run and as a dry run prints it.
+pub fn push_cmd<'a>(sh: &'a Shell, reference: &str) -> xshell::Cmd<'a> {
+    cmd!(sh, "docker push {reference}")
+}
+
+/// The login as a dry run prints it: the same arguments the session passes, token masked.
+pub fn login_lines(host: &str) -> [String; 2] {
+    let args = docker::login_args(host, "\"$GITHUB_ACTOR\"").join(" ");
+    [
+        "export DOCKER_CONFIG=$(mktemp -d)   # throwaway, removed afterwards".into(),
+        format!("printf '%s' \"$GITHUB_TOKEN\" | docker {args}   # token: ***"),
+    ]
+}
+
+/// The end of a session, as a dry run prints it.
+pub const LOGOUT_LINE: &str = "rm -rf \"$DOCKER_CONFIG\"";
+
+fn inspect_once(sh: &Shell, config: &Path, reference: &str) -> Result<Option<Remote>> {
+    let out = with_config(inspect_cmd(sh, reference), config)?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("no such manifest") || stderr.contains("manifest unknown") {
@@ -208,18 +201,9 @@ pub fn is_transient(message: &str) -> bool {
     transient.iter().any(|t| m.contains(t))
 }
 
-/// Attempts before giving up on a transient failure (`DISINTO_PUSH_ATTEMPTS`, default 4).
-fn attempts() -> u32 {
-    std::env::var("DISINTO_PUSH_ATTEMPTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n >= 1)
-        .unwrap_or(4)
-}
-
 /// Runs `f` until it succeeds, fails permanently, or runs out of attempts (1s, 2s, 4s, ...).
-pub fn retry<T>(what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
-    let attempts = attempts();
+pub fn retry<T>(what: &str, attempts: u32, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let attempts = attempts.max(1);
     let mut delay = Duration::from_secs(1);
     for attempt in 1..=attempts {
         match f() {
@@ -292,7 +276,7 @@ mod tests {
     #[test]
     fn retry_stops_at_a_permanent_failure() {
         let mut calls = 0;
-        let r: Result<()> = retry("x", || {
+        let r: Result<()> = retry("x", 4, || {
             calls += 1;
             bail!("denied: no")
         });

@@ -1,69 +1,66 @@
 //! The eight release steps, one function each, in formula order.
 //! Each is safe to run again after a failure: it checks what is already there first.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
+use disinto::docker::registry_host;
+use disinto::factory::Factory;
+use disinto::image_ref::AgentsImage;
+use disinto::rollout::Rollout;
 use xshell::cmd;
 
-use super::registry::{Credentials, Session};
-use super::{Ctx, Progress};
-use crate::compose::ComposeInput;
-use crate::docker::registry_host;
-use crate::factory::Factory;
-use crate::image_ref::AgentsImage;
-use crate::{bench, fsx};
+use super::registry::{inspect_cmd, login_lines, push_cmd, Session, LOGOUT_LINE};
+use super::state::{write_json, Record};
+use super::step::Step;
+use super::Run;
 
-/// Dispatches a formula step id to its implementation.
-pub(super) fn run(
-    id: &str,
-    ctx: &mut Ctx<'_>,
-    progress: &mut Progress,
-    started: &str,
-) -> Result<()> {
-    match id {
-        "preflight" => preflight(ctx),
-        "tag-main" => tag_main(ctx),
-        "push-mirrors" => push_mirrors(ctx),
-        "build-image" => build_image(ctx),
-        "tag-image" => tag_image(ctx),
-        "push-image" => push_image(ctx),
-        "restart-agents" => restart_agents(ctx),
-        "commit-result" => commit_result(ctx, progress, started),
-        other => bail!("step {other:?} has no implementation"),
+/// Runs one step: the match is exhaustive, so a step without an implementation does not build.
+pub(super) fn run(step: Step, run: &mut Run<'_>) -> Result<()> {
+    match step {
+        Step::Preflight => preflight(run),
+        Step::TagMain => tag_main(run),
+        Step::PushMirrors => push_mirrors(run),
+        Step::BuildImage => build_image(run),
+        Step::TagImage => tag_image(run),
+        Step::PushImage => push_image(run),
+        Step::RestartAgents => restart_agents(run),
+        Step::CommitResult => commit_result(run),
     }
 }
 
-fn preflight(ctx: &mut Ctx<'_>) -> Result<()> {
+fn preflight(run: &mut Run<'_>) -> Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut check = |result: Result<()>| {
         if let Err(e) = result {
             problems.push(format!("{e:#}"));
         }
     };
-    check(version_file_agrees(ctx));
-    check(work_tree_clean(ctx));
-    check(on_primary_branch(ctx));
-    check(tag_state(ctx));
-    if ctx.record_path().exists() {
+    check(version_file_agrees(run));
+    check(work_tree_clean(run));
+    check(on_primary_branch(run));
+    check(tag_state(run));
+    if run.plan.record_path().exists() {
         check(Err(anyhow::anyhow!(
             "{} exists: {} was released already; pick a new version",
-            ctx.record_path().display(),
-            ctx.version
+            run.plan.record_path().display(),
+            run.plan.version
         )));
     }
-    if ctx.opts.dry_run {
+    if run.opts.dry_run {
         println!("$ docker version");
-    } else if !bench::docker_answers() {
-        check(crate::docker::require_client().and(Err(anyhow::anyhow!(
+    } else if !disinto::docker::daemon_answers() {
+        check(disinto::docker::require_client().and(Err(anyhow::anyhow!(
             "the Docker daemon does not answer: start it (systemctl start docker) and retry"
         ))));
     }
-    if ctx.will_run("push-image") {
-        check(registry_ready(ctx));
+    if run.plan.will_run(Step::PushImage) {
+        check(registry_ready(run));
     }
     if problems.is_empty() {
         return Ok(());
     }
-    if ctx.opts.dry_run {
+    if run.opts.dry_run {
         for p in &problems {
             println!("# preflight would fail: {p}");
         }
@@ -72,41 +69,41 @@ fn preflight(ctx: &mut Ctx<'_>) -> Result<()> {
     bail!("preflight: {}", problems.join("; "))
 }
 
-fn version_file_agrees(ctx: &Ctx<'_>) -> Result<()> {
-    let path = ctx.root.join("VERSION");
+fn version_file_agrees(run: &Run<'_>) -> Result<()> {
+    let path = run.plan.root().join("VERSION");
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "cannot read {}: it holds the version without 'v'",
             path.display()
         )
     })?;
-    let want = ctx.version.trim_start_matches('v');
+    let want = run.plan.version.trim_start_matches('v');
     if text.trim() != want {
         bail!(
             "VERSION says {} but the release is {}: commit VERSION = {want} first",
             text.trim(),
-            ctx.version
+            run.plan.version
         );
     }
     Ok(())
 }
 
-fn work_tree_clean(ctx: &Ctx<'_>) -> Result<()> {
-    let status = ctx.git(&["status", "--porcelain"])?;
+fn work_tree_clean(run: &Run<'_>) -> Result<()> {
+    let status = run.git(&["status", "--porcelain"])?;
     if !status.trim().is_empty() {
         bail!("the work tree has uncommitted changes: commit or stash them first");
     }
     Ok(())
 }
 
-fn primary_branch(ctx: &Ctx<'_>) -> String {
-    if let Ok(head) = ctx.git(&["symbolic-ref", "--short", "refs/remotes/origin/HEAD"]) {
+fn primary_branch(run: &Run<'_>) -> String {
+    if let Ok(head) = run.git(&["symbolic-ref", "--short", "refs/remotes/origin/HEAD"]) {
         if let Some(branch) = head.trim().strip_prefix("origin/") {
             return branch.to_string();
         }
     }
     let has = |b: &str| {
-        ctx.git(&[
+        run.git(&[
             "rev-parse",
             "--verify",
             "--quiet",
@@ -121,85 +118,85 @@ fn primary_branch(ctx: &Ctx<'_>) -> String {
     }
 }
 
-fn current_branch(ctx: &Ctx<'_>) -> Option<String> {
-    ctx.git(&["symbolic-ref", "--short", "-q", "HEAD"])
+fn current_branch(run: &Run<'_>) -> Option<String> {
+    run.git(&["symbolic-ref", "--short", "-q", "HEAD"])
         .ok()
         .map(|b| b.trim().to_string())
         .filter(|b| !b.is_empty())
 }
 
-fn on_primary_branch(ctx: &Ctx<'_>) -> Result<()> {
-    if ctx.opts.allow_branch {
+fn on_primary_branch(run: &Run<'_>) -> Result<()> {
+    if run.opts.allow_branch {
         return Ok(());
     }
-    let primary = primary_branch(ctx);
-    match current_branch(ctx) {
+    let primary = primary_branch(run);
+    match current_branch(run) {
         Some(b) if b == primary => Ok(()),
         Some(b) => bail!("HEAD is on branch {b}, not the primary branch {primary}: switch to {primary} or pass --allow-branch"),
         None => bail!("HEAD is detached, not on the primary branch {primary}: switch to {primary} or pass --allow-branch"),
     }
 }
 
-fn tag_ref(ctx: &Ctx<'_>) -> String {
-    format!("refs/tags/{}", ctx.version)
+fn tag_ref(run: &Run<'_>) -> String {
+    format!("refs/tags/{}", run.plan.version)
 }
 
-fn tag_state(ctx: &Ctx<'_>) -> Result<()> {
-    let local = ctx.git(&["tag", "--list", &ctx.version])?;
-    if ctx.will_run("tag-main") {
+fn tag_state(run: &Run<'_>) -> Result<()> {
+    let local = run.git(&["tag", "--list", &run.plan.version])?;
+    if run.plan.will_run(Step::TagMain) {
         if !local.trim().is_empty() {
-            bail!("tag {} already exists locally: that version was released or started before; pick a new version", ctx.version);
+            bail!("tag {} already exists locally: that version was released or started before; pick a new version", run.plan.version);
         }
-        let remote = ctx
-            .git(&["ls-remote", "--tags", "origin", &tag_ref(ctx)])
+        let remote = run
+            .git(&["ls-remote", "--tags", "origin", &tag_ref(run)])
             .map_err(|_| {
                 anyhow::anyhow!(
                     "cannot reach origin to check the tag: `git ls-remote origin` must work"
                 )
             })?;
         if !remote.trim().is_empty() {
-            bail!("tag {} already exists on origin: that version was released before; pick a new version", ctx.version);
+            bail!("tag {} already exists on origin: that version was released before; pick a new version", run.plan.version);
         }
         return Ok(());
     }
     // tag-main is skipped (a CI job started by the tag): the tag must be HEAD's.
-    let tagged = ctx
-        .git(&["rev-parse", &format!("{}^{{commit}}", tag_ref(ctx))])
+    let tagged = run
+        .git(&["rev-parse", &format!("{}^{{commit}}", tag_ref(run))])
         .map_err(|_| {
             anyhow::anyhow!(
                 "tag-main is skipped but tag {} does not exist: create it or let tag-main run",
-                ctx.version
+                run.plan.version
             )
         })?;
-    if tagged.trim() != ctx.git_sha {
+    if tagged.trim() != run.state.progress.git_sha {
         bail!(
             "tag {} points at {}, not HEAD {}: check out the tag",
-            ctx.version,
+            run.plan.version,
             tagged.trim(),
-            ctx.git_sha
+            run.state.progress.git_sha
         );
     }
     Ok(())
 }
 
 /// Logs in (token on stdin) and makes sure the registry does not hold this version yet.
-fn registry_ready(ctx: &mut Ctx<'_>) -> Result<()> {
-    let host = registry_host(&ctx.image).to_string();
-    if ctx.opts.dry_run {
-        Credentials::from_env(&host)?;
+fn registry_ready(run: &mut Run<'_>) -> Result<()> {
+    let host = registry_host(&run.plan.image).to_string();
+    if run.opts.dry_run {
+        run.plan.config.credentials()?;
         print_login(&host);
-        println!("$ docker manifest inspect -v {}", ctx.version_ref());
-        println!("$ rm -rf \"$DOCKER_CONFIG\"");
+        println!("$ {}", inspect_cmd(run.sh(), &run.plan.version_ref()));
+        println!("$ {LOGOUT_LINE}");
         return Ok(());
     }
-    let (sh, version_ref) = (ctx.sh, ctx.version_ref());
-    let session = session(ctx)?;
+    let (sh, version_ref) = (run.sh(), run.plan.version_ref());
+    let session = session(run)?;
     let found = session.inspect(sh, &version_ref);
     // Log out now: the build between here and push-image can take minutes, and an
     // interrupted run must not leave a login on disk for that long.
-    ctx.session = None;
+    run.state.session = None;
     let found = found?;
-    ctx.version_absent = found.is_none();
+    run.state.version_absent = found.is_none();
     if let Some(remote) = found {
         bail!(
             "the registry already holds {version_ref} ({}): versions are immutable, release a new one",
@@ -211,144 +208,139 @@ fn registry_ready(ctx: &mut Ctx<'_>) -> Result<()> {
 
 /// In a dry run, prints the login as the real run does it (token masked).
 fn print_login(host: &str) {
-    println!("$ export DOCKER_CONFIG=$(mktemp -d)   # throwaway, removed afterwards");
-    println!("$ printf '%s' \"$GITHUB_TOKEN\" | docker login {host} --username \"$GITHUB_ACTOR\" --password-stdin   # token: ***");
-}
-
-fn session<'c>(ctx: &'c mut Ctx<'_>) -> Result<&'c Session> {
-    if ctx.session.is_none() {
-        let host = registry_host(&ctx.image).to_string();
-        let credentials = Credentials::from_env(&host)?;
-        ctx.session = Some(Session::login(&host, &credentials)?);
+    for line in login_lines(host) {
+        println!("$ {line}");
     }
-    ctx.session.as_ref().context("no registry session")
 }
 
-fn tag_main(ctx: &mut Ctx<'_>) -> Result<()> {
-    let sh = ctx.sh;
-    let version = ctx.version.clone();
-    let existing = ctx.git(&[
+fn session<'c>(run: &'c mut Run<'_>) -> Result<&'c Session> {
+    if run.state.session.is_none() {
+        let host = registry_host(&run.plan.image).to_string();
+        let credentials = run.plan.config.credentials()?;
+        let attempts = run.plan.config.push_attempts;
+        run.state.session = Some(Session::login(&host, credentials, attempts)?);
+    }
+    run.state.session.as_ref().context("no registry session")
+}
+
+fn tag_main(run: &mut Run<'_>) -> Result<()> {
+    let sh = run.sh();
+    let version = run.plan.version.clone();
+    let existing = run.git(&[
         "rev-parse",
         "--verify",
         "--quiet",
-        &format!("{}^{{commit}}", tag_ref(ctx)),
+        &format!("{}^{{commit}}", tag_ref(run)),
     ]);
     match existing {
-        Ok(sha) if sha.trim() == ctx.git_sha => eprintln!("  tag {version} already points at HEAD"),
+        Ok(sha) if sha.trim() == run.state.progress.git_sha => eprintln!("  tag {version} already points at HEAD"),
         Ok(sha) => bail!("tag {version} exists and points at {}, not HEAD: delete it (git tag -d {version}) if it is a leftover", sha.trim()),
         Err(_) => {
             let message = format!("disinto {version}");
-            ctx.exec(cmd!(sh, "git tag --annotate {version} --message {message} HEAD"))?;
+            run.runner.exec(cmd!(sh, "git tag --annotate {version} --message {message} HEAD"))?;
         }
     }
-    let refspec = tag_ref(ctx);
-    ctx.exec(cmd!(sh, "git push origin {refspec}"))
+    let refspec = tag_ref(run);
+    run.runner.exec(cmd!(sh, "git push origin {refspec}"))
         .with_context(|| format!("pushing tag {version} to origin failed: check the remote and your access, then run the release again"))
 }
 
-fn push_mirrors(ctx: &mut Ctx<'_>) -> Result<()> {
-    let mirrors = std::env::var("DISINTO_MIRRORS").unwrap_or_default();
-    let mirrors: Vec<&str> = mirrors
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|m| !m.is_empty())
-        .collect();
+fn push_mirrors(run: &mut Run<'_>) -> Result<()> {
+    let mirrors = run.plan.config.mirrors.clone();
     if mirrors.is_empty() {
         eprintln!("  no mirrors (DISINTO_MIRRORS is empty)");
         return Ok(());
     }
-    let remotes = ctx.git(&["remote"])?;
-    let refspec = tag_ref(ctx);
-    let sh = ctx.sh;
+    let remotes = run.git(&["remote"])?;
+    let refspec = tag_ref(run);
+    let sh = run.sh();
     for mirror in mirrors {
-        if !remotes.lines().any(|r| r.trim() == mirror) {
+        if !remotes.lines().any(|r| r.trim() == mirror.as_str()) {
             eprintln!("warning: mirror {mirror} is not a git remote here (git remote add {mirror} URL); skipped");
             continue;
         }
-        if let Err(e) = ctx.exec(cmd!(sh, "git push {mirror} {refspec}")) {
+        if let Err(e) = run.runner.exec(cmd!(sh, "git push {mirror} {refspec}")) {
             eprintln!("warning: pushing {refspec} to mirror {mirror} failed ({e:#}); catch it up later with: git push {mirror} {refspec}");
         }
     }
     Ok(())
 }
 
-fn build_image(ctx: &mut Ctx<'_>) -> Result<()> {
-    let sh = ctx.sh;
-    let tag = ctx.local_tag.clone();
-    let version = format!("VERSION={}", ctx.version);
-    let revision = format!("REVISION={}", ctx.git_sha);
+fn build_image(run: &mut Run<'_>) -> Result<()> {
+    let sh = run.sh();
+    let tag = run.plan.local_tag.clone();
+    let version = format!("VERSION={}", run.plan.version);
+    let revision = format!("REVISION={}", run.state.progress.git_sha);
     let created = format!(
         "CREATED={}",
-        ctx.git(&["show", "-s", "--format=%cI", "HEAD"])?.trim()
+        run.git(&["show", "-s", "--format=%cI", "HEAD"])?.trim()
     );
-    let source = format!(
-        "SOURCE={}",
-        std::env::var("DISINTO_SOURCE_URL")
-            .unwrap_or_else(|_| "https://github.com/disinto/disinto".into())
-    );
-    let pull = (!ctx.opts.no_pull).then_some("--pull");
-    let no_cache = (!ctx.opts.cache).then_some("--no-cache");
-    ctx.exec(cmd!(
+    let source = format!("SOURCE={}", run.plan.config.source_url);
+    let dockerfile = disinto::compose::AGENTS_DOCKERFILE;
+    let pull = (!run.opts.no_pull).then_some("--pull");
+    let no_cache = (!run.opts.cache).then_some("--no-cache");
+    run.runner.exec(cmd!(
         sh,
-        "docker build --file docker/agents/Dockerfile --tag {tag} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {pull...} {no_cache...} ."
+        "docker build --file {dockerfile} --tag {tag} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {pull...} {no_cache...} ."
     ))
     .context("docker build failed (see its output above)")?;
-    if !ctx.opts.dry_run {
-        ctx.image_id = Some(ctx.local_image_id(&tag)?);
+    if !run.opts.dry_run {
+        run.state.progress.image_id = Some(run.local_image_id(&tag)?);
     }
     Ok(())
 }
 
-fn tag_image(ctx: &mut Ctx<'_>) -> Result<()> {
-    let sh = ctx.sh;
+fn tag_image(run: &mut Run<'_>) -> Result<()> {
+    let sh = run.sh();
     // Tag the image build-image made, by id: the local tag name is shared by every checkout
     // on this machine, and another release of the same version may have moved it since.
-    let local = match (&ctx.image_id, ctx.opts.dry_run) {
-        (Some(id), false) => ctx.local_image_id(id)?,
+    let local = match (&run.state.progress.image_id, run.opts.dry_run) {
+        (Some(id), false) => run.local_image_id(id)?,
         (None, false) => bail!(
             "build-image has not recorded an image: run `cargo xtask release {} --only build-image` first",
-            ctx.version
+            run.plan.version
         ),
-        (_, true) => ctx.local_tag.clone(),
+        (_, true) => run.plan.local_tag.clone(),
     };
-    let mut targets = vec![ctx.version_ref()];
-    match ctx.latest_ref() {
+    let mut targets = vec![run.plan.version_ref()];
+    match run.plan.latest_ref() {
         Some(latest) => targets.push(latest),
         None => eprintln!(
             "  {} is a pre-release: latest is left where it is",
-            ctx.version
+            run.plan.version
         ),
     }
     for target in targets {
-        ctx.exec(cmd!(sh, "docker tag {local} {target}"))?;
+        run.runner.exec(cmd!(sh, "docker tag {local} {target}"))?;
     }
     Ok(())
 }
 
 /// Pushes the version tag (and latest), unless the registry holds the same image already.
-pub(super) fn push_image(ctx: &mut Ctx<'_>) -> Result<()> {
-    let host = registry_host(&ctx.image).to_string();
-    let version_ref = ctx.version_ref();
+pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
+    let host = registry_host(&run.plan.image).to_string();
+    let version_ref = run.plan.version_ref();
     let mut refs = vec![version_ref.clone()];
-    refs.extend(ctx.latest_ref());
-    if ctx.opts.dry_run {
-        if let Err(e) = Credentials::from_env(&host) {
+    refs.extend(run.plan.latest_ref());
+    if run.opts.dry_run {
+        if let Err(e) = run.plan.config.credentials() {
             println!("# push-image would fail: {e:#}");
         }
         print_login(&host);
-        if !ctx.will_run("preflight") {
-            println!("$ docker manifest inspect -v {version_ref}");
+        if !run.plan.will_run(Step::Preflight) {
+            println!("$ {}", inspect_cmd(run.sh(), &version_ref));
         }
         for r in &refs {
-            println!("$ docker push {r}");
+            println!("$ {}", push_cmd(run.sh(), r));
         }
-        println!("$ rm -rf \"$DOCKER_CONFIG\"");
+        println!("$ {LOGOUT_LINE}");
         return Ok(());
     }
-    let image_id = ctx.local_image_id(&version_ref)?;
-    let sh = ctx.sh;
+    let image_id = run.local_image_id(&version_ref)?;
+    let sh = run.sh();
     // Preflight (in this same run) already found the version absent: no second lookup.
-    let known_absent = ctx.version_absent;
-    let session = session(ctx)?;
+    let known_absent = run.state.version_absent;
+    let session = session(run)?;
     let mut digest = None;
     if !known_absent {
         match session.inspect(sh, &version_ref)? {
@@ -376,106 +368,70 @@ pub(super) fn push_image(ctx: &mut Ctx<'_>) -> Result<()> {
         session.push(sh, latest)?;
     }
     eprintln!("  pushed {version_ref}@{digest}");
-    ctx.digest = Some(digest);
+    run.state.progress.digest = Some(digest);
     // The session's Docker config (with the credential) is deleted now, not at exit.
-    ctx.session = None;
+    run.state.session = None;
     Ok(())
 }
 
-fn restart_agents(ctx: &mut Ctx<'_>) -> Result<()> {
-    let dir = ctx.opts.factory.clone().unwrap_or_else(|| ctx.root.clone());
-    let factory = Factory::open(&dir)?;
-    let agents = AgentsImage::Release(ctx.version.clone());
-    if let Some(pinned) = factory
-        .settings
-        .get("AGENTS_IMAGE")
-        .filter(|v| !v.is_empty())
-    {
-        if std::env::var_os("AGENTS_IMAGE").is_none() && pinned != ctx.version {
-            eprintln!(
-                "warning: {} pins AGENTS_IMAGE={pinned}; set it to {} there, or the next `disinto up` goes back to {pinned}",
-                dir.join(".env").display(),
-                ctx.version
-            );
-        }
-    }
-    let input = ComposeInput {
-        agents,
-        ..ComposeInput::from_settings(&factory.settings)?
+/// The product's rollout (`disinto up agents`) on the new version: pulled before anything
+/// is touched, and agents must turn healthy.
+fn restart_agents(run: &mut Run<'_>) -> Result<()> {
+    let dir = match &run.opts.factory {
+        Some(dir) => dir.clone(),
+        None => run.plan.root().to_path_buf(),
     };
-    if ctx.opts.dry_run {
-        println!(
-            "$ AGENTS_IMAGE={} cargo xtask gen-compose --output {}",
-            ctx.version,
-            factory.compose_file().display()
-        );
-        println!(
-            "$ {}",
-            factory.compose(ctx.sh, &["up", "--detach", "--no-deps", "agents"])
-        );
-        println!(
-            "# wait until agents is healthy (at most {}s)",
-            ctx.opts.health_timeout
-        );
-        return Ok(());
+    let mut factory = Factory::open(&dir)?;
+    factory.config.agents = AgentsImage::Release(run.plan.version.clone());
+    Rollout {
+        services: vec!["agents".into()],
+        dry_run: run.opts.dry_run,
+        health_timeout: Duration::from_secs(run.opts.health_timeout),
     }
-    factory.write_compose(&input)?;
-    ctx.exec(factory.compose(ctx.sh, &["up", "--detach", "--no-deps", "agents"]))?;
-    let container = factory.container(ctx.sh, "agents")?;
-    factory.wait_healthy(
-        ctx.sh,
-        &container,
-        std::time::Duration::from_secs(ctx.opts.health_timeout),
-    )?;
-    eprintln!("  agents is healthy on {}", ctx.version_ref());
-    Ok(())
+    .run(run.sh(), &factory)
 }
 
-fn commit_result(ctx: &mut Ctx<'_>, progress: &mut Progress, started: &str) -> Result<()> {
-    let order: Vec<String> = crate::formula::IMPLEMENTED
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut progress = progress.clone();
-    progress.steps.insert(
-        "commit-result".into(),
-        super::StepRecord {
-            status: "done".into(),
-            started: Some(started.to_string()),
-            finished: Some(crate::time::now_rfc3339()),
-        },
-    );
-    let record = ctx.record(&progress, &order);
-    let path = ctx.record_path();
-    let relative = format!("release/{}.json", ctx.version);
-    if ctx.opts.dry_run {
-        println!("# write {relative}: version, git sha, image, digest, per-step status and times");
-        println!("$ git add {relative}");
-        println!("$ git commit --message 'release: record {}'", ctx.version);
-        println!("$ git push origin HEAD:<branch>");
-        return Ok(());
+fn commit_result(run: &mut Run<'_>) -> Result<()> {
+    let relative = run.plan.record_relative();
+    // A record without a digest would claim a release that no registry holds, and the
+    // version would then be refused forever.
+    if run.state.progress.digest.is_none() && !run.opts.dry_run {
+        bail!(
+            "push-image has not recorded a digest for {}: run `cargo xtask release {}` (or --from push-image) first; {relative} is not written",
+            run.plan.version,
+            run.plan.version
+        );
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    let mut progress = run.state.progress.clone();
+    if let Some(this) = progress.steps.get_mut(&Step::CommitResult) {
+        this.status = super::step::Status::Done;
+        this.finished = Some(disinto::time::now_rfc3339());
     }
-    let text = serde_json::to_string_pretty(&record)?;
-    fsx::write_atomic(&path, format!("{text}\n").as_bytes())?;
-    let Some(branch) = current_branch(ctx) else {
+    let record = Record::of(&progress, run.plan.version_ref());
+    if run.opts.dry_run {
+        run.runner.note(&format!(
+            "write {relative}: version, git sha, image, digest, per-step status and times"
+        ));
+    } else {
+        write_json(&run.plan.record_path(), &record)?;
+    }
+    let Some(branch) = current_branch(run) else {
         eprintln!("  HEAD is detached (a CI job): {relative} written, not committed");
         return Ok(());
     };
-    let sh = ctx.sh;
-    let message = format!("release: record {}", ctx.version);
-    ctx.exec(cmd!(sh, "git add -- {relative}"))?;
-    ctx.exec(cmd!(
-        sh,
-        "git commit --quiet --message {message} -- {relative}"
-    ))
-    .context("committing the release record failed (is git's user.name/user.email set?)")?;
+    let sh = run.sh();
+    let message = format!("release: record {}", run.plan.version);
+    run.runner.exec(cmd!(sh, "git add -- {relative}"))?;
+    run.runner
+        .exec(cmd!(
+            sh,
+            "git commit --quiet --message {message} -- {relative}"
+        ))
+        .context("committing the release record failed (is git's user.name/user.email set?)")?;
     let refspec = format!("HEAD:refs/heads/{branch}");
     // The release is complete once the record is committed: a failed push is the
     // operator's to retry, not a reason to leave the release half-done.
-    if let Err(e) = ctx.exec(cmd!(sh, "git push origin {refspec}")) {
+    if let Err(e) = run.runner.exec(cmd!(sh, "git push origin {refspec}")) {
         eprintln!("warning: the release is recorded, but pushing {relative} to origin failed ({e:#}): push it with `git push origin {branch}`");
     }
     Ok(())

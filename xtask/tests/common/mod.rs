@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use xtask::fsx::TempDir;
+pub use disinto::fsx::TempDir;
 
 /// A shell at the repository root, after checking the bench is there (panics if not:
 /// an end-to-end test must never pass without the real engine).
 pub fn bench() -> xshell::Shell {
     let sh = xshell::Shell::new().unwrap();
     sh.change_dir(xtask::project_root());
-    if let Err(e) = xtask::bench::require(&sh) {
+    if let Err(e) = xtask::testbed::require(&sh) {
         panic!("{e:#}");
     }
     sh
@@ -54,9 +54,28 @@ pub fn xtask() -> Command {
     cmd
 }
 
+/// The `disinto` binary of this workspace. `cargo test --workspace` builds it next to the
+/// test binaries (the disinto crate has integration tests), in whatever target directory
+/// cargo uses; `cargo xtask test` builds it first in any case.
+pub fn disinto_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // <target>/<profile>/deps/<test>-<hash>: the binary is in <target>/<profile>.
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("disinto"))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p disinto` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
 /// A name unique to this test run, for images, projects and containers.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &xtask::bench::random_token().unwrap()[..10])
+    format!("{prefix}{}", &xtask::testbed::random_token().unwrap()[..10])
 }
 
 /// Builds the agents image from this checkout (once per test binary) and returns its tag.

@@ -1,5 +1,5 @@
-//! A factory directory (`.env`, `docker-compose.yml`, `projects/`) and the compose calls on
-//! it that `release` and `bin/disinto` share.
+//! A factory directory (`.env`, `docker-compose.yml`, `projects/`, `state/`) and the compose
+//! calls on it. Not a source checkout: a factory may be a directory holding only `.env`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,29 +7,51 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::compose::{generate, ComposeInput};
+use crate::compose::{generate, ComposeInput, AGENTS_DOCKERFILE};
+use crate::config::{FactoryConfig, Settings};
 use crate::fsx::{self, Written};
-use crate::settings::Settings;
+use crate::image_ref::AgentsImage;
 
+/// The compose file of a factory, relative to its directory.
+pub const COMPOSE_FILE: &str = "docker-compose.yml";
+/// The operator's settings file, relative to the factory directory.
+pub const DOTENV_FILE: &str = ".env";
+/// The agents' project configuration, bind-mounted into agents and runner.
+pub const PROJECTS_DIR: &str = "projects";
+
+/// A factory directory, opened: its path and its validated configuration.
 pub struct Factory {
     pub dir: PathBuf,
-    pub settings: Settings,
+    pub config: FactoryConfig,
 }
 
 impl Factory {
     pub fn open(dir: &Path) -> Result<Factory> {
-        if !dir.is_dir() {
+        if !dir.exists() {
             bail!("factory directory {} does not exist", dir.display());
+        }
+        if !dir.is_dir() {
+            bail!("factory directory {} is not a directory", dir.display());
         }
         let dir = dir
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", dir.display()))?;
-        let settings = Settings::load(&dir)?;
-        Ok(Factory { dir, settings })
+        let config = FactoryConfig::from_settings(&Settings::load(&dir)?)?;
+        Ok(Factory { dir, config })
     }
 
     pub fn compose_file(&self) -> PathBuf {
-        self.dir.join("docker-compose.yml")
+        self.dir.join(COMPOSE_FILE)
+    }
+
+    /// Whether this factory can build from source (dev mode, and services with `build:`).
+    pub fn is_checkout(&self) -> bool {
+        self.dir.join(AGENTS_DOCKERFILE).is_file()
+    }
+
+    /// Dev mode needs the sources; say so before anything is written or started.
+    pub fn require_build_context(&self) -> Result<()> {
+        require_build_context(&self.dir, &self.config.agents)
     }
 
     /// `docker compose` on this factory, with `args` appended.
@@ -110,6 +132,17 @@ impl Factory {
     }
 }
 
-fn short(id: &str) -> &str {
+/// Fails when dev mode is asked of a directory that holds no sources to build.
+pub(crate) fn require_build_context(dir: &Path, agents: &AgentsImage) -> Result<()> {
+    if *agents == AgentsImage::Dev && !dir.join(AGENTS_DOCKERFILE).is_file() {
+        bail!(
+            "AGENTS_IMAGE is not set and {} has no {AGENTS_DOCKERFILE}: dev mode needs a source checkout; pinned mode needs AGENTS_IMAGE (e.g. AGENTS_IMAGE=v0.1.1 in .env)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }

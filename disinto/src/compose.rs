@@ -1,15 +1,14 @@
-//! `cargo xtask gen-compose`: the factory's `docker-compose.yml` from typed structs.
-//! Generation is pure (`generate`); reading settings and writing the file happen in `run`.
+//! The factory's `docker-compose.yml` as typed structs: the model, and its generation.
+//! Pure (`model`, `generate`); `cargo xtask gen-compose` and `disinto up` write it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::fsx::{self, Written};
-use crate::image_ref::{parse_registry, AgentsImage};
-use crate::settings::Settings;
+use crate::config::FactoryConfig;
+use crate::image_ref::AgentsImage;
 
 /// The compose project name; also the prefix of every named volume.
 pub const PROJECT: &str = "disinto";
@@ -145,23 +144,12 @@ pub struct ComposeInput {
     pub agent_cli: Option<String>,
 }
 
-impl ComposeInput {
-    /// Reads `AGENTS_IMAGE`, `DISINTO_REGISTRY` and `AGENT_CLI_BIN`; errors name the variable.
-    pub fn from_settings(settings: &Settings) -> Result<ComposeInput> {
-        let agents = AgentsImage::parse(settings.get("AGENTS_IMAGE"))?;
-        // Validated now so a bad registry fails here, not at `docker compose up`.
-        parse_registry(settings.get("DISINTO_REGISTRY"))?;
-        let agent_cli = match settings.get("AGENT_CLI_BIN") {
-            None | Some("") => None,
-            Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
-                Some(path.to_string())
-            }
-            Some(path) => bail!(
-                "AGENT_CLI_BIN={path:?} must be an absolute host path without spaces, \
-                 e.g. /usr/local/bin/claude"
-            ),
-        };
-        Ok(ComposeInput { agents, agent_cli })
+impl From<&FactoryConfig> for ComposeInput {
+    fn from(config: &FactoryConfig) -> ComposeInput {
+        ComposeInput {
+            agents: config.agents.clone(),
+            agent_cli: config.agent_cli.clone(),
+        }
     }
 }
 
@@ -352,95 +340,21 @@ pub fn generate(input: &ComposeInput) -> Result<String> {
     Ok(format!("{}{body}", header(input)))
 }
 
-/// A short line diff (`-` old, `+` new) so a `--check` failure shows what drifted.
-pub fn diff_summary(old: &str, new: &str) -> String {
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    // Longest-common-subsequence table; compose files are a few hundred lines at most.
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push_str(&format!("-{:>4} | {}\n", i + 1, a[i]));
-            i += 1;
-        } else {
-            out.push_str(&format!("+{:>4} | {}\n", j + 1, b[j]));
-            j += 1;
-        }
-    }
-    out
-}
-
-/// `cargo xtask gen-compose`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GenCompose {
-    /// Where to write the file [default: docker-compose.yml at the repository root]
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Write nothing; exit 1 with a diff when FILE differs from what would be generated
-    #[arg(long)]
-    pub check: bool,
-}
-
-impl GenCompose {
-    pub fn run(self, sh: &xshell::Shell) -> Result<()> {
-        let root = sh.current_dir();
-        let settings = Settings::load(&root)?;
-        let input = ComposeInput::from_settings(&settings)?;
-        let text = generate(&input)?;
-        let output = self
-            .output
-            .unwrap_or_else(|| root.join("docker-compose.yml"));
-        if self.check {
-            return check(&output, &text);
-        }
-        match fsx::write_if_changed(&output, &text)? {
-            Written::Generated => eprintln!("Generated {} ({})", output.display(), input.agents),
-            Written::Unchanged => eprintln!("Unchanged {} ({})", output.display(), input.agents),
-        }
-        Ok(())
-    }
-}
-
-fn check(output: &Path, expected: &str) -> Result<()> {
-    let current = match std::fs::read_to_string(output) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", output.display())),
-    };
-    if current == expected {
-        eprintln!("{} is up to date", output.display());
-        return Ok(());
-    }
-    eprint!("{}", diff_summary(&current, expected));
-    bail!(
-        "{} is stale (lines marked + are what gen-compose would write): run `cargo xtask gen-compose --output {}`",
-        output.display(),
-        output.display()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Settings;
 
     fn input(agents: Option<&str>) -> ComposeInput {
         let process = agents
             .map(|v| BTreeMap::from([("AGENTS_IMAGE".to_string(), v.to_string())]))
             .unwrap_or_default();
-        ComposeInput::from_settings(&Settings::from_maps(process, BTreeMap::new())).unwrap()
+        input_of(process)
+    }
+
+    fn input_of(process: BTreeMap<String, String>) -> ComposeInput {
+        let settings = Settings::from_maps(process, BTreeMap::new());
+        ComposeInput::from(&FactoryConfig::from_settings(&settings).unwrap())
     }
 
     #[test]
@@ -491,13 +405,14 @@ mod tests {
             "AGENT_CLI_BIN".to_string(),
             "/usr/local/bin/claude".to_string(),
         )]);
-        let i = ComposeInput::from_settings(&Settings::from_maps(process, BTreeMap::new()));
+        let i = FactoryConfig::from_settings(&Settings::from_maps(process, BTreeMap::new()))
+            .map(|c| ComposeInput::from(&c));
         let m = model(&i.unwrap());
         let want = Mount::Short("/usr/local/bin/claude:/usr/local/bin/claude:ro".into());
         assert!(m.services["agents"].volumes.contains(&want));
         assert!(m.services["runner"].volumes.contains(&want));
         let bad = BTreeMap::from([("AGENT_CLI_BIN".to_string(), "claude".to_string())]);
-        let e = ComposeInput::from_settings(&Settings::from_maps(bad, BTreeMap::new()));
+        let e = FactoryConfig::from_settings(&Settings::from_maps(bad, BTreeMap::new()));
         assert!(format!("{:#}", e.unwrap_err()).starts_with("AGENT_CLI_BIN=\"claude\""));
     }
 
@@ -507,26 +422,8 @@ mod tests {
             ("AGENTS_IMAGE".to_string(), "v0.1.1".to_string()),
             ("DISINTO_REGISTRY".to_string(), "Not A Registry".to_string()),
         ]);
-        let e = ComposeInput::from_settings(&Settings::from_maps(process, BTreeMap::new()));
+        let e = FactoryConfig::from_settings(&Settings::from_maps(process, BTreeMap::new()))
+            .map(|c| ComposeInput::from(&c));
         assert!(format!("{:#}", e.unwrap_err()).starts_with("DISINTO_REGISTRY="));
-    }
-
-    #[test]
-    fn diff_marks_changed_lines() {
-        let d = diff_summary("a\nb\nc\n", "a\nB\nc\nd\n");
-        assert_eq!(d, "-   2 | b\n+   2 | B\n+   4 | d\n");
-        assert_eq!(diff_summary("same\n", "same\n"), "");
-    }
-
-    #[test]
-    fn check_mode_fails_on_drift_and_writes_nothing() {
-        let dir = fsx::TempDir::new("check").unwrap();
-        let path = dir.path().join("docker-compose.yml");
-        std::fs::write(&path, "old\n").unwrap();
-        let message = format!("{:#}", check(&path, "new\n").unwrap_err());
-        assert!(message.contains("is stale"), "{message}");
-        assert!(message.contains("cargo xtask gen-compose"), "{message}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
-        check(&path, "old\n").unwrap();
     }
 }

@@ -38,6 +38,14 @@ impl AgentsImage {
         }
     }
 
+    /// The value of `AGENTS_IMAGE` this stands for (empty for dev mode).
+    pub fn as_setting(&self) -> &str {
+        match self {
+            AgentsImage::Dev => "",
+            AgentsImage::Release(v) | AgentsImage::Reference(v) => v,
+        }
+    }
+
     /// The `image:` string for the compose file (`None` in dev mode).
     pub fn compose_image(&self) -> Option<String> {
         match self {

@@ -1,0 +1,35 @@
+//! Stamps the binary with the release version (`VERSION` at the workspace root) and the git
+//! revision it was built from, for `disinto --version`. A build without git (inside a
+//! Docker build context) passes the revision in `DISINTO_REVISION`.
+
+use std::process::Command;
+
+fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let version = std::fs::read_to_string(root.join("VERSION"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+    let revision = std::env::var("DISINTO_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| {
+            let out = Command::new("git")
+                .args(["rev-parse", "HEAD"])
+                .current_dir(&root)
+                .output()
+                .ok()?;
+            let sha = String::from_utf8(out.stdout).ok()?;
+            out.status.success().then(|| sha.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=DISINTO_VERSION=v{version}");
+    println!("cargo:rustc-env=DISINTO_GIT_REVISION={revision}");
+    println!("cargo:rerun-if-env-changed=DISINTO_REVISION");
+    println!("cargo:rerun-if-changed=../VERSION");
+    // HEAD moves on commit and checkout; the ref it points at moves on commit.
+    for path in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+        if root.join(path).exists() {
+            println!("cargo:rerun-if-changed=../{path}");
+        }
+    }
+}

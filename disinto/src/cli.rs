@@ -1,0 +1,112 @@
+//! The `disinto` command line: a flat dispatch to one module per command, on the factory
+//! directory (`--root`, `DISINTO_ROOT`, or the current directory).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::factory::Factory;
+use crate::rollout::Rollout;
+
+/// The version of this binary and the git revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("DISINTO_VERSION"),
+    " (revision ",
+    env!("DISINTO_GIT_REVISION"),
+    ")"
+);
+
+/// disinto: run a factory on versioned images.
+#[derive(Debug, Parser)]
+#[command(name = "disinto", version = VERSION)]
+struct Cli {
+    /// The factory directory [default: the current directory]
+    #[arg(long, value_name = "DIR", env = "DISINTO_ROOT", global = true)]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write docker-compose.yml, and .env from .env.example when there is none
+    Init {
+        /// Append the keys .env lacks (from .env.example) instead of only listing them
+        #[arg(long)]
+        add_missing_keys: bool,
+    },
+    /// Bring the factory (or just SERVICE...) up on the image AGENTS_IMAGE names
+    Up {
+        /// Services to bring up, without their dependencies [default: the whole stack]
+        services: Vec<String>,
+        /// Print the commands and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for agents to turn healthy
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        health_timeout: u64,
+    },
+    /// Stop the factory; named volumes are kept unless --volumes
+    Down {
+        /// Also delete the named volumes (all agent data): says which first
+        #[arg(long)]
+        volumes: bool,
+        /// Print the commands and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Per service: image, digest, version, state and health
+    Status,
+}
+
+fn try_main() -> Result<()> {
+    let cli = Cli::parse();
+    let sh = xshell::Shell::new()?;
+    let root = match cli.root {
+        Some(dir) => dir,
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    sh.change_dir(&root);
+    match cli.command {
+        Command::Init { add_missing_keys } => crate::init::init(&root, add_missing_keys),
+        Command::Up {
+            services,
+            dry_run,
+            health_timeout,
+        } => Rollout {
+            services,
+            dry_run,
+            health_timeout: Duration::from_secs(health_timeout),
+        }
+        .run(&sh, &Factory::open(&root)?),
+        Command::Down { volumes, dry_run } => crate::down::down(&sh, &root, volumes, dry_run),
+        Command::Status => crate::status::status(&sh, &root),
+    }
+}
+
+/// The `disinto` program: runs the command line, prints the whole error chain on one line.
+pub fn main() -> ExitCode {
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed_and_named_disinto() {
+        super::Cli::command().debug_assert();
+        let help = super::Cli::command().render_help().to_string();
+        assert!(help.contains("Usage: disinto"), "{help}");
+        assert!(super::VERSION.starts_with('v'), "{}", super::VERSION);
+    }
+}

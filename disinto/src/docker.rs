@@ -1,0 +1,147 @@
+//! The one process layer over the `docker` CLI: is the client there, does the daemon answer,
+//! is an image here, run and explain a failure in one line, and secrets on standard input.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Fails with instructions when the `docker` client is not on PATH.
+pub fn require_client() -> Result<()> {
+    which::which("docker").map(|_| ()).map_err(|_| {
+        anyhow::anyhow!(
+            "docker not found on PATH: install Docker Engine (Debian: apt-get install docker.io)"
+        )
+    })
+}
+
+/// Whether a Docker daemon answers the client.
+pub fn daemon_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Fails with what to do unless the client is installed and a daemon answers it.
+pub fn require_daemon() -> Result<()> {
+    require_client()?;
+    if !daemon_answers() {
+        bail!("the Docker daemon does not answer: start it (systemctl start docker) and retry");
+    }
+    Ok(())
+}
+
+/// The local image id (`sha256:…`) of `reference`, if the image is in the local store.
+pub fn image_id(reference: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", reference])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let id = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !id.is_empty()).then_some(id)
+}
+
+/// Whether `reference` is in the local image store.
+pub fn image_present(reference: &str) -> bool {
+    image_id(reference).is_some()
+}
+
+/// Runs `docker ARGS...`: its standard output, or the last line it printed on failure.
+pub fn run(args: &[&str]) -> std::result::Result<String, String> {
+    require_client().map_err(|e| format!("{e:#}"))?;
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if !out.status.success() {
+        return Err(last_line(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// [`run`], with a one-line error saying what was being done.
+pub fn read(args: &[&str], doing: &str) -> Result<String> {
+    run(args).map_err(|why| anyhow::anyhow!("cannot {doing}: {why}"))
+}
+
+/// `docker login HOST --username USER --password-stdin`, with the Docker client config in
+/// `config_dir`. The secret only ever travels on standard input.
+pub fn login(config_dir: &Path, host: &str, user: &str, secret: &str) -> Result<()> {
+    require_client()?;
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_CONFIG", config_dir)
+        .args(login_args(host, user));
+    let out = output_with_secret(&mut cmd, secret)?;
+    if !out.status.success() {
+        bail!(
+            "docker login to {host} as {user} failed: {}",
+            last_line(&out.stderr).replace(secret, "***")
+        );
+    }
+    Ok(())
+}
+
+/// The arguments of `docker login`: the secret is never among them.
+pub fn login_args<'a>(host: &'a str, user: &'a str) -> [&'a str; 5] {
+    ["login", host, "--username", user, "--password-stdin"]
+}
+
+/// Runs `cmd` with `secret` on its standard input (never on its command line) and collects
+/// its output.
+pub fn output_with_secret(cmd: &mut Command, secret: &str) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    child
+        .stdin
+        .take()
+        .context("no standard input to hand the secret to")?
+        .write_all(secret.as_bytes())
+        .context("cannot hand the secret over on standard input")?;
+    Ok(child.wait_with_output()?)
+}
+
+/// The last line a command printed (its error, for the tools we run), for one-line messages.
+pub fn last_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("no output")
+        .to_string()
+}
+
+/// The host part of an image reference or registry namespace (`ghcr.io/disinto` → `ghcr.io`).
+pub fn registry_host(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_host_of_references() {
+        assert_eq!(registry_host("ghcr.io/disinto"), "ghcr.io");
+        assert_eq!(
+            registry_host("127.0.0.1:5000/disinto/agents:v1"),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(registry_host("localhost/agents"), "localhost");
+        assert_eq!(registry_host("disinto/agents:v1"), "docker.io");
+        assert_eq!(registry_host("agents"), "docker.io");
+    }
+}

@@ -1,0 +1,169 @@
+//! What a release remembers: its progress between runs (`target/release-progress/`), so a
+//! re-run resumes, and the finished record committed as `release/vX.Y.Z.json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use disinto::fsx;
+use serde::{Deserialize, Serialize};
+
+use super::step::{Status, Step};
+
+/// One step's outcome, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+}
+
+impl StepRecord {
+    pub fn skipped() -> StepRecord {
+        StepRecord {
+            status: Status::Skipped,
+            started: None,
+            finished: None,
+        }
+    }
+}
+
+/// What survives between runs of the same release, so a re-run resumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub version: String,
+    pub git_sha: String,
+    #[serde(default)]
+    pub image_id: Option<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub steps: BTreeMap<Step, StepRecord>,
+}
+
+impl Progress {
+    pub fn done(&self, step: Step) -> bool {
+        self.steps
+            .get(&step)
+            .is_some_and(|s| s.status == Status::Done)
+    }
+
+    pub fn load(path: &Path) -> Result<Option<Progress>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| {
+                format!(
+                    "{} is not a release progress file: delete it to start the release over",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_json(path, self)
+    }
+}
+
+/// The release record committed as `release/vX.Y.Z.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: String,
+    pub git_sha: String,
+    pub image: String,
+    pub digest: Option<String>,
+    pub image_id: Option<String>,
+    pub steps: Vec<RecordStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordStep {
+    pub id: Step,
+    #[serde(flatten)]
+    pub record: StepRecord,
+}
+
+impl Record {
+    /// The record of `progress`, with every step in release order.
+    pub fn of(progress: &Progress, image: String) -> Record {
+        Record {
+            version: progress.version.clone(),
+            git_sha: progress.git_sha.clone(),
+            image,
+            digest: progress.digest.clone(),
+            image_id: progress.image_id.clone(),
+            steps: Step::ALL
+                .iter()
+                .map(|id| RecordStep {
+                    id: *id,
+                    record: progress
+                        .steps
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(StepRecord::skipped),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Pretty JSON with a final newline, written atomically (directories created).
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(value)?;
+    fsx::write_atomic(path, format!("{text}\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_round_trips() {
+        let dir = fsx::TempDir::new("progress").unwrap();
+        let path = dir.path().join("a/b/v0.2.0.json");
+        assert_eq!(Progress::load(&path).unwrap(), None);
+        let mut p = Progress {
+            version: "v0.2.0".into(),
+            git_sha: "abc".into(),
+            ..Progress::default()
+        };
+        p.steps.insert(
+            Step::Preflight,
+            StepRecord {
+                status: Status::Done,
+                started: Some("t0".into()),
+                finished: Some("t1".into()),
+            },
+        );
+        p.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"preflight\": {"), "{text}");
+        let back = Progress::load(&path).unwrap().unwrap();
+        assert_eq!(back, p);
+        assert!(back.done(Step::Preflight) && !back.done(Step::TagMain));
+        std::fs::write(&path, "{").unwrap();
+        assert!(format!("{:#}", Progress::load(&path).unwrap_err()).contains("delete it"));
+    }
+
+    #[test]
+    fn the_record_lists_every_step_in_order() {
+        let p = Progress {
+            version: "v0.2.0".into(),
+            ..Progress::default()
+        };
+        let r = Record::of(&p, "r/agents:v0.2.0".into());
+        let ids: Vec<Step> = r.steps.iter().map(|s| s.id).collect();
+        assert_eq!(ids, Step::ALL);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains("{\"id\":\"preflight\",\"status\":\"skipped\"}"),
+            "{json}"
+        );
+    }
+}
