@@ -268,9 +268,18 @@ fn dev_mode_builds_from_source_and_needs_a_checkout() {
         compose.contains("dockerfile: docker/agents/Dockerfile"),
         "{compose}"
     );
+    // A line only this run's sources carry: the running container must have it, whatever
+    // the builder or compose version prints about the build.
+    let edit = unique("dev-edit-");
+    let lib = c.work().join("lib/agent-loop.sh");
+    let mut text = std::fs::read_to_string(&lib).unwrap();
+    text.push_str(&format!("# {edit}\n"));
+    std::fs::write(&lib, text).unwrap();
     let out = op.disinto_ok(&["up", "agents"], None);
     assert!(out.contains("agents is healthy (dev"), "{out}");
-    assert!(out.contains("Built"), "dev mode did not build:\n{out}");
+    let inside = ok(Command::new("docker")
+        .args(["exec", &op.agents(), "cat", "/opt/disinto/lib/agent-loop.sh"]));
+    assert!(inside.contains(&edit), "dev mode did not build from the checkout");
     assert_eq!(op.agents_version(), "dev");
 
     // Without a checkout, dev mode is refused with what to do instead.
