@@ -277,9 +277,16 @@ fn dev_mode_builds_from_source_and_needs_a_checkout() {
     std::fs::write(&lib, text).unwrap();
     let out = op.disinto_ok(&["up", "agents"], None);
     assert!(out.contains("agents is healthy (dev"), "{out}");
-    let inside = ok(Command::new("docker")
-        .args(["exec", &op.agents(), "cat", "/opt/disinto/lib/agent-loop.sh"]));
-    assert!(inside.contains(&edit), "dev mode did not build from the checkout");
+    let inside = ok(Command::new("docker").args([
+        "exec",
+        &op.agents(),
+        "cat",
+        "/opt/disinto/lib/agent-loop.sh",
+    ]));
+    assert!(
+        inside.contains(&edit),
+        "dev mode did not build from the checkout"
+    );
     assert_eq!(op.agents_version(), "dev");
 
     // Without a checkout, dev mode is refused with what to do instead.
