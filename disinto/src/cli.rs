@@ -58,8 +58,26 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Per service: image, digest, version, state and health
-    Status,
+    /// Put an earlier version back and keep it in .env [default: the previous deployment]
+    Rollback {
+        /// The version (or image reference) to go back to
+        version: Option<String>,
+        /// Seconds to wait for agents to turn healthy
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        health_timeout: u64,
+    },
+    /// Per service: image, digest, version, state and health; what is deployed since when
+    Status {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every rollout of this factory, oldest first (state/deployments.jsonl)
+    History {
+        /// Print the JSON lines as they are stored
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn try_main() -> Result<()> {
@@ -76,14 +94,15 @@ fn try_main() -> Result<()> {
             services,
             dry_run,
             health_timeout,
-        } => Rollout {
-            services,
-            dry_run,
-            health_timeout: Duration::from_secs(health_timeout),
-        }
-        .run(&sh, &Factory::open(&root)?),
+        } => Rollout::new(services, dry_run, Duration::from_secs(health_timeout))
+            .run(&sh, &Factory::open(&root)?),
+        Command::Rollback {
+            version,
+            health_timeout,
+        } => crate::rollback::rollback(&sh, &root, version, Duration::from_secs(health_timeout)),
         Command::Down { volumes, dry_run } => crate::down::down(&sh, &root, volumes, dry_run),
-        Command::Status => crate::status::status(&sh, &root),
+        Command::Status { json } => crate::status::status(&sh, &root, json),
+        Command::History { json } => crate::status::history(&root, json),
     }
 }
 

@@ -147,6 +147,46 @@ impl FactoryConfig {
     }
 }
 
+/// `.env`'s text with `key` set to `value`: the line that defines it (the last one, which is
+/// the one Compose reads) changed in place, every other byte kept; appended when absent.
+/// `value` must need no quoting (callers pass validated versions and image references).
+pub fn set_in_dotenv(text: &str, key: &str, value: &str) -> String {
+    let defines = |line: &str| {
+        let l = line.trim_start();
+        let l = l.strip_prefix("export ").map_or(l, str::trim_start);
+        l.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    match lines.iter().rposition(|l| defines(l)) {
+        Some(i) => {
+            let line = lines[i];
+            let eq = line.find('=').unwrap_or(line.len());
+            let ending = if line.ends_with("\r\n") {
+                "\r\n"
+            } else if line.ends_with('\n') {
+                "\n"
+            } else {
+                ""
+            };
+            let mut out: String = lines[..i].concat();
+            out.push_str(&line[..=eq.min(line.len() - 1)]);
+            out.push_str(value);
+            out.push_str(ending);
+            out.push_str(&lines[i + 1..].concat());
+            out
+        }
+        None => {
+            let mut out = text.to_string();
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&format!("{key}={value}\n"));
+            out
+        }
+    }
+}
+
 /// Parses a `.env` file with the same rules Docker Compose applies (quotes, comments, `export`).
 pub fn parse_dotenv(path: &Path) -> Result<BTreeMap<String, String>> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -168,6 +208,32 @@ pub fn parse_dotenv_bytes(text: &[u8], origin: &str) -> Result<BTreeMap<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_in_dotenv_changes_one_line_and_keeps_every_other_byte() {
+        let text =
+            "# pinned\r\nAGENTS_IMAGE=v0.1.0\nexport  AGENTS_IMAGE = v0.2.0 # last wins\nX=1";
+        assert_eq!(
+            set_in_dotenv(text, "AGENTS_IMAGE", "v0.1.1"),
+            "# pinned\r\nAGENTS_IMAGE=v0.1.0\nexport  AGENTS_IMAGE =v0.1.1\nX=1"
+        );
+        assert_eq!(
+            set_in_dotenv("A=1\r\nAGENTS_IMAGE=\r\n", "AGENTS_IMAGE", "v1.0.0"),
+            "A=1\r\nAGENTS_IMAGE=v1.0.0\r\n"
+        );
+        assert_eq!(
+            set_in_dotenv("AGENTS_IMAGES=x\nA=1", "AGENTS_IMAGE", "v1.0.0"),
+            "AGENTS_IMAGES=x\nA=1\nAGENTS_IMAGE=v1.0.0\n"
+        );
+        assert_eq!(set_in_dotenv("", "K", "v"), "K=v\n");
+        let back = parse_dotenv_bytes(
+            set_in_dotenv(text, "AGENTS_IMAGE", "v0.1.1").as_bytes(),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(back["AGENTS_IMAGE"], "v0.1.1");
+        assert_eq!(back["X"], "1");
+    }
 
     #[test]
     fn process_environment_wins_over_dotenv() {

@@ -96,27 +96,57 @@ impl Factory {
         Ok(id)
     }
 
-    /// Waits until `container` reports healthy; fails early when it exits or turns unhealthy.
+    /// The id of the container running `service`, if one runs.
+    pub fn running(&self, sh: &Shell, service: &str) -> Option<String> {
+        let id = self
+            .compose(sh, &["ps", "--quiet", service])
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()?;
+        let id = id.trim().to_string();
+        (!id.is_empty()).then_some(id)
+    }
+
+    /// Waits until `container` is healthy; fails early when it exits, restarts or turns
+    /// unhealthy. Docker runs the first health check one interval after start (10 s for
+    /// agents, and engines before 25 have no start interval), so this also runs the image's
+    /// own health command right away, once a second, and takes its success as healthy.
     pub fn wait_healthy(&self, sh: &Shell, container: &str, limit: Duration) -> Result<()> {
         let start = Instant::now();
-        let format =
-            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}";
+        let probe = health_probe(container);
+        let mut last_probe: Option<Instant> = None;
+        let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
         loop {
             let state = cmd!(sh, "docker inspect --format {format} {container}")
                 .quiet()
                 .read()
                 .with_context(|| format!("cannot inspect container {container}"))?;
             match state.split_whitespace().collect::<Vec<_>>().as_slice() {
-                [_, "healthy"] => return Ok(()),
-                ["running", "none"] => return Ok(()),
-                [_, "unhealthy"] => bail!(
+                [_, _, restarts] if *restarts != "0" => bail!(
+                    "container {} restarted (it exited): see `docker logs {container}`",
+                    short(container)
+                ),
+                [_, "healthy", _] => return Ok(()),
+                ["running", "none", _] => return Ok(()),
+                [_, "unhealthy", _] => bail!(
                     "container {} turned unhealthy: see `docker logs {container}`",
                     short(container)
                 ),
-                ["exited" | "dead", _] => bail!(
+                ["exited" | "dead" | "restarting", _, _] => bail!(
                     "container {} exited: see `docker logs {container}`",
                     short(container)
                 ),
+                ["running", "starting", _] => {
+                    let due = last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+                    if let (true, Some(args)) = (due, &probe) {
+                        last_probe = Some(Instant::now());
+                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                        if crate::docker::run(&args).is_ok() {
+                            return Ok(());
+                        }
+                    }
+                }
                 _ => {}
             }
             if start.elapsed() >= limit {
@@ -127,9 +157,35 @@ impl Factory {
                     state.trim()
                 );
             }
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// `docker exec` arguments that run `container`'s own health check command, if it has one.
+fn health_probe(container: &str) -> Option<Vec<String>> {
+    let json = crate::docker::run(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Healthcheck}}",
+        container,
+    ])
+    .ok()?;
+    let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+    let test: Vec<String> = value["Test"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let mut args = vec!["exec".to_string(), container.to_string()];
+    match test.split_first()? {
+        (kind, rest) if kind == "CMD" && !rest.is_empty() => args.extend(rest.iter().cloned()),
+        (kind, [command]) if kind == "CMD-SHELL" => {
+            args.extend(["/bin/sh".into(), "-c".into(), command.clone()])
+        }
+        _ => return None,
+    }
+    Some(args)
 }
 
 /// Fails when dev mode is asked of a directory that holds no sources to build.

@@ -8,10 +8,12 @@ pub mod config;
 pub mod docker;
 pub mod factory;
 pub mod fsx;
+pub mod history;
 pub mod image_ref;
 pub mod rollout;
 pub mod time;
 
 mod down;
 mod init;
+mod rollback;
 mod status;

@@ -1,16 +1,23 @@
-//! `disinto up`: the rollout. The target image is pulled before anything running is touched,
-//! then compose brings the services up and agents must turn healthy. The release's
-//! restart-agents step runs this same code.
+//! `disinto up`: the rollout. The target image is pulled and pinned by digest before anything
+//! running is touched; compose brings the services up; agents must turn healthy, or the
+//! image it ran before is put back and the command fails. The release's restart-agents step
+//! and `disinto rollback` run this same code.
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::compose::ComposeInput;
 use crate::docker;
 use crate::factory::Factory;
-use crate::image_ref::AgentsImage;
+use crate::history::{self, Deployment, Outcome};
+use crate::image_ref::{repository_of, AgentsImage};
+use crate::time::now_rfc3339;
+
+/// The local repository that keeps the image agents ran before a rollout, so a revert needs
+/// no registry and no tag that may have moved.
+pub const KEEP_REPOSITORY: &str = "disinto-keep/agents";
 
 /// What to roll out, and how long agents may take to turn healthy.
 #[derive(Debug, Clone)]
@@ -20,9 +27,27 @@ pub struct Rollout {
     /// Print the commands and change nothing.
     pub dry_run: bool,
     pub health_timeout: Duration,
+    /// How a successful rollout is recorded: deployed, or rolled back.
+    pub outcome: Outcome,
+}
+
+/// What agents ran before the rollout: enough to put it back exactly.
+struct Previous {
+    /// A local tag on the exact image (see [`KEEP_REPOSITORY`]).
+    keep: String,
+    version: String,
 }
 
 impl Rollout {
+    pub fn new(services: Vec<String>, dry_run: bool, health_timeout: Duration) -> Rollout {
+        Rollout {
+            services,
+            dry_run,
+            health_timeout,
+            outcome: Outcome::Deployed,
+        }
+    }
+
     fn touches_agents_image(&self) -> bool {
         self.services.is_empty() || self.services.iter().any(|s| s == "agents" || s == "runner")
     }
@@ -38,43 +63,36 @@ impl Rollout {
         }
         factory.require_build_context()?;
         let config = &factory.config;
-        let input = ComposeInput::from(config);
-        if let Some(saved) = &config.agents_in_dotenv {
+        let mut input = ComposeInput::from(config);
+        if let (Some(saved), Outcome::Deployed) = (&config.agents_in_dotenv, self.outcome) {
             if saved != config.agents.as_setting() {
                 eprintln!(
-                    "warning: this rollout runs AGENTS_IMAGE={:?}, but {} says AGENTS_IMAGE={saved:?}: the next plain `disinto up` goes back to {saved:?} (change it there to keep this one)",
+                    "warning: this rollout runs AGENTS_IMAGE={:?}, but {} says AGENTS_IMAGE={saved:?}: the next plain `disinto up` goes back to {saved:?} (change it there, or use `disinto rollback`, to keep this one)",
                     config.agents.as_setting(),
                     factory.dir.join(crate::factory::DOTENV_FILE).display(),
                 );
             }
         }
 
-        // The target image must be here before any running container is touched.
+        // The target image must be here, and pinned, before any running container is touched.
         if let (true, Some(reference)) = (self.touches_agents_image(), config.agents_reference()) {
             if self.dry_run {
                 println!("$ docker pull {reference}   # only if it is not present");
-            } else if !docker::image_present(&reference) {
-                eprintln!("$ docker pull {reference}");
-                if let Err(why) = docker::run(&["pull", "--quiet", &reference]) {
-                    bail!(
-                        "AGENTS_IMAGE={}: cannot pull {reference} ({why}); nothing was changed, the running factory is as it was",
-                        config.agents.as_setting()
-                    );
+            } else {
+                if !docker::image_present(&reference) {
+                    eprintln!("$ docker pull {reference}");
+                    if let Err(why) = docker::run(&["pull", "--quiet", &reference]) {
+                        bail!(
+                            "AGENTS_IMAGE={}: cannot pull {reference} ({why}); nothing was changed, the running factory is as it was",
+                            config.agents.as_setting()
+                        );
+                    }
                 }
+                input.agents = AgentsImage::Reference(pin(&reference));
             }
         }
 
-        let mut args: Vec<String> = vec!["up".into(), "--detach".into()];
-        if config.agents == AgentsImage::Dev && self.touches_agents_image() {
-            // Dev mode follows the source: rebuild (from cache when nothing changed).
-            args.push("--build".into());
-        }
-        if self.services.is_empty() {
-            args.extend(self.startable_services(factory, &input));
-        } else {
-            args.push("--no-deps".into());
-            args.extend(self.services.iter().cloned());
-        }
+        let args = self.compose_args(factory, &input);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if self.dry_run {
             println!(
@@ -85,44 +103,196 @@ impl Rollout {
             println!("$ {}", factory.compose(sh, &args));
             if self.waits_for_agents() {
                 println!(
-                    "# wait until agents is healthy (at most {}s)",
+                    "# wait until agents is healthy (at most {}s); if it is not, put the image it runs now back",
                     self.health_timeout.as_secs()
                 );
             }
             return Ok(());
         }
+        let previous = match self.waits_for_agents() {
+            true => self.keep_previous(sh, factory)?,
+            false => None,
+        };
         factory.write_compose(&input)?;
         factory.compose(sh, &args).run()?;
-        if self.waits_for_agents() {
-            let container = factory.container(sh, "agents")?;
-            factory.wait_healthy(sh, &container, self.health_timeout)?;
-            eprintln!("agents is healthy ({})", input.agents);
+        if !self.waits_for_agents() {
+            return Ok(());
         }
-        Ok(())
+        let version = config.agents.as_setting().to_string();
+        let result = factory.container(sh, "agents").and_then(|c| {
+            factory
+                .wait_healthy(sh, &c, self.health_timeout)
+                .map(|()| c)
+        });
+        match result {
+            Ok(container) => {
+                record(factory, &version, &container, self.outcome)?;
+                eprintln!("agents is healthy ({})", input.agents);
+                Ok(())
+            }
+            Err(why) => {
+                let tried = input.agents.to_string();
+                let Some(previous) = previous else {
+                    let _ = record_failed(factory, &version, &tried, Outcome::Failed);
+                    return Err(why.context(format!(
+                        "agents on {tried} is not healthy, and nothing ran before it to go back to"
+                    )));
+                };
+                eprintln!(
+                    "agents on {tried} failed ({why:#}): putting {} back",
+                    previous.version
+                );
+                self.revert(sh, factory, &previous)?;
+                record_failed(factory, &version, &tried, Outcome::Reverted)?;
+                bail!(
+                    "rollout of AGENTS_IMAGE={version:?} failed ({why:#}); reverted: agents runs {} again and is healthy",
+                    previous.version
+                )
+            }
+        }
     }
 
-    /// For the whole-stack `up`: the default services, less those built from sources this
-    /// factory does not have (it says which). Empty means "let compose pick them all".
-    fn startable_services(&self, factory: &Factory, input: &ComposeInput) -> Vec<String> {
-        let model = crate::compose::model(input);
-        let (ok, missing): (Vec<_>, Vec<_>) = model
-            .services
-            .iter()
-            .filter(|(_, s)| s.profiles.is_empty())
-            .partition(|(_, s)| {
-                s.build
-                    .as_ref()
-                    .is_none_or(|b| factory.dir.join(b.dockerfile_path()).is_file())
-            });
-        if missing.is_empty() {
-            return vec![];
+    fn compose_args(&self, factory: &Factory, input: &ComposeInput) -> Vec<String> {
+        let mut args: Vec<String> = vec!["up".into(), "--detach".into()];
+        if input.agents == AgentsImage::Dev && self.touches_agents_image() {
+            // Dev mode follows the source: rebuild (from cache when nothing changed).
+            args.push("--build".into());
         }
-        let names: Vec<&str> = missing.iter().map(|(n, _)| n.as_str()).collect();
-        eprintln!(
-            "warning: {} not started: built from source, and {} is not a source checkout",
-            names.join(", "),
-            factory.dir.display()
-        );
-        ok.into_iter().map(|(n, _)| n.clone()).collect()
+        if self.services.is_empty() {
+            args.extend(startable_services(factory, input));
+        } else {
+            args.push("--no-deps".into());
+            args.extend(self.services.iter().cloned());
+        }
+        args
     }
+
+    /// Tags the image agents runs now under [`KEEP_REPOSITORY`], so it can be put back.
+    fn keep_previous(&self, sh: &Shell, factory: &Factory) -> Result<Option<Previous>> {
+        let Some(container) = factory.running(sh, "agents") else {
+            return Ok(None);
+        };
+        let image_id = docker::read(
+            &["inspect", "--format", "{{.Image}}", &container],
+            "inspect the running agents container",
+        )?;
+        let image_id = image_id.trim();
+        let hex = image_id.trim_start_matches("sha256:");
+        let keep = format!("{KEEP_REPOSITORY}:{}", &hex[..hex.len().min(12)]);
+        docker::read(&["tag", image_id, &keep], "keep the running agents image")?;
+        let history = history::load(&factory.dir)?;
+        let version = history::current(&history)
+            .filter(|d| d.image_id == image_id)
+            .map(|d| d.version.clone())
+            .unwrap_or_else(|| keep.clone());
+        Ok(Some(Previous { keep, version }))
+    }
+
+    /// Puts the kept image back on agents and waits for it to be healthy again.
+    fn revert(&self, sh: &Shell, factory: &Factory, previous: &Previous) -> Result<()> {
+        let input = ComposeInput {
+            agents: AgentsImage::Reference(previous.keep.clone()),
+            ..ComposeInput::from(&factory.config)
+        };
+        factory.write_compose(&input)?;
+        factory
+            .compose(sh, &["up", "--detach", "--no-deps", "agents"])
+            .run()
+            .context("cannot put the previous agents image back")?;
+        let container = factory.container(sh, "agents")?;
+        factory
+            .wait_healthy(sh, &container, self.health_timeout)
+            .with_context(|| {
+                format!(
+                    "the previous agents image ({}) is not healthy either",
+                    previous.version
+                )
+            })
+    }
+}
+
+/// `reference` pinned to the registry digest the local image carries (`repo:tag@sha256:…`),
+/// so a tag moved later never changes what runs. A local-only image stays as given.
+pub fn pin(reference: &str) -> String {
+    if reference.contains('@') {
+        return reference.to_string();
+    }
+    let repo = repository_of(reference);
+    let digests = docker::run(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        reference,
+    ])
+    .ok()
+    .and_then(|json| serde_json::from_str::<Vec<String>>(json.trim()).ok())
+    .unwrap_or_default();
+    digests
+        .iter()
+        .filter_map(|d| d.split_once('@'))
+        .find(|(r, _)| *r == repo)
+        .map(|(_, digest)| format!("{reference}@{digest}"))
+        .unwrap_or_else(|| reference.to_string())
+}
+
+fn record(factory: &Factory, version: &str, container: &str, outcome: Outcome) -> Result<()> {
+    let image = docker::read(
+        &[
+            "inspect",
+            "--format",
+            "{{.Config.Image}}\t{{.Image}}",
+            container,
+        ],
+        "inspect the agents container",
+    )?;
+    let (image, image_id) = image.trim().split_once('\t').unwrap_or((image.trim(), ""));
+    history::append(
+        &factory.dir,
+        &Deployment {
+            time: now_rfc3339(),
+            version: version.to_string(),
+            image: image.to_string(),
+            image_id: image_id.to_string(),
+            outcome,
+        },
+    )
+}
+
+fn record_failed(factory: &Factory, version: &str, image: &str, outcome: Outcome) -> Result<()> {
+    history::append(
+        &factory.dir,
+        &Deployment {
+            time: now_rfc3339(),
+            version: version.to_string(),
+            image: image.to_string(),
+            image_id: docker::image_id(image).unwrap_or_default(),
+            outcome,
+        },
+    )
+}
+
+/// For the whole-stack `up`: the default services, less those built from sources this
+/// factory does not have (it says which). Empty means "let compose pick them all".
+fn startable_services(factory: &Factory, input: &ComposeInput) -> Vec<String> {
+    let model = crate::compose::model(input);
+    let (ok, missing): (Vec<_>, Vec<_>) = model
+        .services
+        .iter()
+        .filter(|(_, s)| s.profiles.is_empty())
+        .partition(|(_, s)| {
+            s.build
+                .as_ref()
+                .is_none_or(|b| factory.dir.join(b.dockerfile_path()).is_file())
+        });
+    if missing.is_empty() {
+        return vec![];
+    }
+    let names: Vec<&str> = missing.iter().map(|(n, _)| n.as_str()).collect();
+    eprintln!(
+        "warning: {} not started: built from source, and {} is not a source checkout",
+        names.join(", "),
+        factory.dir.display()
+    );
+    ok.into_iter().map(|(n, _)| n.clone()).collect()
 }

@@ -1,4 +1,5 @@
-//! `disinto status`: per service, the image, its registry digest, version, state and health.
+//! `disinto status`: per service, the image, its registry digest, version, state and health,
+//! and what the deployment history says runs since when; `disinto history` lists it all.
 
 use std::path::Path;
 
@@ -6,9 +7,10 @@ use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
 use crate::factory::Factory;
+use crate::history::{self, Deployment};
 
 /// One row of `disinto status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Row {
     pub service: String,
     pub image: String,
@@ -57,7 +59,7 @@ pub(crate) fn render(rows: &[Row]) -> String {
         .collect()
 }
 
-pub(crate) fn status(sh: &Shell, root: &Path) -> Result<()> {
+pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
     let factory = Factory::open(root)?;
     crate::docker::require_daemon()?;
     if !factory.compose_file().is_file() {
@@ -97,7 +99,8 @@ pub(crate) fn status(sh: &Shell, root: &Path) -> Result<()> {
             .unwrap_or_else(|| "(local-build)".into());
         rows.push(Row {
             service: service.to_string(),
-            image: image.to_string(),
+            // The digest has its own column.
+            image: image.split('@').next().unwrap_or(image).to_string(),
             digest,
             version: if version.is_empty() || version == "<no value>" {
                 "-".into()
@@ -109,11 +112,80 @@ pub(crate) fn status(sh: &Shell, root: &Path) -> Result<()> {
         });
     }
     rows.sort_by(|a, b| a.service.cmp(&b.service));
-    if rows.is_empty() {
-        println!("no containers: `disinto up` starts the factory");
+    let deployments = history::load(&factory.dir)?;
+    let current = history::current(&deployments);
+    let previous = history::previous(&deployments);
+    if json {
+        let value = serde_json::json!({
+            "services": rows,
+            "deployed": current,
+            "previous": previous,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    print!("{}", render(&rows));
+    if rows.is_empty() {
+        println!("no containers: `disinto up` starts the factory");
+    } else {
+        print!("{}", render(&rows));
+    }
+    if let Some(line) = summary(current, previous) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// One line: what the history says runs, since when, and what `rollback` would go back to.
+fn summary(current: Option<&Deployment>, previous: Option<&Deployment>) -> Option<String> {
+    let now = current?;
+    let before = match previous {
+        Some(p) => format!(
+            "previous: {} (`disinto rollback` returns to it)",
+            shown(&p.version)
+        ),
+        None => "previous: none".into(),
+    };
+    Some(format!(
+        "deployed: {} since {} ({}); {before}",
+        shown(&now.version),
+        now.time,
+        now.image
+    ))
+}
+
+fn shown(version: &str) -> &str {
+    if version.is_empty() {
+        "dev"
+    } else {
+        version
+    }
+}
+
+/// `disinto history`: every rollout, oldest first.
+pub(crate) fn history(root: &Path, json: bool) -> Result<()> {
+    let factory = Factory::open(root)?;
+    let deployments = history::load(&factory.dir)?;
+    if deployments.is_empty() {
+        println!(
+            "no deployments recorded in {}",
+            history::path(&factory.dir).display()
+        );
+        return Ok(());
+    }
+    for d in &deployments {
+        if json {
+            println!("{}", serde_json::to_string(d)?);
+        } else {
+            let outcome = serde_json::to_value(d.outcome)?;
+            println!(
+                "{}  {:<11}  {:<10}  {}",
+                d.time,
+                outcome.as_str().unwrap_or("-"),
+                shown(&d.version),
+                d.image
+            );
+        }
+    }
     Ok(())
 }
 

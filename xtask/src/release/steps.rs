@@ -383,11 +383,11 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
     };
     let mut factory = Factory::open(&dir)?;
     factory.config.agents = AgentsImage::Release(run.plan.version.clone());
-    Rollout {
-        services: vec!["agents".into()],
-        dry_run: run.opts.dry_run,
-        health_timeout: Duration::from_secs(run.opts.health_timeout),
-    }
+    Rollout::new(
+        vec!["agents".into()],
+        run.opts.dry_run,
+        Duration::from_secs(run.opts.health_timeout),
+    )
     .run(run.sh(), &factory)
 }
 

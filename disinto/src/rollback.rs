@@ -1,0 +1,67 @@
+//! `disinto rollback [VERSION]`: put an earlier version back (by default the one deployed
+//! before the current one), from the local image when it is there, and keep it: the
+//! AGENTS_IMAGE line of `.env` is changed in place, so the next plain `up` stays on it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::config::{set_in_dotenv, var};
+use crate::factory::{Factory, DOTENV_FILE};
+use crate::fsx;
+use crate::history::{self, Outcome};
+use crate::image_ref::AgentsImage;
+use crate::rollout::Rollout;
+
+pub(crate) fn rollback(
+    sh: &Shell,
+    root: &Path,
+    version: Option<String>,
+    health_timeout: Duration,
+) -> Result<()> {
+    let mut factory = Factory::open(root)?;
+    let deployments = history::load(&factory.dir)?;
+    let from = history::current(&deployments)
+        .map(|d| d.version.clone())
+        .unwrap_or_else(|| "(no recorded deployment)".into());
+    let target = match version {
+        Some(v) => v,
+        None => history::previous(&deployments)
+            .map(|d| d.version.clone())
+            .with_context(|| {
+                format!(
+                    "{} records no earlier version to go back to: name one, e.g. `disinto rollback v0.1.0`",
+                    history::path(&factory.dir).display()
+                )
+            })?,
+    };
+    let agents = AgentsImage::parse(Some(&target))?;
+    if agents == AgentsImage::Dev {
+        bail!("rollback needs a version or an image reference, e.g. `disinto rollback v0.1.0`");
+    }
+    factory.config.agents = agents;
+    let rollout = Rollout {
+        outcome: Outcome::RolledBack,
+        ..Rollout::new(vec!["agents".into()], false, health_timeout)
+    };
+    rollout.run(sh, &factory)?;
+
+    // Only now that it runs healthy: the choice is kept for the next plain `up`.
+    let env_path = factory.dir.join(DOTENV_FILE);
+    let text = match std::fs::read_to_string(&env_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", env_path.display())),
+    };
+    fsx::write_atomic(
+        &env_path,
+        set_in_dotenv(&text, var::AGENTS_IMAGE, &target).as_bytes(),
+    )?;
+    println!(
+        "rolled back: {from} → {target} ({} now says AGENTS_IMAGE={target})",
+        env_path.display()
+    );
+    Ok(())
+}
