@@ -138,7 +138,7 @@ fn forget_local_images(ns: &str) {
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
     bench();
-    let registry = Registry::start().unwrap();
+    let mut registry = Registry::start().unwrap();
     let ns = registry.namespace();
     let c = Checkout::new("v0.1.0");
     release(&c, &registry, "v0.1.0");
@@ -219,7 +219,12 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
     );
     let image =
         ok(Command::new("docker").args(["inspect", "--format", "{{.Config.Image}}", &running]));
-    assert_eq!(image.trim(), format!("{ns}/agents:v0.1.0"));
+    assert!(
+        image
+            .trim()
+            .starts_with(&format!("{ns}/agents:v0.1.0@sha256:")),
+        "not pinned by digest: {image}"
+    );
 
     // Nothing changed: nothing is recreated.
     op.disinto_ok(&["up", "agents"], Some("v0.1.0"));
@@ -249,6 +254,141 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
     op.disinto_ok(&["up", "agents"], None);
     assert_eq!(op.markers(), vec![marker.clone(); 4]);
     assert_eq!(op.agents_version(), "v0.1.0");
+
+    rollouts_revert_pin_and_roll_back(&op, &mut registry, dir.path(), &marker);
+}
+
+fn image_id_of(container: &str) -> String {
+    ok(Command::new("docker").args(["inspect", "--format", "{{.Image}}", container]))
+        .trim()
+        .to_string()
+}
+
+/// `docker build -t TAG -` with the Dockerfile on standard input.
+fn build_from_stdin(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "docker build {tag} failed");
+}
+
+/// Issue "rollouts that cannot take a factory down": a v0.3.0 whose agents never turns
+/// healthy is reverted; a tag moved on the registry changes nothing that runs; `rollback`
+/// works with the registry stopped and keeps its choice in `.env`.
+fn rollouts_revert_pin_and_roll_back(
+    op: &Operator,
+    registry: &mut Registry,
+    factory: &Path,
+    marker: &str,
+) {
+    let ns = registry.namespace();
+    let env_path = factory.join(".env");
+    let env = format!(
+        "# pinned\nAGENTS_IMAGE=v0.2.0\nDISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\n# keep this line\n"
+    );
+    std::fs::write(&env_path, &env).unwrap();
+    op.disinto_ok(&["up", "agents"], None);
+    assert_eq!(op.agents_version(), "v0.2.0");
+    let good = op.agents();
+    let good_image = image_id_of(&good);
+    let status = op.disinto_ok(&["status"], None);
+    assert!(
+        status.contains("deployed: v0.2.0 since") && status.contains("previous: v0.1.0"),
+        "{status}"
+    );
+
+    // v0.3.0: v0.2.0 with a health check that always fails, pushed to the registry.
+    let broken = format!("{ns}/agents:v0.3.0");
+    build_from_stdin(
+        &broken,
+        &format!("FROM {ns}/agents:v0.2.0\nHEALTHCHECK --interval=2s --timeout=1s --retries=1 CMD false\n"),
+    );
+    ok(docker(&op.docker_config).args(["push", "-q", &broken]));
+    let start = std::time::Instant::now();
+    let out = op.disinto(&["up", "agents", "--health-timeout", "20"], Some("v0.3.0"));
+    let took = start.elapsed();
+    assert!(!out.status.success(), "a broken rollout succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("reverted: agents runs v0.2.0 again and is healthy"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(20 + 40), "took {took:?}");
+    let reverted = op.agents();
+    assert_eq!(
+        image_id_of(&reverted),
+        good_image,
+        "the previous image is not back"
+    );
+    wait_healthy(&reverted, Duration::from_secs(30));
+    assert_eq!(op.markers(), vec![marker.to_string(); 4]);
+    let history = op.disinto_ok(&["history", "--json"], None);
+    let outcomes: Vec<(String, String)> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap_or("").to_string(),
+                v["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes.last().map(|(v, o)| (v.as_str(), o.as_str())),
+        Some(("v0.3.0", "reverted")),
+        "{history}"
+    );
+    assert!(
+        outcomes.contains(&("v0.2.0".into(), "deployed".into())),
+        "{history}"
+    );
+
+    // Back on v0.2.0, pinned by digest; then the tag moves on the registry (to the broken
+    // image). A plain compose up, as a reboot or an operator would do, keeps what runs.
+    op.disinto_ok(&["up", "agents"], None);
+    let pinned = op.agents();
+    assert_eq!(image_id_of(&pinned), good_image);
+    ok(Command::new("docker").args(["tag", &broken, &format!("{ns}/agents:v0.2.0")]));
+    ok(docker(&op.docker_config).args(["push", "-q", &format!("{ns}/agents:v0.2.0")]));
+    ok(Command::new("docker")
+        .args(["compose", "-p", &op.project, "-f"])
+        .arg(factory.join("docker-compose.yml"))
+        .args(["up", "--detach", "--no-deps", "agents"])
+        .current_dir(factory));
+    assert_eq!(
+        image_id_of(&op.agents()),
+        good_image,
+        "a moved tag changed what runs"
+    );
+
+    // Registry down: rollback (no argument) goes to the version before, from local images,
+    // and keeps it in .env with every other byte as it was.
+    registry.stop();
+    let out = op.disinto_ok(&["rollback", "--health-timeout", "60"], None);
+    assert!(out.contains("rolled back: v0.2.0 → v0.1.0"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&env_path).unwrap(),
+        env.replace("AGENTS_IMAGE=v0.2.0", "AGENTS_IMAGE=v0.1.0")
+    );
+    assert_eq!(op.agents_version(), "v0.1.0");
+    assert_eq!(op.markers(), vec![marker.to_string(); 4]);
+    let history = op.disinto_ok(&["history"], None);
+    assert!(
+        history.lines().last().unwrap_or("").contains("rolled-back"),
+        "{history}"
+    );
 }
 
 #[test]
