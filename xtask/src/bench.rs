@@ -15,7 +15,7 @@ use crate::testbed::{self, Registry};
 use disinto::fsx::TempDir;
 
 /// Every figure, in table order: (id, what it measures).
-pub const FIGURES: [(&str, &str); 9] = [
+pub const FIGURES: [(&str, &str); 10] = [
     (
         "cold-build",
         "cold build of both binaries, disinto and xtask (deps included), s",
@@ -41,6 +41,10 @@ pub const FIGURES: [(&str, &str); 9] = [
     (
         "rollback",
         "AGENTS_IMAGE=<previous> disinto up agents until healthy, s",
+    ),
+    (
+        "revert",
+        "a rollout whose agents never turns healthy, reverted and healthy again, s beyond its timeout",
     ),
     (
         "peak-memory",
@@ -266,16 +270,35 @@ impl Stage {
         Ok(result)
     }
 
+    fn disinto_up_cmd(&self, version: &str) -> Command {
+        let mut cmd = Command::new(&self.disinto);
+        cmd.arg("--root")
+            .arg(&self.factory)
+            .args(["up", "agents"])
+            .env("AGENTS_IMAGE", version)
+            .env("DISINTO_REGISTRY", self.registry.namespace())
+            .env("COMPOSE_PROJECT_NAME", &self.project);
+        cmd
+    }
+
     fn disinto_up(&self, version: &str) -> Result<f64> {
-        timed(
-            Command::new(&self.disinto)
-                .arg("--root")
-                .arg(&self.factory)
-                .args(["up", "agents"])
-                .env("AGENTS_IMAGE", version)
-                .env("DISINTO_REGISTRY", self.registry.namespace())
-                .env("COMPOSE_PROJECT_NAME", &self.project),
-        )
+        timed(&mut self.disinto_up_cmd(version))
+    }
+
+    /// `disinto up` of an image whose health check never passes, which must fail and
+    /// revert: seconds from start until it exits, less the health timeout.
+    fn bad_rollout(&self, broken: &str, timeout: u64) -> Result<f64> {
+        let start = Instant::now();
+        let out = self
+            .disinto_up_cmd(broken)
+            .args(["--health-timeout", &timeout.to_string()])
+            .output()?;
+        let took = seconds(start);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !stderr.contains("reverted") {
+            bail!("the bad rollout of {broken} was not reverted: {stderr}");
+        }
+        Ok(took - timeout as f64)
     }
 }
 
@@ -397,6 +420,7 @@ impl Bench {
             "rebuild",
             "release-overhead",
             "rollback",
+            "revert",
             "peak-memory",
         ];
         if docker_figures.iter().any(|f| self.wants(f)) {
@@ -459,7 +483,10 @@ impl Bench {
             }
             let _ = Command::new("docker").args(["rmi", &tag]).output();
         }
-        if self.wants("release-overhead") || self.wants("rollback") || self.wants("peak-memory") {
+        if ["release-overhead", "rollback", "revert", "peak-memory"]
+            .iter()
+            .any(|f| self.wants(f))
+        {
             let mut stage = Stage::new(&root, &xtask, &disinto)?;
             // A first release fills the build cache and the registry's blobs.
             stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
@@ -535,15 +562,38 @@ impl Bench {
                         stage.disinto_up(&latest)?;
                     }
                 }
-                // The image's HEALTHCHECK interval is 10 s.
-                let met = median(&samples).map(|m| m <= 15.0);
-                push(
-                    "rollback",
-                    samples,
-                    None,
-                    "≤ healthcheck interval (10 s) + 5 s",
-                    met,
+                let met = median(&samples).map(|m| m <= 3.0);
+                push("rollback", samples, None, "≤ 3 s", met);
+            }
+            if self.wants("revert") {
+                if stage.released.is_empty() {
+                    stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+                }
+                let good = stage.released[stage.released.len() - 1].clone();
+                stage.disinto_up(&good)?;
+                // Never healthy, never unhealthy either (first check in an hour): the worst
+                // case, where only the timeout ends the wait.
+                let ns = stage.registry.namespace();
+                let broken = format!("{ns}/agents:broken");
+                let dockerfile = format!(
+                    "FROM {ns}/agents:{good}\nHEALTHCHECK --interval=1h --start-period=1h CMD false\n"
                 );
+                let mut child = Command::new("docker")
+                    .args(["build", "-q", "-t", &broken, "-"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .spawn()?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    std::io::Write::write_all(&mut stdin, dockerfile.as_bytes())?;
+                }
+                if !child.wait()?.success() {
+                    bail!("cannot build {broken}");
+                }
+                let samples = (0..reps(1, 3))
+                    .map(|_| stage.bad_rollout(&broken, 10))
+                    .collect::<Result<Vec<_>>>()?;
+                let met = median(&samples).map(|m| m <= 3.0);
+                push("revert", samples, None, "≤ timeout + 3 s", met);
             }
         }
 
