@@ -242,7 +242,11 @@ fn two_releases_upgrade_the_factory_and_a_third_is_refused() {
         "{{.Config.Image}} {{.Image}}",
         &id,
     ]));
-    assert_eq!(running.trim(), format!("{v2_ref} {}", v2.config));
+    // Pinned by the digest the registry holds (a tag moved later changes nothing).
+    assert_eq!(
+        running.trim(),
+        format!("{v2_ref}@{} {}", v2.digest, v2.config)
+    );
     wait_healthy(&id, Duration::from_secs(60));
 
     // Re-releasing refuses before anything changes.
