@@ -1,13 +1,59 @@
-//! File-system helpers that keep the "nothing lost" promise: atomic writes and temp dirs.
-//! Hand-written because each is a few lines; a crate would cost more compile time than it saves.
+//! File-system helpers that keep the "never damage an operator's file" promise: safe writes
+//! and temp dirs. Hand-written because each is a few lines; a crate would cost more compile
+//! time than it saves.
+//!
+//! # How a path is written
+//!
+//! What the path names decides how it is written, as `cp` and `install` decide:
+//!
+//! - A regular file, or nothing yet: replaced atomically. The text goes to a temp file in the
+//!   same directory, created 0600 so a secret in it is never readable by others even for a
+//!   moment; the temp file gets the old file's owner, group and mode (or the mode for a new
+//!   file), is fsynced and renamed over the old name. A crash or a full disk leaves the old
+//!   file or the new one, never half of one.
+//! - A symlink: followed to its final target, even a dangling one, and that target is replaced
+//!   as above, so the link stays a link. A loop is an error naming the path.
+//! - A character device (`/dev/null`, a terminal), a FIFO, or `/dev/stdout` and its kin:
+//!   written through, never replaced: renaming over `/dev/null` would break it for every
+//!   process on the machine. A FIFO with no reader is an error, not a hang.
+//! - A directory, a socket or a block device: an error. None of them holds a text file, and a
+//!   compose file written onto a disk is never what the operator meant.
+//!
+//! Not kept across a replacement: other hard links to the old file (they keep the old text),
+//! ACLs and extended attributes. Not root, the owner becomes whoever runs this; when the
+//! group cannot be kept either, its permission bits are dropped rather than handed to a group
+//! the old file did not have.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+
+/// Mode of a new file that holds nothing secret (a compose file).
+const NEW_FILE_MODE: u32 = 0o644;
+/// Mode of a new file that holds, or will hold, secrets (`.env`).
+const NEW_PRIVATE_MODE: u32 = 0o600;
+/// Mode of every temp file until it is complete: nobody else reads a half-written secret.
+const TEMP_MODE: u32 = 0o600;
+
+// Linux values std has no stable name for; libc is not a dependency for four numbers.
+/// `O_NONBLOCK` (asm-generic): opening a FIFO for writing fails with ENXIO instead of
+/// waiting for a reader.
+const O_NONBLOCK: i32 = 0o4000;
+/// `ENXIO`: a FIFO opened non-blocking for writing has no reader.
+const ENXIO: i32 = 6;
+/// `ELOOP`: too many symlinks in a lookup.
+const ELOOP: i32 = 40;
+/// `NAME_MAX`: the longest file name, in bytes.
+const NAME_MAX: usize = 255;
+/// `MAXSYMLINKS`: how many symlinks the kernel follows before it calls it a loop.
+const MAX_SYMLINKS: usize = 40;
 
 /// What [`write_if_changed`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,46 +62,275 @@ pub enum Written {
     Unchanged,
 }
 
-/// Writes `contents` to `path` atomically (temp file in the same directory, fsync, rename),
-/// so a crash or a full disk leaves either the old file or the new one, never half of one.
+/// Writes `contents` to `path` safely (see the module doc); a new file gets mode 0644.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        unique()
-    ));
-    let result = (|| -> Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        if let Ok(meta) = fs::metadata(path) {
-            // Keep the operator's permissions on a file we replace.
-            fs::set_permissions(&tmp, meta.permissions())?;
-        }
-        fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    write(path, contents, NEW_FILE_MODE)
+}
+
+/// As [`write_atomic`], for a file that holds secrets (`.env`): a new file gets mode 0600.
+pub fn write_atomic_private(path: &Path, contents: &[u8]) -> Result<()> {
+    write(path, contents, NEW_PRIVATE_MODE)
 }
 
 /// Writes only when the content differs, so timestamps and watchers are left alone.
+/// Only a regular file is read to compare: reading a FIFO or a device would hang or consume
+/// what someone else wrote, so anything else counts as changed.
 pub fn write_if_changed(path: &Path, contents: &str) -> Result<Written> {
-    if fs::read(path).is_ok_and(|old| old == contents.as_bytes()) {
+    let unchanged = fs::metadata(path).is_ok_and(|m| m.is_file())
+        && fs::read(path).is_ok_and(|old| old == contents.as_bytes());
+    if unchanged {
         return Ok(Written::Unchanged);
     }
     write_atomic(path, contents.as_bytes())?;
     Ok(Written::Generated)
+}
+
+/// How a path is written.
+enum Target {
+    /// A regular file or nothing yet, at `path` once symlinks are followed: replace it.
+    Replace {
+        path: PathBuf,
+        existing: Option<fs::Metadata>,
+    },
+    /// A FIFO or a character device: open it and write into it.
+    Through { fifo: bool },
+    /// A regular file reached through a `/proc` magic link (`/dev/stdout` redirected to a
+    /// file): its name is not a path that can be renamed over, so truncate and write, as `cp`.
+    Reopen,
+}
+
+fn write(path: &Path, contents: &[u8], new_mode: u32) -> Result<()> {
+    match target(path)? {
+        Target::Replace {
+            path: real,
+            existing,
+        } => replace(&real, contents, existing.as_ref(), new_mode).map_err(|e| {
+            if real == path {
+                anyhow!("cannot write {}: {e}", path.display())
+            } else {
+                anyhow!(
+                    "cannot write {} (where the symlink {} points): {e}",
+                    real.display(),
+                    path.display()
+                )
+            }
+        }),
+        Target::Through { fifo } => write_through(path, contents, fifo),
+        Target::Reopen => {
+            let result = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)
+                .and_then(|mut file| write_patiently(&mut file, contents));
+            result.map_err(|e| anyhow!("cannot write {}: {}", path.display(), reason(&e)))
+        }
+    }
+}
+
+/// Decides how `path` is written, from what it names once every symlink is followed.
+fn target(path: &Path) -> Result<Target> {
+    // metadata() follows links as the kernel does, /proc magic links included.
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Nothing there yet, or a dangling symlink: create what the chain names.
+            return Ok(Target::Replace {
+                path: resolve(path)?,
+                existing: None,
+            });
+        }
+        Err(e) if e.raw_os_error() == Some(ELOOP) => {
+            bail!("{} is a symlink loop", path.display())
+        }
+        Err(e) => bail!("cannot write {}: {}", path.display(), reason(&e)),
+    };
+    let kind = meta.file_type();
+    if kind.is_file() {
+        let real = resolve(path)?;
+        // The chain read by hand must end at the very file the kernel found; a /proc magic
+        // link (/dev/stdout, /proc/self/fd/N) reads as a name that is not the file.
+        let same =
+            fs::metadata(&real).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+        return Ok(if same {
+            Target::Replace {
+                path: real,
+                existing: Some(meta),
+            }
+        } else {
+            Target::Reopen
+        });
+    }
+    let what = if kind.is_fifo() {
+        return Ok(Target::Through { fifo: true });
+    } else if kind.is_char_device() {
+        return Ok(Target::Through { fifo: false });
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket, not a file"
+    } else if kind.is_block_device() {
+        "a block device (a disk); refusing to write over it"
+    } else {
+        "not a regular file"
+    };
+    bail!("{} is {what}", path.display())
+}
+
+/// The path `path` names once every symlink in the chain is followed, existing or not, so a
+/// dangling link is created at its target. Each link's text is relative to its directory.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..=MAX_SYMLINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let next = fs::read_link(&current).map_err(|e| {
+                    anyhow!(
+                        "cannot write {}: cannot read the symlink {}: {}",
+                        path.display(),
+                        current.display(),
+                        reason(&e)
+                    )
+                })?;
+                // join() keeps an absolute target as it is; `..` is left for the kernel,
+                // which resolves it against the real directory.
+                current = match current.parent() {
+                    Some(dir) => dir.join(next),
+                    None => next,
+                };
+            }
+            Ok(_) => return Ok(current),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(current),
+            Err(e) if e.raw_os_error() == Some(ELOOP) => break,
+            Err(e) => bail!("cannot write {}: {}", path.display(), reason(&e)),
+        }
+    }
+    bail!("{} is a symlink loop", path.display())
+}
+
+/// Replaces `path` (no symlink) atomically, keeping `existing`'s owner, group and mode.
+fn replace(
+    path: &Path,
+    contents: &[u8],
+    existing: Option<&fs::Metadata>,
+    new_mode: u32,
+) -> std::result::Result<(), String> {
+    // "out.yml/" names a directory; Path would quietly drop the slash and create out.yml.
+    let name = match path.file_name() {
+        Some(name) if !path.as_os_str().as_bytes().ends_with(b"/") => name,
+        _ => return Err("it does not name a file".into()),
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(temp_name(name));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(TEMP_MODE)
+        .open(&tmp)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => format!("directory {} does not exist", dir.display()),
+            _ => format!(
+                "cannot create a temp file in {}: {}",
+                dir.display(),
+                reason(&e)
+            ),
+        })?;
+    let result = (|| -> io::Result<()> {
+        file.write_all(contents)?;
+        let mode = match existing {
+            Some(meta) => keep_owner(&file, meta)?,
+            None => new_mode,
+        };
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    drop(file);
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(reason(&e));
+    }
+    // The rename is durable only once the directory is; a failure here loses nothing written.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Gives `file` the owner and group of `old`, and returns the mode it should have: the old
+/// one, less the group bits when the group could not be kept (they were meant for another).
+fn keep_owner(file: &fs::File, old: &fs::Metadata) -> io::Result<u32> {
+    let mode = old.mode() & 0o7777;
+    let denied = |e: &io::Error| e.kind() == io::ErrorKind::PermissionDenied;
+    match std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid())) {
+        Ok(()) => return Ok(mode),
+        Err(e) if !denied(&e) => return Err(e),
+        Err(_) => {}
+    }
+    // Not root: the owner stays whoever runs this, but the group may be one of ours.
+    match std::os::unix::fs::fchown(file, None, Some(old.gid())) {
+        Ok(()) => Ok(mode),
+        Err(e) if denied(&e) => Ok(mode & !0o070),
+        Err(e) => Err(e),
+    }
+}
+
+/// `.{name}.tmp.{pid}.{n}`, the name part cut so the whole stays within NAME_MAX bytes.
+fn temp_name(name: &OsStr) -> OsString {
+    let suffix = format!(".tmp.{}.{}", std::process::id(), unique());
+    let room = NAME_MAX - 1 - suffix.len();
+    let name = name.as_bytes();
+    let mut out = Vec::with_capacity(NAME_MAX);
+    out.push(b'.');
+    out.extend_from_slice(&name[..name.len().min(room)]);
+    out.extend_from_slice(suffix.as_bytes());
+    OsString::from_vec(out)
+}
+
+/// Writes into a FIFO or a character device that is already there, without replacing it.
+fn write_through(path: &Path, contents: &[u8], fifo: bool) -> Result<()> {
+    // Non-blocking, so a FIFO with no reader fails at once instead of hanging for one.
+    let opened = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if fifo && e.raw_os_error() == Some(ENXIO) => {
+            bail!("{} is a FIFO with no reader", path.display())
+        }
+        Err(e) => bail!("cannot write {}: {}", path.display(), reason(&e)),
+    };
+    write_patiently(&mut file, contents)
+        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), reason(&e)))
+}
+
+/// write_all for a non-blocking file: waits while a pipe is full instead of failing.
+fn write_patiently(file: &mut fs::File, mut rest: &[u8]) -> io::Result<()> {
+    while !rest.is_empty() {
+        match file.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    file.flush()
+}
+
+/// The system's words for an I/O error, without the "(os error N)" that means nothing to an
+/// operator.
+fn reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
 fn unique() -> u32 {
@@ -123,5 +398,276 @@ mod tests {
         // A directory where the temp file would go makes the write fail part-way.
         assert!(write_atomic(&dir.path().join("out.yml/"), b"new").is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), "old");
+    }
+
+    /// The error as main prints it.
+    fn message(result: Result<impl std::fmt::Debug>) -> String {
+        format!("{:#}", result.unwrap_err())
+    }
+
+    fn is_root() -> bool {
+        // No libc for geteuid(): a file we create is owned by whoever we are.
+        let dir = TempDir::new("fsx").unwrap();
+        fs::metadata(dir.path()).unwrap().uid() == 0
+    }
+
+    /// Runs `f` on a thread, so a hang fails the test instead of stalling the run.
+    fn within_seconds<T: Send + 'static>(
+        seconds: u64,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = send.send(f());
+        });
+        receive
+            .recv_timeout(Duration::from_secs(seconds))
+            .expect("the write hangs")
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn a_symlink_stays_a_symlink_and_its_target_gets_the_text() {
+        let dir = TempDir::new("fsx").unwrap();
+        fs::create_dir(dir.path().join("real")).unwrap();
+        let target = dir.path().join("real").join("compose.yml");
+        fs::write(&target, "old\n").unwrap();
+        // A relative link through another relative link: each resolves against its own dir.
+        std::os::unix::fs::symlink("real/compose.yml", dir.path().join("hop")).unwrap();
+        let link = dir.path().join("out.yml");
+        std::os::unix::fs::symlink("hop", &link).unwrap();
+        assert_eq!(
+            write_if_changed(&link, "new\n").unwrap(),
+            Written::Generated
+        );
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(fs::symlink_metadata(dir.path().join("hop"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new\n");
+        assert_eq!(
+            write_if_changed(&link, "new\n").unwrap(),
+            Written::Unchanged
+        );
+        // The temp file went next to the target, and is gone.
+        let names: Vec<_> = fs::read_dir(dir.path().join("real")).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_dangling_symlink_creates_its_target() {
+        let dir = TempDir::new("fsx").unwrap();
+        let link = dir.path().join(".env");
+        std::os::unix::fs::symlink("secrets/env", &link).unwrap();
+        fs::create_dir(dir.path().join("secrets")).unwrap();
+        write_atomic_private(&link, b"A=1\n").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let target = dir.path().join("secrets").join("env");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "A=1\n");
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_symlink_loop_is_one_line_naming_the_path() {
+        let dir = TempDir::new("fsx").unwrap();
+        let a = dir.path().join("a.yml");
+        std::os::unix::fs::symlink("b.yml", &a).unwrap();
+        std::os::unix::fs::symlink("a.yml", dir.path().join("b.yml")).unwrap();
+        let text = message(write_if_changed(&a, "x\n"));
+        assert!(
+            text.contains(&format!("{} is a symlink loop", a.display())),
+            "{text}"
+        );
+        assert!(!text.contains('\n') && !text.contains("os error"), "{text}");
+        assert!(fs::symlink_metadata(&a).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn a_fifo_with_no_reader_is_an_error_not_a_hang() {
+        let dir = TempDir::new("fsx").unwrap();
+        let fifo = dir.path().join("out.yml");
+        mkfifo(&fifo);
+        let path = fifo.clone();
+        let result = within_seconds(10, move || {
+            write_if_changed(&path, "x\n").map_err(|e| format!("{e:#}"))
+        });
+        let text = result.unwrap_err();
+        assert!(
+            text.contains(&format!("{} is a FIFO with no reader", fifo.display())),
+            "{text}"
+        );
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+
+    #[test]
+    fn a_fifo_with_a_reader_gets_the_text_and_stays_a_fifo() {
+        let dir = TempDir::new("fsx").unwrap();
+        let fifo = dir.path().join("out.yml");
+        mkfifo(&fifo);
+        // A non-blocking read end opens at once, with no writer yet.
+        let mut reader = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let path = fifo.clone();
+        let written = within_seconds(10, move || write_if_changed(&path, "x\n").unwrap());
+        assert_eq!(written, Written::Generated);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut text).unwrap();
+        assert_eq!(text, "x\n");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+
+    #[test]
+    fn a_pipe_named_through_proc_is_written_through() {
+        // What `--output /dev/stdout` meets when stdout is a pipe.
+        use std::os::fd::AsRawFd;
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        let path = PathBuf::from(format!("/proc/self/fd/{}", writer.as_raw_fd()));
+        write_atomic(&path, b"x\n").unwrap();
+        drop(writer);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut text).unwrap();
+        assert_eq!(text, "x\n");
+    }
+
+    #[test]
+    fn dev_null_as_the_target_stays_a_device() {
+        // Through a link in a temp dir, so a regression replaces the link, not /dev/null.
+        let dir = TempDir::new("fsx").unwrap();
+        let link = dir.path().join("out.yml");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        assert_eq!(write_if_changed(&link, "x\n").unwrap(), Written::Generated);
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let null = fs::symlink_metadata("/dev/null").unwrap();
+        assert!(null.file_type().is_char_device());
+    }
+
+    #[test]
+    fn a_device_named_directly_is_written_through() {
+        if !is_root() {
+            eprintln!("skipped: mknod needs root");
+            return;
+        }
+        // A private node with /dev/null's numbers: the same code path as writing "/dev/null".
+        let dir = TempDir::new("fsx").unwrap();
+        let node = dir.path().join("null");
+        let made = std::process::Command::new("mknod")
+            .arg(&node)
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
+        if !made.success() {
+            eprintln!("skipped: mknod is not allowed here");
+            return;
+        }
+        write_atomic(&node, b"x\n").unwrap();
+        assert!(fs::symlink_metadata(&node)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+
+    #[test]
+    fn a_directory_is_a_one_line_error() {
+        let dir = TempDir::new("fsx").unwrap();
+        let text = message(write_atomic(dir.path(), b"x"));
+        assert!(
+            text.contains(&format!("{} is a directory", dir.path().display())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_missing_directory_is_named_without_an_errno() {
+        let dir = TempDir::new("fsx").unwrap();
+        let path = dir.path().join("nowhere").join("out.yml");
+        let text = message(write_atomic(&path, b"x"));
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(
+            text.contains("does not exist") && !text.contains("os error"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_name_of_244_bytes_is_written() {
+        let dir = TempDir::new("fsx").unwrap();
+        let path = dir.path().join(format!("{}.yml", "a".repeat(240)));
+        write_atomic(&path, b"x").unwrap();
+        write_atomic(&path, b"y").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "y");
+    }
+
+    #[test]
+    fn new_files_get_their_mode_and_old_files_keep_theirs() {
+        let dir = TempDir::new("fsx").unwrap();
+        let env = dir.path().join(".env");
+        write_atomic_private(&env, b"SECRET=1\n").unwrap();
+        assert_eq!(fs::metadata(&env).unwrap().mode() & 0o7777, 0o600);
+        let compose = dir.path().join("docker-compose.yml");
+        write_atomic(&compose, b"services: {}\n").unwrap();
+        assert_eq!(fs::metadata(&compose).unwrap().mode() & 0o7777, 0o644);
+        fs::set_permissions(&env, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic_private(&env, b"SECRET=2\n").unwrap();
+        assert_eq!(fs::metadata(&env).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(fs::read_to_string(&env).unwrap(), "SECRET=2\n");
+    }
+
+    #[test]
+    fn the_temp_file_is_private_from_the_start() {
+        let dir = TempDir::new("fsx").unwrap();
+        let tmp = dir.path().join(temp_name(OsStr::new(".env")));
+        // The same open replace() does; its mode is what others could see mid-write.
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(TEMP_MODE)
+            .open(&tmp)
+            .unwrap();
+        assert_eq!(file.metadata().unwrap().mode() & 0o077, 0);
+    }
+
+    #[test]
+    fn owner_and_group_are_kept() {
+        if !is_root() {
+            eprintln!("skipped: chown to another user needs root");
+            return;
+        }
+        let dir = TempDir::new("fsx").unwrap();
+        let path = dir.path().join(".env");
+        fs::write(&path, "A=1\n").unwrap();
+        std::os::unix::fs::chown(&path, Some(1234), Some(1234)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic_private(&path, b"A=2\n").unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (1234, 1234));
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn a_trailing_slash_is_not_a_file_name() {
+        let dir = TempDir::new("fsx").unwrap();
+        let path = dir.path().join("out.yml/");
+        assert!(write_atomic(&path, b"x").is_err());
+        assert!(!dir.path().join("out.yml").exists());
     }
 }

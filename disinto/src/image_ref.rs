@@ -125,27 +125,54 @@ fn looks_like_version(value: &str) -> bool {
         && !value.contains(['/', ':', '@'])
 }
 
-/// A person's words for the parser's error kinds that operators actually hit.
-fn describe(kind: Kind) -> String {
+/// A person's words for each of the parser's error kinds; its enum names (`HostOrPathTooLong`)
+/// mean nothing to an operator. Exhaustive, so a new kind in the crate is a compile error here.
+fn describe(kind: Kind) -> &'static str {
     match kind {
-        Kind::PathInvalidChar | Kind::HostOrPathInvalidChar | Kind::PathComponentInvalidEnd => {
-            "repository names are lower-case letters and digits separated by '.', '_' or '-'".into()
+        Kind::PathInvalidChar
+        | Kind::HostOrPathInvalidChar
+        | Kind::PathComponentInvalidEnd
+        | Kind::HostOrPathInvalidComponentEnd => {
+            "repository names are lower-case letters and digits separated by '.', '_' or '-'"
         }
-        Kind::PathMissing | Kind::HostOrPathMissing => "the repository name is missing".into(),
-        Kind::TagMissing | Kind::PortOrTagMissing => "the tag after ':' is empty".into(),
+        Kind::PathMissing | Kind::HostOrPathMissing => "the repository name is missing",
+        Kind::HostOrPathTooLong | Kind::NameTooLong | Kind::HostTooLong | Kind::PathTooLong => {
+            "the name is longer than 255 characters"
+        }
+        Kind::HostMissing | Kind::HostComponentInvalidEnd | Kind::HostInvalidChar => {
+            "the registry host is letters, digits, '.' and '-', like ghcr.io or 127.0.0.1"
+        }
+        Kind::Ipv6InvalidChar
+        | Kind::Ipv6TooLong
+        | Kind::Ipv6BadColon
+        | Kind::Ipv6TooManyHexDigits
+        | Kind::Ipv6TooManyGroups
+        | Kind::Ipv6TooFewGroups
+        | Kind::Ipv6MissingClosingBracket => {
+            "an IPv6 registry address goes in brackets, like [::1]:5000"
+        }
+        Kind::Port | Kind::PortInvalidChar | Kind::PortTooLong | Kind::PortMissing => {
+            "the registry port is digits after ':', like 127.0.0.1:5000"
+        }
+        Kind::TagMissing | Kind::PortOrTagMissing => "the tag after ':' is empty",
         Kind::TagInvalidChar | Kind::PortOrTagInvalidChar | Kind::TagTooLong => {
             "a tag is up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
-                .into()
         }
         Kind::AlgorithmMissing
+        | Kind::InvalidOciAlgorithm
+        | Kind::AlgorithmInvalidNumericPrefix
+        | Kind::OciRegisteredAlgorithmWrongDigestLength
+        | Kind::AlgorithmInvalidChar
+        | Kind::AlgorithmTooLong
         | Kind::EncodedMissing
-        | Kind::EncodingTooShort
-        | Kind::EncodedNonLowerHex
         | Kind::EncodedInvalidChar
-        | Kind::OciRegisteredAlgorithmWrongDigestLength => {
-            "the digest must be sha256: followed by 64 lower-case hex digits".into()
+        | Kind::EncodedNonLowerHex
+        | Kind::OciRegisteredDigestInvalidChar
+        | Kind::EncodingTooShort
+        | Kind::EncodingTooLong => {
+            "the digest must be sha256: followed by 64 lower-case hex digits"
         }
-        other => format!("{other:?}"),
+        Kind::RefMissing => "the reference is empty",
     }
 }
 
@@ -300,6 +327,10 @@ mod tests {
         assert!(err("ghcr.io/disinto/agents@sha256:abc").contains("64 lower-case hex"));
         assert!(err("v0.1.1 ").contains("whitespace"));
         assert!(err("ghcr.io/Disinto/agents:v1").contains("not a valid image reference"));
+        // The parser's kind names never reach the operator.
+        let long = err(&format!("ghcr.io/{}/agents:v1", "a".repeat(300)));
+        assert!(long.contains("longer than 255 characters"), "{long}");
+        assert!(!long.contains("TooLong"), "{long}");
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! `disinto init`: `.env` from `.env.example` when there is none (never rewritten), `projects/`,
-//! and the compose file. `.env.example` is built into the binary, so no checkout is needed.
+//! `disinto init`: `.env` from `.env.example` when there is none (never rewritten, except that
+//! `--add-missing-keys` appends the keys it lacks), `projects/`, and the compose file. All of it
+//! is worked out and checked before anything is written. `.env.example` is built into the
+//! binary, so no checkout is needed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::compose::ComposeInput;
-use crate::config::{parse_dotenv, parse_dotenv_bytes, FactoryConfig, Settings};
+use crate::compose::{generate, ComposeInput};
+use crate::config::{parse_dotenv_bytes, FactoryConfig, Settings};
 use crate::factory::{require_build_context, Factory, DOTENV_FILE, PROJECTS_DIR};
 use crate::fsx;
 
@@ -26,7 +28,8 @@ impl Example {
         if path.is_file() {
             return Ok(Example {
                 origin: path.display().to_string(),
-                text: std::fs::read(&path)?,
+                text: std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
             });
         }
         Ok(Example {
@@ -68,6 +71,64 @@ pub(crate) fn missing_keys(
         .collect()
 }
 
+/// `.env` `text` with `missing` appended, each value written so it reads back as itself.
+/// The result is read back before it is returned: what `init` writes is what it checked.
+fn with_missing_keys(
+    text: &[u8],
+    missing: &[(String, String)],
+    origin: &str,
+) -> Result<(Vec<u8>, BTreeMap<String, String>)> {
+    let mut expected = parse_dotenv_bytes(text, origin)?;
+    let mut new = text.to_vec();
+    if !new.is_empty() && !new.ends_with(b"\n") {
+        new.push(b'\n');
+    }
+    new.extend_from_slice(b"# Added by `disinto init --add-missing-keys` from .env.example:\n");
+    for (k, v) in missing {
+        new.extend_from_slice(format!("{k}={}\n", dotenv_value(v)).as_bytes());
+        expected.insert(k.clone(), v.clone());
+    }
+    let got = parse_dotenv_bytes(&new, origin)?;
+    if let Some(key) = expected
+        .keys()
+        .chain(got.keys())
+        .find(|k| got.get(*k) != expected.get(*k))
+    {
+        bail!(
+            "{origin} left unchanged: with the missing keys appended, {key} would not read back \
+             as it should (check the end of the file, or add the keys by hand)"
+        );
+    }
+    Ok((new, got))
+}
+
+/// `value` as the right-hand side of a `.env` line that Docker Compose's reader (compose-go v2)
+/// and this crate's (dotenvy) both read back as exactly `value`: no comment, no interpolation.
+fn dotenv_value(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@,+=".contains(c);
+    if value.chars().all(plain) {
+        return value.to_string();
+    }
+    // Single quotes are literal in both (`$` too), but hold no `'`; dotenvy's line reader
+    // takes a backslash in them as an escape, and a newline would split the line.
+    if !value.contains(['\'', '\\', '\n', '\r']) {
+        return format!("'{value}'");
+    }
+    let mut quoted = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '\\' => quoted.push_str("\\\\"),
+            '"' => quoted.push_str("\\\""),
+            // `\$`, not compose's `$$`: compose reads both as `$`, dotenvy only `\$`.
+            '$' => quoted.push_str("\\$"),
+            '\n' => quoted.push_str("\\n"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
     if !root.is_dir() {
         bail!(
@@ -77,54 +138,61 @@ pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
     }
     let example = Example::find(root)?;
     let env_path = root.join(DOTENV_FILE);
-    // Validate what the compose file will be made of before writing anything at all.
+    let origin = env_path.display().to_string();
+    // Work out and validate everything `.env` and the compose file will be made of before
+    // writing anything at all, so a failure leaves the factory as it was.
+    let mut new_env = None;
+    let message;
     let dotenv = if env_path.exists() {
-        parse_dotenv(&env_path)?
+        let text = std::fs::read(&env_path).with_context(|| format!("cannot read {origin}"))?;
+        let current = parse_dotenv_bytes(&text, &origin)?;
+        let existing: Vec<String> = current.keys().cloned().collect();
+        let missing = missing_keys(&existing, &example.pairs()?);
+        let names: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+        if missing.is_empty() {
+            message = format!("Unchanged {origin}: it has every key of .env.example");
+            current
+        } else if add_missing_keys {
+            let (text, dotenv) = with_missing_keys(&text, &missing, &origin)?;
+            message = format!("Appended to {origin}: {}", names.join(", "));
+            new_env = Some(text);
+            dotenv
+        } else {
+            message = format!(
+                "Unchanged {origin}; it lacks {} (defaults apply; `disinto init --add-missing-keys` appends them)",
+                names.join(", ")
+            );
+            current
+        }
     } else {
+        message = format!("Created {origin} from {}", example.origin);
+        new_env = Some(example.text.clone());
         parse_dotenv_bytes(&example.text, &example.origin)?
     };
     let config = FactoryConfig::from_settings(&Settings::with_dotenv(dotenv))?;
     require_build_context(root, &config.agents)?;
-    if env_path.exists() {
-        let pairs = example.pairs()?;
-        let existing: Vec<String> = parse_dotenv(&env_path)?.into_keys().collect();
-        let missing = missing_keys(&existing, &pairs);
-        let names: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
-        if missing.is_empty() {
-            eprintln!(
-                "Unchanged {}: it has every key of .env.example",
-                env_path.display()
-            );
-        } else if add_missing_keys {
-            let mut text = std::fs::read_to_string(&env_path)?;
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str("# Added by `disinto init --add-missing-keys` from .env.example:\n");
-            for (k, v) in &missing {
-                text.push_str(&format!("{k}={v}\n"));
-            }
-            fsx::write_atomic(&env_path, text.as_bytes())?;
-            eprintln!("Appended to {}: {}", env_path.display(), names.join(", "));
-        } else {
-            eprintln!(
-                "Unchanged {}; it lacks {} (defaults apply; `disinto init --add-missing-keys` appends them)",
-                env_path.display(),
-                names.join(", ")
-            );
-        }
-    } else {
-        fsx::write_atomic(&env_path, &example.text)?;
-        eprintln!("Created {} from {}", env_path.display(), example.origin);
+    generate(&ComposeInput::from(&config))?;
+    let projects = root.join(PROJECTS_DIR);
+    if projects.symlink_metadata().is_ok() && !projects.is_dir() {
+        bail!(
+            "{} is not a directory: it is mounted as the agents' projects directory",
+            projects.display()
+        );
     }
+    if let Some(text) = new_env {
+        // Private: `.env` holds, or will hold, the factory's secrets.
+        fsx::write_atomic_private(&env_path, &text)?;
+    }
+    eprintln!("{message}");
     write_compose_for(root)
 }
 
 /// The second half of `init`: `projects/` and the compose file from `.env`.
 fn write_compose_for(root: &Path) -> Result<()> {
     let projects = root.join(PROJECTS_DIR);
-    if !projects.exists() {
-        std::fs::create_dir_all(&projects)?;
+    if !projects.is_dir() {
+        std::fs::create_dir_all(&projects)
+            .with_context(|| format!("cannot create {}", projects.display()))?;
         eprintln!("Created {}", projects.display());
     }
     let factory = Factory::open(root)?;
@@ -135,8 +203,10 @@ fn write_compose_for(root: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
     use super::*;
-    use crate::compose::generate;
+    use crate::config::parse_dotenv;
     use crate::image_ref::AgentsImage;
 
     #[test]
@@ -171,5 +241,142 @@ mod tests {
             assert!(names.contains(&var), "{var} is not in .env.example");
         }
         assert!(names.contains(&"AGENT_CLI_BIN"));
+    }
+
+    /// Values whose meaning a bare `KEY=value` line would change, and plain ones.
+    fn tricky() -> Vec<(String, String)> {
+        [
+            ("HASH", "abc # not a comment"),
+            ("HASH_TIGHT", "pa#ss"),
+            ("DOLLAR", "$HOME"),
+            ("BRACED", "${PATH}x"),
+            ("SPACES", "  two  spaces  "),
+            ("SINGLE", "it's"),
+            ("DOUBLE", "say \"hi\""),
+            ("BACKSLASH", "C:\\dir\\"),
+            ("NEWLINE", "line one\nline two"),
+            ("ALL", "a'b\"c\\d$E ${F} #g\nh\t"),
+            ("EMPTY", ""),
+            ("PLAIN", "http://localhost:80/a_b-c.d,e+f=g@h"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn appended_values_read_back_as_themselves() {
+        let old = "# mine\nAGENTS_IMAGE=v0.1.1\nKEEP='$HOME'"; // no final newline
+        let (text, map) = with_missing_keys(old.as_bytes(), &tricky(), "test").unwrap();
+        // Read back with the crate's own reader, as `disinto up` reads it.
+        let again = parse_dotenv_bytes(&text, "test").unwrap();
+        assert_eq!(again, map);
+        let mut expected = BTreeMap::from([
+            ("AGENTS_IMAGE".to_string(), "v0.1.1".to_string()),
+            ("KEEP".to_string(), "$HOME".to_string()),
+        ]);
+        expected.extend(tricky());
+        assert_eq!(again, expected, "{}", String::from_utf8_lossy(&text));
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.starts_with(&format!("{old}\n# Added by")), "{text}");
+        assert!(
+            text.contains("\nPLAIN=http://localhost:80/a_b-c.d,e+f=g@h\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nEMPTY=\n"), "{text}");
+    }
+
+    #[test]
+    fn values_are_quoted_the_way_compose_reads_them() {
+        // Compose (compose-go v2): single quotes are literal; in double quotes `\\`, `\"`,
+        // `\n` are escapes and `\$` is a literal `$`.
+        assert_eq!(dotenv_value("v0.1.1"), "v0.1.1");
+        assert_eq!(dotenv_value("$HOME #x"), "'$HOME #x'");
+        assert_eq!(dotenv_value("it's $X"), "\"it's \\$X\"");
+        assert_eq!(dotenv_value("a\\b\n\"c\""), "\"a\\\\b\\n\\\"c\\\"\"");
+        // dotenvy agrees with compose that `$` in single quotes is literal.
+        let map = parse_dotenv_bytes(b"A='$HOME ${PATH}'\n", "test").unwrap();
+        assert_eq!(map["A"], "$HOME ${PATH}");
+    }
+
+    /// A factory directory holding `.env` and its own `.env.example`.
+    fn factory(env: &str, example: &str) -> fsx::TempDir {
+        let dir = fsx::TempDir::new("init").unwrap();
+        std::fs::write(dir.path().join(DOTENV_FILE), env).unwrap();
+        std::fs::write(dir.path().join(".env.example"), example).unwrap();
+        dir
+    }
+
+    /// An example whose values a bare `KEY=value` line would change.
+    const TRICKY_EXAMPLE: &str = r#"AGENTS_IMAGE=v0.1.1
+HASH='abc # not a comment'
+DOLLAR='$HOME ${PATH}'
+SINGLE="it's \$HOME"
+BACKSLASH="C:\\dir\\"
+NEWLINE="line one\nline two"
+QUOTES='say "hi"'
+PLAIN=http://localhost:80/x
+"#;
+
+    #[test]
+    fn add_missing_keys_keeps_a_symlinked_env_its_mode_and_owner() {
+        let dir = factory("", TRICKY_EXAMPLE);
+        let env = dir.path().join(DOTENV_FILE);
+        let real = dir.path().join("real.env");
+        std::fs::remove_file(&env).unwrap();
+        std::fs::write(&real, "AGENTS_IMAGE=v0.1.1\n").unwrap();
+        std::os::unix::fs::symlink("real.env", &env).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let root = std::fs::metadata(dir.path()).unwrap().uid() == 0;
+        if root {
+            std::os::unix::fs::chown(&real, Some(1234), Some(1234)).unwrap();
+        }
+        init(dir.path(), true).unwrap();
+        assert!(env.symlink_metadata().unwrap().file_type().is_symlink());
+        let meta = std::fs::metadata(&real).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        if root {
+            assert_eq!((meta.uid(), meta.gid()), (1234, 1234));
+        }
+        // Every value reads as it does in the example.
+        let expected = parse_dotenv_bytes(TRICKY_EXAMPLE.as_bytes(), "example").unwrap();
+        assert_eq!(expected["BACKSLASH"], "C:\\dir\\");
+        assert_eq!(parse_dotenv(&real).unwrap(), expected);
+        assert!(dir.path().join("docker-compose.yml").is_file());
+    }
+
+    #[test]
+    fn a_failing_init_leaves_env_untouched() {
+        // The example's registry is invalid: known only once the missing keys are added.
+        let env = "AGENTS_IMAGE=v0.1.1\n";
+        let dir = factory(env, "AGENTS_IMAGE=\nDISINTO_REGISTRY=not/a/Registry/\n");
+        let text = format!("{:#}", init(dir.path(), true).unwrap_err());
+        assert!(text.contains("DISINTO_REGISTRY"), "{text}");
+        let path = dir.path().join(DOTENV_FILE);
+        assert_eq!(std::fs::read_to_string(path).unwrap(), env);
+        assert!(!dir.path().join("docker-compose.yml").exists());
+    }
+
+    #[test]
+    fn a_new_env_is_private() {
+        let dir = factory("", "AGENTS_IMAGE=v0.1.1\nSECRET=\n");
+        std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+        init(dir.path(), false).unwrap();
+        let meta = std::fs::metadata(dir.path().join(DOTENV_FILE)).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn a_dangling_projects_link_is_named_before_anything_is_written() {
+        let dir = factory("", "AGENTS_IMAGE=v0.1.1\n");
+        std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+        let projects = dir.path().join(PROJECTS_DIR);
+        std::os::unix::fs::symlink("nowhere", &projects).unwrap();
+        let text = format!("{:#}", init(dir.path(), false).unwrap_err());
+        assert!(
+            text.contains(&format!("{} is not a directory", projects.display())),
+            "{text}"
+        );
+        assert!(!dir.path().join(DOTENV_FILE).exists());
     }
 }
