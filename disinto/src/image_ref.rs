@@ -13,6 +13,40 @@ pub const DEFAULT_REGISTRY: &str = "ghcr.io/disinto";
 /// The repository name of the agents image below the registry namespace.
 pub const AGENTS_REPOSITORY: &str = "agents";
 
+/// One of our images: released together under one version, and pinned together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OurImage {
+    /// The repository name below the registry namespace (`agents`, `edge`, `reproduce`).
+    pub name: &'static str,
+    /// Its Dockerfile, relative to a source checkout.
+    pub dockerfile: &'static str,
+}
+
+/// The agents image; runner runs it too.
+pub const AGENTS: OurImage = OurImage {
+    name: AGENTS_REPOSITORY,
+    dockerfile: "docker/agents/Dockerfile",
+};
+/// The edge proxy.
+pub const EDGE: OurImage = OurImage {
+    name: "edge",
+    dockerfile: "docker/edge/Dockerfile",
+};
+/// The reproduce sandbox.
+pub const REPRODUCE: OurImage = OurImage {
+    name: "reproduce",
+    dockerfile: "docker/reproduce/Dockerfile",
+};
+/// Every image a release publishes, agents first.
+pub const OUR_IMAGES: [OurImage; 3] = [AGENTS, EDGE, REPRODUCE];
+
+impl OurImage {
+    /// The local tag dev builds get (`disinto-agents:dev`).
+    pub fn dev_tag(self) -> String {
+        format!("disinto-{}:dev", self.name)
+    }
+}
+
 /// Where the agents (and runner) image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentsImage {
@@ -57,6 +91,28 @@ impl AgentsImage {
         }
     }
 
+    /// The `image:` of one of our images in the compose file (`None` in dev mode): a release
+    /// names every image of that version; a full reference names agents, and edge and
+    /// reproduce follow it (see [`sibling`]).
+    pub fn compose_image_for(&self, image: OurImage) -> Option<String> {
+        match self {
+            AgentsImage::Dev => None,
+            AgentsImage::Release(version) => Some(format!(
+                "${{DISINTO_REGISTRY:-{DEFAULT_REGISTRY}}}/{}:{version}",
+                image.name
+            )),
+            AgentsImage::Reference(reference) => Some(sibling(reference, image)),
+        }
+    }
+
+    /// [`AgentsImage::compose_image_for`] with `DISINTO_REGISTRY` substituted.
+    pub fn resolved_for(&self, image: OurImage, registry: &str) -> Option<String> {
+        match self {
+            AgentsImage::Release(version) => Some(format!("{registry}/{}:{version}", image.name)),
+            _ => self.compose_image_for(image),
+        }
+    }
+
     /// The reference Docker will actually use, with `DISINTO_REGISTRY` substituted.
     pub fn resolved(&self, registry: &str) -> Option<String> {
         match self {
@@ -77,6 +133,31 @@ impl fmt::Display for AgentsImage {
             AgentsImage::Reference(r) => f.write_str(r),
         }
     }
+}
+
+/// The image of the same release next to an agents reference: the repository's trailing
+/// `agents` becomes the image's name and the tag is kept; the digest pins agents alone.
+/// `r/disinto/agents:v1@sha256:…` → `r/disinto/edge:v1`; `disinto-agents:dev` → `disinto-edge:dev`.
+/// [`AgentsImage::parse`] only accepts references this works for.
+pub fn sibling(agents: &str, image: OurImage) -> String {
+    if image.name == AGENTS_REPOSITORY {
+        return agents.to_string();
+    }
+    let repository = repository_of(agents);
+    let base = repository
+        .strip_suffix(AGENTS_REPOSITORY)
+        .unwrap_or(repository);
+    match tag_of(agents) {
+        Some(tag) => format!("{base}{}:{tag}", image.name),
+        None => format!("{base}{}", image.name),
+    }
+}
+
+/// The tag of a reference, if it has one (`…/agents:v1@sha256:…` → `v1`).
+pub fn tag_of(reference: &str) -> Option<&str> {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let last = &name[name.rfind('/').map_or(0, |i| i + 1)..];
+    last.split_once(':').map(|(_, tag)| tag)
 }
 
 /// A reference without its tag and digest: `127.0.0.1:5000/x/agents:v1@sha256:…` →
@@ -216,6 +297,13 @@ fn classify(value: &str) -> std::result::Result<AgentsImage, String> {
         }
         None => {}
     }
+    // Edge and reproduce follow agents by repository and tag: both must say which.
+    if parsed.tag().is_none() {
+        return Err("a digest alone pins agents but names no release for edge and reproduce to follow; write …/agents:vX.Y.Z@sha256:… (the digest still pins agents)".into());
+    }
+    if !repository_of(value).ends_with(AGENTS_REPOSITORY) {
+        return Err("its repository does not end in 'agents', so edge and reproduce (same repository with 'edge'/'reproduce' in place of 'agents', same tag) cannot follow it".into());
+    }
     Ok(AgentsImage::Reference(value.to_string()))
 }
 
@@ -269,13 +357,41 @@ mod tests {
 
     #[test]
     fn digest_references_are_used_as_given() {
-        for value in [
-            format!("ghcr.io/disinto/agents@{DIGEST}"),
-            format!("ghcr.io/disinto/agents:v0.1.1@{DIGEST}"),
-        ] {
-            let image = AgentsImage::parse(Some(&value)).unwrap();
-            assert_eq!(image.compose_image().unwrap(), value);
-        }
+        let value = format!("ghcr.io/disinto/agents:v0.1.1@{DIGEST}");
+        let image = AgentsImage::parse(Some(&value)).unwrap();
+        assert_eq!(image.compose_image().unwrap(), value);
+        // A digest alone names no release that edge and reproduce could follow.
+        let e = err(&format!("ghcr.io/disinto/agents@{DIGEST}"));
+        assert!(e.contains("a digest alone pins agents"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+    }
+
+    #[test]
+    fn edge_and_reproduce_follow_agents() {
+        let release = AgentsImage::parse(Some("v0.1.1")).unwrap();
+        assert_eq!(
+            release.compose_image_for(EDGE).unwrap(),
+            "${DISINTO_REGISTRY:-ghcr.io/disinto}/edge:v0.1.1"
+        );
+        assert_eq!(
+            release.resolved_for(REPRODUCE, "127.0.0.1:5000/d").unwrap(),
+            "127.0.0.1:5000/d/reproduce:v0.1.1"
+        );
+        let pinned = format!("127.0.0.1:5000/d/agents:v0.2.0@{DIGEST}");
+        let reference = AgentsImage::parse(Some(&pinned)).unwrap();
+        assert_eq!(reference.compose_image_for(AGENTS).unwrap(), pinned);
+        assert_eq!(
+            reference.compose_image_for(EDGE).unwrap(),
+            "127.0.0.1:5000/d/edge:v0.2.0"
+        );
+        assert_eq!(sibling("disinto-agents:dev", EDGE), "disinto-edge:dev");
+        assert_eq!(
+            sibling("localhost/agents:latest", REPRODUCE),
+            "localhost/reproduce:latest"
+        );
+        assert_eq!(AgentsImage::Dev.compose_image_for(EDGE), None);
+        let e = err("ghcr.io/disinto/runner:v1");
+        assert!(e.contains("does not end in 'agents'"), "{e}");
     }
 
     #[test]
@@ -293,6 +409,7 @@ mod tests {
             "ghcr.io/disinto/agents:",
             "ghcr.io/disinto/agents:v0.1.1:extra",
             "ghcr.io/disinto/agents@sha256:abc",
+            "ghcr.io/disinto/agents@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "ghcr.io/disinto/agents@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
             "ghcr.io/disinto/agents@md5:0123456789abcdef0123456789abcdef",
             "ghcr.io/disinto/agents@",

@@ -231,6 +231,7 @@ mod tests {
         let text = generate(&ComposeInput {
             agents: AgentsImage::Release("v0.1.1".into()),
             agent_cli: None,
+            pinned: Default::default(),
         })
         .unwrap();
         for var in text

@@ -12,7 +12,7 @@ use crate::compose::ComposeInput;
 use crate::docker;
 use crate::factory::Factory;
 use crate::history::{self, Deployment, Outcome};
-use crate::image_ref::{repository_of, AgentsImage};
+use crate::image_ref::{repository_of, AgentsImage, OurImage, AGENTS, OUR_IMAGES};
 use crate::time::now_rfc3339;
 
 /// The local repository that keeps the image agents ran before a rollout, so a revert needs
@@ -52,6 +52,14 @@ impl Rollout {
         self.services.is_empty() || self.services.iter().any(|s| s == "agents" || s == "runner")
     }
 
+    /// Whether this rollout starts (or restarts) services that run `image`.
+    fn starts(&self, image: &OurImage) -> bool {
+        match image.name {
+            "agents" => self.touches_agents_image(),
+            name => self.services.is_empty() || self.services.iter().any(|s| s == name),
+        }
+    }
+
     fn waits_for_agents(&self) -> bool {
         self.services.is_empty() || self.services.iter().any(|s| s == "agents")
     }
@@ -74,22 +82,25 @@ impl Rollout {
             }
         }
 
-        // The target image must be here, and pinned, before any running container is touched.
-        if let (true, Some(reference)) = (self.touches_agents_image(), config.agents_reference()) {
+        // The target images must be here, and pinned, before any running container is touched.
+        for image in OUR_IMAGES.into_iter().filter(|i| self.starts(i)) {
+            let Some(reference) = config.agents.resolved_for(image, &config.registry) else {
+                continue;
+            };
             if self.dry_run {
                 println!("$ docker pull {reference}   # only if it is not present");
-            } else {
-                if !docker::image_present(&reference) {
-                    eprintln!("$ docker pull {reference}");
-                    if let Err(why) = docker::run(&["pull", "--quiet", &reference]) {
-                        bail!(
-                            "AGENTS_IMAGE={}: cannot pull {reference} ({why}); nothing was changed, the running factory is as it was",
-                            config.agents.as_setting()
-                        );
-                    }
-                }
-                input.agents = AgentsImage::Reference(pin(&reference));
+                continue;
             }
+            if !docker::image_present(&reference) {
+                eprintln!("$ docker pull {reference}");
+                if let Err(why) = docker::run(&["pull", "--quiet", &reference]) {
+                    bail!(
+                        "AGENTS_IMAGE={}: cannot pull {reference} ({why}); nothing was changed, the running factory is as it was",
+                        config.agents.as_setting()
+                    );
+                }
+            }
+            input.pinned.insert(image.name, pin(&reference));
         }
 
         let args = self.compose_args(factory, &input);
@@ -131,7 +142,11 @@ impl Rollout {
                 Ok(())
             }
             Err(why) => {
-                let tried = input.agents.to_string();
+                let tried = input
+                    .pinned
+                    .get(AGENTS.name)
+                    .cloned()
+                    .unwrap_or_else(|| input.agents.to_string());
                 let Some(previous) = previous else {
                     let _ = record_failed(factory, &version, &tried, Outcome::Failed);
                     return Err(why.context(format!(
@@ -142,7 +157,7 @@ impl Rollout {
                     "agents on {tried} failed ({why:#}): putting {} back",
                     previous.version
                 );
-                self.revert(sh, factory, &previous)?;
+                self.revert(sh, factory, &input, &previous)?;
                 record_failed(factory, &version, &tried, Outcome::Reverted)?;
                 bail!(
                     "rollout of AGENTS_IMAGE={version:?} failed ({why:#}); reverted: agents runs {} again and is healthy",
@@ -189,11 +204,16 @@ impl Rollout {
     }
 
     /// Puts the kept image back on agents and waits for it to be healthy again.
-    fn revert(&self, sh: &Shell, factory: &Factory, previous: &Previous) -> Result<()> {
-        let input = ComposeInput {
-            agents: AgentsImage::Reference(previous.keep.clone()),
-            ..ComposeInput::from(&factory.config)
-        };
+    fn revert(
+        &self,
+        sh: &Shell,
+        factory: &Factory,
+        tried: &ComposeInput,
+        previous: &Previous,
+    ) -> Result<()> {
+        // Only agents goes back; everything else stays as the rollout left it.
+        let mut input = tried.clone();
+        input.pinned.insert(AGENTS.name, previous.keep.clone());
         factory.write_compose(&input)?;
         factory
             .compose(sh, &["up", "--detach", "--no-deps", "agents"])

@@ -200,6 +200,7 @@ mod tests {
         ComposeInput {
             agents,
             agent_cli: None,
+            pinned: Default::default(),
         }
     }
 

@@ -52,6 +52,7 @@ fn check_generated_volumes(sh: &Shell) -> Result<()> {
         let input = ComposeInput {
             agents: agents.clone(),
             agent_cli: None,
+            pinned: Default::default(),
         };
         std::fs::write(&file, generate(&input)?)?;
         let problems = check_file(&file, Some(&root), &root)?;

@@ -20,7 +20,7 @@ fn disinto(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn init_never_rewrites_env_and_up_leaves_out_what_it_cannot_build() {
+fn init_never_rewrites_env_and_a_pinned_up_starts_every_service() {
     let dir = TempDir::new("env-only").unwrap();
     let env = "AGENTS_IMAGE=v0.1.0\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
     std::fs::write(dir.path().join(".env"), env).unwrap();
@@ -39,16 +39,18 @@ fn init_never_rewrites_env_and_up_leaves_out_what_it_cannot_build() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("warning: edge not started"), "{stderr}");
+    // A pinned factory needs no sources: every service starts, every image of ours is pulled.
+    assert!(!stderr.contains("not started"), "{stderr}");
     let up = stdout.lines().find(|l| l.contains(" up --detach")).unwrap();
-    assert!(
-        up.ends_with("up --detach agents forgejo woodpecker woodpecker-agent"),
-        "{up}"
-    );
-    assert!(
-        stdout.contains("docker pull 127.0.0.1:5000/disinto/agents:v0.1.0"),
-        "{stdout}"
-    );
+    assert!(up.ends_with("up --detach"), "{up}");
+    for image in ["agents", "edge", "reproduce"] {
+        assert!(
+            stdout.contains(&format!(
+                "docker pull 127.0.0.1:5000/disinto/{image}:v0.1.0"
+            )),
+            "{stdout}"
+        );
+    }
 
     // --add-missing-keys appends, and only appends.
     let out = disinto(dir.path(), &["init", "--add-missing-keys"]);

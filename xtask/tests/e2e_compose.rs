@@ -91,17 +91,26 @@ fn pinned_file_is_valid_compose_and_agents_and_runner_share_the_image() {
         "127.0.0.1:5000/disinto/agents:v0.1.1"
     );
     assert_eq!(image_of(&local, "runner"), image_of(&local, "agents"));
-    for service in ["agents", "runner"] {
+    for image in ["edge", "reproduce"] {
+        assert_eq!(
+            image_of(&local, image),
+            format!("127.0.0.1:5000/disinto/{image}:v0.1.1")
+        );
+    }
+    // A pinned factory never needs a build context.
+    for service in ["agents", "runner", "edge", "reproduce"] {
         assert!(
             local["services"][service].get("build").is_none(),
             "{service} builds"
         );
     }
 
-    let digest = "ghcr.io/disinto/agents@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let digest = "ghcr.io/disinto/agents:v0.1.1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let pinned = compose_config(&generate(dir.path(), Some(digest)), None);
     assert_eq!(image_of(&pinned, "agents"), digest);
     assert_eq!(image_of(&pinned, "runner"), digest);
+    // Edge and reproduce follow the tag; the digest pins agents alone.
+    assert_eq!(image_of(&pinned, "edge"), "ghcr.io/disinto/edge:v0.1.1");
 }
 
 #[test]
