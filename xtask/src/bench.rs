@@ -221,6 +221,8 @@ struct Stage {
     released: Vec<String>,
     xtask: PathBuf,
     disinto: PathBuf,
+    /// The source checkout the scratch checkout was made from.
+    root: PathBuf,
 }
 
 impl Stage {
@@ -237,6 +239,7 @@ impl Stage {
             released: vec![],
             xtask: xtask.to_path_buf(),
             disinto: disinto.to_path_buf(),
+            root: root.to_path_buf(),
             _tmp: tmp,
         })
     }
@@ -244,7 +247,8 @@ impl Stage {
     fn release_cmd(&self, version: &str) -> Command {
         let mut x = Command::new(&self.xtask);
         scratch::with_identity(&mut x);
-        x.arg("-C")
+        x.env("CARGO_TARGET_DIR", scratch::shared_target(&self.root))
+            .arg("-C")
             .arg(&self.work)
             .args([
                 "release",

@@ -35,6 +35,12 @@ fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The cargo target directory releases in scratch checkouts share, so the disinto binary's
+/// dependencies are compiled once per machine, not once per checkout.
+pub fn shared_target(source: &Path) -> PathBuf {
+    crate::target_dir(source).join("scratch")
+}
+
 /// Copies a directory tree (files and directories only).
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
@@ -56,11 +62,17 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// remotes `<parent>/origin.git` and `<parent>/mirror.git`; returns the work tree.
 pub fn checkout(source: &Path, parent: &Path, version: &str) -> Result<PathBuf> {
     let work = parent.join("work");
-    for dir in ["docker", "lib", "bin", "formulas"] {
+    // The release builds the disinto binary too, so the workspace comes along.
+    for dir in ["docker", "lib", "bin", "formulas", "disinto", "xtask"] {
         copy_tree(&source.join(dir), &work.join(dir))?;
     }
-    std::fs::copy(source.join(".dockerignore"), work.join(".dockerignore"))?;
-    std::fs::write(work.join(".gitignore"), "/target\n/docker-compose.yml\n")?;
+    for file in [".dockerignore", ".env.example", "Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(source.join(file), work.join(file))?;
+    }
+    std::fs::write(
+        work.join(".gitignore"),
+        "/target\n/docker-compose.yml\n/docker/agents/dist/disinto\n/state/\n",
+    )?;
     std::fs::write(
         work.join("VERSION"),
         format!("{}\n", version.trim_start_matches('v')),

@@ -121,11 +121,16 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
         "git tag --annotate v0.2.0",
         "git push origin refs/tags/v0.2.0",
         "git push mirror refs/tags/v0.2.0",
+        "cargo build --quiet --release --locked -p disinto",
         "docker build --file docker/agents/Dockerfile --tag disinto-agents:v0.2.0",
+        "docker build --file docker/edge/Dockerfile --tag disinto-edge:v0.2.0",
+        "docker build --file docker/reproduce/Dockerfile --tag disinto-reproduce:v0.2.0",
         "docker tag disinto-agents:v0.2.0 127.0.0.1:5000/disinto/agents:v0.2.0",
         "docker tag disinto-agents:v0.2.0 127.0.0.1:5000/disinto/agents:latest",
         "docker push 127.0.0.1:5000/disinto/agents:v0.2.0",
         "docker push 127.0.0.1:5000/disinto/agents:latest",
+        "docker push 127.0.0.1:5000/disinto/edge:v0.2.0",
+        "docker push 127.0.0.1:5000/disinto/reproduce:latest",
         "up --detach --no-deps agents",
         "git commit",
     ];
@@ -134,7 +139,21 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
         positions.windows(2).all(|w| w[0] < w[1]),
         "out of order: {positions:?}\n{stdout}"
     );
-    assert!(stdout.contains("--pull --no-cache"), "{stdout}");
+    // Every image of the release, each from its previous release as cache.
+    for image in ["agents", "edge", "reproduce"] {
+        assert!(
+            stdout.contains(&format!(
+                "--pull --cache-from 127.0.0.1:5000/disinto/{image}:latest ."
+            )),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "docker manifest inspect --insecure -v 127.0.0.1:5000/disinto/{image}:v0.2.0"
+            )),
+            "{stdout}"
+        );
+    }
     assert!(!stdout.contains(token) && !stderr.contains(token));
     assert_eq!(state(&c), before);
     assert!(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use disinto::config::Settings;
-use disinto::image_ref::{parse_version, AGENTS_REPOSITORY};
+use disinto::image_ref::{parse_version, OurImage, OUR_IMAGES};
 use disinto::time::now_rfc3339;
 use xshell::{cmd, Shell};
 
@@ -46,8 +46,12 @@ pub struct Release {
     /// Build on the local base image instead of pulling a fresh one
     #[arg(long)]
     pub no_pull: bool,
-    /// Reuse cached build layers (a real release builds with --no-cache)
+    /// Rebuild every layer, packages included (--no-cache); by default the previous
+    /// release's unchanged layers are reused, and a new base image rebuilds them anyway
     #[arg(long)]
+    pub refresh_packages: bool,
+    /// Accepted for older scripts: reusing cached layers is now the default
+    #[arg(long, hide = true)]
     pub cache: bool,
     /// The factory directory restart-agents restarts [default: this checkout]
     #[arg(long, value_name = "DIR", env = "DISINTO_ROOT")]
@@ -72,14 +76,11 @@ impl Push {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let plan = Plan::new(Checkout::of(sh), &self.version, vec![Step::PushImage])?;
         let mut run = Run::new(sh, plan, Options::push(self.dry_run));
-        let image_id = match self.dry_run {
-            true => None,
-            false => Some(run.local_image_id(&run.plan.version_ref())?),
-        };
-        run.state.progress.image_id = image_id;
         steps::run(Step::PushImage, &mut run)?;
-        if let Some(digest) = &run.state.progress.digest {
-            println!("{}@{digest}", run.plan.image);
+        for image in &run.plan.images {
+            if let Some(digest) = run.state.progress.image(image.name()).digest {
+                println!("{}@{digest}", image.repository);
+            }
         }
         Ok(())
     }
@@ -91,7 +92,7 @@ pub(crate) struct Options {
     pub dry_run: bool,
     pub allow_branch: bool,
     pub no_pull: bool,
-    pub cache: bool,
+    pub refresh_packages: bool,
     pub factory: Option<PathBuf>,
     pub health_timeout: u64,
 }
@@ -102,10 +103,36 @@ impl Options {
             dry_run,
             allow_branch: true,
             no_pull: true,
-            cache: true,
+            refresh_packages: false,
             factory: None,
             health_timeout: 0,
         }
+    }
+}
+
+/// One image the release builds, tags and pushes.
+pub(crate) struct ReleaseImage {
+    pub image: OurImage,
+    /// `${DISINTO_REGISTRY}/NAME`, resolved.
+    pub repository: String,
+    /// The tag `build-image` gives the image before it gets registry names.
+    pub local_tag: String,
+    /// `REPOSITORY:vX.Y.Z`.
+    pub version_ref: String,
+    /// `REPOSITORY:latest`, unless this is a pre-release (which leaves latest alone).
+    pub latest_ref: Option<String>,
+}
+
+impl ReleaseImage {
+    pub fn name(&self) -> &'static str {
+        self.image.name
+    }
+
+    /// The version tag and, for a full release, latest.
+    pub fn refs(&self) -> Vec<String> {
+        let mut refs = vec![self.version_ref.clone()];
+        refs.extend(self.latest_ref.clone());
+        refs
     }
 }
 
@@ -115,10 +142,8 @@ pub(crate) struct Plan {
     pub config: ReleaseConfig,
     pub version: String,
     pub prerelease: bool,
-    /// `${DISINTO_REGISTRY}/agents`, resolved.
-    pub image: String,
-    /// The tag `build-image` gives the image before it gets registry names.
-    pub local_tag: String,
+    /// Every image of the release, agents first.
+    pub images: Vec<ReleaseImage>,
     /// The steps this invocation runs, in release order.
     pub steps: Vec<Step>,
 }
@@ -127,23 +152,41 @@ impl Plan {
     fn new(checkout: Checkout, version: &str, steps: Vec<Step>) -> Result<Plan> {
         let semver = parse_version(version)?;
         let config = ReleaseConfig::from_settings(&Settings::load(checkout.root())?)?;
+        let prerelease = !semver.pre.is_empty();
+        let images = OUR_IMAGES
+            .into_iter()
+            .map(|image| {
+                let repository = format!("{}/{}", config.registry, image.name);
+                ReleaseImage {
+                    image,
+                    local_tag: format!("disinto-{}:{version}", image.name),
+                    version_ref: format!("{repository}:{version}"),
+                    latest_ref: (!prerelease).then(|| format!("{repository}:latest")),
+                    repository,
+                }
+            })
+            .collect();
         Ok(Plan {
-            image: format!("{}/{AGENTS_REPOSITORY}", config.registry),
             checkout,
             config,
             version: version.to_string(),
-            prerelease: !semver.pre.is_empty(),
-            local_tag: format!("disinto-agents:{version}"),
+            prerelease,
+            images,
             steps,
         })
     }
 
-    pub fn version_ref(&self) -> String {
-        format!("{}:{}", self.image, self.version)
+    /// The registry host every image goes to.
+    pub fn registry_host(&self) -> &str {
+        disinto::docker::registry_host(&self.config.registry)
     }
 
-    pub fn latest_ref(&self) -> Option<String> {
-        (!self.prerelease).then(|| format!("{}:latest", self.image))
+    /// Each image's name and version reference, for the record.
+    pub fn references(&self) -> Vec<(&'static str, String)> {
+        self.images
+            .iter()
+            .map(|i| (i.name(), i.version_ref.clone()))
+            .collect()
     }
 
     pub fn will_run(&self, step: Step) -> bool {
@@ -241,14 +284,17 @@ impl<'a> Run<'a> {
         })
     }
 
-    fn built_image_present(&self) -> bool {
+    /// Whether every image build-image made is still in the local store.
+    fn built_images_present(&self) -> bool {
         self.opts.dry_run
-            || self
-                .state
-                .progress
-                .image_id
-                .as_deref()
-                .is_some_and(disinto::docker::image_present)
+            || self.plan.images.iter().all(|i| {
+                self.state
+                    .progress
+                    .image(i.name())
+                    .image_id
+                    .as_deref()
+                    .is_some_and(disinto::docker::image_present)
+            })
     }
 }
 
@@ -286,7 +332,7 @@ impl Release {
             dry_run: self.dry_run,
             allow_branch: self.allow_branch,
             no_pull: self.no_pull,
-            cache: self.cache,
+            refresh_packages: self.refresh_packages,
             factory: self.factory.clone(),
             health_timeout: self.health_timeout,
         }
@@ -353,7 +399,7 @@ impl Release {
             let rebuild = step == Step::BuildImage
                 && progress.done(step)
                 && !progress.done(Step::PushImage)
-                && !run.built_image_present();
+                && !run.built_images_present();
             let progress = &mut run.state.progress;
             if rebuild {
                 eprintln!(
@@ -411,7 +457,13 @@ impl Release {
         if self.dry_run {
             println!("\n# dry run complete: nothing was changed");
         } else {
-            eprintln!("release {}: {}", self.version, run.plan.version_ref());
+            let refs: Vec<&str> = run
+                .plan
+                .images
+                .iter()
+                .map(|i| i.version_ref.as_str())
+                .collect();
+            eprintln!("release {}: {}", self.version, refs.join(", "));
         }
         Ok(())
     }
@@ -434,6 +486,7 @@ mod tests {
             skip: vec![],
             allow_branch: false,
             no_pull: false,
+            refresh_packages: false,
             cache: false,
             factory: None,
             health_timeout: 1,

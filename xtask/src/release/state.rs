@@ -30,20 +30,41 @@ impl StepRecord {
     }
 }
 
+/// One image of the release, as far as the release got with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageProgress {
+    /// The local image id build-image made (what tag-image tags, by id).
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// The manifest digest the registry answered the push with.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// What happened to the package layers (see `packages_note`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<String>,
+}
+
 /// What survives between runs of the same release, so a re-run resumes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     pub version: String,
     pub git_sha: String,
+    /// Per image name (`agents`, `edge`, `reproduce`).
     #[serde(default)]
-    pub image_id: Option<String>,
-    #[serde(default)]
-    pub digest: Option<String>,
+    pub images: BTreeMap<String, ImageProgress>,
     #[serde(default)]
     pub steps: BTreeMap<Step, StepRecord>,
 }
 
 impl Progress {
+    pub fn image(&self, name: &str) -> ImageProgress {
+        self.images.get(name).cloned().unwrap_or_default()
+    }
+
+    pub fn image_mut(&mut self, name: &str) -> &mut ImageProgress {
+        self.images.entry(name.to_string()).or_default()
+    }
+
     pub fn done(&self, step: Step) -> bool {
         self.steps
             .get(&step)
@@ -68,7 +89,8 @@ impl Progress {
     }
 }
 
-/// The release record committed as `release/vX.Y.Z.json`.
+/// The release record committed as `release/vX.Y.Z.json`. `image`, `digest` and `image_id`
+/// are agents' (what the first records held); `images` has every image of the release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub version: String,
@@ -76,7 +98,21 @@ pub struct Record {
     pub image: String,
     pub digest: Option<String>,
     pub image_id: Option<String>,
+    #[serde(default)]
+    pub images: BTreeMap<String, RecordImage>,
     pub steps: Vec<RecordStep>,
+}
+
+/// One released image in the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordImage {
+    /// `${DISINTO_REGISTRY}/NAME:vX.Y.Z`.
+    pub reference: String,
+    pub digest: Option<String>,
+    pub image_id: Option<String>,
+    /// Whether the package layers were reused from the previous release or rebuilt, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,14 +123,30 @@ pub struct RecordStep {
 }
 
 impl Record {
-    /// The record of `progress`, with every step in release order.
-    pub fn of(progress: &Progress, image: String) -> Record {
+    /// The record of `progress`, with every step in release order; `references` maps each
+    /// image name to its version reference, agents first.
+    pub fn of(progress: &Progress, references: &[(&str, String)]) -> Record {
+        let images: BTreeMap<String, RecordImage> = references
+            .iter()
+            .map(|(name, reference)| {
+                let p = progress.image(name);
+                let image = RecordImage {
+                    reference: reference.clone(),
+                    digest: p.digest,
+                    image_id: p.image_id,
+                    packages: p.packages,
+                };
+                (name.to_string(), image)
+            })
+            .collect();
+        let agents = references.first().and_then(|(name, _)| images.get(*name));
         Record {
             version: progress.version.clone(),
             git_sha: progress.git_sha.clone(),
-            image,
-            digest: progress.digest.clone(),
-            image_id: progress.image_id.clone(),
+            image: agents.map(|a| a.reference.clone()).unwrap_or_default(),
+            digest: agents.and_then(|a| a.digest.clone()),
+            image_id: agents.and_then(|a| a.image_id.clone()),
+            images,
             steps: Step::ALL
                 .iter()
                 .map(|id| RecordStep {
@@ -157,7 +209,15 @@ mod tests {
             version: "v0.2.0".into(),
             ..Progress::default()
         };
-        let r = Record::of(&p, "r/agents:v0.2.0".into());
+        let r = Record::of(
+            &p,
+            &[
+                ("agents", "r/agents:v0.2.0".into()),
+                ("edge", "r/edge:v0.2.0".into()),
+            ],
+        );
+        assert_eq!(r.image, "r/agents:v0.2.0");
+        assert_eq!(r.images["edge"].reference, "r/edge:v0.2.0");
         let ids: Vec<Step> = r.steps.iter().map(|s| s.id).collect();
         assert_eq!(ids, Step::ALL);
         let json = serde_json::to_string(&r).unwrap();

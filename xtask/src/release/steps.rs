@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use disinto::docker::registry_host;
 use disinto::factory::Factory;
 use disinto::image_ref::AgentsImage;
 use disinto::rollout::Rollout;
@@ -179,30 +178,42 @@ fn tag_state(run: &Run<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Logs in (token on stdin) and makes sure the registry does not hold this version yet.
+/// Logs in (token on stdin) and makes sure the registry holds no image of this version yet.
 fn registry_ready(run: &mut Run<'_>) -> Result<()> {
-    let host = registry_host(&run.plan.image).to_string();
+    let host = run.plan.registry_host().to_string();
+    let refs: Vec<String> = run
+        .plan
+        .images
+        .iter()
+        .map(|i| i.version_ref.clone())
+        .collect();
     if run.opts.dry_run {
         run.plan.config.credentials()?;
         print_login(&host);
-        println!("$ {}", inspect_cmd(run.sh(), &run.plan.version_ref()));
+        for r in &refs {
+            println!("$ {}", inspect_cmd(run.sh(), r));
+        }
         println!("$ {LOGOUT_LINE}");
         return Ok(());
     }
-    let (sh, version_ref) = (run.sh(), run.plan.version_ref());
+    let sh = run.sh();
     let session = session(run)?;
-    let found = session.inspect(sh, &version_ref);
+    let found: Result<Vec<_>> = refs
+        .iter()
+        .map(|r| session.inspect(sh, r).map(|f| (r, f)))
+        .collect();
     // Log out now: the build between here and push-image can take minutes, and an
     // interrupted run must not leave a login on disk for that long.
     run.state.session = None;
-    let found = found?;
-    run.state.version_absent = found.is_none();
-    if let Some(remote) = found {
-        bail!(
-            "the registry already holds {version_ref} ({}): versions are immutable, release a new one",
-            remote.digest
-        );
+    for (reference, remote) in found? {
+        if let Some(remote) = remote {
+            bail!(
+                "the registry already holds {reference} ({}): versions are immutable, release a new one",
+                remote.digest
+            );
+        }
     }
+    run.state.version_absent = true;
     Ok(())
 }
 
@@ -215,7 +226,7 @@ fn print_login(host: &str) {
 
 fn session<'c>(run: &'c mut Run<'_>) -> Result<&'c Session> {
     if run.state.session.is_none() {
-        let host = registry_host(&run.plan.image).to_string();
+        let host = run.plan.registry_host().to_string();
         let credentials = run.plan.config.credentials()?;
         let attempts = run.plan.config.push_attempts;
         run.state.session = Some(Session::login(&host, credentials, attempts)?);
@@ -266,109 +277,253 @@ fn push_mirrors(run: &mut Run<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Where the release's disinto binary goes inside the agents build context; the Dockerfile
+/// copies it to /opt/disinto/dist/ (and /usr/local/bin/disinto links to it).
+const DIST_BINARY: &str = "docker/agents/dist/disinto";
+
+/// Builds every image: first the operator's binary from this commit (it ships inside agents),
+/// then each Dockerfile, reusing the previous release's unchanged layers.
 fn build_image(run: &mut Run<'_>) -> Result<()> {
     let sh = run.sh();
-    let tag = run.plan.local_tag.clone();
+    let revision = run.state.progress.git_sha.clone();
+    build_disinto(run, &revision)?;
+
     let version = format!("VERSION={}", run.plan.version);
-    let revision = format!("REVISION={}", run.state.progress.git_sha);
+    let revision = format!("REVISION={revision}");
     let created = format!(
         "CREATED={}",
         run.git(&["show", "-s", "--format=%cI", "HEAD"])?.trim()
     );
     let source = format!("SOURCE={}", run.plan.config.source_url);
-    let dockerfile = disinto::compose::AGENTS_DOCKERFILE;
     let pull = (!run.opts.no_pull).then_some("--pull");
-    let no_cache = (!run.opts.cache).then_some("--no-cache");
-    run.runner.exec(cmd!(
-        sh,
-        "docker build --file {dockerfile} --tag {tag} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {pull...} {no_cache...} ."
-    ))
-    .context("docker build failed (see its output above)")?;
-    if !run.opts.dry_run {
-        run.state.progress.image_id = Some(run.local_image_id(&tag)?);
+    for index in 0..run.plan.images.len() {
+        let image = &run.plan.images[index];
+        let (name, tag, dockerfile) = (
+            image.name(),
+            image.local_tag.clone(),
+            image.image.dockerfile,
+        );
+        // The previous release is the cache: its package layers are reused unless the base
+        // image changed (--pull fetches a new one) or --refresh-packages asks for new ones.
+        let previous = match run.opts.refresh_packages {
+            true => None,
+            false => previous_release(run, &image.repository),
+        };
+        let cache: Vec<String> = match (&previous, run.opts.refresh_packages) {
+            (_, true) => vec!["--no-cache".into()],
+            (Some(p), false) => vec!["--cache-from".into(), p.clone()],
+            (None, false) => vec![],
+        };
+        run.runner
+            .exec(cmd!(
+                sh,
+                "docker build --file {dockerfile} --tag {tag} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {pull...} {cache...} ."
+            ))
+            .with_context(|| format!("docker build of {name} failed (see its output above)"))?;
+        if run.opts.dry_run {
+            continue;
+        }
+        let id = run.local_image_id(&tag)?;
+        let note = packages_note(
+            &layers(&id),
+            previous.as_deref().map(layers).as_deref(),
+            run.opts.refresh_packages,
+        );
+        eprintln!("  {name}: {note}");
+        let progress = run.state.progress.image_mut(name);
+        progress.image_id = Some(id);
+        progress.packages = Some(note);
     }
     Ok(())
+}
+
+/// `cargo build --release -p disinto` stamped with this commit, copied into the agents build
+/// context. A target directory can be shared (CARGO_TARGET_DIR), so the copy is checked to
+/// say this version and revision, and built again if another build replaced it meanwhile.
+fn build_disinto(run: &Run<'_>, revision: &str) -> Result<()> {
+    let sh = run.sh();
+    let built = crate::target_dir(run.plan.root()).join("release/disinto");
+    let dist = run.plan.root().join(DIST_BINARY);
+    let want = format!("disinto {} (revision {revision})", run.plan.version);
+    for _ in 0..3 {
+        run.runner
+            .exec(
+                cmd!(sh, "cargo build --quiet --release --locked -p disinto")
+                    .env("DISINTO_REVISION", revision),
+            )
+            .context("building the disinto binary failed")?;
+        if run.opts.dry_run {
+            run.runner
+                .note(&format!("copy {} to {DIST_BINARY}", built.display()));
+            return Ok(());
+        }
+        if let Some(dir) = dist.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(&built, &dist)
+            .with_context(|| format!("cannot copy {} to {}", built.display(), dist.display()))?;
+        let says = cmd!(sh, "{dist} --version")
+            .quiet()
+            .read()
+            .unwrap_or_default();
+        if says.trim() == want {
+            return Ok(());
+        }
+        eprintln!(
+            "  {DIST_BINARY} says {:?}, not {want:?}: building it again",
+            says.trim()
+        );
+    }
+    bail!("the disinto binary built for the release does not say {want:?}: check `cargo build --release -p disinto`")
+}
+
+/// The previous release of `repository` as a local image (pulled when it is not here and
+/// the registry has it), for `--cache-from`; none for a first release.
+fn previous_release(run: &Run<'_>, repository: &str) -> Option<String> {
+    if run.opts.dry_run {
+        return Some(format!("{repository}:latest"));
+    }
+    let latest = format!("{repository}:latest");
+    if disinto::docker::image_present(&latest) {
+        return Some(latest);
+    }
+    if run.opts.no_pull {
+        return None;
+    }
+    disinto::docker::run(&["pull", "--quiet", &latest]).ok()?;
+    Some(latest)
+}
+
+/// The layer digests of a local image, bottom first.
+fn layers(image: &str) -> Vec<String> {
+    disinto::docker::run(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        image,
+    ])
+    .ok()
+    .and_then(|json| serde_json::from_str(json.trim()).ok())
+    .unwrap_or_default()
+}
+
+/// What happened to the package layers, for the release record: reused from the previous
+/// release, or rebuilt, and why. Package layers are those below the first layer that differs.
+pub(super) fn packages_note(new: &[String], previous: Option<&[String]>, refresh: bool) -> String {
+    if refresh {
+        return "rebuilt: --refresh-packages".into();
+    }
+    let Some(previous) = previous.filter(|p| !p.is_empty()) else {
+        return "built: no previous release to reuse".into();
+    };
+    if new.first() != previous.first() {
+        return "rebuilt: the base image changed".into();
+    }
+    let shared = new.iter().zip(previous).take_while(|(a, b)| a == b).count();
+    format!(
+        "reused from the previous release: {shared} of {} layers unchanged",
+        new.len()
+    )
 }
 
 fn tag_image(run: &mut Run<'_>) -> Result<()> {
     let sh = run.sh();
-    // Tag the image build-image made, by id: the local tag name is shared by every checkout
-    // on this machine, and another release of the same version may have moved it since.
-    let local = match (&run.state.progress.image_id, run.opts.dry_run) {
-        (Some(id), false) => run.local_image_id(id)?,
-        (None, false) => bail!(
-            "build-image has not recorded an image: run `cargo xtask release {} --only build-image` first",
-            run.plan.version
-        ),
-        (_, true) => run.plan.local_tag.clone(),
-    };
-    let mut targets = vec![run.plan.version_ref()];
-    match run.plan.latest_ref() {
-        Some(latest) => targets.push(latest),
-        None => eprintln!(
+    if run.plan.prerelease {
+        eprintln!(
             "  {} is a pre-release: latest is left where it is",
             run.plan.version
-        ),
+        );
     }
-    for target in targets {
-        run.runner.exec(cmd!(sh, "docker tag {local} {target}"))?;
+    for image in &run.plan.images {
+        // Tag the image build-image made, by id: the local tag name is shared by every
+        // checkout on this machine, and another release of the same version may have moved it.
+        let local = match (run.state.progress.image(image.name()).image_id, run.opts.dry_run) {
+            (Some(id), false) => run.local_image_id(&id)?,
+            (None, false) => bail!(
+                "build-image has not recorded the {} image: run `cargo xtask release {} --only build-image` first",
+                image.name(),
+                run.plan.version
+            ),
+            (_, true) => image.local_tag.clone(),
+        };
+        for target in image.refs() {
+            run.runner.exec(cmd!(sh, "docker tag {local} {target}"))?;
+        }
     }
     Ok(())
 }
 
-/// Pushes the version tag (and latest), unless the registry holds the same image already.
+/// Pushes every image's version tag (and latest), unless the registry holds the same image
+/// already; records each digest.
 pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
-    let host = registry_host(&run.plan.image).to_string();
-    let version_ref = run.plan.version_ref();
-    let mut refs = vec![version_ref.clone()];
-    refs.extend(run.plan.latest_ref());
+    let host = run.plan.registry_host().to_string();
     if run.opts.dry_run {
         if let Err(e) = run.plan.config.credentials() {
             println!("# push-image would fail: {e:#}");
         }
         print_login(&host);
-        if !run.plan.will_run(Step::Preflight) {
-            println!("$ {}", inspect_cmd(run.sh(), &version_ref));
-        }
-        for r in &refs {
-            println!("$ {}", push_cmd(run.sh(), r));
+        for image in &run.plan.images {
+            if !run.plan.will_run(Step::Preflight) {
+                println!("$ {}", inspect_cmd(run.sh(), &image.version_ref));
+            }
+            for r in image.refs() {
+                println!("$ {}", push_cmd(run.sh(), &r));
+            }
         }
         println!("$ {LOGOUT_LINE}");
         return Ok(());
     }
-    let image_id = run.local_image_id(&version_ref)?;
+    let ids = run
+        .plan
+        .images
+        .iter()
+        .map(|i| run.local_image_id(&i.version_ref))
+        .collect::<Result<Vec<_>>>()?;
     let sh = run.sh();
     // Preflight (in this same run) already found the version absent: no second lookup.
     let known_absent = run.state.version_absent;
+    let images: Vec<(&'static str, String, Vec<String>)> = run
+        .plan
+        .images
+        .iter()
+        .map(|i| (i.name(), i.version_ref.clone(), i.refs()))
+        .collect();
     let session = session(run)?;
-    let mut digest = None;
-    if !known_absent {
-        match session.inspect(sh, &version_ref)? {
-            Some(remote) if remote.config == image_id => {
-                eprintln!("  {version_ref}: the registry already holds this image ({})", remote.digest);
-                digest = Some(remote.digest);
+    let mut digests = vec![];
+    for ((name, version_ref, refs), image_id) in images.iter().zip(&ids) {
+        let mut digest = None;
+        if !known_absent {
+            match session.inspect(sh, version_ref)? {
+                Some(remote) if remote.config == *image_id => {
+                    eprintln!("  {version_ref}: the registry already holds this image ({})", remote.digest);
+                    digest = Some(remote.digest);
+                }
+                Some(remote) => bail!(
+                    "the registry holds a different image under {version_ref} ({}): versions are immutable, release a new one",
+                    remote.digest
+                ),
+                None => {}
             }
-            Some(remote) => bail!(
-                "the registry holds a different image under {version_ref} ({}): versions are immutable, release a new one",
-                remote.digest
-            ),
-            None => {}
         }
-    }
-    let digest = match digest {
-        Some(d) => d,
-        None => {
-            eprintln!("$ docker push {version_ref}");
-            session.push(sh, &version_ref)?
+        let digest = match digest {
+            Some(d) => d,
+            None => {
+                eprintln!("$ docker push {version_ref}");
+                session.push(sh, version_ref)?
+            }
+        };
+        // latest moves with every release; pushing what the registry has already is cheap.
+        for latest in refs.iter().skip(1) {
+            eprintln!("$ docker push {latest}");
+            session.push(sh, latest)?;
         }
-    };
-    // latest moves with every release; pushing what the registry has already is cheap.
-    if let Some(latest) = refs.get(1) {
-        eprintln!("$ docker push {latest}");
-        session.push(sh, latest)?;
+        eprintln!("  pushed {version_ref}@{digest}");
+        digests.push((*name, digest));
     }
-    eprintln!("  pushed {version_ref}@{digest}");
-    run.state.progress.digest = Some(digest);
+    for (name, digest) in digests {
+        run.state.progress.image_mut(name).digest = Some(digest);
+    }
     // The session's Docker config (with the credential) is deleted now, not at exit.
     run.state.session = None;
     Ok(())
@@ -395,9 +550,17 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
     let relative = run.plan.record_relative();
     // A record without a digest would claim a release that no registry holds, and the
     // version would then be refused forever.
-    if run.state.progress.digest.is_none() && !run.opts.dry_run {
+    let undigested: Vec<&str> = run
+        .plan
+        .images
+        .iter()
+        .map(|i| i.name())
+        .filter(|name| run.state.progress.image(name).digest.is_none())
+        .collect();
+    if !undigested.is_empty() && !run.opts.dry_run {
         bail!(
-            "push-image has not recorded a digest for {}: run `cargo xtask release {}` (or --from push-image) first; {relative} is not written",
+            "push-image has not recorded a digest for {} of {}: run `cargo xtask release {}` (or --from push-image) first; {relative} is not written",
+            undigested.join(", "),
             run.plan.version,
             run.plan.version
         );
@@ -407,7 +570,7 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
         this.status = super::step::Status::Done;
         this.finished = Some(disinto::time::now_rfc3339());
     }
-    let record = Record::of(&progress, run.plan.version_ref());
+    let record = Record::of(&progress, &run.plan.references());
     if run.opts.dry_run {
         run.runner.note(&format!(
             "write {relative}: version, git sha, image, digest, per-step status and times"
@@ -435,4 +598,34 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
         eprintln!("warning: the release is recorded, but pushing {relative} to origin failed ({e:#}): push it with `git push origin {branch}`");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packages_note;
+
+    fn l(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_record_says_whether_packages_were_reused_and_why() {
+        let new = l(&["base", "apt", "user", "app2"]);
+        assert_eq!(
+            packages_note(&new, Some(&l(&["base", "apt", "user", "app1"])), false),
+            "reused from the previous release: 3 of 4 layers unchanged"
+        );
+        assert_eq!(
+            packages_note(&new, Some(&l(&["base0", "apt", "user", "app1"])), false),
+            "rebuilt: the base image changed"
+        );
+        assert_eq!(
+            packages_note(&new, None, false),
+            "built: no previous release to reuse"
+        );
+        assert_eq!(
+            packages_note(&new, Some(&new), true),
+            "rebuilt: --refresh-packages"
+        );
+    }
 }

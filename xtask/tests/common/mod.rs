@@ -244,7 +244,10 @@ impl Checkout {
     /// The xtask binary working on this checkout (`-C`), with git's test identity.
     pub fn xtask(&self) -> Command {
         let mut x = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        x.arg("-C").arg(self.work()).current_dir(self.work());
+        x.arg("-C")
+            .arg(self.work())
+            .current_dir(self.work())
+            .env("CARGO_TARGET_DIR", xtask::scratch::shared_target(&root()));
         xtask::scratch::with_identity(&mut x);
         x
     }
