@@ -103,37 +103,6 @@ impl Drop for Operator {
     }
 }
 
-fn release(c: &Checkout, registry: &Registry, version: &str) {
-    let mut cmd = c.xtask();
-    cmd.args([
-        "release",
-        version,
-        "--no-pull",
-        "--cache",
-        "--skip",
-        "restart-agents",
-    ])
-    .env_remove("DISINTO_MIRRORS");
-    let out = output(registry.release_env(&mut cmd));
-    assert!(
-        out.status.success(),
-        "release {version}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn forget_local_images(ns: &str) {
-    for r in [
-        format!("{ns}/agents:v0.1.0"),
-        format!("{ns}/agents:v0.2.0"),
-        format!("{ns}/agents:latest"),
-        "disinto-agents:v0.1.0".to_string(),
-        "disinto-agents:v0.2.0".to_string(),
-    ] {
-        let _ = Command::new("docker").args(["rmi", &r]).output();
-    }
-}
-
 #[test]
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
@@ -144,7 +113,7 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
     release(&c, &registry, "v0.1.0");
     c.bump("v0.2.0");
     release(&c, &registry, "v0.2.0");
-    forget_local_images(&ns);
+    forget_local_images(&ns, &["v0.1.0", "v0.2.0"]);
 
     // A fresh factory: a .env and nothing else. The operator is logged in to the registry.
     let dir = TempDir::new("pinned-factory").unwrap();
@@ -262,24 +231,6 @@ fn image_id_of(container: &str) -> String {
     ok(Command::new("docker").args(["inspect", "--format", "{{.Image}}", container]))
         .trim()
         .to_string()
-}
-
-/// `docker build -t TAG -` with the Dockerfile on standard input.
-fn build_from_stdin(tag: &str, dockerfile: &str) {
-    use std::io::Write;
-    let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", tag, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dockerfile.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "docker build {tag} failed");
 }
 
 /// Issue "rollouts that cannot take a factory down": a v0.3.0 whose agents never turns

@@ -267,3 +267,50 @@ impl Checkout {
         ]))
     }
 }
+
+/// `cargo xtask release VERSION` in `c` to `registry`, without restart-agents (the tests
+/// bring factories up themselves).
+pub fn release(c: &Checkout, registry: &xtask::testbed::Registry, version: &str) {
+    let mut cmd = c.xtask();
+    cmd.args(["release", version, "--no-pull", "--skip", "restart-agents"])
+        .env_remove("DISINTO_MIRRORS");
+    let out = output(registry.release_env(&mut cmd));
+    assert!(
+        out.status.success(),
+        "release {version}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Removes every local tag of our images under `ns` (and the local build tags), so what
+/// runs next must come from the registry.
+pub fn forget_local_images(ns: &str, versions: &[&str]) {
+    for name in ["agents", "edge", "reproduce"] {
+        let mut refs = vec![format!("{ns}/{name}:latest")];
+        for v in versions {
+            refs.push(format!("{ns}/{name}:{v}"));
+            refs.push(format!("disinto-{name}:{v}"));
+        }
+        for r in refs {
+            let _ = Command::new("docker").args(["rmi", &r]).output();
+        }
+    }
+}
+
+/// `docker build -t TAG -` with the Dockerfile on standard input.
+pub fn build_from_stdin(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "docker build {tag} failed");
+}

@@ -1,0 +1,303 @@
+//! End-to-end, as a new operator on a host with Docker and nothing else: no checkout, no
+//! cargo. Two releases go to the htpasswd registry; then, in a fresh directory outside any
+//! checkout holding only `.env` and a registry login, disinto is extracted from the agents
+//! image with one docker command, `init` and a whole-stack `up` start every service, and an
+//! upgrade keeps the data in all four volumes.
+//!
+//! forgejo and woodpecker cannot be pulled here (no public registry is reachable): tiny local
+//! images stand in for them, tagged with their exact names, and only when no image of that
+//! name is present. Everything of ours comes from the registry.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use xtask::testbed::Registry;
+
+const VOLUME_PATHS: [&str; 4] = [
+    "/home/agent/data",
+    "/home/agent/repos",
+    "/home/agent/disinto/projects",
+    "/home/agent/disinto/state",
+];
+
+/// The third-party images of the generated compose file, by their exact names.
+const THIRD_PARTY: [&str; 3] = [
+    "codeberg.org/forgejo/forgejo:11.0.7",
+    "woodpeckerci/woodpecker-server:v3.10.0",
+    "woodpeckerci/woodpecker-agent:v3.10.0",
+];
+
+/// A PATH with the system's tools and no cargo or rustup (they live under ~/.cargo here).
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct Host {
+    dir: TempDir,
+    docker_config: TempDir,
+    project: String,
+}
+
+impl Host {
+    fn disinto_path(&self) -> PathBuf {
+        self.dir.path().join("disinto")
+    }
+
+    /// `docker run --rm --entrypoint cat IMAGE /usr/local/bin/disinto > disinto`.
+    fn extract(&self, image: &str) {
+        let out = ok(docker(self.docker_config.path()).args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "cat",
+            image,
+            "/usr/local/bin/disinto",
+        ]));
+        let path = self.disinto_path();
+        std::fs::write(&path, out.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&path, perms).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(self.disinto_path());
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", SYSTEM_PATH)
+            .env("HOME", self.dir.path())
+            .env("DOCKER_CONFIG", self.docker_config.path())
+            .env("COMPOSE_PROJECT_NAME", &self.project);
+        output(&mut cmd)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "disinto {args:?} failed:\n{text}");
+        text
+    }
+
+    fn compose(&self) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.args(["compose", "-p", &self.project, "-f"])
+            .arg(self.dir.path().join("docker-compose.yml"))
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    fn container(&self, service: &str) -> String {
+        ok(self.compose().args(["ps", "-q", service]))
+            .trim()
+            .to_string()
+    }
+
+    fn running_services(&self) -> Vec<String> {
+        let out = ok(self
+            .compose()
+            .args(["ps", "--services", "--status", "running"]));
+        let mut services: Vec<String> = out.lines().map(str::to_string).collect();
+        services.sort();
+        services
+    }
+
+    fn image_of(&self, service: &str) -> String {
+        ok(Command::new("docker").args([
+            "inspect",
+            "--format",
+            "{{.Config.Image}}",
+            &self.container(service),
+        ]))
+        .trim()
+        .to_string()
+    }
+
+    fn markers(&self) -> Vec<String> {
+        let id = self.container("agents");
+        VOLUME_PATHS
+            .iter()
+            .map(|p| {
+                let out = output(Command::new("docker").args([
+                    "exec",
+                    &id,
+                    "cat",
+                    &format!("{p}/marker"),
+                ]));
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if self.dir.path().join("docker-compose.yml").exists() && self.disinto_path().exists() {
+            let _ = self.run(&["down", "--volumes"]);
+        }
+    }
+}
+
+fn stand_in_for_third_party_images() {
+    for image in THIRD_PARTY {
+        if disinto::docker::image_present(image) {
+            continue;
+        }
+        build_from_stdin(
+            image,
+            &format!(
+                "FROM {}\nLABEL org.disinto.stand-in=\"{image}\"\nCMD [\"sleep\", \"infinity\"]\n",
+                xtask::testbed::BASE_IMAGE
+            ),
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn a_new_factory_from_a_token_and_a_config_file() {
+    bench();
+    let registry = Registry::start().unwrap();
+    let ns = registry.namespace();
+    let c = Checkout::new("v0.1.0");
+    release(&c, &registry, "v0.1.0");
+    let v1_revision = c.head();
+    // v0.2.0 changes one script: the factory's own files, not its packages.
+    let script = c.work().join("lib/agent-loop.sh");
+    let mut text = std::fs::read_to_string(&script).unwrap();
+    text.push_str("# v0.2.0: one script changed\n");
+    std::fs::write(&script, text).unwrap();
+    ok(git(&c.work()).args(["commit", "--quiet", "-am", "agent loop: a change"]));
+    c.bump("v0.2.0");
+    release(&c, &registry, "v0.2.0");
+    let v2_revision = c.head();
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.work().join("release/v0.2.0.json")).unwrap(),
+    )
+    .unwrap();
+    for image in ["agents", "edge", "reproduce"] {
+        let entry = &record["images"][image];
+        assert!(
+            entry["digest"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("sha256:"),
+            "{image}: {record}"
+        );
+        assert!(
+            entry["packages"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("reused from the previous release"),
+            "{image}: {record}"
+        );
+    }
+    forget_local_images(&ns, &["v0.1.0", "v0.2.0"]);
+    stand_in_for_third_party_images();
+
+    // The operator: a directory outside any checkout, a login, a .env.
+    let host = Host {
+        dir: TempDir::new("new-factory").unwrap(),
+        docker_config: TempDir::new("operator-config").unwrap(),
+        project: unique("nock"),
+    };
+    assert!(!host.dir.path().join("Cargo.toml").exists());
+    assert!(
+        !Path::new(SYSTEM_PATH)
+            .to_str()
+            .unwrap()
+            .split(':')
+            .any(|d| Path::new(d).join("cargo").exists()),
+        "cargo is on the operator's PATH"
+    );
+    disinto::docker::login(
+        host.docker_config.path(),
+        &registry.addr,
+        &registry.user,
+        &registry.password,
+    )
+    .unwrap();
+    let env = format!(
+        "AGENTS_IMAGE=v0.1.0\nDISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\nEDGE_HTTP_PORT=127.0.0.1:0\n"
+    );
+    std::fs::write(host.dir.path().join(".env"), &env).unwrap();
+
+    host.extract(&format!("{ns}/agents:v0.1.0"));
+    let version = host.ok(&["--version"]);
+    assert_eq!(
+        version.trim(),
+        format!("disinto v0.1.0 (revision {v1_revision})")
+    );
+
+    host.ok(&["init"]);
+    assert_eq!(
+        std::fs::read_to_string(host.dir.path().join(".env")).unwrap(),
+        env
+    );
+    let out = host.ok(&["up"]);
+    assert!(!out.contains("not started"), "{out}");
+    let all = [
+        "agents",
+        "edge",
+        "forgejo",
+        "woodpecker",
+        "woodpecker-agent",
+    ];
+    assert_eq!(host.running_services(), all, "{out}");
+    for image in ["agents", "edge"] {
+        assert!(
+            host.image_of(image)
+                .starts_with(&format!("{ns}/{image}:v0.1.0@sha256:")),
+            "{image}: {}",
+            host.image_of(image)
+        );
+    }
+    let marker = unique("m-");
+    let agents = host.container("agents");
+    for p in VOLUME_PATHS {
+        ok(Command::new("docker").args([
+            "exec",
+            "-u",
+            "agent",
+            &agents,
+            "sh",
+            "-c",
+            &format!("echo {marker} > {p}/marker"),
+        ]));
+    }
+
+    // Upgrade: one line of .env, one command; every service still runs, the data is kept.
+    std::fs::write(
+        host.dir.path().join(".env"),
+        env.replace("AGENTS_IMAGE=v0.1.0", "AGENTS_IMAGE=v0.2.0"),
+    )
+    .unwrap();
+    host.ok(&["up"]);
+    assert_eq!(host.running_services(), all);
+    for image in ["agents", "edge"] {
+        assert!(
+            host.image_of(image)
+                .starts_with(&format!("{ns}/{image}:v0.2.0@sha256:")),
+            "{image}: {}",
+            host.image_of(image)
+        );
+    }
+    assert_eq!(host.markers(), vec![marker.clone(); 4]);
+    let running = host.container("agents");
+    assert!(
+        anonymous_mounts(&running).is_empty(),
+        "{:?}",
+        anonymous_mounts(&running)
+    );
+    host.extract(&format!("{ns}/agents:v0.2.0"));
+    let version = host.ok(&["--version"]);
+    assert_eq!(
+        version.trim(),
+        format!("disinto v0.2.0 (revision {v2_revision})")
+    );
+}
