@@ -46,7 +46,7 @@ impl Host {
 
     /// `docker run --rm --entrypoint cat IMAGE /usr/local/bin/disinto > disinto`.
     fn extract(&self, image: &str) {
-        let out = ok(docker(self.docker_config.path()).args([
+        let out = output(docker(self.docker_config.path()).args([
             "run",
             "--rm",
             "--entrypoint",
@@ -54,8 +54,14 @@ impl Host {
             image,
             "/usr/local/bin/disinto",
         ]));
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "extracting disinto from {image}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let path = self.disinto_path();
-        std::fs::write(&path, out.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        // The bytes as docker printed them: the binary, not text.
+        std::fs::write(&path, &out.stdout).unwrap_or_else(|e| panic!("{e}"));
         let mut perms = std::fs::metadata(&path).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(&path, perms).unwrap();
