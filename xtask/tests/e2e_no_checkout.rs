@@ -172,7 +172,13 @@ fn a_new_factory_from_a_token_and_a_config_file() {
     let ns = registry.namespace();
     let c = Checkout::new("v0.1.0");
     release(&c, &registry, "v0.1.0");
-    let v1_revision = c.head();
+    // The release is of the tagged commit (the record is committed after it).
+    let revision_of = |tag: &str| {
+        ok(git(&c.work()).args(["rev-parse", &format!("{tag}^{{commit}}")]))
+            .trim()
+            .to_string()
+    };
+    let v1_revision = revision_of("v0.1.0");
     // v0.2.0 changes one script: the factory's own files, not its packages.
     let script = c.work().join("lib/agent-loop.sh");
     let mut text = std::fs::read_to_string(&script).unwrap();
@@ -181,7 +187,7 @@ fn a_new_factory_from_a_token_and_a_config_file() {
     ok(git(&c.work()).args(["commit", "--quiet", "-am", "agent loop: a change"]));
     c.bump("v0.2.0");
     release(&c, &registry, "v0.2.0");
-    let v2_revision = c.head();
+    let v2_revision = revision_of("v0.2.0");
     let record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(c.work().join("release/v0.2.0.json")).unwrap(),
     )
