@@ -15,7 +15,7 @@ use crate::testbed::{self, Registry};
 use disinto::fsx::TempDir;
 
 /// Every figure, in table order: (id, what it measures).
-pub const FIGURES: [(&str, &str); 10] = [
+pub const FIGURES: [(&str, &str); 12] = [
     (
         "cold-build",
         "cold build of both binaries, disinto and xtask (deps included), s",
@@ -37,6 +37,14 @@ pub const FIGURES: [(&str, &str); 10] = [
     (
         "release-overhead",
         "release (cached build, local registry) / bare docker build+tag+push",
+    ),
+    (
+        "upgrade-download",
+        "upgrade download after a one-script change, % of the agents image (compressed)",
+    ),
+    (
+        "release-time",
+        "release wall time after a one-script change (all images, local registry), s",
     ),
     (
         "rollback",
@@ -274,6 +282,42 @@ impl Stage {
         Ok(result)
     }
 
+    /// Changes one of the factory's own scripts and commits it: the change an upgrade is
+    /// measured on.
+    fn edit_script(&self) -> Result<()> {
+        let script = self.work.join("lib/agent-loop.sh");
+        let mut text = std::fs::read_to_string(&script)?;
+        text.push_str(&format!("# bench: release {}\n", self.released.len() + 1));
+        std::fs::write(&script, text)?;
+        run_ok(scratch::with_identity(&mut scratch::git(&self.work)).args([
+            "commit",
+            "--quiet",
+            "-am",
+            "bench: one script changed",
+        ]))?;
+        Ok(())
+    }
+
+    /// What a host running agents `old` downloads to run `new`, as % of `new`'s size: the
+    /// registry's compressed layer sizes, from both manifests.
+    fn download_percent(&self, old: &str, new: &str) -> Result<f64> {
+        let credentials = crate::release::config::Credentials {
+            user: self.registry.user.clone(),
+            token: self.registry.password.clone(),
+        };
+        let session =
+            crate::release::registry::Session::login(&self.registry.addr, &credentials, 4)?;
+        let sh = Shell::new()?;
+        let ns = self.registry.namespace();
+        let remote = |v: &str| -> Result<crate::release::registry::Remote> {
+            session
+                .inspect(&sh, &format!("{ns}/agents:{v}"))?
+                .with_context(|| format!("the registry has no {ns}/agents:{v}"))
+        };
+        let (old, new) = (remote(old)?, remote(new)?);
+        Ok(100.0 * new.download_from(&old) as f64 / new.size().max(1) as f64)
+    }
+
     fn disinto_up_cmd(&self, version: &str) -> Command {
         let mut cmd = Command::new(&self.disinto);
         cmd.arg("--root")
@@ -423,6 +467,8 @@ impl Bench {
             "build-context",
             "rebuild",
             "release-overhead",
+            "upgrade-download",
+            "release-time",
             "rollback",
             "revert",
             "peak-memory",
@@ -487,9 +533,16 @@ impl Bench {
             }
             let _ = Command::new("docker").args(["rmi", &tag]).output();
         }
-        if ["release-overhead", "rollback", "revert", "peak-memory"]
-            .iter()
-            .any(|f| self.wants(f))
+        if [
+            "release-overhead",
+            "upgrade-download",
+            "release-time",
+            "rollback",
+            "revert",
+            "peak-memory",
+        ]
+        .iter()
+        .any(|f| self.wants(f))
         {
             let mut stage = Stage::new(&root, &xtask, &disinto)?;
             // A first release fills the build cache and the registry's blobs.
@@ -550,6 +603,23 @@ impl Bench {
                     "ratio ≤ 1.05",
                     ratio.map(|r| r <= 1.05),
                 );
+            }
+            if self.wants("upgrade-download") || self.wants("release-time") {
+                if stage.released.is_empty() {
+                    stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+                }
+                let mut times = vec![];
+                let mut percents = vec![];
+                for _ in 0..reps(1, 3) {
+                    stage.edit_script()?;
+                    times.push(stage.next_release(timed)?);
+                    let n = stage.released.len();
+                    let (old, new) = (&stage.released[n - 2], &stage.released[n - 1]);
+                    percents.push(stage.download_percent(old, new)?);
+                }
+                let met = median(&percents).map(|p| p <= 1.0);
+                push("upgrade-download", percents, None, "≤ 1 %", met);
+                push("release-time", times, None, "(no target; tracked)", None);
             }
             if self.wants("rollback") {
                 if stage.released.len() < 2 {

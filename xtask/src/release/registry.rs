@@ -19,6 +19,24 @@ pub struct Remote {
     pub digest: String,
     /// The config digest, equal to the local image id of the same image.
     pub config: String,
+    /// The layers, bottom first: (digest, compressed size in bytes), what a pull downloads.
+    pub layers: Vec<(String, u64)>,
+}
+
+impl Remote {
+    /// The bytes a host that has `old` downloads to get this image: its layers `old` lacks.
+    pub fn download_from(&self, old: &Remote) -> u64 {
+        self.layers
+            .iter()
+            .filter(|(digest, _)| !old.layers.iter().any(|(d, _)| d == digest))
+            .map(|(_, size)| size)
+            .sum()
+    }
+
+    /// Every layer's compressed size: what a first pull downloads.
+    pub fn size(&self) -> u64 {
+        self.layers.iter().map(|(_, size)| size).sum()
+    }
 }
 
 /// A logged-in registry session; its Docker config directory is deleted on drop, so the
@@ -160,9 +178,19 @@ pub fn parse_manifest_inspect(json: &str) -> Result<Remote> {
     let config = manifest["config"]["digest"]
         .as_str()
         .context("no config digest in the manifest")?;
+    let layers = manifest["layers"]
+        .as_array()
+        .map(|layers| {
+            layers
+                .iter()
+                .filter_map(|l| Some((l["digest"].as_str()?.to_string(), l["size"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Remote {
         digest: digest.to_string(),
         config: config.to_string(),
+        layers,
     })
 }
 
@@ -237,10 +265,18 @@ mod tests {
     #[test]
     fn manifest_inspect_output_is_parsed() {
         let json = r#"{"Ref":"127.0.0.1:5999/x/base:v1","Descriptor":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:df7b","size":528},
-            "SchemaV2Manifest":{"schemaVersion":2,"config":{"digest":"sha256:0f1e"},"layers":[]}}"#;
+            "SchemaV2Manifest":{"schemaVersion":2,"config":{"digest":"sha256:0f1e"},"layers":[
+              {"digest":"sha256:a","size":900},{"digest":"sha256:b","size":100}]}}"#;
         let remote = parse_manifest_inspect(json).unwrap();
         assert_eq!(remote.digest, "sha256:df7b");
         assert_eq!(remote.config, "sha256:0f1e");
+        assert_eq!(remote.size(), 1000);
+        let older = Remote {
+            layers: vec![("sha256:a".into(), 900), ("sha256:old".into(), 50)],
+            ..remote.clone()
+        };
+        assert_eq!(remote.download_from(&older), 100);
+        assert_eq!(remote.download_from(&remote), 0);
         let oci = format!("[{}]", json.replace("SchemaV2Manifest", "OCIManifest"));
         assert_eq!(parse_manifest_inspect(&oci).unwrap(), remote);
         assert!(parse_manifest_inspect("{}").is_err());
