@@ -64,8 +64,8 @@ pub struct Dotenv {
     pub order: Vec<String>,
 }
 
-/// Looks a variable up in the process environment: `Ok(None)` when it is unset, an error when it
-/// cannot be used (a value that is not UTF-8).
+/// Looks a variable up (the process environment, or that and the keys before): `Ok(None)` when
+/// it is unset, an error when it cannot be used (a value that is not UTF-8).
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Result<Option<String>>;
 
 const BOM: char = '\u{feff}';
@@ -475,10 +475,7 @@ pub fn unescape(value: &str) -> String {
 }
 
 /// Compose's interpolation of `template`; `lookup` gives a variable's value (`None`: unset).
-pub fn interpolate(
-    template: &str,
-    lookup: &dyn Fn(&str) -> Result<Option<String>>,
-) -> Result<String> {
+pub fn interpolate(template: &str, lookup: Lookup) -> Result<String> {
     let mut t = Template {
         text: template,
         pos: 0,
@@ -509,11 +506,7 @@ impl Template<'_> {
     }
 
     /// Text up to the end, or (`nested`) up to and including the `}` that closes a `${`.
-    fn sequence(
-        &mut self,
-        nested: bool,
-        lookup: &dyn Fn(&str) -> Result<Option<String>>,
-    ) -> Result<String> {
+    fn sequence(&mut self, nested: bool, lookup: Lookup) -> Result<String> {
         let mut out = String::new();
         loop {
             match self.peek() {
@@ -564,7 +557,7 @@ impl Template<'_> {
     }
 
     /// After a `$`.
-    fn dollar(&mut self, lookup: &dyn Fn(&str) -> Result<Option<String>>) -> Result<String> {
+    fn dollar(&mut self, lookup: Lookup) -> Result<String> {
         match self.peek() {
             Some('$') => {
                 self.bump();
@@ -585,7 +578,7 @@ impl Template<'_> {
     }
 
     /// After a `${`.
-    fn braced(&mut self, lookup: &dyn Fn(&str) -> Result<Option<String>>) -> Result<String> {
+    fn braced(&mut self, lookup: Lookup) -> Result<String> {
         let invalid = |t: &Self| {
             anyhow!(
                 "invalid interpolation in {:?}: compose refuses it too (write $$ for a literal $)",

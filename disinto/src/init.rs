@@ -45,11 +45,22 @@ impl Example {
 }
 
 /// The example's values as compose would read them once copied to `.env`, in the file's order.
+/// A key the example leaves bare (`KEY` alone) is left out: its value is the process
+/// environment's, which compose reads anyway, and appending it would write that value (maybe a
+/// secret) into `.env`.
 fn example_pairs(text: &[u8], origin: &str, env: &Environment) -> Result<Vec<(String, String)>> {
+    let mut bare = BTreeSet::new();
+    for s in dotenv::statements(text, origin)? {
+        match s.raw {
+            dotenv::Raw::Bare => bare.insert(s.key),
+            _ => bare.remove(&s.key),
+        };
+    }
     let mut example = env.read_dotenv(text, origin)?;
     Ok(example
         .order
         .into_iter()
+        .filter(|k| !bare.contains(k))
         .filter_map(|k| example.values.remove(&k).map(|v| (k, v)))
         .collect())
 }
@@ -266,6 +277,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nEMPTY=\n"), "{text}");
+    }
+
+    #[test]
+    fn bare_example_keys_are_never_appended_with_the_environment_value() {
+        let env = Environment::from(BTreeMap::from([
+            ("TOKEN".to_string(), "s3cret".to_string()),
+            ("HOST".to_string(), "h".to_string()),
+        ]));
+        let pairs = example_pairs(b"A=1\nTOKEN\nHOST\nHOST=${HOST:-x}\n", "example", &env);
+        let names: Vec<String> = pairs.unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["A", "HOST"]);
+    }
+
+    #[test]
+    fn random_appended_values_read_back_as_themselves() {
+        let pieces = [
+            "a", " ", "#", " #", "$", "$HOME", "${X:-y}", "{", "}", "'", "\"", "\\", "\n", "\r\n",
+            "\t", "=", ":", "é", "\u{a0}", "\u{feff}", "\\0101",
+        ];
+        let mut state = 0x1217_u64;
+        let mut below = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let env = Environment::from(BTreeMap::from([("HOME".to_string(), "/h".to_string())]));
+        for _ in 0..128 {
+            let value: String = (0..below(7)).map(|_| pieces[below(pieces.len())]).collect();
+            let missing = [("K".to_string(), value.clone())];
+            let (_, map) = with_missing_keys(b"A=1", &missing, "test", &env).unwrap();
+            assert_eq!(map["K"], value);
+        }
     }
 
     #[test]
