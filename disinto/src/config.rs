@@ -121,11 +121,6 @@ impl Settings {
         Ok(Settings { process, dotenv })
     }
 
-    /// The process environment over the given `.env` values.
-    pub fn with_dotenv(dotenv: BTreeMap<String, String>) -> Settings {
-        Settings::new(Environment::current(), dotenv)
-    }
-
     /// The given environment over the given `.env` values (already resolved against it).
     pub fn new(process: Environment, dotenv: BTreeMap<String, String>) -> Settings {
         Settings { process, dotenv }

@@ -497,3 +497,28 @@ fn random_dotenv_files_read_as_compose_reads_them() {
 
 /// Random files per run: each is one `docker compose config` (about 0.15 s).
 const CASES: usize = 64;
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn set_in_dotenv_writes_what_compose_reads() {
+    let dir = TempDir::new("dotenv-oracle").unwrap();
+    for text in [
+        "",
+        "X=1",
+        "K: old # c\r\nX=1\r\n",
+        "\u{feff}K=a\nK='multi\nline' # c\nX=${K}\n",
+        "X=1\nK  \n",
+        "export K = \"x\" # pinned\nK2=2\n",
+        "K=${PIN:-v0.1.0}\n",
+    ] {
+        for value in ["v0.1.1", "ghcr.io/x/agents:v1@sha256:ab", "it's $HOME #1"] {
+            let new = disinto::config::set_in_dotenv(text, "K", value).unwrap();
+            let case = same(&new, &[], &["K"]);
+            let values = match check(dir.path(), &case) {
+                Ok(Agreed::Values) => disinto(&case, "f").unwrap().0,
+                other => panic!("{text:?} with K={value:?}: {new:?}: {other:?}"),
+            };
+            assert_eq!(values.get("K").unwrap(), Some(value), "{new:?}");
+        }
+    }
+}
