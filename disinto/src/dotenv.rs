@@ -113,7 +113,10 @@ pub fn statements(text: &[u8], origin: &str) -> Result<Vec<Statement>> {
             .iter()
             .filter(|&&b| b == b'\n')
             .count();
-        anyhow!("{origin}:{line}: not UTF-8 text: disinto reads .env as UTF-8; save it as UTF-8")
+        anyhow!(
+            "{origin}:{line}: not UTF-8 text: compose would use the bytes as they are, so \
+             disinto refuses it; save it as UTF-8"
+        )
     })?;
     let mut reader = Reader {
         text,
@@ -329,9 +332,13 @@ impl Reader<'_> {
                     rest,
                 }));
             }
-            // `A B=1`: compose refuses a space in a name (and takes a tab as part of it).
+            // `A B=1`: compose refuses a space in a name, but takes a tab as part of it.
             Some(c) if !key.is_empty() && self.pos > key_end && is_key_char(c) => {
-                return Err(self.invalid(line, &key, "a name cannot contain spaces"));
+                let what = "a name cannot contain spaces";
+                return Err(match self.text[key_end..self.pos].contains(' ') {
+                    true => self.invalid(line, &key, what),
+                    false => self.unsupported(line, &key, what),
+                });
             }
             Some(c) if !c.is_ascii() && c.is_alphanumeric() => {
                 let what = format!(
@@ -551,7 +558,7 @@ impl Template<'_> {
 
     fn folding(&self) -> String {
         format!(
-            "{:?}: compose reads 'ſ' and 'K' after $ as part of a name, so disinto refuses them",
+            "{:?}: compose reads 'ſ' and 'K' after $ as 's' and 'k' of a name, so disinto refuses it",
             self.text
         )
     }
@@ -765,8 +772,8 @@ mod tests {
         for (text, want) in [
             ("A=1\nB='x", "f/.env:2: B: the ' that opens the value is never closed, so .env is not a valid .env file"),
             ("A=\"x\\\"", "f/.env:1: A: the \" that opens"),
-            ("\n\nAB C=1", "f/.env:3: AB: a name cannot contain spaces"),
-            ("A\tB=1", "f/.env:1: A: a name cannot contain spaces"),
+            ("\n\nAB C=1", "f/.env:3: AB: a name cannot contain spaces, so .env is not"),
+            ("A\tB=1", "f/.env:1: A: a name cannot contain spaces: docker compose reads"),
             ("A$=1", "f/.env:1: A: unexpected character '$'"),
             ("\"A\"=1", "f/.env:1: unexpected character '\"'"),
             ("Ä=1", "f/.env:1: 'Ä' in a name"),

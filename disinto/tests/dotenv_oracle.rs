@@ -146,6 +146,10 @@ fn check(dir: &Path, case: &Case) -> Result<Agreed, String> {
     }
     let theirs = compose(dir, case, &keys);
     match (case.expect, ours, theirs) {
+        // The error says truly whether compose refuses the file too.
+        (Expect::Same, Err(ours), Err(_)) if ours.contains("disinto refuses it") => {
+            Err(format!("compose refuses it too, but disinto says: {ours}"))
+        }
         (Expect::Same, Err(_), Err(_)) => Ok(Agreed::BothRefuse),
         (Expect::Same, Ok((settings, _)), Ok(theirs)) => {
             let ours: Values = keys
@@ -156,6 +160,9 @@ fn check(dir: &Path, case: &Case) -> Result<Agreed, String> {
                 true => Ok(Agreed::Values),
                 false => Err(format!("disinto {ours:?}\ncompose {theirs:?}")),
             }
+        }
+        (Expect::Refused, Err(ours), Ok(_)) if !ours.contains("disinto refuses it") => {
+            Err(format!("compose reads it, but disinto says: {ours}"))
         }
         (Expect::Refused, Err(_), Ok(_)) => Ok(Agreed::Refused),
         (Expect::Refused, Err(ours), Err(theirs)) => Err(format!(
