@@ -1,12 +1,15 @@
 //! Configuration, read once: every variable the factory and the release read, as typed values.
 //! Each comes from the process environment first, then `.env` in the directory it belongs to
 //! (the factory's, or the checkout's for a release). `docs/configuration.md` lists them all.
+//! `.env` is read as Docker Compose reads it ([`crate::dotenv`]): its values are the ones compose
+//! runs with, interpolation done.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use crate::dotenv::{self, Dotenv};
 use crate::image_ref::{parse_registry, AgentsImage};
 
 /// The variables a factory reads (this table and `docs/configuration.md` agree).
@@ -21,10 +24,76 @@ pub mod var {
     pub const DISINTO_ROOT: &str = "DISINTO_ROOT";
 }
 
-/// A snapshot of raw variables, in lookup order: the process environment over `.env`.
+/// The process environment, as compose sees it: every variable, including those whose value is
+/// not UTF-8 (compose uses their bytes; disinto cannot check them, so reading one is an error).
+#[derive(Debug, Default, Clone)]
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+    not_utf8: BTreeSet<String>,
+}
+
+impl Environment {
+    /// This process's environment.
+    pub fn current() -> Environment {
+        let mut env = Environment::default();
+        // vars() would panic on one non-UTF-8 variable anywhere in the environment. A name that
+        // is not UTF-8 cannot be one disinto or a `.env` names, so it is left out.
+        for (k, v) in std::env::vars_os() {
+            let Ok(k) = k.into_string() else { continue };
+            match v.into_string() {
+                Ok(v) => {
+                    env.vars.insert(k, v);
+                }
+                Err(_) => {
+                    env.not_utf8.insert(k);
+                }
+            }
+        }
+        env
+    }
+
+    /// The value of `key`; an error when it is set to bytes that are not UTF-8.
+    pub fn get(&self, key: &str) -> Result<Option<&str>> {
+        if self.not_utf8.contains(key) {
+            bail!(
+                "{key} is set in the process environment, but not to UTF-8 text: fix or unset it"
+            );
+        }
+        Ok(self.vars.get(key).map(String::as_str))
+    }
+
+    /// Whether `key` is set, to any bytes.
+    pub fn contains(&self, key: &str) -> bool {
+        self.vars.contains_key(key) || self.not_utf8.contains(key)
+    }
+
+    /// An environment with these variables set to bytes that are not UTF-8 (tests).
+    pub fn with_not_utf8(mut self, keys: &[&str]) -> Environment {
+        self.not_utf8.extend(keys.iter().map(|k| k.to_string()));
+        self
+    }
+
+    /// Reads `.env` content with these variables as compose's process environment.
+    /// `origin` names it in errors.
+    pub fn read_dotenv(&self, text: &[u8], origin: &str) -> Result<Dotenv> {
+        dotenv::parse(text, origin, &|k| Ok(self.get(k)?.map(str::to_string)))
+    }
+}
+
+impl From<BTreeMap<String, String>> for Environment {
+    fn from(vars: BTreeMap<String, String>) -> Environment {
+        Environment {
+            vars,
+            not_utf8: BTreeSet::new(),
+        }
+    }
+}
+
+/// A snapshot of variables, in lookup order: the process environment over `.env`.
 #[derive(Debug, Default, Clone)]
 pub struct Settings {
-    process: BTreeMap<String, String>,
+    process: Environment,
+    /// `.env`'s values as compose resolves them.
     dotenv: BTreeMap<String, String>,
 }
 
@@ -37,47 +106,48 @@ pub enum Origin {
 }
 
 impl Settings {
-    /// Reads the process environment and `<dir>/.env` (which may be missing).
+    /// Reads the process environment and `<dir>/.env` (which may be missing), as compose does.
     pub fn load(dir: &Path) -> Result<Settings> {
+        let process = Environment::current();
         let path = dir.join(".env");
-        let dotenv = if path.is_file() {
-            parse_dotenv(&path)?
-        } else {
-            BTreeMap::new()
+        let dotenv = match read_dotenv_file(&path)? {
+            Some(text) => {
+                process
+                    .read_dotenv(&text, &path.display().to_string())?
+                    .values
+            }
+            None => BTreeMap::new(),
         };
-        Ok(Settings::with_dotenv(dotenv))
+        Ok(Settings { process, dotenv })
     }
 
-    /// The process environment over the given `.env` values.
-    pub fn with_dotenv(dotenv: BTreeMap<String, String>) -> Settings {
-        // vars() would panic on one non-UTF-8 variable anywhere in the environment.
-        let process = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
+    /// The given environment over the given `.env` values (already resolved against it).
+    pub fn new(process: Environment, dotenv: BTreeMap<String, String>) -> Settings {
         Settings { process, dotenv }
     }
 
     /// Builds settings from explicit maps (tests, and callers that already know the values).
     pub fn from_maps(process: BTreeMap<String, String>, dotenv: BTreeMap<String, String>) -> Self {
-        Settings { process, dotenv }
+        Settings::new(process.into(), dotenv)
     }
 
-    /// The value of `key`: the process environment wins over `.env`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.process
-            .get(key)
-            .or_else(|| self.dotenv.get(key))
-            .map(String::as_str)
+    /// The value of `key`: the process environment wins over `.env`. An error when the process
+    /// environment has it, but not as UTF-8 text (compose would use those bytes).
+    pub fn get(&self, key: &str) -> Result<Option<&str>> {
+        Ok(match self.process.get(key)? {
+            Some(v) => Some(v),
+            None => self.dotenv.get(key).map(String::as_str),
+        })
     }
 
     /// The value of `key` in the process environment alone (secrets are never read from files).
-    pub fn from_environment(&self, key: &str) -> Option<&str> {
-        self.process.get(key).map(String::as_str)
+    pub fn from_environment(&self, key: &str) -> Result<Option<&str>> {
+        self.process.get(key)
     }
 
     /// Where `key`'s value comes from.
     pub fn origin(&self, key: &str) -> Origin {
-        if self.process.contains_key(key) {
+        if self.process.contains(key) {
             Origin::Environment
         } else if self.dotenv.contains_key(key) {
             Origin::DotEnv
@@ -92,13 +162,14 @@ impl Settings {
     }
 
     /// A list variable: items separated by commas or whitespace.
-    pub fn list(&self, key: &str) -> Vec<String> {
-        self.get(key)
+    pub fn list(&self, key: &str) -> Result<Vec<String>> {
+        Ok(self
+            .get(key)?
             .unwrap_or_default()
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|m| !m.is_empty())
             .map(str::to_string)
-            .collect()
+            .collect())
     }
 }
 
@@ -120,9 +191,9 @@ pub struct FactoryConfig {
 impl FactoryConfig {
     /// Reads and validates every factory variable; errors name the variable and the value.
     pub fn from_settings(settings: &Settings) -> Result<FactoryConfig> {
-        let agents = AgentsImage::parse(settings.get(var::AGENTS_IMAGE))?;
-        let registry = parse_registry(settings.get(var::DISINTO_REGISTRY))?;
-        let agent_cli = match settings.get(var::AGENT_CLI_BIN) {
+        let agents = AgentsImage::parse(settings.get(var::AGENTS_IMAGE)?)?;
+        let registry = parse_registry(settings.get(var::DISINTO_REGISTRY)?)?;
+        let agent_cli = match settings.get(var::AGENT_CLI_BIN)? {
             None | Some("") => None,
             Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
                 Some(path.to_string())
@@ -147,62 +218,49 @@ impl FactoryConfig {
     }
 }
 
-/// `.env`'s text with `key` set to `value`: the line that defines it (the last one, which is
-/// the one Compose reads) changed in place, every other byte kept; appended when absent.
-/// `value` must need no quoting (callers pass validated versions and image references).
-pub fn set_in_dotenv(text: &str, key: &str, value: &str) -> String {
-    let defines = |line: &str| {
-        let l = line.trim_start();
-        let l = l.strip_prefix("export ").map_or(l, str::trim_start);
-        l.strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    };
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    match lines.iter().rposition(|l| defines(l)) {
-        Some(i) => {
-            let line = lines[i];
-            let eq = line.find('=').unwrap_or(line.len());
-            let ending = if line.ends_with("\r\n") {
-                "\r\n"
-            } else if line.ends_with('\n') {
-                "\n"
-            } else {
-                ""
-            };
-            let mut out: String = lines[..i].concat();
-            out.push_str(&line[..=eq.min(line.len() - 1)]);
-            out.push_str(value);
-            out.push_str(ending);
-            out.push_str(&lines[i + 1..].concat());
-            out
-        }
-        None => {
-            let mut out = text.to_string();
-            if !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
-            }
-            out.push_str(&format!("{key}={value}\n"));
-            out
-        }
-    }
+/// `.env`'s text with `key` set to `value`: the statement that defines it (the last one, which
+/// is the one Compose reads) changed from its separator to the end of its line, every other
+/// byte kept; appended when absent. The value is quoted when it needs to be.
+pub fn set_in_dotenv(text: &str, key: &str, value: &str) -> Result<String> {
+    dotenv::set(text, key, value, ".env")
 }
 
-/// Parses a `.env` file with the same rules Docker Compose applies (quotes, comments, `export`).
+/// The bytes of a `.env` file, or `None` where compose reads none: nothing there, a dangling
+/// symbolic link, or a directory. Anything else that cannot be read (a symbolic link loop, a
+/// FIFO, no permission) is a one-line error, as it is for compose.
+pub fn read_dotenv_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileTypeExt;
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!("cannot read {shown}: {}", crate::fsx::reason(&e)),
+        Ok(meta) => meta,
+    };
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Ok(None);
+    }
+    // A character device is read as compose reads it (`/dev/null`: no settings); a FIFO or a
+    // socket could block or fail half-way, so it is refused.
+    if !kind.is_file() && !kind.is_char_device() {
+        bail!("cannot read {shown}: it is not a regular file");
+    }
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("cannot read {shown}: {}", crate::fsx::reason(&e)))
+}
+
+/// Parses a `.env` file with the rules Docker Compose applies, against this process's
+/// environment (quotes, comments, `export`, interpolation).
 pub fn parse_dotenv(path: &Path) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = read_dotenv_file(path)?
+        .with_context(|| format!("cannot read {}: it does not exist", path.display()))?;
     parse_dotenv_bytes(&text, &path.display().to_string())
 }
 
-/// Parses `.env` content; `origin` names it in errors.
+/// Parses `.env` content against this process's environment; `origin` names it in errors.
 pub fn parse_dotenv_bytes(text: &[u8], origin: &str) -> Result<BTreeMap<String, String>> {
-    let mut map = BTreeMap::new();
-    for item in dotenvy::from_read_iter(text) {
-        let (key, value) = item.map_err(|e| {
-            anyhow::anyhow!("{origin} is not a valid .env file: {e}; fix that line (KEY=value)")
-        })?;
-        map.insert(key, value);
-    }
-    Ok(map)
+    Ok(Environment::current().read_dotenv(text, origin)?.values)
 }
 
 #[cfg(test)]
@@ -214,20 +272,22 @@ mod tests {
         let text =
             "# pinned\r\nAGENTS_IMAGE=v0.1.0\nexport  AGENTS_IMAGE = v0.2.0 # last wins\nX=1";
         assert_eq!(
-            set_in_dotenv(text, "AGENTS_IMAGE", "v0.1.1"),
+            set_in_dotenv(text, "AGENTS_IMAGE", "v0.1.1").unwrap(),
             "# pinned\r\nAGENTS_IMAGE=v0.1.0\nexport  AGENTS_IMAGE =v0.1.1\nX=1"
         );
         assert_eq!(
-            set_in_dotenv("A=1\r\nAGENTS_IMAGE=\r\n", "AGENTS_IMAGE", "v1.0.0"),
+            set_in_dotenv("A=1\r\nAGENTS_IMAGE=\r\n", "AGENTS_IMAGE", "v1.0.0").unwrap(),
             "A=1\r\nAGENTS_IMAGE=v1.0.0\r\n"
         );
         assert_eq!(
-            set_in_dotenv("AGENTS_IMAGES=x\nA=1", "AGENTS_IMAGE", "v1.0.0"),
+            set_in_dotenv("AGENTS_IMAGES=x\nA=1", "AGENTS_IMAGE", "v1.0.0").unwrap(),
             "AGENTS_IMAGES=x\nA=1\nAGENTS_IMAGE=v1.0.0\n"
         );
-        assert_eq!(set_in_dotenv("", "K", "v"), "K=v\n");
+        assert_eq!(set_in_dotenv("", "K", "v").unwrap(), "K=v\n");
         let back = parse_dotenv_bytes(
-            set_in_dotenv(text, "AGENTS_IMAGE", "v0.1.1").as_bytes(),
+            set_in_dotenv(text, "AGENTS_IMAGE", "v0.1.1")
+                .unwrap()
+                .as_bytes(),
             "t",
         )
         .unwrap();
@@ -246,9 +306,9 @@ mod tests {
             ),
         ]);
         let s = Settings::from_maps(process, dotenv);
-        assert_eq!(s.get("AGENTS_IMAGE"), Some("v0.2.0"));
-        assert_eq!(s.get("DISINTO_REGISTRY"), Some("127.0.0.1:5000/x"));
-        assert_eq!(s.get("MISSING"), None);
+        assert_eq!(s.get("AGENTS_IMAGE").unwrap(), Some("v0.2.0"));
+        assert_eq!(s.get("DISINTO_REGISTRY").unwrap(), Some("127.0.0.1:5000/x"));
+        assert_eq!(s.get("MISSING").unwrap(), None);
     }
 
     #[test]
@@ -276,5 +336,104 @@ mod tests {
             message.contains(".env is not a valid .env file"),
             "{message}"
         );
+    }
+
+    /// The factory configuration of `.env` `text` with `env` as the process environment.
+    fn factory(text: &str, env: &[(&str, &str)]) -> Result<FactoryConfig> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = Environment::from(env);
+        let dotenv = env.read_dotenv(text.as_bytes(), "f/.env")?.values;
+        FactoryConfig::from_settings(&Settings::new(env, dotenv))
+    }
+
+    #[test]
+    fn dotenv_values_are_the_ones_compose_runs_with() {
+        let text = "AGENTS_IMAGE=${PIN:-v0.1.1}\nDISINTO_REGISTRY=${REG:-127.0.0.1:5000/disinto}\n";
+        // Compose runs v0.1.1 from the local registry: not dev mode, not ghcr.io.
+        let c = factory(text, &[]).unwrap();
+        assert_eq!(c.agents, AgentsImage::Release("v0.1.1".into()));
+        assert_eq!(c.agents_in_dotenv.as_deref(), Some("v0.1.1"));
+        assert_eq!(
+            c.agents_reference().unwrap(),
+            "127.0.0.1:5000/disinto/agents:v0.1.1"
+        );
+        // The process environment comes first in interpolation, as in compose.
+        let c = factory(text, &[("PIN", "v0.2.0"), ("REG", "ghcr.io/other")]).unwrap();
+        assert_eq!(c.agents_reference().unwrap(), "ghcr.io/other/agents:v0.2.0");
+        // A byte order mark, `KEY: value`, and a bare key taken from the environment.
+        let env = [("DISINTO_REGISTRY", "127.0.0.1:5000/x")];
+        let c = factory("\u{feff}AGENTS_IMAGE: v0.1.1\nDISINTO_REGISTRY\n", &env).unwrap();
+        assert_eq!(
+            c.agents_reference().unwrap(),
+            "127.0.0.1:5000/x/agents:v0.1.1"
+        );
+        let c = factory("DISINTO_REGISTRY\nAGENTS_IMAGE=v0.1.1\n", &[]).unwrap();
+        assert_eq!(c.registry, "ghcr.io/disinto");
+    }
+
+    #[test]
+    fn what_compose_refuses_is_refused() {
+        let e = factory("A=1\nAGENTS_IMAGE=${PIN:?set PIN to a release}\n", &[]).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "f/.env:2: AGENTS_IMAGE: required variable PIN is missing a value: set PIN to a release"
+        );
+        assert!(factory("AGENTS_IMAGE=${PIN:?}\n", &[("PIN", "v0.1.1")]).is_ok());
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_an_error_naming_the_variable() {
+        let env = Environment::default().with_not_utf8(&["AGENTS_IMAGE", "PIN"]);
+        let dotenv = BTreeMap::from([("AGENTS_IMAGE".to_string(), "v0.1.1".to_string())]);
+        let settings = Settings::new(env.clone(), dotenv);
+        assert_eq!(settings.origin("AGENTS_IMAGE"), Origin::Environment);
+        let e = format!("{:#}", FactoryConfig::from_settings(&settings).unwrap_err());
+        assert_eq!(
+            e,
+            "AGENTS_IMAGE is set in the process environment, but not to UTF-8 text: fix or unset it"
+        );
+        let e = env
+            .read_dotenv(b"AGENTS_IMAGE=${PIN:-v0.1.1}", "f")
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("f:1: AGENTS_IMAGE: PIN is set"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn env_file_kinds_read_as_compose_reads_them() {
+        let dir = crate::fsx::TempDir::new("settings").unwrap();
+        let env = dir.path().join(".env");
+        // A symbolic link loop is an error, not "no .env" (compose stops on it too).
+        std::os::unix::fs::symlink(".env", &env).unwrap();
+        let e = format!("{:#}", Settings::load(dir.path()).unwrap_err());
+        assert_eq!(
+            e,
+            format!(
+                "cannot read {}: Too many levels of symbolic links",
+                env.display()
+            )
+        );
+        // A dangling link and a directory are skipped, as compose skips them.
+        std::fs::remove_file(&env).unwrap();
+        std::os::unix::fs::symlink("nowhere", &env).unwrap();
+        assert_eq!(read_dotenv_file(&env).unwrap(), None);
+        std::fs::remove_file(&env).unwrap();
+        std::fs::create_dir(&env).unwrap();
+        assert_eq!(read_dotenv_file(&env).unwrap(), None);
+        std::fs::remove_dir(&env).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &env).unwrap();
+        assert_eq!(read_dotenv_file(&env).unwrap(), Some(Vec::new()));
+        std::fs::remove_file(&env).unwrap();
+        std::fs::write(&env, "A='x").unwrap();
+        let e = format!("{:#}", Settings::load(dir.path()).unwrap_err());
+        assert!(e.starts_with(&format!("{}:1: A: ", env.display())), "{e}");
+        std::fs::write(&env, "AGENTS_IMAGE_TEST_ONLY=${NOT_SET_HERE:-v1}").unwrap();
+        let s = Settings::load(dir.path()).unwrap();
+        assert_eq!(s.dotenv_value("AGENTS_IMAGE_TEST_ONLY"), Some("v1"));
     }
 }

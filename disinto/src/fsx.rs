@@ -325,7 +325,7 @@ fn write_patiently(file: &mut fs::File, mut rest: &[u8]) -> io::Result<()> {
 
 /// The system's words for an I/O error, without the "(os error N)" that means nothing to an
 /// operator.
-fn reason(e: &io::Error) -> String {
+pub(crate) fn reason(e: &io::Error) -> String {
     let text = e.to_string();
     match text.find(" (os error ") {
         Some(i) => text[..i].to_string(),

@@ -9,7 +9,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::compose::{generate, ComposeInput};
-use crate::config::{parse_dotenv_bytes, FactoryConfig, Settings};
+use crate::config::{read_dotenv_file, Environment, FactoryConfig, Settings};
+use crate::dotenv;
 use crate::factory::{require_build_context, Factory, DOTENV_FILE, PROJECTS_DIR};
 use crate::fsx;
 
@@ -25,11 +26,10 @@ struct Example {
 impl Example {
     fn find(root: &Path) -> Result<Example> {
         let path = root.join(".env.example");
-        if path.is_file() {
+        if let Some(text) = read_dotenv_file(&path)? {
             return Ok(Example {
                 origin: path.display().to_string(),
-                text: std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
+                text,
             });
         }
         Ok(Example {
@@ -39,22 +39,29 @@ impl Example {
     }
 
     /// Its variables, in the file's order (a map would sort them).
-    fn pairs(&self) -> Result<Vec<(String, String)>> {
-        example_pairs(&self.text, &self.origin)
+    fn pairs(&self, env: &Environment) -> Result<Vec<(String, String)>> {
+        example_pairs(&self.text, &self.origin, env)
     }
 }
 
-fn example_pairs(text: &[u8], origin: &str) -> Result<Vec<(String, String)>> {
-    let values = parse_dotenv_bytes(text, origin)?;
-    Ok(String::from_utf8_lossy(text)
-        .lines()
-        .map(|l| {
-            let l = l.trim_start();
-            l.strip_prefix("export ").unwrap_or(l)
-        })
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
-        .filter_map(|k| values.get(&k).map(|v| (k, v.clone())))
+/// The example's values as compose would read them once copied to `.env`, in the file's order.
+/// A key the example leaves bare (`KEY` alone) is left out: its value is the process
+/// environment's, which compose reads anyway, and appending it would write that value (maybe a
+/// secret) into `.env`.
+fn example_pairs(text: &[u8], origin: &str, env: &Environment) -> Result<Vec<(String, String)>> {
+    let mut bare = BTreeSet::new();
+    for s in dotenv::statements(text, origin)? {
+        match s.raw {
+            dotenv::Raw::Bare => bare.insert(s.key),
+            _ => bare.remove(&s.key),
+        };
+    }
+    let mut example = env.read_dotenv(text, origin)?;
+    Ok(example
+        .order
+        .into_iter()
+        .filter(|k| !bare.contains(k))
+        .filter_map(|k| example.values.remove(&k).map(|v| (k, v)))
         .collect())
 }
 
@@ -77,18 +84,20 @@ fn with_missing_keys(
     text: &[u8],
     missing: &[(String, String)],
     origin: &str,
+    env: &Environment,
 ) -> Result<(Vec<u8>, BTreeMap<String, String>)> {
-    let mut expected = parse_dotenv_bytes(text, origin)?;
+    let read = |text: &[u8]| env.read_dotenv(text, origin).map(|d| d.values);
+    let mut expected = read(text)?;
     let mut new = text.to_vec();
     if !new.is_empty() && !new.ends_with(b"\n") {
         new.push(b'\n');
     }
     new.extend_from_slice(b"# Added by `disinto init --add-missing-keys` from .env.example:\n");
     for (k, v) in missing {
-        new.extend_from_slice(format!("{k}={}\n", dotenv_value(v)).as_bytes());
+        new.extend_from_slice(format!("{k}={}\n", dotenv::quote(v)).as_bytes());
         expected.insert(k.clone(), v.clone());
     }
-    let got = parse_dotenv_bytes(&new, origin)?;
+    let got = read(&new)?;
     if let Some(key) = expected
         .keys()
         .chain(got.keys())
@@ -102,33 +111,6 @@ fn with_missing_keys(
     Ok((new, got))
 }
 
-/// `value` as the right-hand side of a `.env` line that Docker Compose's reader (compose-go v2)
-/// and this crate's (dotenvy) both read back as exactly `value`: no comment, no interpolation.
-fn dotenv_value(value: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@,+=".contains(c);
-    if value.chars().all(plain) {
-        return value.to_string();
-    }
-    // Single quotes are literal in both (`$` too), but hold no `'`; dotenvy's line reader
-    // takes a backslash in them as an escape, and a newline would split the line.
-    if !value.contains(['\'', '\\', '\n', '\r']) {
-        return format!("'{value}'");
-    }
-    let mut quoted = String::from("\"");
-    for c in value.chars() {
-        match c {
-            '\\' => quoted.push_str("\\\\"),
-            '"' => quoted.push_str("\\\""),
-            // `\$`, not compose's `$$`: compose reads both as `$`, dotenvy only `\$`.
-            '$' => quoted.push_str("\\$"),
-            '\n' => quoted.push_str("\\n"),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
 pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
     if !root.is_dir() {
         bail!(
@@ -139,21 +121,26 @@ pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
     let example = Example::find(root)?;
     let env_path = root.join(DOTENV_FILE);
     let origin = env_path.display().to_string();
+    // One snapshot of the process environment: `.env` is resolved against it, as compose will.
+    let process = Environment::current();
     // Work out and validate everything `.env` and the compose file will be made of before
     // writing anything at all, so a failure leaves the factory as it was.
     let mut new_env = None;
     let message;
-    let dotenv = if env_path.exists() {
-        let text = std::fs::read(&env_path).with_context(|| format!("cannot read {origin}"))?;
-        let current = parse_dotenv_bytes(&text, &origin)?;
-        let existing: Vec<String> = current.keys().cloned().collect();
-        let missing = missing_keys(&existing, &example.pairs()?);
+    let dotenv = if let Some(text) = read_dotenv_file(&env_path)? {
+        let current = process.read_dotenv(&text, &origin)?.values;
+        // Every key a statement names counts, a bare one unset in the environment too.
+        let existing: Vec<String> = dotenv::statements(&text, &origin)?
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        let missing = missing_keys(&existing, &example.pairs(&process)?);
         let names: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
         if missing.is_empty() {
             message = format!("Unchanged {origin}: it has every key of .env.example");
             current
         } else if add_missing_keys {
-            let (text, dotenv) = with_missing_keys(&text, &missing, &origin)?;
+            let (text, dotenv) = with_missing_keys(&text, &missing, &origin, &process)?;
             message = format!("Appended to {origin}: {}", names.join(", "));
             new_env = Some(text);
             dotenv
@@ -167,9 +154,9 @@ pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
     } else {
         message = format!("Created {origin} from {}", example.origin);
         new_env = Some(example.text.clone());
-        parse_dotenv_bytes(&example.text, &example.origin)?
+        process.read_dotenv(&example.text, &example.origin)?.values
     };
-    let config = FactoryConfig::from_settings(&Settings::with_dotenv(dotenv))?;
+    let config = FactoryConfig::from_settings(&Settings::new(process, dotenv))?;
     require_build_context(root, &config.agents)?;
     generate(&ComposeInput::from(&config))?;
     let projects = root.join(PROJECTS_DIR);
@@ -206,7 +193,7 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
-    use crate::config::parse_dotenv;
+    use crate::config::{parse_dotenv, parse_dotenv_bytes};
     use crate::image_ref::AgentsImage;
 
     #[test]
@@ -224,7 +211,12 @@ mod tests {
 
     #[test]
     fn the_example_documents_the_image_variables_first() {
-        let pairs = example_pairs(EMBEDDED_EXAMPLE.as_bytes(), "built-in").unwrap();
+        let pairs = example_pairs(
+            EMBEDDED_EXAMPLE.as_bytes(),
+            "built-in",
+            &Environment::default(),
+        )
+        .unwrap();
         let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(&names[..2], ["AGENTS_IMAGE", "DISINTO_REGISTRY"]);
         // Every variable the generated compose file reads is documented.
@@ -268,7 +260,8 @@ mod tests {
     #[test]
     fn appended_values_read_back_as_themselves() {
         let old = "# mine\nAGENTS_IMAGE=v0.1.1\nKEEP='$HOME'"; // no final newline
-        let (text, map) = with_missing_keys(old.as_bytes(), &tricky(), "test").unwrap();
+        let (text, map) =
+            with_missing_keys(old.as_bytes(), &tricky(), "test", &Environment::default()).unwrap();
         // Read back with the crate's own reader, as `disinto up` reads it.
         let again = parse_dotenv_bytes(&text, "test").unwrap();
         assert_eq!(again, map);
@@ -288,14 +281,48 @@ mod tests {
     }
 
     #[test]
+    fn bare_example_keys_are_never_appended_with_the_environment_value() {
+        let env = Environment::from(BTreeMap::from([
+            ("TOKEN".to_string(), "s3cret".to_string()),
+            ("HOST".to_string(), "h".to_string()),
+        ]));
+        let pairs = example_pairs(b"A=1\nTOKEN\nHOST\nHOST=${HOST:-x}\n", "example", &env);
+        let names: Vec<String> = pairs.unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["A", "HOST"]);
+    }
+
+    #[test]
+    fn random_appended_values_read_back_as_themselves() {
+        let pieces = [
+            "a", " ", "#", " #", "$", "$HOME", "${X:-y}", "{", "}", "'", "\"", "\\", "\n", "\r\n",
+            "\t", "=", ":", "é", "\u{a0}", "\u{feff}", "\\0101",
+        ];
+        let mut state = 0x1217_u64;
+        let mut below = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let env = Environment::from(BTreeMap::from([("HOME".to_string(), "/h".to_string())]));
+        for _ in 0..128 {
+            let value: String = (0..below(7)).map(|_| pieces[below(pieces.len())]).collect();
+            let missing = [("K".to_string(), value.clone())];
+            let (_, map) = with_missing_keys(b"A=1", &missing, "test", &env).unwrap();
+            assert_eq!(map["K"], value);
+        }
+    }
+
+    #[test]
     fn values_are_quoted_the_way_compose_reads_them() {
         // Compose (compose-go v2): single quotes are literal; in double quotes `\\`, `\"`,
         // `\n` are escapes and `\$` is a literal `$`.
-        assert_eq!(dotenv_value("v0.1.1"), "v0.1.1");
-        assert_eq!(dotenv_value("$HOME #x"), "'$HOME #x'");
-        assert_eq!(dotenv_value("it's $X"), "\"it's \\$X\"");
-        assert_eq!(dotenv_value("a\\b\n\"c\""), "\"a\\\\b\\n\\\"c\\\"\"");
-        // dotenvy agrees with compose that `$` in single quotes is literal.
+        assert_eq!(dotenv::quote("v0.1.1"), "v0.1.1");
+        assert_eq!(dotenv::quote("$HOME #x"), "'$HOME #x'");
+        assert_eq!(dotenv::quote("it's $X"), "\"it's \\$X\"");
+        assert_eq!(dotenv::quote("a\\b\n\"c\""), "\"a\\\\b\\n\\\"c\\\"\"");
+        assert_eq!(dotenv::quote(""), "");
+        // The reader agrees with compose that `$` in single quotes is literal.
         let map = parse_dotenv_bytes(b"A='$HOME ${PATH}'\n", "test").unwrap();
         assert_eq!(map["A"], "$HOME ${PATH}");
     }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod docker;
+pub mod dotenv;
 pub mod factory;
 pub mod fsx;
 pub mod history;

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use xshell::Shell;
 
-use crate::config::{set_in_dotenv, var};
+use crate::config::{read_dotenv_file, set_in_dotenv, var};
 use crate::factory::{Factory, DOTENV_FILE};
 use crate::fsx;
 use crate::history::{self, Outcome};
@@ -50,15 +50,16 @@ pub(crate) fn rollback(
 
     // Only now that it runs healthy: the choice is kept for the next plain `up`.
     let env_path = factory.dir.join(DOTENV_FILE);
-    let text = match std::fs::read_to_string(&env_path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", env_path.display())),
-    };
-    fsx::write_atomic(
-        &env_path,
-        set_in_dotenv(&text, var::AGENTS_IMAGE, &target).as_bytes(),
-    )?;
+    let text = read_dotenv_file(&env_path)?.unwrap_or_default();
+    let text = String::from_utf8(text).map_err(|_| {
+        anyhow!(
+            "{} is not UTF-8 text: set AGENTS_IMAGE={target} in it by hand",
+            env_path.display()
+        )
+    })?;
+    let text = set_in_dotenv(&text, var::AGENTS_IMAGE, &target)
+        .with_context(|| format!("{} left unchanged", env_path.display()))?;
+    fsx::write_atomic(&env_path, text.as_bytes())?;
     println!(
         "rolled back: {from} → {target} ({} now says AGENTS_IMAGE={target})",
         env_path.display()

@@ -54,3 +54,72 @@ fn a_missing_factory_directory_is_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/nonexistent/factory"), "{err}");
 }
+
+/// `disinto up --dry-run` on a factory holding only `.env` `text`, with `env` set.
+fn dry_run(text: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    let dir = disinto::fsx::TempDir::new("cli").unwrap();
+    std::fs::write(dir.path().join(".env"), text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_disinto"));
+    cmd.args(["up", "--dry-run"])
+        .current_dir(dir.path())
+        .env_remove("DISINTO_ROOT")
+        .env_remove("AGENTS_IMAGE")
+        .env_remove("DISINTO_REGISTRY")
+        .env_remove("PIN")
+        .env_remove("REG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn up_pulls_what_compose_reads_from_an_interpolated_env() {
+    let text = "AGENTS_IMAGE=${PIN:-v0.1.1}\nDISINTO_REGISTRY=${REG:-127.0.0.1:5000/disinto}\n";
+    let out = dry_run(text, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("$ docker pull 127.0.0.1:5000/disinto/agents:v0.1.1 "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_env_override_that_is_not_utf8_is_one_line_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"v0.1.\xff");
+    for (text, var) in [
+        ("AGENTS_IMAGE=v0.1.1\n", "AGENTS_IMAGE"),
+        ("AGENTS_IMAGE=${PIN:-v0.1.1}\n", "PIN"),
+    ] {
+        let out = dry_run(text, &[(var, bad)]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!(
+                "{var} is set in the process environment, but not to UTF-8 text"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_required_variable_compose_would_refuse_is_one_line() {
+    let out = dry_run("\nAGENTS_IMAGE=${PIN:?pin a release}\n", &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(
+            "/.env:2: AGENTS_IMAGE: required variable PIN is missing a value: pin a release"
+        ),
+        "{err}"
+    );
+}

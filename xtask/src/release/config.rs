@@ -53,8 +53,8 @@ pub struct ReleaseConfig {
 
 impl ReleaseConfig {
     pub fn from_settings(settings: &Settings) -> Result<ReleaseConfig> {
-        let registry = parse_registry(settings.get(var::DISINTO_REGISTRY))?;
-        let push_attempts = match settings.get(DISINTO_PUSH_ATTEMPTS) {
+        let registry = parse_registry(settings.get(var::DISINTO_REGISTRY)?)?;
+        let push_attempts = match settings.get(DISINTO_PUSH_ATTEMPTS)? {
             None | Some("") => DEFAULT_PUSH_ATTEMPTS,
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if n >= 1 => n,
@@ -62,8 +62,8 @@ impl ReleaseConfig {
             },
         };
         // Credentials come from the process environment only: never from a file.
-        let token = settings.from_environment(GITHUB_TOKEN).unwrap_or_default();
-        let user = settings.from_environment(GITHUB_ACTOR).unwrap_or_default();
+        let token = settings.from_environment(GITHUB_TOKEN)?.unwrap_or_default();
+        let user = settings.from_environment(GITHUB_ACTOR)?.unwrap_or_default();
         let (credentials, missing_credentials) = if token.trim().is_empty() {
             (None, Some(format!("GITHUB_TOKEN is not set: a token with packages:write is needed to push to {} (docs/release.md)", disinto::docker::registry_host(&registry))))
         } else if user.trim().is_empty() {
@@ -82,9 +82,9 @@ impl ReleaseConfig {
         };
         Ok(ReleaseConfig {
             registry,
-            mirrors: settings.list(DISINTO_MIRRORS),
+            mirrors: settings.list(DISINTO_MIRRORS)?,
             source_url: settings
-                .get(DISINTO_SOURCE_URL)
+                .get(DISINTO_SOURCE_URL)?
                 .filter(|v| !v.is_empty())
                 .unwrap_or(DEFAULT_SOURCE_URL)
                 .to_string(),
