@@ -108,6 +108,7 @@ fn try_main() -> Result<()> {
 
 /// The `disinto` program: runs the command line, prints the whole error chain on one line.
 pub fn main() -> ExitCode {
+    crate::signals::quiet_broken_pipe();
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

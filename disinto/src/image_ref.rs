@@ -194,9 +194,20 @@ pub fn parse_version(value: &str) -> Result<semver::Version> {
     let Some(rest) = value.strip_prefix('v') else {
         bail!("version {value:?} must start with 'v', like v0.1.1");
     };
-    semver::Version::parse(rest).map_err(|e| {
+    let version = semver::Version::parse(rest).map_err(|e| {
         anyhow::anyhow!("version {value:?} is not vMAJOR.MINOR.PATCH (semantic versioning): {e}")
-    })
+    })?;
+    // The version is also every image's tag: Docker's tag grammar is [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+    if !version.build.is_empty() {
+        bail!("version {value:?} has build metadata (+{}), which a Docker tag cannot carry ('+' is not allowed): release {} instead", version.build, value.split('+').next().unwrap_or(value));
+    }
+    if value.len() > 128 {
+        bail!(
+            "version {value:?} is {} characters long: a Docker tag holds at most 128",
+            value.len()
+        );
+    }
+    Ok(version)
 }
 
 fn looks_like_version(value: &str) -> bool {
@@ -364,6 +375,22 @@ mod tests {
         let e = err(&format!("ghcr.io/disinto/agents@{DIGEST}"));
         assert!(e.contains("a digest alone pins agents"), "{e}");
         assert_eq!(e.lines().count(), 1);
+    }
+
+    #[test]
+    fn versions_must_be_docker_tags() {
+        assert!(parse_version("v0.1.0-rc.1").is_ok());
+        let e = format!("{:#}", parse_version("v0.1.0+build.7").unwrap_err());
+        assert!(
+            e.contains("build metadata (+build.7)") && e.contains("release v0.1.0 instead"),
+            "{e}"
+        );
+        let long = format!("v1.0.0-{}", "a".repeat(122));
+        assert_eq!(long.len(), 129);
+        let e = format!("{:#}", parse_version(&long).unwrap_err());
+        assert!(e.contains("at most 128"), "{e}");
+        let fits = format!("v1.0.0-{}", "a".repeat(121));
+        assert!(parse_version(&fits).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod fsx;
 pub mod history;
 pub mod image_ref;
 pub mod rollout;
+pub mod signals;
 pub mod time;
 
 mod down;

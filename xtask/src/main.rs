@@ -46,6 +46,14 @@ fn try_main() -> anyhow::Result<()> {
         None => xtask::project_root(),
     };
     sh.change_dir(root);
+    // These hold a registry login (or a half-made branch) on disk while they run: a signal
+    // must unwind them, so what they made is removed, rather than end them where they stand.
+    if matches!(
+        cli.command,
+        Command::Release(_) | Command::Push(_) | Command::ReleaseRequest(_)
+    ) {
+        disinto::signals::defer_interrupts();
+    }
     match cli.command {
         Command::GenCompose(cmd) => cmd.run(&xtask::Checkout::of(&sh)),
         Command::CheckVolumes(cmd) => cmd.run(&sh),
@@ -58,6 +66,7 @@ fn try_main() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    disinto::signals::quiet_broken_pipe();
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

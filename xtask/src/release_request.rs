@@ -99,8 +99,17 @@ impl ReleaseRequest {
             .quiet()
             .run()?;
         let committed = commit(sh, ops, &relative, &text, &message);
+        if committed.is_err() {
+            // Leave nothing half-made: no staged or written file, no branch (a retry would
+            // take a leftover branch for a request made before).
+            let _ = cmd!(sh, "git reset --quiet -- {relative}").quiet().run();
+            let _ = std::fs::remove_file(ops.join(&relative));
+        }
         // Back to where the operator was, whatever happened.
         let back = cmd!(sh, "git switch --quiet -").quiet().run();
+        if committed.is_err() && back.is_ok() {
+            let _ = cmd!(sh, "git branch --quiet -D {branch}").quiet().run();
+        }
         committed?;
         back?;
         eprintln!(

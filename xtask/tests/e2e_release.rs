@@ -374,3 +374,69 @@ fn push_alone_treats_the_same_image_as_pushed_and_a_different_one_as_an_error() 
     b.transcript.push_str(&stderr);
     assert_token_nowhere(&b);
 }
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn a_signal_during_a_registry_session_removes_the_login() {
+    bench();
+    // A registry address nobody answers on: the login is retried (connection refused is
+    // transient) for as long as we like, with its throwaway client config on disk.
+    let ns = "127.0.0.1:1/disinto";
+    let version = "v9.9.9";
+    for name in ["agents", "edge", "reproduce"] {
+        ok(Command::new("docker").args([
+            "tag",
+            xtask::testbed::BASE_IMAGE,
+            &format!("{ns}/{name}:{version}"),
+        ]));
+    }
+    let tmp = TempDir::new("signal-tmp").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["push", version])
+        .current_dir(root())
+        .env("TMPDIR", tmp.path())
+        .env("DISINTO_REGISTRY", ns)
+        .env("DISINTO_PUSH_ATTEMPTS", "30")
+        .env("GITHUB_TOKEN", "signal-test-token")
+        .env("GITHUB_ACTOR", "someone")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session_on_disk = || std::fs::read_dir(tmp.path()).unwrap().count() > 0;
+    let start = std::time::Instant::now();
+    while !session_on_disk() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        session_on_disk(),
+        "the push never opened a registry session"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let signalled = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "the push did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+    for name in ["agents", "edge", "reproduce"] {
+        let _ = Command::new("docker")
+            .args(["rmi", &format!("{ns}/{name}:{version}")])
+            .output();
+    }
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -24,8 +24,19 @@ fn one_line_error(out: &Output) -> String {
 fn malformed_versions_are_refused_and_change_nothing() {
     let c = Checkout::new("v0.1.0");
     let before = state(&c);
+    let too_long = format!("v1.0.0-{}", "a".repeat(122));
     for version in [
-        "1.2.3", "v1.2", "v1.2.3.4", "v01.2.3", "", "v1.2.3 ", " v1.2.3", "v 1.2.3",
+        "1.2.3",
+        "v1.2",
+        "v1.2.3.4",
+        "v01.2.3",
+        "",
+        "v1.2.3 ",
+        " v1.2.3",
+        "v 1.2.3",
+        // Valid semver, but no Docker tag: refused before anything is tagged or pushed.
+        "v0.1.0+build.7",
+        &too_long,
     ] {
         let out = output(c.xtask().args(["release", version]));
         let e = one_line_error(&out);
@@ -215,4 +226,103 @@ fn release_request_commits_the_vault_action_on_its_own_branch() {
     ));
     assert!(e.contains("uncommitted changes"), "{e}");
     assert_eq!(ok(git(ops.path()).args(["for-each-ref"])), before);
+}
+
+#[test]
+fn a_dry_run_that_would_fail_says_so_after_the_whole_plan() {
+    let c = Checkout::new("v0.2.0");
+    let before = state(&c);
+    std::fs::write(c.work().join("untracked-change"), "x\n").unwrap();
+    let out = output(
+        c.xtask()
+            .args(["release", "v0.2.0", "--dry-run"])
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_ACTOR", "someone"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a dry run of a failing release passed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("# preflight would fail: the work tree has uncommitted changes"),
+        "{stdout}"
+    );
+    // The whole plan is still printed.
+    assert!(stdout.contains("commit-result"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("dry run: the release would fail"),
+        "{stderr}"
+    );
+    std::fs::remove_file(c.work().join("untracked-change")).unwrap();
+    assert_eq!(state(&c), before);
+}
+
+#[test]
+fn a_closed_pipe_ends_the_dry_run_quietly() {
+    let c = Checkout::new("v0.2.0");
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let out = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "'{xtask}' -C '{}' release v0.2.0 --dry-run | head -1",
+                c.work().display()
+            ))
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_ACTOR", "someone"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
+
+#[test]
+fn a_failed_release_request_leaves_nothing_behind_and_can_be_retried() {
+    let c = Checkout::new("v0.2.0");
+    let ops = TempDir::new("ops").unwrap();
+    ok(git(ops.path()).args(["init", "--quiet", "-b", "main"]));
+    std::fs::write(ops.path().join("README"), "ops\n").unwrap();
+    ok(git(ops.path()).args(["add", "-A"]));
+    ok(git(ops.path()).args(["commit", "--quiet", "-m", "ops"]));
+    // A hook that refuses every commit: the request's commit fails.
+    let hook = ops.path().join(".git/hooks/pre-commit");
+    std::fs::write(&hook, "#!/bin/sh\necho refused by policy >&2\nexit 1\n").unwrap();
+    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).unwrap();
+    let refs = ok(git(ops.path()).args(["for-each-ref"]));
+
+    let out = output(
+        c.xtask()
+            .args(["release-request", "v0.2.0", "--ops-repo"])
+            .arg(ops.path()),
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        ok(git(ops.path()).args(["for-each-ref"])),
+        refs,
+        "a branch was left"
+    );
+    assert_eq!(
+        ok(git(ops.path()).args(["status", "--porcelain"])),
+        "",
+        "files were left"
+    );
+    assert_eq!(
+        ok(git(ops.path()).args(["branch", "--show-current"])).trim(),
+        "main"
+    );
+
+    std::fs::remove_file(&hook).unwrap();
+    ok(c.xtask()
+        .args(["release-request", "v0.2.0", "--ops-repo"])
+        .arg(ops.path()));
+    ok(git(ops.path()).args(["rev-parse", "--verify", "release/v0.2.0"]));
 }

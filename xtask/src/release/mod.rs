@@ -219,6 +219,8 @@ pub(crate) struct State {
     pub session: Option<Session>,
     /// Preflight looked the version up in the registry and found nothing.
     pub version_absent: bool,
+    /// In a dry run: what would stop the real run (the plan is still printed to the end).
+    pub would_fail: Vec<String>,
 }
 
 /// Prints (dry run) or executes (real run) each command value a step hands it.
@@ -234,7 +236,9 @@ impl Runner<'_> {
             println!("$ {cmd}");
             return Ok(());
         }
-        cmd.run()?;
+        let result = cmd.run();
+        disinto::signals::check()?;
+        result?;
         Ok(())
     }
 
@@ -383,6 +387,7 @@ impl Release {
 
         let total = formula.steps.len();
         for (index, fstep) in formula.steps.iter().enumerate() {
+            disinto::signals::check()?;
             let step = fstep.step;
             let n = index + 1;
             let progress = &mut run.state.progress;
@@ -455,6 +460,13 @@ impl Release {
             }
         }
         if self.dry_run {
+            if let Some(first) = run.state.would_fail.first() {
+                println!("\n# dry run complete: nothing was changed, but the release would fail");
+                bail!(
+                    "dry run: the release would fail ({} problem(s)): {first}",
+                    run.state.would_fail.len()
+                );
+            }
             println!("\n# dry run complete: nothing was changed");
         } else {
             let refs: Vec<&str> = run

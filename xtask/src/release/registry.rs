@@ -234,6 +234,7 @@ pub fn retry<T>(what: &str, attempts: u32, mut f: impl FnMut() -> Result<T>) -> 
     let attempts = attempts.max(1);
     let mut delay = Duration::from_secs(1);
     for attempt in 1..=attempts {
+        disinto::signals::check()?;
         match f() {
             Ok(value) => return Ok(value),
             Err(e) => {
@@ -250,7 +251,7 @@ pub fn retry<T>(what: &str, attempts: u32, mut f: impl FnMut() -> Result<T>) -> 
                     "  {what}: {message}; retrying in {}s ({attempt}/{attempts})",
                     delay.as_secs()
                 );
-                std::thread::sleep(delay);
+                disinto::signals::sleep(delay)?;
                 delay *= 2;
             }
         }

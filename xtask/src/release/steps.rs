@@ -63,6 +63,8 @@ fn preflight(run: &mut Run<'_>) -> Result<()> {
         for p in &problems {
             println!("# preflight would fail: {p}");
         }
+        // The plan is printed to the end, and the dry run then fails as the release would.
+        run.state.would_fail.extend(problems);
         return Ok(());
     }
     bail!("preflight: {}", problems.join("; "))
@@ -461,6 +463,7 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
     if run.opts.dry_run {
         if let Err(e) = run.plan.config.credentials() {
             println!("# push-image would fail: {e:#}");
+            run.state.would_fail.push(format!("push-image: {e:#}"));
         }
         print_login(&host);
         for image in &run.plan.images {
