@@ -208,12 +208,29 @@ fn our_image(input: &ComposeInput, image: OurImage) -> (Option<String>, Option<B
     }
 }
 
+/// The agent CLI, bound read-only. The long form, because a host path may hold ':' (which
+/// the short form splits on), and every '$' doubled, because compose interpolates the file:
+/// what the operator wrote is the path compose binds, byte for byte.
+fn cli_mount(host_path: &str) -> Mount {
+    Mount::Long {
+        kind: Some("bind".into()),
+        source: Some(literal(host_path)),
+        target: "/usr/local/bin/claude".into(),
+        read_only: Some(true),
+    }
+}
+
+/// A value compose must take literally: `$` escaped as `$$` (compose's escape for a dollar).
+pub fn literal(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
 /// The agents image as agents and runner both use it: one function, so they cannot drift.
 fn agents_image_service(input: &ComposeInput) -> Service {
     let (image, build) = our_image(input, AGENTS);
     let mut volumes: Vec<Mount> = AGENT_MOUNTS.iter().map(|(s, t)| short(s, t)).collect();
     if let Some(cli) = &input.agent_cli {
-        volumes.push(Mount::Short(format!("{cli}:/usr/local/bin/claude:ro")));
+        volumes.push(cli_mount(cli));
     }
     Service {
         image,
@@ -323,7 +340,8 @@ pub fn model(input: &ComposeInput) -> Compose {
             Mount::Short(s) => s.split(':').next(),
             Mount::Long { source, .. } => source.as_deref(),
         })
-        .filter(|source| !source.starts_with(['.', '/', '~', '$']));
+        .filter(|source| !source.starts_with(['.', '/', '~', '$']))
+        .filter(|source| !source.is_empty());
     for name in named {
         volumes.insert(name.to_string(), Some(TopLevelVolume::default()));
     }
@@ -424,7 +442,7 @@ mod tests {
         let i = FactoryConfig::from_settings(&Settings::from_maps(process, BTreeMap::new()))
             .map(|c| ComposeInput::from(&c));
         let m = model(&i.unwrap());
-        let want = Mount::Short("/usr/local/bin/claude:/usr/local/bin/claude:ro".into());
+        let want = cli_mount("/usr/local/bin/claude");
         assert!(m.services["agents"].volumes.contains(&want));
         assert!(m.services["runner"].volumes.contains(&want));
         let bad = BTreeMap::from([("AGENT_CLI_BIN".to_string(), "claude".to_string())]);

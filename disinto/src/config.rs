@@ -195,11 +195,13 @@ impl FactoryConfig {
         let registry = parse_registry(settings.get(var::DISINTO_REGISTRY)?)?;
         let agent_cli = match settings.get(var::AGENT_CLI_BIN)? {
             None | Some("") => None,
-            Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
+            // ':', '$' and spaces are fine: the compose file binds it in the long form, with
+            // '$' escaped (compose::cli_mount).
+            Some(path) if path.starts_with('/') && !path.contains(char::is_control) => {
                 Some(path.to_string())
             }
             Some(path) => bail!(
-                "AGENT_CLI_BIN={path:?} must be an absolute host path without spaces, \
+                "AGENT_CLI_BIN={path:?} must be an absolute host path (no control characters), \
                  e.g. /usr/local/bin/claude"
             ),
         };

@@ -112,6 +112,12 @@ fn with_missing_keys(
 }
 
 pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
+    if root.exists() && !root.is_dir() {
+        bail!(
+            "factory directory {} is not a directory: point --root at the directory that holds .env",
+            root.display()
+        );
+    }
     if !root.is_dir() {
         bail!(
             "factory directory {} does not exist: create it first",

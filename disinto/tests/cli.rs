@@ -123,3 +123,17 @@ fn a_required_variable_compose_would_refuse_is_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_root_that_is_a_file_is_named_as_such() {
+    let file = std::env::temp_dir().join(format!("disinto-root-file-{}", std::process::id()));
+    std::fs::write(&file, "not a directory\n").unwrap();
+    for command in ["init", "status", "up"] {
+        let out = disinto(&["--root", file.to_str().unwrap(), command]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{command}: {err}");
+        assert!(err.contains("is not a directory"), "{command}: {err}");
+    }
+    std::fs::remove_file(&file).unwrap();
+}

@@ -216,3 +216,32 @@ fn registry_refuses_push_without_login_and_round_trips_after_it() {
     assert_eq!(pulled, id);
     let _ = output(docker(config.path()).args(["rmi", &image]));
 }
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn an_agent_cli_path_with_colons_dollars_and_spaces_is_bound_as_written() {
+    let _sh = bench();
+    let dir = TempDir::new("e2e-cli").unwrap();
+    let file = dir.path().join("docker-compose.yml");
+    let cli = "/opt/a:b/$HOME ${X:-y}/claude";
+    ok(xtask()
+        .args(["gen-compose", "--output"])
+        .arg(&file)
+        .env("AGENTS_IMAGE", "v0.1.1")
+        .env("AGENT_CLI_BIN", cli));
+    let config = compose_config(&file, None);
+    for service in ["agents", "runner"] {
+        let mounts = config["services"][service]["volumes"]
+            .as_sequence()
+            .unwrap();
+        let bind = mounts
+            .iter()
+            .find(|m| m["target"] == "/usr/local/bin/claude")
+            .unwrap_or_else(|| panic!("{service}: no CLI mount: {mounts:?}"));
+        assert_eq!(bind["type"], "bind", "{bind:?}");
+        // `config` prints a compose file again, where a literal '$' is written '$$'.
+        let source = bind["source"].as_str().unwrap_or("").replace("$$", "$");
+        assert_eq!(source, cli, "{bind:?}");
+        assert_eq!(bind["read_only"], true, "{bind:?}");
+    }
+}
