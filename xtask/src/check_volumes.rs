@@ -218,7 +218,15 @@ fn sources_of<'a>(
         return Vec::new();
     };
     if let Some(built) = builds.get(&normalize_image(image)) {
-        return built.clone();
+        // Several services may build the same image the same way (agents and runner in dev
+        // mode): one source each, or every finding would be reported twice.
+        let mut unique: Vec<Source> = Vec::new();
+        for source in built {
+            if !unique.iter().any(|u| u.to_string() == source.to_string()) {
+                unique.push(source.clone());
+            }
+        }
+        return unique;
     }
     released_from(image)
         .map(|dockerfile| {

@@ -132,19 +132,22 @@ fn a_service_with_the_image_and_no_mounts_is_caught() {
         "docker.io/disinto/agents:v1",
         "disinto/agents",
     ] {
-        let mut compose = model(&input(AgentsImage::Release("v0.1.1".into())));
-        compose.services.insert(
-            "janitor".into(),
-            Service {
-                image: Some(image.into()),
-                ..Service::default()
-            },
-        );
-        let found = problems(&compose);
-        assert_eq!(found.len(), 4, "{image}: {found:?}");
-        assert!(found
-            .iter()
-            .all(|p| p.starts_with("service janitor: VOLUME /home/agent/")));
+        // In dev mode agents and runner build disinto-agents:dev: the janitor runs that build.
+        for agents in [AgentsImage::Release("v0.1.1".into()), AgentsImage::Dev] {
+            let mut compose = model(&input(agents));
+            compose.services.insert(
+                "janitor".into(),
+                Service {
+                    image: Some(image.into()),
+                    ..Service::default()
+                },
+            );
+            let found = problems(&compose);
+            assert_eq!(found.len(), 4, "{image}: {found:?}");
+            assert!(found
+                .iter()
+                .all(|p| p.starts_with("service janitor: VOLUME /home/agent/")));
+        }
     }
 }
 
