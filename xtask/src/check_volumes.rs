@@ -1,159 +1,403 @@
-//! `cargo xtask check-volumes`: every `VOLUME` of the Dockerfile a service comes from must be
-//! mounted at exactly that path, or its data lands in an anonymous volume and is lost.
+//! `cargo xtask check-volumes`: every `VOLUME` of the image a service runs must be mounted at
+//! exactly that path from a named volume or a bind mount, or its data lands in an anonymous
+//! volume and the next `down`/`up` loses it.
+//!
+//! Which services: those built from a Dockerfile of the file (the `build:` of the service, or of
+//! another service tagging the same `image:`), and those running the agents image by name (any
+//! `<registry>/agents`, or `disinto-agents`), whose Dockerfile is `docker/agents/Dockerfile`.
+//! Image names are compared as Docker resolves them (`docker.io/library/`, `:latest`).
+//!
+//! Which VOLUMEs: those of the build's target stage and its ancestors, with its build args, from
+//! its Dockerfile or `dockerfile_inline` (see [`crate::dockerfile`]).
+//!
+//! Which mounts count: a named volume or a bind mount at exactly the path (a trailing slash or
+//! another case is another path), the service's own or inherited by `volumes_from` from another
+//! service; an anonymous volume, tmpfs or image mount does not, nor does `volumes_from` a
+//! container outside the file (its mounts cannot be seen from here).
+//!
+//! How the file is read: `docker compose config` resolves it when `docker compose` answers
+//! (merge keys, `extends`, `include`, profiles, variables from the environment and `.env`), so
+//! the check sees what `up` would run. Without it, merge keys and variables are resolved here,
+//! and `extends`, `include` and `!reset`/`!override` are refused: their merge rules are
+//! compose's, and a wrong guess could pass a service that loses data. Either way an empty file,
+//! a duplicate key, or a mount target left blank by an unset variable is an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::dockerfile;
-use disinto::compose::{Compose, Mount, Service, AGENTS_DOCKERFILE, DEV_AGENTS_IMAGE};
-use disinto::image_ref::{repository_of, AGENTS_REPOSITORY};
+use disinto::compose::Compose;
+use disinto::config::Settings;
+use disinto::image_ref::{repository_of, OUR_IMAGES};
+
+mod interpolate;
+pub mod resolve;
+
+use resolve::{BuildSpec, Dockerfile, Project, ServiceSpec};
 
 /// A declared path a service does not mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unmounted {
     pub service: String,
     pub path: String,
-    pub dockerfile: PathBuf,
+    /// The Dockerfile (and stage) that declares it.
+    pub declared_in: String,
 }
 
-impl std::fmt::Display for Unmounted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Unmounted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "service {}: VOLUME {} (declared in {}) is not mounted at exactly that path",
-            self.service,
-            self.path,
-            self.dockerfile.display()
+            self.service, self.path, self.declared_in
         )
     }
 }
 
-/// The Dockerfile a service's image comes from, relative to the compose file's directory:
-/// its `build:`, or for a pinned image, the Dockerfile that image was released from.
-pub fn dockerfile_of(service: &Service) -> Option<PathBuf> {
-    if let Some(build) = &service.build {
-        return Some(build.dockerfile_path());
-    }
-    let image = service.image.as_deref()?;
-    released_from(image).map(PathBuf::from)
+/// Where the VOLUMEs of a service's image are declared.
+#[derive(Debug, Clone, PartialEq)]
+enum Source<'a> {
+    /// A build of this file (the service's own, or one tagging the image it runs).
+    Build {
+        service: &'a str,
+        build: &'a BuildSpec,
+    },
+    /// A released agents image: the Dockerfile it is made from (in the checkout, and where to
+    /// read it), last stage, default args.
+    Released { shown: &'static str, path: PathBuf },
 }
 
-/// Released images we build ourselves: `<registry>/agents:<tag>` (any registry, even an
-/// unexpanded `${DISINTO_REGISTRY...}`), or the local dev tag.
-fn released_from(image: &str) -> Option<&'static str> {
-    let repository = repository_of(image);
-    let is_agents = repository.ends_with(&format!("/{AGENTS_REPOSITORY}"))
-        || Some(repository) == DEV_AGENTS_IMAGE.split(':').next();
-    is_agents.then_some(AGENTS_DOCKERFILE)
-}
-
-/// The container paths a service mounts from a named volume or a bind mount. Anonymous
-/// volumes (a bare path, or `type: volume` without `source`) and tmpfs do not count.
-pub fn mounted_targets(service: &Service) -> Vec<String> {
-    service
-        .volumes
-        .iter()
-        .filter_map(|mount| match mount {
-            Mount::Short(spec) => {
-                let (source, target) = split_short(spec)?;
-                (!source.is_empty()).then(|| target.to_string())
+impl fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Released { shown, .. } => f.write_str(shown),
+            Source::Build { service, build } => {
+                match &build.dockerfile {
+                    Dockerfile::Path(path) => {
+                        write!(f, "{}", Path::new(&build.context).join(path).display())?
+                    }
+                    Dockerfile::Inline(_) => {
+                        write!(f, "the dockerfile_inline of service {service}")?
+                    }
+                }
+                match &build.target {
+                    Some(target) => write!(f, ", stage {target}"),
+                    None => Ok(()),
+                }
             }
-            Mount::Long {
-                kind,
-                source,
-                target,
-                ..
-            } => {
-                let kind = kind.as_deref().unwrap_or("volume");
-                let persistent = matches!(kind, "volume" | "bind")
-                    && source.as_deref().is_some_and(|s| !s.is_empty());
-                persistent.then(|| target.clone())
-            }
-        })
-        .collect()
-}
-
-/// Splits `source:target[:mode]`, where the source may hold `${VAR:-default}` (whose ':'
-/// is not a separator). `None` for a bare path: an anonymous volume.
-pub fn split_short(spec: &str) -> Option<(&str, &str)> {
-    let mut depth = 0usize;
-    let mut colon = None;
-    let bytes = spec.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
-            b'}' if depth > 0 => depth -= 1,
-            b':' if depth == 0 => {
-                colon = Some(i);
-                break;
-            }
-            _ => {}
         }
     }
-    let i = colon?;
-    let rest = &spec[i + 1..];
-    let target = rest.split(':').next().unwrap_or(rest);
-    Some((&spec[..i], target))
 }
 
-/// Checks every service of `compose`; `volumes_of` reads a Dockerfile's `VOLUME` paths.
+/// A reference as Docker resolves it: `docker.io` when no registry is named, `library/` for a
+/// Docker Hub name without namespace, `:latest` when there is neither tag nor digest.
+pub fn normalize_image(reference: &str) -> String {
+    let (name, digest) = match reference.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (reference, None),
+    };
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let (repository, tag) = match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    };
+    // A first component with a '.' or ':' (or localhost) is a registry, as Docker decides it.
+    let (domain, path) = match repository.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (first, rest.to_string())
+        }
+        _ => ("docker.io", repository.to_string()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    let path = if domain == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    let mut out = format!("{domain}/{path}");
+    match (tag, digest) {
+        (Some(tag), _) => out = format!("{out}:{tag}"),
+        (None, None) => out.push_str(":latest"),
+        (None, Some(_)) => {}
+    }
+    if let Some(digest) = digest {
+        out = format!("{out}@{digest}");
+    }
+    out
+}
+
+/// For a released image we build ourselves, the Dockerfile it comes from: any
+/// `<registry>/{agents,edge,reproduce}:<tag>`, or the local `disinto-{name}` (dev or another tag).
+pub fn released_from(image: &str) -> Option<&'static str> {
+    let normalized = normalize_image(image);
+    let repository = repository_of(&normalized);
+    // Every image a release publishes (agents, edge, reproduce), released or dev-built.
+    OUR_IMAGES.into_iter().find_map(|ours| {
+        let dev = normalize_image(&ours.dev_tag());
+        let is_ours = repository == repository_of(&dev)
+            || (repository.ends_with(&format!("/{}", ours.name))
+                // Docker Hub's official images are not ours: releases always have a namespace.
+                && repository != format!("docker.io/library/{}", ours.name));
+        is_ours.then_some(ours.dockerfile)
+    })
+}
+
+/// Checks the typed model (as `gen-compose` makes it): merge-free and self-contained, so it
+/// is resolved here, variables taking their defaults. `read` returns a Dockerfile's text;
+/// paths are relative to the compose file's directory and, for released images, the checkout.
 pub fn check(
     compose: &Compose,
-    mut volumes_of: impl FnMut(&Path) -> Result<Vec<String>>,
+    read: impl FnMut(&Path) -> Result<String>,
 ) -> Result<Vec<Unmounted>> {
-    let mut problems = Vec::new();
-    let mut cache: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
-    for (name, service) in &compose.services {
-        let Some(dockerfile) = dockerfile_of(service) else {
-            continue; // a third-party image: not ours to declare
-        };
-        if !cache.contains_key(&dockerfile) {
-            let declared = volumes_of(&dockerfile)
-                .with_context(|| format!("service {name}: reading {}", dockerfile.display()))?;
-            cache.insert(dockerfile.clone(), declared);
-        }
-        let mounted = mounted_targets(service);
-        for path in &cache[&dockerfile] {
-            if !mounted.contains(path) {
-                problems.push(Unmounted {
-                    service: name.clone(),
-                    path: path.clone(),
-                    dockerfile: dockerfile.clone(),
+    let value = serde_yaml::to_value(compose).context("cannot serialize the compose model")?;
+    let project = resolve::builtin(value, Path::new(""), &|_| None)?;
+    check_project(&project, Path::new(""), read)
+}
+
+/// Checks every service of a resolved file. `root` is the checkout released images come from.
+pub fn check_project(
+    project: &Project,
+    root: &Path,
+    mut read: impl FnMut(&Path) -> Result<String>,
+) -> Result<Vec<Unmounted>> {
+    // Builds that tag an image: a service running that image without a build runs theirs.
+    let mut builds: BTreeMap<String, Vec<Source>> = BTreeMap::new();
+    for (name, service) in &project.services {
+        if let (Some(image), Some(build)) = (&service.image, &service.build) {
+            builds
+                .entry(normalize_image(image))
+                .or_default()
+                .push(Source::Build {
+                    service: name,
+                    build,
                 });
+        }
+    }
+    let mut texts: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, service) in &project.services {
+        let sources = sources_of(name, service, &builds, root);
+        if sources.is_empty() {
+            continue; // a third-party image: not ours to declare
+        }
+        let mounted = persistent_targets(project, name, &mut Vec::new())?;
+        for source in &sources {
+            let declared = volumes_of(source, &mut texts, &mut read)
+                .with_context(|| format!("service {name}: {source}"))?;
+            for path in declared {
+                if !mounted.contains(&path) {
+                    problems.push(Unmounted {
+                        service: name.clone(),
+                        path,
+                        declared_in: source.to_string(),
+                    });
+                }
             }
         }
     }
     Ok(problems)
 }
 
-/// Reads `file` and checks it against the Dockerfiles: build paths relative to
-/// `project_dir` (as compose resolves them), released images' Dockerfiles under `root`.
+fn sources_of<'a>(
+    name: &'a str,
+    service: &'a ServiceSpec,
+    builds: &BTreeMap<String, Vec<Source<'a>>>,
+    root: &Path,
+) -> Vec<Source<'a>> {
+    if let Some(build) = &service.build {
+        return vec![Source::Build {
+            service: name,
+            build,
+        }];
+    }
+    let Some(image) = &service.image else {
+        return Vec::new();
+    };
+    if let Some(built) = builds.get(&normalize_image(image)) {
+        // Several services may build the same image the same way (agents and runner in dev
+        // mode): one source each, or every finding would be reported twice.
+        let mut unique: Vec<Source> = Vec::new();
+        for source in built {
+            if !unique.iter().any(|u| u.to_string() == source.to_string()) {
+                unique.push(source.clone());
+            }
+        }
+        return unique;
+    }
+    released_from(image)
+        .map(|dockerfile| {
+            vec![Source::Released {
+                shown: dockerfile,
+                path: root.join(dockerfile),
+            }]
+        })
+        .unwrap_or_default()
+}
+
+fn volumes_of(
+    source: &Source,
+    texts: &mut BTreeMap<PathBuf, String>,
+    read: &mut impl FnMut(&Path) -> Result<String>,
+) -> Result<Vec<String>> {
+    let mut text_at = |path: PathBuf| -> Result<String> {
+        if let Some(text) = texts.get(&path) {
+            return Ok(text.clone());
+        }
+        let text = read(&path)?;
+        texts.insert(path, text.clone());
+        Ok(text)
+    };
+    let no_args = BTreeMap::new();
+    let (text, target, args) = match source {
+        Source::Released { path, .. } => (text_at(path.clone())?, None, &no_args),
+        Source::Build { build, .. } => {
+            if let Some(name) = build.named_contexts.first() {
+                // `FROM <name>` would then be that context, whose VOLUMEs are not in the file.
+                bail!("build.additional_contexts ({name}) cannot be followed: check-volumes reads one Dockerfile; build the base image separately");
+            }
+            let text = match &build.dockerfile {
+                Dockerfile::Inline(text) => text.clone(),
+                Dockerfile::Path(_) if resolve::is_remote(&build.context) => bail!(
+                    "the build context {} is remote: check-volumes reads Dockerfiles from disk; use a local context or dockerfile_inline",
+                    build.context
+                ),
+                Dockerfile::Path(path) => text_at(Path::new(&build.context).join(path))?,
+            };
+            (text, build.target.as_deref(), &build.args)
+        }
+    };
+    dockerfile::volumes_for(&text, target, args)
+}
+
+/// The container paths where `name` has a named volume or a bind mount: its own mounts over
+/// what it inherits through `volumes_from` (an own mount at the same path wins, as in Docker).
+fn persistent_targets(
+    project: &Project,
+    name: &str,
+    visiting: &mut Vec<String>,
+) -> Result<BTreeSet<String>> {
+    let Some(service) = project.services.get(name) else {
+        bail!("volumes_from names {name}, which is not a service of this file: name a service, or container:<name>");
+    };
+    let mut targets: BTreeMap<String, bool> = BTreeMap::new();
+    for from in &service.volumes_from {
+        if from.starts_with("container:") {
+            continue; // a container outside the file: its mounts cannot be seen from here
+        }
+        let source = from.split(':').next().unwrap_or(from);
+        if visiting.iter().any(|v| v == source) || source == name {
+            bail!("service {name}: volumes_from loops back to {source}");
+        }
+        visiting.push(name.to_string());
+        let inherited = persistent_targets(project, source, visiting)
+            .with_context(|| format!("service {name}: volumes_from {from}"))?;
+        visiting.pop();
+        for target in inherited {
+            targets.insert(target, true);
+        }
+    }
+    for mount in &service.mounts {
+        if !mount.target.starts_with('/') {
+            let unset = if project.unset_variables.is_empty() {
+                String::new()
+            } else {
+                format!(" (unset: {})", project.unset_variables.join(", "))
+            };
+            bail!(
+                "service {name}: mount target {:?} is not an absolute path{unset}: write the container path, or give its variable a default like ${{VAR:-/path}}",
+                mount.target
+            );
+        }
+        targets.insert(mount.target.clone(), mount.persistent());
+    }
+    Ok(targets
+        .into_iter()
+        .filter_map(|(target, persistent)| persistent.then_some(target))
+        .collect())
+}
+
+/// How a compose file is resolved before the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolver {
+    /// `docker compose config`: everything compose supports, as compose reads it.
+    Compose,
+    /// Merge keys and variables only; `extends`, `include` and YAML tags are refused.
+    Builtin,
+}
+
+impl Resolver {
+    /// `Compose` when `docker compose` answers here, else `Builtin`.
+    pub fn detect() -> Resolver {
+        if resolve::compose_available() {
+            Resolver::Compose
+        } else {
+            Resolver::Builtin
+        }
+    }
+}
+
+impl fmt::Display for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resolver::Compose => "resolved by docker compose config",
+            Resolver::Builtin => {
+                "resolved here (docker compose not found: merge keys and variables only; extends and include need it)"
+            }
+        })
+    }
+}
+
+/// Reads `file` and checks it against the Dockerfiles, resolving it as [`Resolver::detect`]
+/// decides: build paths relative to `project_dir` (as compose resolves them, default the
+/// file's directory), released images' Dockerfiles under `root`.
 pub fn check_file(file: &Path, project_dir: Option<&Path>, root: &Path) -> Result<Vec<Unmounted>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let compose: Compose = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not a compose file", file.display()))?;
+    check_file_with(file, project_dir, root, Resolver::detect())
+}
+
+/// [`check_file`] with a given resolver.
+pub fn check_file_with(
+    file: &Path,
+    project_dir: Option<&Path>,
+    root: &Path,
+    resolver: Resolver,
+) -> Result<Vec<Unmounted>> {
+    let label = file.display().to_string();
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
+    // Both resolvers first: compose would refuse these too, but builtin must not pass them.
+    let value = resolve::parse(&text).with_context(|| label.clone())?;
     let base = project_dir.unwrap_or_else(|| {
         file.parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
     });
-    check(&compose, |dockerfile| {
-        let path = if dockerfile == Path::new(AGENTS_DOCKERFILE) {
-            root.join(dockerfile)
-        } else {
-            base.join(dockerfile)
-        };
-        let text = std::fs::read_to_string(&path).with_context(|| {
+    let project = match resolver {
+        Resolver::Compose => resolve::with_compose(file, project_dir),
+        Resolver::Builtin => Settings::load(base).and_then(|settings| {
+            resolve::builtin(value, base, &|name| {
+                settings.get(name).ok().flatten().map(str::to_string)
+            })
+        }),
+    }
+    .with_context(|| label.clone())?;
+    if project.services.is_empty() {
+        bail!("{label} defines no services: nothing to check (is it the compose file you meant?)");
+    }
+    check_project(&project, root, |path| {
+        std::fs::read_to_string(path).with_context(|| {
             format!(
                 "cannot read {} (build contexts resolve against --project-directory)",
                 path.display()
             )
-        })?;
-        dockerfile::volumes(&text).with_context(|| format!("{}", path.display()))
+        })
     })
+    .with_context(|| label.clone())
 }
 
 /// `cargo xtask check-volumes`.
@@ -174,7 +418,9 @@ impl CheckVolumes {
         let file = self
             .compose
             .unwrap_or_else(|| root.join("docker-compose.yml"));
-        let problems = check_file(&file, self.project_directory.as_deref(), &root)?;
+        let resolver = Resolver::detect();
+        eprintln!("check-volumes: {}: {resolver}", file.display());
+        let problems = check_file_with(&file, self.project_directory.as_deref(), &root, resolver)?;
         for p in &problems {
             eprintln!("{p}");
         }
@@ -191,174 +437,4 @@ impl CheckVolumes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use disinto::compose::{generate, model, ComposeInput};
-    use disinto::image_ref::AgentsImage;
-
-    fn input(agents: AgentsImage) -> ComposeInput {
-        ComposeInput {
-            agents,
-            agent_cli: None,
-            pinned: Default::default(),
-        }
-    }
-
-    fn agents_volumes(path: &Path) -> Result<Vec<String>> {
-        let text = std::fs::read_to_string(crate::project_root().join(path))?;
-        dockerfile::volumes(&text)
-    }
-
-    fn problems(compose: &Compose) -> Vec<String> {
-        check(compose, agents_volumes)
-            .unwrap()
-            .iter()
-            .map(|p| p.to_string())
-            .collect()
-    }
-
-    fn both_modes() -> Vec<Compose> {
-        vec![
-            model(&input(AgentsImage::Dev)),
-            model(&input(AgentsImage::Release("v0.1.1".into()))),
-            model(&input(AgentsImage::Reference(
-                "127.0.0.1:5000/disinto/agents:v0.2.0".into(),
-            ))),
-        ]
-    }
-
-    #[test]
-    fn generated_files_pass() {
-        for compose in both_modes() {
-            assert_eq!(problems(&compose), Vec::<String>::new());
-        }
-        // And through the YAML, as the command reads it.
-        let text = generate(&input(AgentsImage::Release("v0.1.1".into()))).unwrap();
-        let parsed: Compose = serde_yaml::from_str(&text).unwrap();
-        assert_eq!(problems(&parsed), Vec::<String>::new());
-    }
-
-    #[test]
-    fn a_removed_mount_is_named() {
-        for mut compose in both_modes() {
-            let runner = compose.services.get_mut("runner").unwrap();
-            runner
-                .volumes
-                .retain(|m| m != &Mount::Short("agent-state:/home/agent/disinto/state".into()));
-            let found = problems(&compose);
-            assert_eq!(found.len(), 1, "{found:?}");
-            assert!(
-                found[0]
-                    .starts_with("service runner: VOLUME /home/agent/disinto/state (declared in "),
-                "{}",
-                found[0]
-            );
-            assert!(
-                found[0].ends_with("docker/agents/Dockerfile) is not mounted at exactly that path")
-            );
-        }
-    }
-
-    #[test]
-    fn near_miss_paths_do_not_count() {
-        for near in ["/home/agent/data/", "/home/agent/Data", "/home/agent/dat"] {
-            let mut compose = model(&input(AgentsImage::Release("v0.1.1".into())));
-            let agents = compose.services.get_mut("agents").unwrap();
-            agents.volumes[0] = Mount::Short(format!("agent-data:{near}"));
-            assert_eq!(
-                problems(&compose),
-                ["service agents: VOLUME /home/agent/data (declared in docker/agents/Dockerfile) is not mounted at exactly that path"],
-                "{near}"
-            );
-        }
-    }
-
-    #[test]
-    fn anonymous_and_tmpfs_mounts_do_not_count() {
-        let mut compose = model(&input(AgentsImage::Release("v0.1.1".into())));
-        let agents = compose.services.get_mut("agents").unwrap();
-        agents.volumes = vec![
-            Mount::Short("/home/agent/data".into()),
-            Mount::Long {
-                kind: Some("volume".into()),
-                source: None,
-                target: "/home/agent/repos".into(),
-                read_only: None,
-            },
-            Mount::Long {
-                kind: Some("tmpfs".into()),
-                source: None,
-                target: "/home/agent/disinto/state".into(),
-                read_only: None,
-            },
-            Mount::Long {
-                kind: Some("bind".into()),
-                source: Some("./projects".into()),
-                target: "/home/agent/disinto/projects".into(),
-                read_only: None,
-            },
-        ];
-        let found = problems(&compose);
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found.iter().all(|p| p.starts_with("service agents:")));
-        assert!(!found.iter().any(|p| p.contains("projects")));
-    }
-
-    #[test]
-    fn a_service_with_the_image_and_no_mounts_is_caught() {
-        for image in [
-            "${DISINTO_REGISTRY:-ghcr.io/disinto}/agents:v0.1.1",
-            "127.0.0.1:5000/disinto/agents:v0.1.1",
-            "ghcr.io/disinto/agents@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "disinto-agents:dev",
-        ] {
-            let mut compose = model(&input(AgentsImage::Release("v0.1.1".into())));
-            compose.services.insert(
-                "janitor".into(),
-                Service {
-                    image: Some(image.into()),
-                    ..Service::default()
-                },
-            );
-            let found = problems(&compose);
-            assert_eq!(found.len(), 4, "{image}: {found:?}");
-            assert!(found.iter().all(|p| p.starts_with("service janitor: VOLUME /home/agent/")));
-        }
-    }
-
-    #[test]
-    fn short_mounts_with_variables_split_right() {
-        assert_eq!(
-            split_short("agent-data:/home/agent/data"),
-            Some(("agent-data", "/home/agent/data"))
-        );
-        assert_eq!(
-            split_short("${DATA:-./d}:/home/agent/data:rw"),
-            Some(("${DATA:-./d}", "/home/agent/data"))
-        );
-        assert_eq!(split_short("/home/agent/data"), None);
-        let compose: Compose = serde_yaml::from_str(
-            "services:\n  x:\n    image: ghcr.io/disinto/agents:v1\n    build:\n      context: .\n      args: [A=1]\n    volumes:\n    - ${DATA:-./d}:/home/agent/data\n",
-        )
-        .unwrap();
-        assert_eq!(
-            mounted_targets(&compose.services["x"]),
-            ["/home/agent/data"]
-        );
-    }
-
-    #[test]
-    fn third_party_images_are_not_ours_to_check() {
-        for image in [
-            "codeberg.org/forgejo/forgejo:11",
-            "agents:v1",
-            "ghcr.io/x/agentsx:v1",
-        ] {
-            let service = Service {
-                image: Some(image.into()),
-                ..Service::default()
-            };
-            assert_eq!(dockerfile_of(&service), None, "{image}");
-        }
-    }
-}
+mod tests;
