@@ -491,8 +491,15 @@ impl Bench {
                 let log = run_ok(
                     Command::new("docker")
                         .current_dir(ctx.path())
-                        .env("DOCKER_BUILDKIT", "0")
-                        .args(["build", "-f", "docker/agents/Dockerfile", "-t", &tag])
+                        // BuildKit, as releases build; the plain log says what was cached.
+                        .args([
+                            "build",
+                            "--progress=plain",
+                            "-f",
+                            "docker/agents/Dockerfile",
+                            "-t",
+                            &tag,
+                        ])
                         .args(extra)
                         .arg("."),
                 )?;
@@ -673,11 +680,18 @@ impl Bench {
 
         let json = serde_json::to_string_pretty(&figures)?;
         disinto::fsx::write_atomic(&out_dir.join("bench.json"), format!("{json}\n").as_bytes())?;
-        let table = markdown(&figures);
+        // Which engine the figures were measured on: they are not comparable across engines.
+        let engine = testbed::Engine::read(sh);
+        let engine_json = serde_json::to_string_pretty(&engine)?;
+        disinto::fsx::write_atomic(
+            &out_dir.join("engine.json"),
+            format!("{engine_json}\n").as_bytes(),
+        )?;
+        let table = format!("Measured on {engine}.\n\n{}", markdown(&figures));
         disinto::fsx::write_atomic(&out_dir.join("bench.md"), table.as_bytes())?;
         println!("{table}");
         eprintln!(
-            "bench: wrote {} and bench.md",
+            "bench: wrote {}, bench.md and engine.json",
             out_dir.join("bench.json").display()
         );
         Ok(())

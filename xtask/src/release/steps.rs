@@ -313,13 +313,15 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
         };
         let cache: Vec<String> = match (&previous, run.opts.refresh_packages) {
             (_, true) => vec!["--no-cache".into()],
+            // BuildKit reuses a registry image's layers only when it carries cache metadata:
+            // every release is built with it inline, for the next one.
             (Some(p), false) => vec!["--cache-from".into(), p.clone()],
             (None, false) => vec![],
         };
         run.runner
             .exec(cmd!(
                 sh,
-                "docker build --file {dockerfile} --tag {tag} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {pull...} {cache...} ."
+                "docker build --file {dockerfile} --tag {tag} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} --build-arg BUILDKIT_INLINE_CACHE=1 {pull...} {cache...} ."
             ))
             .with_context(|| format!("docker build of {name} failed (see its output above)"))?;
         if run.opts.dry_run {
