@@ -322,7 +322,11 @@ impl Reader<'_> {
                 let what = "a line that starts with '=' or ':' has no name";
                 return Err(self.unsupported(line, "", what));
             }
-            None | Some('\n') if !key.is_empty() => {
+            None if !key.is_empty() => {
+                let what = "a bare name on the last line, with no line break after it: docker compose 2.26 refuses that (2.40 reads it), so disinto does too; end the file with a newline";
+                return Err(self.error(line, &key, what));
+            }
+            Some('\n') if !key.is_empty() => {
                 let rest = key_end..self.line_end(key_end);
                 let raw = Raw::Bare;
                 return Ok(Some(Statement {
@@ -761,10 +765,13 @@ mod tests {
     fn bare_keys_come_from_the_environment() {
         let env = [("A", "proc")];
         assert_eq!(read_with("A\n", &env).unwrap()["A"], "proc");
-        assert_eq!(read_with("export A  ", &env).unwrap()["A"], "proc");
-        assert!(read_with("A", &[]).unwrap().is_empty());
+        assert_eq!(read_with("export A  \n", &env).unwrap()["A"], "proc");
+        assert!(read_with("A\n", &[]).unwrap().is_empty());
         // Unset in the environment: the key keeps the value it had.
-        assert_eq!(read_with("A=1\nA", &[]).unwrap()["A"], "1");
+        assert_eq!(read_with("A=1\nA\n", &[]).unwrap()["A"], "1");
+        // On the last line without a line break, compose 2.26 fails: refused, saying why.
+        let e = format!("{:#}", read_with("A=1\nA", &env).unwrap_err());
+        assert!(e.contains("A: a bare name on the last line"), "{e}");
     }
 
     #[test]
@@ -817,7 +824,7 @@ mod tests {
             e,
             "f:2: AGENTS_IMAGE: PIN is set in the process environment, but not to UTF-8 text"
         );
-        let e = format!("{:#}", parse(b"PIN", "f", &env).unwrap_err());
+        let e = format!("{:#}", parse(b"PIN\n", "f", &env).unwrap_err());
         assert!(e.starts_with("f:1: PIN: PIN is set"), "{e}");
     }
 
