@@ -108,8 +108,14 @@ fn try_main() -> Result<()> {
 
 /// The `disinto` program: runs the command line, prints the whole error chain on one line.
 pub fn main() -> ExitCode {
+    run_main(try_main)
+}
+
+/// How both programs (`disinto`, `cargo xtask`) run: a closed pipe ends them quietly, and an
+/// error is one line, `error: ` and its whole chain.
+pub fn run_main(main: impl FnOnce() -> Result<()>) -> ExitCode {
     crate::signals::quiet_broken_pipe();
-    match try_main() {
+    match main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -137,7 +137,7 @@ impl Rollout {
         });
         match result {
             Ok(container) => {
-                record(factory, &version, &container, self.outcome)?;
+                record_running(factory, &version, &container, self.outcome)?;
                 eprintln!("agents is healthy ({})", input.agents);
                 Ok(())
             }
@@ -148,7 +148,8 @@ impl Rollout {
                     .cloned()
                     .unwrap_or_else(|| input.agents.to_string());
                 let Some(previous) = previous else {
-                    let _ = record_failed(factory, &version, &tried, Outcome::Failed);
+                    let id = docker::image_id(&tried).unwrap_or_default();
+                    let _ = record(factory, &version, &tried, &id, Outcome::Failed);
                     return Err(why.context(format!(
                         "agents on {tried} is not healthy, and nothing ran before it to go back to"
                     )));
@@ -158,7 +159,8 @@ impl Rollout {
                     previous.version
                 );
                 self.revert(sh, factory, &input, &previous)?;
-                record_failed(factory, &version, &tried, Outcome::Reverted)?;
+                let id = docker::image_id(&tried).unwrap_or_default();
+                record(factory, &version, &tried, &id, Outcome::Reverted)?;
                 bail!(
                     "rollout of AGENTS_IMAGE={version:?} failed ({why:#}); reverted: agents runs {} again and is healthy",
                     previous.version
@@ -256,17 +258,15 @@ pub fn pin(reference: &str) -> String {
         .unwrap_or_else(|| reference.to_string())
 }
 
-fn record(factory: &Factory, version: &str, container: &str, outcome: Outcome) -> Result<()> {
-    let image = docker::read(
-        &[
-            "inspect",
-            "--format",
-            "{{.Config.Image}}\t{{.Image}}",
-            container,
-        ],
-        "inspect the agents container",
-    )?;
-    let (image, image_id) = image.trim().split_once('\t').unwrap_or((image.trim(), ""));
+/// Appends the rollout's outcome to the history: `image` is what ran (a container's
+/// configured image) or was tried, `image_id` the exact image when known.
+fn record(
+    factory: &Factory,
+    version: &str,
+    image: &str,
+    image_id: &str,
+    outcome: Outcome,
+) -> Result<()> {
     history::append(
         &factory.dir,
         &Deployment {
@@ -279,17 +279,24 @@ fn record(factory: &Factory, version: &str, container: &str, outcome: Outcome) -
     )
 }
 
-fn record_failed(factory: &Factory, version: &str, image: &str, outcome: Outcome) -> Result<()> {
-    history::append(
-        &factory.dir,
-        &Deployment {
-            time: now_rfc3339(),
-            version: version.to_string(),
-            image: image.to_string(),
-            image_id: docker::image_id(image).unwrap_or_default(),
-            outcome,
-        },
-    )
+/// [`record`] for a rollout that runs: the image and id of its agents container.
+fn record_running(
+    factory: &Factory,
+    version: &str,
+    container: &str,
+    outcome: Outcome,
+) -> Result<()> {
+    let out = docker::read(
+        &[
+            "inspect",
+            "--format",
+            "{{.Config.Image}}\t{{.Image}}",
+            container,
+        ],
+        "inspect the agents container",
+    )?;
+    let (image, image_id) = out.trim().split_once('\t').unwrap_or((out.trim(), ""));
+    record(factory, version, image, image_id, outcome)
 }
 
 /// For the whole-stack `up`: the default services, less those built from sources this

@@ -66,14 +66,7 @@ fn try_main() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    disinto::signals::quiet_broken_pipe();
-    match try_main() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    disinto::cli::run_main(try_main)
 }
 
 #[cfg(test)]

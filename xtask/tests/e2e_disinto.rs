@@ -12,13 +12,6 @@ use std::time::Duration;
 use common::*;
 use xtask::testbed::Registry;
 
-const VOLUME_PATHS: [&str; 4] = [
-    "/home/agent/data",
-    "/home/agent/repos",
-    "/home/agent/disinto/projects",
-    "/home/agent/disinto/state",
-];
-
 struct Operator {
     factory: std::path::PathBuf,
     project: String,
@@ -79,19 +72,7 @@ impl Operator {
     }
 
     fn markers(&self) -> Vec<String> {
-        let id = self.agents();
-        VOLUME_PATHS
-            .iter()
-            .map(|p| {
-                let out = output(Command::new("docker").args([
-                    "exec",
-                    &id,
-                    "cat",
-                    &format!("{p}/marker"),
-                ]));
-                String::from_utf8_lossy(&out.stdout).trim().to_string()
-            })
-            .collect()
+        read_markers(&self.agents())
     }
 }
 
@@ -161,17 +142,7 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
     assert_eq!(op.agents_version(), "v0.1.0");
     let marker = unique("m-");
     let first = op.agents();
-    for p in VOLUME_PATHS {
-        ok(Command::new("docker").args([
-            "exec",
-            "-u",
-            "agent",
-            &first,
-            "sh",
-            "-c",
-            &format!("echo {marker} > {p}/marker"),
-        ]));
-    }
+    write_markers(&first, &marker);
 
     // Upgrade, then roll back: each one command, data intact.
     op.disinto_ok(&["up", "agents"], Some("v0.2.0"));

@@ -16,13 +16,6 @@ use std::process::{Command, Output};
 use common::*;
 use xtask::testbed::Registry;
 
-const VOLUME_PATHS: [&str; 4] = [
-    "/home/agent/data",
-    "/home/agent/repos",
-    "/home/agent/disinto/projects",
-    "/home/agent/disinto/state",
-];
-
 /// The third-party images of the generated compose file, by their exact names.
 const THIRD_PARTY: [&str; 3] = [
     "codeberg.org/forgejo/forgejo:11.0.7",
@@ -125,19 +118,7 @@ impl Host {
     }
 
     fn markers(&self) -> Vec<String> {
-        let id = self.container("agents");
-        VOLUME_PATHS
-            .iter()
-            .map(|p| {
-                let out = output(Command::new("docker").args([
-                    "exec",
-                    &id,
-                    "cat",
-                    &format!("{p}/marker"),
-                ]));
-                String::from_utf8_lossy(&out.stdout).trim().to_string()
-            })
-            .collect()
+        read_markers(&self.container("agents"))
     }
 }
 
@@ -271,17 +252,7 @@ fn a_new_factory_from_a_token_and_a_config_file() {
     }
     let marker = unique("m-");
     let agents = host.container("agents");
-    for p in VOLUME_PATHS {
-        ok(Command::new("docker").args([
-            "exec",
-            "-u",
-            "agent",
-            &agents,
-            "sh",
-            "-c",
-            &format!("echo {marker} > {p}/marker"),
-        ]));
-    }
+    write_markers(&agents, &marker);
 
     // Upgrade: one line of .env, one command; every service still runs, the data is kept.
     std::fs::write(

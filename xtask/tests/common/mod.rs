@@ -314,3 +314,43 @@ pub fn build_from_stdin(tag: &str, dockerfile: &str) {
         .unwrap();
     assert!(child.wait().unwrap().success(), "docker build {tag} failed");
 }
+
+/// The agents image's VOLUME paths (the compose model's mounts, which check-volumes holds to
+/// the Dockerfile).
+pub fn volume_paths() -> Vec<&'static str> {
+    disinto::compose::AGENT_MOUNTS
+        .iter()
+        .map(|(_, path)| *path)
+        .collect()
+}
+
+/// Writes `marker` into `marker` files in every agent volume of `container`, as user agent.
+pub fn write_markers(container: &str, marker: &str) {
+    for p in volume_paths() {
+        ok(Command::new("docker").args([
+            "exec",
+            "-u",
+            "agent",
+            container,
+            "sh",
+            "-c",
+            &format!("echo {marker} > {p}/marker"),
+        ]));
+    }
+}
+
+/// What the `marker` files in every agent volume of `container` say (empty where none is).
+pub fn read_markers(container: &str) -> Vec<String> {
+    volume_paths()
+        .iter()
+        .map(|p| {
+            let out = output(Command::new("docker").args([
+                "exec",
+                container,
+                "cat",
+                &format!("{p}/marker"),
+            ]));
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect()
+}
