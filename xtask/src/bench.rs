@@ -369,7 +369,6 @@ impl Bench {
             }
         }
         let root = sh.current_dir();
-        let reps = |quick: usize, full: usize| if self.quick { quick } else { full };
         let out_dir = self
             .out
             .clone()
@@ -387,297 +386,42 @@ impl Bench {
         let release_dir = crate::target_dir(&root).join("release");
         let xtask = release_dir.join("xtask");
         let disinto = release_dir.join("disinto");
-        let mut figures: Vec<Figure> = Vec::new();
-        let mut push =
-            |id: &str, samples: Vec<f64>, ratio: Option<f64>, target: &str, met: Option<bool>| {
-                let what = FIGURES
-                    .iter()
-                    .find(|(f, _)| *f == id)
-                    .map(|(_, w)| *w)
-                    .unwrap_or(id);
-                eprintln!("bench: {what}: {samples:?}");
-                figures.push(Figure {
-                    id: id.into(),
-                    what: what.into(),
-                    samples,
-                    ratio,
-                    target: target.into(),
-                    met,
-                });
-            };
+        let mut run = Run {
+            bench: &self,
+            root: root.clone(),
+            xtask,
+            disinto,
+            figures: Vec::new(),
+        };
 
         if self.wants("cold-build") {
-            let mut samples = vec![];
-            for _ in 0..reps(1, 3) {
-                let target = TempDir::new("bench-target")?;
-                samples.push(timed(
-                    Command::new("cargo")
-                        .current_dir(&root)
-                        .args(["build", "--quiet", "--locked", "--workspace"])
-                        .env("CARGO_TARGET_DIR", target.path()),
-                )?);
-            }
-            let met = median(&samples).map(|m| m <= 25.0);
-            push("cold-build", samples, None, "≤ 25 s", met);
+            run.cold_build()?;
         }
         if self.wants("disinto-size") {
-            let bytes = std::fs::metadata(&disinto)
-                .with_context(|| format!("cannot read {}", disinto.display()))?
-                .len();
-            let mb = bytes as f64 / 1e6;
-            push("disinto-size", vec![mb], None, "≤ 10 MB", Some(mb <= 10.0));
+            run.disinto_size()?;
         }
         if self.wants("warm-start") {
-            run_ok(
-                Command::new("cargo")
-                    .current_dir(&root)
-                    .args(["xtask", "--help"]),
-            )?;
-            let samples = (0..reps(3, 10))
-                .map(|_| {
-                    timed(
-                        Command::new("cargo")
-                            .current_dir(&root)
-                            .args(["xtask", "--help"]),
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let met = median(&samples).map(|m| m <= 0.5);
-            push("warm-start", samples, None, "≤ 0.5 s", met);
+            run.warm_start()?;
         }
         if self.wants("gen-compose") {
-            let dir = TempDir::new("bench-compose")?;
-            let file = dir.path().join("docker-compose.yml");
-            let samples = (0..reps(5, 30))
-                .map(|_| {
-                    timed(
-                        Command::new(&xtask)
-                            .args(["gen-compose", "--output"])
-                            .arg(&file)
-                            .env("AGENTS_IMAGE", "v0.1.1"),
-                    )
-                    .map(|s| s * 1000.0)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let met = median(&samples).map(|m| m <= 5.0);
-            push("gen-compose", samples, None, "≤ 5 ms", met);
+            run.gen_compose()?;
         }
 
-        let docker_figures = [
-            "build-context",
-            "rebuild",
-            "release-overhead",
-            "upgrade-download",
-            "release-time",
-            "rollback",
-            "revert",
-            "peak-memory",
-        ];
-        if docker_figures.iter().any(|f| self.wants(f)) {
+        if ["build-context", "rebuild"]
+            .iter()
+            .chain(&STAGE_FIGURES)
+            .any(|f| self.wants(f))
+        {
             testbed::require(sh)?;
         }
         if self.wants("build-context") || self.wants("rebuild") {
-            let ctx = TempDir::new("bench-context")?;
-            for dir in ["docker", "lib", "bin"] {
-                scratch::copy_tree(&root.join(dir), &ctx.path().join(dir))?;
-            }
-            std::fs::copy(root.join(".dockerignore"), ctx.path().join(".dockerignore"))?;
-            // A contributor's checkout has a target/ directory; it must not be sent.
-            std::fs::create_dir_all(ctx.path().join("target"))?;
-            std::fs::write(ctx.path().join("target/big"), vec![0u8; 64 << 20])?;
-            let tag = format!("disinto-agents:bench-{}", &testbed::random_token()?[..8]);
-            let build = |extra: &[&str]| -> Result<(f64, String)> {
-                let start = Instant::now();
-                let log = run_ok(
-                    Command::new("docker")
-                        .current_dir(ctx.path())
-                        // BuildKit, as releases build; the plain log says what was cached.
-                        .args([
-                            "build",
-                            "--progress=plain",
-                            "-f",
-                            "docker/agents/Dockerfile",
-                            "-t",
-                            &tag,
-                        ])
-                        .args(extra)
-                        .arg("."),
-                )?;
-                Ok((seconds(start), log))
-            };
-            let (_, log) = build(&[])?;
-            if self.wants("build-context") {
-                let size = parse_context_size(&log)
-                    .context("the build log states no context size")?
-                    as f64;
-                push(
-                    "build-context",
-                    vec![size],
-                    None,
-                    "≤ 2 MB",
-                    Some(size <= 2e6),
-                );
-            }
-            if self.wants("rebuild") {
-                let mut cold = vec![];
-                let mut warm = vec![];
-                for i in 0..reps(1, 3) {
-                    cold.push(build(&["--no-cache"])?.0);
-                    let launcher = ctx.path().join("bin/disinto");
-                    let mut text = std::fs::read_to_string(&launcher)?;
-                    text.push_str(&format!("# bench edit {i}\n"));
-                    std::fs::write(&launcher, text)?;
-                    warm.push(build(&[])?.0);
-                }
-                let ratio = median(&warm).zip(median(&cold)).map(|(w, c)| w / c);
-                push(
-                    "rebuild",
-                    warm,
-                    ratio,
-                    "≤ 10% of a cold build",
-                    ratio.map(|r| r <= 0.10),
-                );
-            }
-            let _ = Command::new("docker").args(["rmi", &tag]).output();
+            run.image_figures()?;
         }
-        if [
-            "release-overhead",
-            "upgrade-download",
-            "release-time",
-            "rollback",
-            "revert",
-            "peak-memory",
-        ]
-        .iter()
-        .any(|f| self.wants(f))
-        {
-            let mut stage = Stage::new(&root, &xtask, &disinto)?;
-            // A first release fills the build cache and the registry's blobs.
-            stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-            if self.wants("peak-memory") {
-                let peak = stage.next_release(peak_rss)? as f64 / (1024.0 * 1024.0);
-                push(
-                    "peak-memory",
-                    vec![peak],
-                    None,
-                    "(no target; tracked)",
-                    None,
-                );
-            }
-            if self.wants("release-overhead") {
-                let config = TempDir::new("bench-docker-config")?;
-                disinto::docker::login(
-                    config.path(),
-                    &stage.registry.addr,
-                    &stage.registry.user,
-                    &stage.registry.password,
-                )?;
-                let mut released = vec![];
-                let mut bare = vec![];
-                for i in 0..reps(2, 5) {
-                    released.push(stage.next_release(timed)?);
-                    let image = format!("{}/agents-bare", stage.registry.namespace());
-                    let start = Instant::now();
-                    let docker = |args: &[&str]| {
-                        run_ok(
-                            Command::new("docker")
-                                .current_dir(&stage.work)
-                                .env("DOCKER_CONFIG", config.path())
-                                .args(args),
-                        )
-                    };
-                    docker(&[
-                        "build",
-                        "--file",
-                        "docker/agents/Dockerfile",
-                        "--tag",
-                        "disinto-agents:bare",
-                        "--build-arg",
-                        &format!("VERSION=bare{i}"),
-                        ".",
-                    ])?;
-                    docker(&["tag", "disinto-agents:bare", &format!("{image}:bare{i}")])?;
-                    docker(&["tag", "disinto-agents:bare", &format!("{image}:latest")])?;
-                    docker(&["push", &format!("{image}:bare{i}")])?;
-                    docker(&["push", &format!("{image}:latest")])?;
-                    bare.push(seconds(start));
-                }
-                let ratio = median(&released).zip(median(&bare)).map(|(r, b)| r / b);
-                push(
-                    "release-overhead",
-                    released,
-                    ratio,
-                    "ratio ≤ 1.05",
-                    ratio.map(|r| r <= 1.05),
-                );
-            }
-            if self.wants("upgrade-download") || self.wants("release-time") {
-                if stage.released.is_empty() {
-                    stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-                }
-                let mut times = vec![];
-                let mut percents = vec![];
-                for _ in 0..reps(1, 3) {
-                    stage.edit_script()?;
-                    times.push(stage.next_release(timed)?);
-                    let n = stage.released.len();
-                    let (old, new) = (&stage.released[n - 2], &stage.released[n - 1]);
-                    percents.push(stage.download_percent(old, new)?);
-                }
-                let met = median(&percents).map(|p| p <= 1.0);
-                push("upgrade-download", percents, None, "≤ 1 %", met);
-                push("release-time", times, None, "(no target; tracked)", None);
-            }
-            if self.wants("rollback") {
-                if stage.released.len() < 2 {
-                    stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-                }
-                let n = stage.released.len();
-                let (previous, latest) =
-                    (stage.released[n - 2].clone(), stage.released[n - 1].clone());
-                stage.disinto_up(&latest)?;
-                let mut samples = vec![];
-                for i in 0..reps(1, 3) {
-                    samples.push(stage.disinto_up(&previous)?);
-                    if i + 1 < reps(1, 3) {
-                        stage.disinto_up(&latest)?;
-                    }
-                }
-                let met = median(&samples).map(|m| m <= 3.0);
-                push("rollback", samples, None, "≤ 3 s", met);
-            }
-            if self.wants("revert") {
-                if stage.released.is_empty() {
-                    stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-                }
-                let good = stage.released[stage.released.len() - 1].clone();
-                stage.disinto_up(&good)?;
-                // Never healthy, never unhealthy either (first check in an hour): the worst
-                // case, where only the timeout ends the wait.
-                let ns = stage.registry.namespace();
-                let broken = format!("{ns}/agents:broken");
-                let dockerfile = format!(
-                    "FROM {ns}/agents:{good}\nHEALTHCHECK --interval=1h --start-period=1h CMD false\n"
-                );
-                let mut child = Command::new("docker")
-                    .args(["build", "-q", "-t", &broken, "-"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .spawn()?;
-                if let Some(mut stdin) = child.stdin.take() {
-                    std::io::Write::write_all(&mut stdin, dockerfile.as_bytes())?;
-                }
-                if !child.wait()?.success() {
-                    bail!("cannot build {broken}");
-                }
-                let samples = (0..reps(1, 3))
-                    .map(|_| stage.bad_rollout(&broken, 10))
-                    .collect::<Result<Vec<_>>>()?;
-                let met = median(&samples).map(|m| m <= 3.0);
-                push("revert", samples, None, "≤ timeout + 3 s", met);
-            }
+        if STAGE_FIGURES.iter().any(|f| self.wants(f)) {
+            run.stage_figures()?;
         }
 
+        let figures = run.figures;
         let json = serde_json::to_string_pretty(&figures)?;
         disinto::fsx::write_atomic(&out_dir.join("bench.json"), format!("{json}\n").as_bytes())?;
         // Which engine the figures were measured on: they are not comparable across engines.
@@ -694,6 +438,327 @@ impl Bench {
             "bench: wrote {}, bench.md and engine.json",
             out_dir.join("bench.json").display()
         );
+        Ok(())
+    }
+}
+
+/// The figures that need a staged factory and registry.
+const STAGE_FIGURES: [&str; 6] = [
+    "release-overhead",
+    "upgrade-download",
+    "release-time",
+    "rollback",
+    "revert",
+    "peak-memory",
+];
+
+/// One benchmark run: what every figure's measurement needs, and the figures so far.
+struct Run<'a> {
+    bench: &'a Bench,
+    root: PathBuf,
+    xtask: PathBuf,
+    disinto: PathBuf,
+    figures: Vec<Figure>,
+}
+
+impl Run<'_> {
+    /// Repetitions: `quick` with --quick, else `full`.
+    fn reps(&self, quick: usize, full: usize) -> usize {
+        if self.bench.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
+    fn push(
+        &mut self,
+        id: &str,
+        samples: Vec<f64>,
+        ratio: Option<f64>,
+        target: &str,
+        met: Option<bool>,
+    ) {
+        let what = FIGURES
+            .iter()
+            .find(|(f, _)| *f == id)
+            .map(|(_, w)| *w)
+            .unwrap_or(id);
+        eprintln!("bench: {what}: {samples:?}");
+        self.figures.push(Figure {
+            id: id.into(),
+            what: what.into(),
+            samples,
+            ratio,
+            target: target.into(),
+            met,
+        });
+    }
+
+    /// Both binaries built into an empty target directory, dependencies included.
+    fn cold_build(&mut self) -> Result<()> {
+        let mut samples = vec![];
+        for _ in 0..self.reps(1, 3) {
+            let target = TempDir::new("bench-target")?;
+            samples.push(timed(
+                Command::new("cargo")
+                    .current_dir(&self.root)
+                    .args(["build", "--quiet", "--locked", "--workspace"])
+                    .env("CARGO_TARGET_DIR", target.path()),
+            )?);
+        }
+        let met = median(&samples).map(|m| m <= 25.0);
+        self.push("cold-build", samples, None, "≤ 25 s", met);
+        Ok(())
+    }
+
+    /// The release disinto binary, which every agents image carries.
+    fn disinto_size(&mut self) -> Result<()> {
+        let bytes = std::fs::metadata(&self.disinto)
+            .with_context(|| format!("cannot read {}", self.disinto.display()))?
+            .len();
+        let mb = bytes as f64 / 1e6;
+        self.push("disinto-size", vec![mb], None, "≤ 10 MB", Some(mb <= 10.0));
+        Ok(())
+    }
+
+    /// `cargo xtask --help` with everything built: a contributor's every command.
+    fn warm_start(&mut self) -> Result<()> {
+        run_ok(
+            Command::new("cargo")
+                .current_dir(&self.root)
+                .args(["xtask", "--help"]),
+        )?;
+        let samples = (0..self.reps(3, 10))
+            .map(|_| {
+                timed(
+                    Command::new("cargo")
+                        .current_dir(&self.root)
+                        .args(["xtask", "--help"]),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let met = median(&samples).map(|m| m <= 0.5);
+        self.push("warm-start", samples, None, "≤ 0.5 s", met);
+        Ok(())
+    }
+
+    /// gen-compose with the built binary.
+    fn gen_compose(&mut self) -> Result<()> {
+        let dir = TempDir::new("bench-compose")?;
+        let file = dir.path().join("docker-compose.yml");
+        let samples = (0..self.reps(5, 30))
+            .map(|_| {
+                timed(
+                    Command::new(&self.xtask)
+                        .args(["gen-compose", "--output"])
+                        .arg(&file)
+                        .env("AGENTS_IMAGE", "v0.1.1"),
+                )
+                .map(|s| s * 1000.0)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let met = median(&samples).map(|m| m <= 5.0);
+        self.push("gen-compose", samples, None, "≤ 5 ms", met);
+        Ok(())
+    }
+
+    /// The agents image's build context, and a rebuild after a one-file change.
+    fn image_figures(&mut self) -> Result<()> {
+        let ctx = TempDir::new("bench-context")?;
+        for dir in ["docker", "lib", "bin"] {
+            scratch::copy_tree(&self.root.join(dir), &ctx.path().join(dir))?;
+        }
+        std::fs::copy(
+            self.root.join(".dockerignore"),
+            ctx.path().join(".dockerignore"),
+        )?;
+        // A contributor's checkout has a target/ directory; it must not be sent.
+        std::fs::create_dir_all(ctx.path().join("target"))?;
+        std::fs::write(ctx.path().join("target/big"), vec![0u8; 64 << 20])?;
+        let tag = format!("disinto-agents:bench-{}", &testbed::random_token()?[..8]);
+        let build = |extra: &[&str]| -> Result<(f64, String)> {
+            let start = Instant::now();
+            let log = run_ok(
+                Command::new("docker")
+                    .current_dir(ctx.path())
+                    // BuildKit, as releases build; the plain log says what was cached.
+                    .args([
+                        "build",
+                        "--progress=plain",
+                        "-f",
+                        "docker/agents/Dockerfile",
+                        "-t",
+                        &tag,
+                    ])
+                    .args(extra)
+                    .arg("."),
+            )?;
+            Ok((seconds(start), log))
+        };
+        let (_, log) = build(&[])?;
+        if self.bench.wants("build-context") {
+            let size =
+                parse_context_size(&log).context("the build log states no context size")? as f64;
+            self.push(
+                "build-context",
+                vec![size],
+                None,
+                "≤ 2 MB",
+                Some(size <= 2e6),
+            );
+        }
+        if self.bench.wants("rebuild") {
+            let mut cold = vec![];
+            let mut warm = vec![];
+            for i in 0..self.reps(1, 3) {
+                cold.push(build(&["--no-cache"])?.0);
+                let launcher = ctx.path().join("bin/disinto");
+                let mut text = std::fs::read_to_string(&launcher)?;
+                text.push_str(&format!("# bench edit {i}\n"));
+                std::fs::write(&launcher, text)?;
+                warm.push(build(&[])?.0);
+            }
+            let ratio = median(&warm).zip(median(&cold)).map(|(w, c)| w / c);
+            self.push(
+                "rebuild",
+                warm,
+                ratio,
+                "≤ 10% of a cold build",
+                ratio.map(|r| r <= 0.10),
+            );
+        }
+        let _ = Command::new("docker").args(["rmi", &tag]).output();
+        Ok(())
+    }
+
+    /// The figures of a staged factory and registry: releases, upgrade download, rollback,
+    /// revert and the release's memory.
+    fn stage_figures(&mut self) -> Result<()> {
+        let mut stage = Stage::new(&self.root, &self.xtask, &self.disinto)?;
+        // A first release fills the build cache and the registry's blobs.
+        stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+        if self.bench.wants("peak-memory") {
+            let peak = stage.next_release(peak_rss)? as f64 / (1024.0 * 1024.0);
+            self.push(
+                "peak-memory",
+                vec![peak],
+                None,
+                "(no target; tracked)",
+                None,
+            );
+        }
+        if self.bench.wants("release-overhead") {
+            let config = TempDir::new("bench-docker-config")?;
+            disinto::docker::login(
+                config.path(),
+                &stage.registry.addr,
+                &stage.registry.user,
+                &stage.registry.password,
+            )?;
+            let mut released = vec![];
+            let mut bare = vec![];
+            for i in 0..self.reps(2, 5) {
+                released.push(stage.next_release(timed)?);
+                let image = format!("{}/agents-bare", stage.registry.namespace());
+                let start = Instant::now();
+                let docker = |args: &[&str]| {
+                    run_ok(
+                        Command::new("docker")
+                            .current_dir(&stage.work)
+                            .env("DOCKER_CONFIG", config.path())
+                            .args(args),
+                    )
+                };
+                docker(&[
+                    "build",
+                    "--file",
+                    "docker/agents/Dockerfile",
+                    "--tag",
+                    "disinto-agents:bare",
+                    "--build-arg",
+                    &format!("VERSION=bare{i}"),
+                    ".",
+                ])?;
+                docker(&["tag", "disinto-agents:bare", &format!("{image}:bare{i}")])?;
+                docker(&["tag", "disinto-agents:bare", &format!("{image}:latest")])?;
+                docker(&["push", &format!("{image}:bare{i}")])?;
+                docker(&["push", &format!("{image}:latest")])?;
+                bare.push(seconds(start));
+            }
+            let ratio = median(&released).zip(median(&bare)).map(|(r, b)| r / b);
+            self.push(
+                "release-overhead",
+                released,
+                ratio,
+                "ratio ≤ 1.05",
+                ratio.map(|r| r <= 1.05),
+            );
+        }
+        if self.bench.wants("upgrade-download") || self.bench.wants("release-time") {
+            if stage.released.is_empty() {
+                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+            }
+            let mut times = vec![];
+            let mut percents = vec![];
+            for _ in 0..self.reps(1, 3) {
+                stage.edit_script()?;
+                times.push(stage.next_release(timed)?);
+                let n = stage.released.len();
+                let (old, new) = (&stage.released[n - 2], &stage.released[n - 1]);
+                percents.push(stage.download_percent(old, new)?);
+            }
+            let met = median(&percents).map(|p| p <= 1.0);
+            self.push("upgrade-download", percents, None, "≤ 1 %", met);
+            self.push("release-time", times, None, "(no target; tracked)", None);
+        }
+        if self.bench.wants("rollback") {
+            if stage.released.len() < 2 {
+                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+            }
+            let n = stage.released.len();
+            let (previous, latest) = (stage.released[n - 2].clone(), stage.released[n - 1].clone());
+            stage.disinto_up(&latest)?;
+            let mut samples = vec![];
+            for i in 0..self.reps(1, 3) {
+                samples.push(stage.disinto_up(&previous)?);
+                if i + 1 < self.reps(1, 3) {
+                    stage.disinto_up(&latest)?;
+                }
+            }
+            let met = median(&samples).map(|m| m <= 3.0);
+            self.push("rollback", samples, None, "≤ 3 s", met);
+        }
+        if self.bench.wants("revert") {
+            if stage.released.is_empty() {
+                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+            }
+            let good = stage.released[stage.released.len() - 1].clone();
+            stage.disinto_up(&good)?;
+            // Never healthy, never unhealthy either (first check in an hour): the worst
+            // case, where only the timeout ends the wait.
+            let ns = stage.registry.namespace();
+            let broken = format!("{ns}/agents:broken");
+            let dockerfile = format!(
+                "FROM {ns}/agents:{good}\nHEALTHCHECK --interval=1h --start-period=1h CMD false\n"
+            );
+            let mut child = Command::new("docker")
+                .args(["build", "-q", "-t", &broken, "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                std::io::Write::write_all(&mut stdin, dockerfile.as_bytes())?;
+            }
+            if !child.wait()?.success() {
+                bail!("cannot build {broken}");
+            }
+            let samples = (0..self.reps(1, 3))
+                .map(|_| stage.bad_rollout(&broken, 10))
+                .collect::<Result<Vec<_>>>()?;
+            let met = median(&samples).map(|m| m <= 3.0);
+            self.push("revert", samples, None, "≤ timeout + 3 s", met);
+        }
         Ok(())
     }
 }
