@@ -71,6 +71,37 @@ pub fn read(args: &[&str], doing: &str) -> Result<String> {
     run(args).map_err(|why| anyhow::anyhow!("cannot {doing}: {why}"))
 }
 
+/// A command as a line to paste into a POSIX shell, which runs exactly it: its environment
+/// settings first, then every word, single-quoted unless it is plainly safe. (xshell's own
+/// display double-quotes words with spaces and leaves `$`, quotes and backticks bare.)
+pub fn shell_line(cmd: impl Into<Command>) -> String {
+    let cmd: Command = cmd.into();
+    let mut words: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| {
+            let v = v?;
+            Some(format!(
+                "{}={}",
+                k.to_string_lossy(),
+                shell_word(&v.to_string_lossy())
+            ))
+        })
+        .collect();
+    words.push(shell_word(&cmd.get_program().to_string_lossy()));
+    words.extend(cmd.get_args().map(|a| shell_word(&a.to_string_lossy())));
+    words.join(" ")
+}
+
+/// One word for a POSIX shell: as it is when every character is plainly safe, else in single
+/// quotes (a `'` inside written `'\''`).
+pub fn shell_word(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
 /// `docker login HOST --username USER --password-stdin`, with the Docker client config in
 /// `config_dir`. The secret only ever travels on standard input.
 pub fn login(config_dir: &Path, host: &str, user: &str, secret: &str) -> Result<()> {
@@ -132,6 +163,31 @@ pub fn registry_host(reference: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_lines_paste_as_they_run() {
+        assert_eq!(shell_word("v0.2.0"), "v0.2.0");
+        assert_eq!(shell_word("disinto v0.2.0"), "'disinto v0.2.0'");
+        assert_eq!(shell_word("$HOME`x`\"y\""), "'$HOME`x`\"y\"'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+        let mut cmd = Command::new("git");
+        cmd.args(["commit", "--message", "release: it's $v"])
+            .env("DISINTO_REVISION", "abc");
+        assert_eq!(
+            shell_line(cmd),
+            "DISINTO_REVISION=abc git commit --message 'release: it'\\''s $v'"
+        );
+        // What sh makes of the line is the command's own words.
+        let mut cmd = Command::new("printf");
+        cmd.args(["%s|", "a b", "$HOME", "it's", "`x`"]);
+        let line = shell_line(cmd);
+        let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "%s|a b|$HOME|it's|`x`|".replacen("%s|", "", 1)
+        );
+    }
 
     #[test]
     fn registry_host_of_references() {

@@ -32,7 +32,10 @@ pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Res
         args.push("--volumes");
     }
     if dry_run {
-        println!("$ {}", factory.compose(sh, &args));
+        println!(
+            "$ {}",
+            crate::docker::shell_line(factory.compose(sh, &args))
+        );
         return Ok(());
     }
     factory.compose(sh, &args).run()?;

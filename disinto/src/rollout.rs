@@ -111,7 +111,10 @@ impl Rollout {
                 factory.compose_file().display(),
                 input.agents
             );
-            println!("$ {}", factory.compose(sh, &args));
+            println!(
+                "$ {}",
+                crate::docker::shell_line(factory.compose(sh, &args))
+            );
             if self.waits_for_agents() {
                 println!(
                     "# wait until agents is healthy (at most {}s); if it is not, put the image it runs now back",

@@ -233,7 +233,7 @@ impl Runner<'_> {
     /// Runs a command that changes something, or only prints it in a dry run.
     pub fn exec(&self, cmd: xshell::Cmd<'_>) -> Result<()> {
         if self.dry_run {
-            println!("$ {cmd}");
+            println!("$ {}", disinto::docker::shell_line(cmd));
             return Ok(());
         }
         let result = cmd.run();

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use disinto::docker::shell_line;
 use disinto::factory::Factory;
 use disinto::image_ref::AgentsImage;
 use disinto::rollout::Rollout;
@@ -193,7 +194,7 @@ fn registry_ready(run: &mut Run<'_>) -> Result<()> {
         run.plan.config.credentials()?;
         print_login(&host);
         for r in &refs {
-            println!("$ {}", inspect_cmd(run.sh(), r));
+            println!("$ {}", shell_line(inspect_cmd(run.sh(), r)));
         }
         println!("$ {LOGOUT_LINE}");
         return Ok(());
@@ -470,10 +471,13 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
         print_login(&host);
         for image in &run.plan.images {
             if !run.plan.will_run(Step::Preflight) {
-                println!("$ {}", inspect_cmd(run.sh(), &image.version_ref));
+                println!(
+                    "$ {}",
+                    shell_line(inspect_cmd(run.sh(), &image.version_ref))
+                );
             }
             for r in image.refs() {
-                println!("$ {}", push_cmd(run.sh(), &r));
+                println!("$ {}", shell_line(push_cmd(run.sh(), &r)));
             }
         }
         println!("$ {LOGOUT_LINE}");
