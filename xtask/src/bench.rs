@@ -287,7 +287,11 @@ impl Stage {
     fn edit_script(&self) -> Result<()> {
         let script = self.work.join("lib/agent-loop.sh");
         let mut text = std::fs::read_to_string(&script)?;
-        text.push_str(&format!("# bench: release {}\n", self.released.len() + 1));
+        text.push_str(&format!(
+            "# bench: release {} {}\n",
+            self.released.len() + 1,
+            testbed::random_token()?
+        ));
         std::fs::write(&script, text)?;
         run_ok(scratch::with_identity(&mut scratch::git(&self.work)).args([
             "commit",
@@ -615,7 +619,9 @@ impl Run<'_> {
                 cold.push(build(&["--no-cache"])?.0);
                 let launcher = ctx.path().join("bin/disinto");
                 let mut text = std::fs::read_to_string(&launcher)?;
-                text.push_str(&format!("# bench edit {i}\n"));
+                // Unique to this run: BuildKit's cache outlives images, and an edit an
+                // earlier run made would be a cache hit, not a rebuild.
+                text.push_str(&format!("# bench edit {i} {}\n", testbed::random_token()?));
                 std::fs::write(&launcher, text)?;
                 warm.push(build(&[])?.0);
             }

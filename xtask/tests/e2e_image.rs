@@ -56,7 +56,9 @@ fn editing_bin_reuses_the_package_layers_and_the_context_stays_small() {
 
     let launcher = ctx.path().join("bin/disinto");
     let mut text = std::fs::read_to_string(&launcher).unwrap();
-    text.push_str("# an edit\n");
+    // Unique to this run: BuildKit keeps its cache after the image is removed, so an edit
+    // made by an earlier run would be a cache hit.
+    text.push_str(&format!("# an edit {}\n", unique("")));
     std::fs::write(&launcher, text).unwrap();
     let second = build(ctx.path(), &tag);
     let steps = parse_build_steps(&second);
