@@ -13,6 +13,7 @@ pub mod history;
 pub mod image_ref;
 pub mod rollout;
 pub mod signals;
+pub mod stack;
 pub mod time;
 
 mod down;
