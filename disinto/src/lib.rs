@@ -1,4 +1,5 @@
-//! disinto, the operator's program: run a factory (init, up, down, status) on versioned images.
+//! disinto, the operator's program: run a factory (init, up, down, status; or on a swarm) on
+//! versioned images.
 //! The library behind the `disinto` binary; `cargo xtask` uses the same compose model,
 //! configuration and rollout, so the two never disagree.
 
@@ -20,3 +21,4 @@ mod down;
 mod init;
 mod rollback;
 mod status;
+mod swarm;
