@@ -390,15 +390,17 @@ pub(crate) fn rollback(
     manager()?;
     let before = inspect(&agents)?;
     let instead = "deploy a version instead, e.g. AGENTS_IMAGE=v0.1.0 disinto swarm deploy";
-    let Some(previous) = before.previous_image.clone() else {
-        bail!("{agents} has no earlier spec to go back to: {instead}");
-    };
+    // After a rollback, Swarm keeps either no earlier spec or the one it left (the failed
+    // one): going "back" would go forward.
     if before.update.as_deref() == Some("rollback_completed") {
         bail!(
-            "{agents} was rolled back already (it runs {}); its earlier spec ({previous}) is the one it left: {instead}",
+            "{agents} was rolled back already (it runs {}): Swarm has no earlier spec to go back to from there; {instead}",
             before.image
         );
     }
+    let Some(previous) = before.previous_image.clone() else {
+        bail!("{agents} has no earlier spec to go back to: {instead}");
+    };
     if previous == before.image {
         bail!("{agents}'s earlier spec runs the same image ({previous}): nothing to go back to; {instead}");
     }
