@@ -1,5 +1,5 @@
-//! The `disinto` command line: a flat dispatch to one module per command, on the factory
-//! directory (`--root`, `DISINTO_ROOT`, or the current directory).
+//! The `disinto` command line: a flat dispatch to one module per command (`swarm` has its
+//! own subcommands), on the factory directory (`--root`, `DISINTO_ROOT`, or the current directory).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +78,52 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the pinned factory on a Docker Swarm (this node must be a manager)
+    Swarm {
+        /// The stack's name: its services are STACK_agents..., its volumes STACK_agent-data...
+        #[arg(long, env = "DISINTO_STACK", default_value = crate::stack::DEFAULT_STACK, global = true)]
+        stack: String,
+        #[command(subcommand)]
+        command: SwarmCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SwarmCommand {
+    /// Pin the release by digest, write docker-stack.yml, deploy it; Swarm rolls agents back
+    /// by itself when the new image fails its health check
+    Deploy {
+        /// Print the commands and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for agents to settle (healthy and watched, or rolled back)
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Per service: image, digest, version, replicas and where its last update stands
+    Status {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put agents (and runner) back on the spec before the last deploy (docker service rollback)
+    Rollback {
+        /// Print the commands and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for agents to run its previous image, healthy
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Remove the stack; named volumes are kept unless --volumes
+    Rm {
+        /// Also delete the stack's named volumes on this node (all agent data): says which first
+        #[arg(long)]
+        volumes: bool,
+        /// Print the commands and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn try_main() -> Result<()> {
@@ -103,6 +149,26 @@ fn try_main() -> Result<()> {
         Command::Down { volumes, dry_run } => crate::down::down(&sh, &root, volumes, dry_run),
         Command::Status { json } => crate::status::status(&sh, &root, json),
         Command::History { json } => crate::status::history(&root, json),
+        Command::Swarm { stack, command } => swarm(&sh, &root, &stack, command),
+    }
+}
+
+fn swarm(
+    sh: &xshell::Shell,
+    root: &std::path::Path,
+    stack: &str,
+    command: SwarmCommand,
+) -> Result<()> {
+    use crate::swarm;
+    match command {
+        SwarmCommand::Deploy { dry_run, timeout } => {
+            swarm::deploy(sh, root, stack, dry_run, Duration::from_secs(timeout))
+        }
+        SwarmCommand::Status { json } => swarm::status(stack, json),
+        SwarmCommand::Rollback { dry_run, timeout } => {
+            swarm::rollback(sh, root, stack, dry_run, Duration::from_secs(timeout))
+        }
+        SwarmCommand::Rm { volumes, dry_run } => swarm::rm(sh, stack, volumes, dry_run),
     }
 }
 

@@ -22,6 +22,8 @@ pub mod var {
     pub const AGENT_CLI_BIN: &str = "AGENT_CLI_BIN";
     /// The factory directory `disinto` works on (default: the current directory).
     pub const DISINTO_ROOT: &str = "DISINTO_ROOT";
+    /// The Swarm stack `disinto swarm` works on (default `disinto`).
+    pub const DISINTO_STACK: &str = "DISINTO_STACK";
 }
 
 /// The process environment, as compose sees it: every variable, including those whose value is

@@ -76,12 +76,22 @@ pub fn write_atomic_private(path: &Path, contents: &[u8]) -> Result<()> {
 /// Only a regular file is read to compare: reading a FIFO or a device would hang or consume
 /// what someone else wrote, so anything else counts as changed.
 pub fn write_if_changed(path: &Path, contents: &str) -> Result<Written> {
+    write_changed(path, contents, NEW_FILE_MODE)
+}
+
+/// As [`write_if_changed`], for a generated file that holds secrets (the stack file, with
+/// `.env`'s values written in): a new file gets mode 0600.
+pub fn write_private_if_changed(path: &Path, contents: &str) -> Result<Written> {
+    write_changed(path, contents, NEW_PRIVATE_MODE)
+}
+
+fn write_changed(path: &Path, contents: &str, new_mode: u32) -> Result<Written> {
     let unchanged = fs::metadata(path).is_ok_and(|m| m.is_file())
         && fs::read(path).is_ok_and(|old| old == contents.as_bytes());
     if unchanged {
         return Ok(Written::Unchanged);
     }
-    write_atomic(path, contents.as_bytes())?;
+    write(path, contents.as_bytes(), new_mode)?;
     Ok(Written::Generated)
 }
 
@@ -630,6 +640,16 @@ mod tests {
         write_atomic_private(&env, b"SECRET=2\n").unwrap();
         assert_eq!(fs::metadata(&env).unwrap().mode() & 0o7777, 0o640);
         assert_eq!(fs::read_to_string(&env).unwrap(), "SECRET=2\n");
+        let stack = dir.path().join("docker-stack.yml");
+        assert_eq!(
+            write_private_if_changed(&stack, "s\n").unwrap(),
+            Written::Generated
+        );
+        assert_eq!(fs::metadata(&stack).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(
+            write_private_if_changed(&stack, "s\n").unwrap(),
+            Written::Unchanged
+        );
     }
 
     #[test]

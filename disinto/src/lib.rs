@@ -1,4 +1,5 @@
-//! disinto, the operator's program: run a factory (init, up, down, status) on versioned images.
+//! disinto, the operator's program: run a factory (init, up, down, status; or on a swarm) on
+//! versioned images.
 //! The library behind the `disinto` binary; `cargo xtask` uses the same compose model,
 //! configuration and rollout, so the two never disagree.
 
@@ -13,9 +14,11 @@ pub mod history;
 pub mod image_ref;
 pub mod rollout;
 pub mod signals;
+pub mod stack;
 pub mod time;
 
 mod down;
 mod init;
 mod rollback;
 mod status;
+mod swarm;

@@ -3,12 +3,14 @@
 //! image it ran before is put back and the command fails. The release's restart-agents step
 //! and `disinto rollback` run this same code.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::compose::ComposeInput;
+use crate::config::FactoryConfig;
 use crate::docker;
 use crate::factory::Factory;
 use crate::history::{self, Deployment, Outcome};
@@ -83,25 +85,8 @@ impl Rollout {
         }
 
         // The target images must be here, and pinned, before any running container is touched.
-        for image in OUR_IMAGES.into_iter().filter(|i| self.starts(i)) {
-            let Some(reference) = config.agents.resolved_for(image, &config.registry) else {
-                continue;
-            };
-            if self.dry_run {
-                println!("$ docker pull {reference}   # only if it is not present");
-                continue;
-            }
-            if !docker::image_present(&reference) {
-                eprintln!("$ docker pull {reference}");
-                if let Err(why) = docker::run(&["pull", "--quiet", &reference]) {
-                    bail!(
-                        "AGENTS_IMAGE={}: cannot pull {reference} ({why}); nothing was changed, the running factory is as it was",
-                        config.agents.as_setting()
-                    );
-                }
-            }
-            input.pinned.insert(image.name, pin(&reference));
-        }
+        let images = OUR_IMAGES.into_iter().filter(|i| self.starts(i));
+        input.pinned = pull_and_pin(config, images, self.dry_run)?;
 
         let args = self.compose_args(factory, &input);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -234,6 +219,37 @@ impl Rollout {
                 )
             })
     }
+}
+
+/// Pulls each of `images` that is not here yet and pins it by its registry digest: the
+/// exact references to run, by image name (none in dev mode). A dry run prints the pulls and
+/// pins nothing. A pull that fails is a one-line error, and nothing has been changed.
+pub fn pull_and_pin(
+    config: &FactoryConfig,
+    images: impl IntoIterator<Item = OurImage>,
+    dry_run: bool,
+) -> Result<BTreeMap<&'static str, String>> {
+    let mut pinned = BTreeMap::new();
+    for image in images {
+        let Some(reference) = config.agents.resolved_for(image, &config.registry) else {
+            continue;
+        };
+        if dry_run {
+            println!("$ docker pull {reference}   # only if it is not present");
+            continue;
+        }
+        if !docker::image_present(&reference) {
+            eprintln!("$ docker pull {reference}");
+            if let Err(why) = docker::run(&["pull", "--quiet", &reference]) {
+                bail!(
+                    "AGENTS_IMAGE={}: cannot pull {reference} ({why}); nothing was changed, the running factory is as it was",
+                    config.agents.as_setting()
+                );
+            }
+        }
+        pinned.insert(image.name, pin(&reference));
+    }
+    Ok(pinned)
 }
 
 /// `reference` pinned to the registry digest the local image carries (`repo:tag@sha256:…`),

@@ -17,7 +17,7 @@ fn help_names_the_program_disinto() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("Usage: disinto "), "{help}");
-    for command in ["init", "up", "down", "status"] {
+    for command in ["init", "up", "down", "status", "swarm"] {
         assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
     }
 }
@@ -136,4 +136,64 @@ fn a_root_that_is_a_file_is_named_as_such() {
         assert!(err.contains("is not a directory"), "{command}: {err}");
     }
     std::fs::remove_file(&file).unwrap();
+}
+
+/// `disinto swarm ARGS` on a factory holding only `.env` `text`: its output and the directory.
+fn swarm(text: &str, args: &[&str]) -> (std::process::Output, disinto::fsx::TempDir) {
+    let dir = disinto::fsx::TempDir::new("cli").unwrap();
+    std::fs::write(dir.path().join(".env"), text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_disinto"));
+    cmd.arg("swarm").args(args).current_dir(dir.path());
+    for var in
+        disinto::stack::VARIABLES
+            .iter()
+            .chain(&["DISINTO_ROOT", "AGENTS_IMAGE", "DISINTO_STACK"])
+    {
+        cmd.env_remove(var);
+    }
+    (cmd.output().unwrap(), dir)
+}
+
+#[test]
+fn swarm_deploy_dry_run_prints_the_commands_and_writes_nothing() {
+    let text = "AGENTS_IMAGE=v0.2.0\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
+    let (out, dir) = swarm(text, &["--stack", "f1", "deploy", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("$ docker pull 127.0.0.1:5000/disinto/edge:v0.2.0 "),
+        "{stdout}"
+    );
+    let file = dir.path().canonicalize().unwrap().join("docker-stack.yml");
+    assert!(
+        stdout.contains(&format!(
+            "$ docker stack deploy --compose-file {} --with-registry-auth --resolve-image never --prune f1\n",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    assert!(!file.exists());
+}
+
+#[test]
+fn swarm_deploy_refusals_are_one_line() {
+    for (text, want) in [
+        ("AGENTS_IMAGE=\n", "error: AGENTS_IMAGE is not set: a swarm runs released images only"),
+        (
+            "AGENTS_IMAGE=v0.2.0\nEDGE_HTTP_PORT=127.0.0.1:8080\n",
+            "error: service edge: port \"${EDGE_HTTP_PORT:-80}:80\" is \"127.0.0.1:8080:80\": a swarm publishes",
+        ),
+    ] {
+        let (out, dir) = swarm(text, &["deploy", "--dry-run"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with(want), "{stderr}");
+        assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(!dir.path().join("docker-stack.yml").exists());
+    }
 }
