@@ -26,10 +26,20 @@ fn main() {
     println!("cargo:rustc-env=DISINTO_GIT_REVISION={revision}");
     println!("cargo:rerun-if-env-changed=DISINTO_REVISION");
     println!("cargo:rerun-if-changed=../VERSION");
-    // HEAD moves on commit and checkout; the ref it points at moves on commit.
-    for path in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
-        if root.join(path).exists() {
-            println!("cargo:rerun-if-changed=../{path}");
+    // HEAD moves on commit and checkout; the ref it points at moves on commit. Asked of git,
+    // because in a worktree `.git` is a file and these live elsewhere.
+    for name in ["HEAD", "refs/heads", "packed-refs"] {
+        let path = Command::new("git")
+            .args(["rev-parse", "--path-format=absolute", "--git-path", name])
+            .current_dir(&root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok());
+        if let Some(path) = path.map(|p| p.trim().to_string()) {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
         }
     }
 }

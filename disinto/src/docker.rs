@@ -66,6 +66,49 @@ pub fn run(args: &[&str]) -> std::result::Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// [`run`], killed after `limit` (an error saying so) when it has not ended by then.
+pub fn run_for(args: &[&str], limit: std::time::Duration) -> std::result::Result<String, String> {
+    require_client().map_err(|e| format!("{e:#}"))?;
+    let out = output_within(Command::new("docker").args(args), limit)?;
+    if !out.status.success() {
+        return Err(last_line(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `cmd` and collects its output, killing it when it has not ended within `limit`.
+pub fn output_within(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+) -> std::result::Result<Output, String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let start = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() >= limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{program} did not end within {:.1}s",
+                    limit.as_secs_f64()
+                ));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => return Err(format!("cannot wait for {program}: {e}")),
+        }
+    }
+    child
+        .wait_with_output()
+        .map_err(|e| format!("cannot read the output of {program}: {e}"))
+}
+
 /// [`run`], with a one-line error saying what was being done.
 pub fn read(args: &[&str], doing: &str) -> Result<String> {
     run(args).map_err(|why| anyhow::anyhow!("cannot {doing}: {why}"))
@@ -163,6 +206,24 @@ pub fn registry_host(reference: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_that_hangs_is_cut_off() {
+        let start = std::time::Instant::now();
+        let e = output_within(
+            Command::new("sleep").arg("30"),
+            std::time::Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert_eq!(e, "sleep did not end within 0.3s");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        let out = output_within(
+            Command::new("echo").arg("quick"),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "quick\n");
+    }
 
     #[test]
     fn shell_lines_paste_as_they_run() {

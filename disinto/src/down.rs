@@ -9,7 +9,7 @@ use xshell::Shell;
 use crate::factory::Factory;
 
 pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Result<()> {
-    let factory = Factory::open(root)?;
+    let factory = Factory::open_to_stop(root)?;
     crate::docker::require_client()?;
     if !factory.compose_file().is_file() {
         bail!(
@@ -25,8 +25,9 @@ pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Res
             .read()
             .context("cannot list the factory's volumes")?;
         let names: Vec<&str> = names.split_whitespace().collect();
+        let verb = if dry_run { "would delete" } else { "deleting" };
         eprintln!(
-            "--volumes: deleting the named volumes {} and all data in them",
+            "--volumes: {verb} the named volumes {} and all data in them",
             names.join(", ")
         );
         args.push("--volumes");

@@ -26,17 +26,28 @@ pub struct Factory {
 }
 
 impl Factory {
+    /// Opens `dir` and validates its configuration (one line naming a bad variable).
     pub fn open(dir: &Path) -> Result<Factory> {
-        if !dir.exists() {
-            bail!("factory directory {} does not exist", dir.display());
-        }
-        if !dir.is_dir() {
-            bail!("factory directory {} is not a directory", dir.display());
-        }
-        let dir = dir
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        let dir = checked_dir(dir)?;
         let config = FactoryConfig::from_settings(&Settings::load(&dir)?)?;
+        Ok(Factory { dir, config })
+    }
+
+    /// Opens `dir` for commands that only stop the factory or read its state (`down`,
+    /// `history`): a bad setting in `.env` must not keep the operator from stopping it. The
+    /// configuration is the validated one when it is valid, else dev mode's defaults,
+    /// which such commands do not use.
+    pub fn open_to_stop(dir: &Path) -> Result<Factory> {
+        let dir = checked_dir(dir)?;
+        let config = Settings::load(&dir)
+            .and_then(|s| FactoryConfig::from_settings(&s))
+            .unwrap_or_else(|_| FactoryConfig {
+                agents: AgentsImage::Dev,
+                agents_origin: crate::config::Origin::Unset,
+                agents_in_dotenv: None,
+                registry: crate::image_ref::DEFAULT_REGISTRY.to_string(),
+                agent_cli: None,
+            });
         Ok(Factory { dir, config })
     }
 
@@ -116,14 +127,20 @@ impl Factory {
         let start = Instant::now();
         let probe = health_probe(container);
         let mut last_probe: Option<Instant> = None;
+        // Restarts count from now: a container compose left as it was may have recovered
+        // from a crash long ago.
+        let mut restarts_before: Option<String> = None;
         let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
         loop {
             let state = cmd!(sh, "docker inspect --format {format} {container}")
                 .quiet()
                 .read()
                 .with_context(|| format!("cannot inspect container {container}"))?;
-            match state.split_whitespace().collect::<Vec<_>>().as_slice() {
-                [_, _, restarts] if *restarts != "0" => bail!(
+            let fields: Vec<&str> = state.split_whitespace().collect();
+            let before = restarts_before
+                .get_or_insert_with(|| fields.get(2).map(|r| r.to_string()).unwrap_or_default());
+            match fields.as_slice() {
+                [_, _, restarts] if restarts != before => bail!(
                     "container {} restarted (it exited): see `docker logs {container}`",
                     short(container)
                 ),
@@ -142,7 +159,10 @@ impl Factory {
                     if let (true, Some(args)) = (due, &probe) {
                         last_probe = Some(Instant::now());
                         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                        if crate::docker::run(&args).is_ok() {
+                        // A hanging health command must not hang the rollout.
+                        let left = limit.saturating_sub(start.elapsed());
+                        let budget = left.min(Duration::from_secs(5));
+                        if crate::docker::run_for(&args, budget).is_ok() {
                             return Ok(());
                         }
                     }
@@ -186,6 +206,18 @@ fn health_probe(container: &str) -> Option<Vec<String>> {
         _ => return None,
     }
     Some(args)
+}
+
+/// `dir`, resolved, when it is a directory; else one line saying what it is.
+fn checked_dir(dir: &Path) -> Result<PathBuf> {
+    if !dir.exists() {
+        bail!("factory directory {} does not exist", dir.display());
+    }
+    if !dir.is_dir() {
+        bail!("factory directory {} is not a directory", dir.display());
+    }
+    dir.canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
 /// Fails when dev mode is asked of a directory that holds no sources to build.

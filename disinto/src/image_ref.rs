@@ -312,8 +312,9 @@ fn classify(value: &str) -> std::result::Result<AgentsImage, String> {
     if parsed.tag().is_none() {
         return Err("a digest alone pins agents but names no release for edge and reproduce to follow; write …/agents:vX.Y.Z@sha256:… (the digest still pins agents)".into());
     }
-    if !repository_of(value).ends_with(AGENTS_REPOSITORY) {
-        return Err("its repository does not end in 'agents', so edge and reproduce (same repository with 'edge'/'reproduce' in place of 'agents', same tag) cannot follow it".into());
+    let last = repository_of(value).rsplit('/').next().unwrap_or_default();
+    if !(last == AGENTS_REPOSITORY || last.ends_with(&format!("-{AGENTS_REPOSITORY}"))) {
+        return Err("its repository does not end in 'agents' (or '-agents'), so edge and reproduce (same repository with 'edge'/'reproduce' in place of 'agents', same tag) cannot follow it".into());
     }
     Ok(AgentsImage::Reference(value.to_string()))
 }
@@ -418,6 +419,9 @@ mod tests {
         );
         assert_eq!(AgentsImage::Dev.compose_image_for(EDGE), None);
         let e = err("ghcr.io/disinto/runner:v1");
+        assert!(e.contains("does not end in 'agents'"), "{e}");
+        // `myagents` is not `agents`: its siblings would be `myedge`, which nobody releases.
+        let e = err("r/myagents:v1");
         assert!(e.contains("does not end in 'agents'"), "{e}");
     }
 

@@ -37,13 +37,19 @@ pub(crate) fn rollback(
                 )
             })?,
     };
-    let agents = AgentsImage::parse(Some(&target))?;
-    if agents == AgentsImage::Dev {
-        bail!("rollback needs a version or an image reference, e.g. `disinto rollback v0.1.0`");
+    if target.is_empty() {
+        bail!("the deployment to go back to was dev mode (built from source): empty AGENTS_IMAGE in .env and run `disinto up` in the source checkout");
+    }
+    let mut agents = AgentsImage::parse(Some(&target))?;
+    // The exact image that ran, when the history has it and it is still here: no registry
+    // needed, and no tag that may have moved since.
+    if let Some(exact) = recorded_image(&deployments, &target) {
+        agents = AgentsImage::Reference(exact);
     }
     factory.config.agents = agents;
     let rollout = Rollout {
         outcome: Outcome::RolledBack,
+        version: Some(target.clone()),
         ..Rollout::new(vec!["agents".into()], false, health_timeout)
     };
     rollout.run(sh, &factory)?;
@@ -59,10 +65,30 @@ pub(crate) fn rollback(
     })?;
     let text = set_in_dotenv(&text, var::AGENTS_IMAGE, &target)
         .with_context(|| format!("{} left unchanged", env_path.display()))?;
-    fsx::write_atomic(&env_path, text.as_bytes())?;
+    // A new .env (there was none) is private from the start, as `init` makes it.
+    match env_path.exists() {
+        true => fsx::write_atomic(&env_path, text.as_bytes())?,
+        false => fsx::write_atomic_private(&env_path, text.as_bytes())?,
+    }
     println!(
         "rolled back: {from} → {target} ({} now says AGENTS_IMAGE={target})",
         env_path.display()
     );
     Ok(())
+}
+
+/// The local reference of the image the last deployment of `version` ran: its digest-pinned
+/// reference, else its keep tag, if either is still in the local store.
+fn recorded_image(deployments: &[history::Deployment], version: &str) -> Option<String> {
+    let d = deployments
+        .iter()
+        .rev()
+        .find(|d| d.runs() && d.version == version)?;
+    let candidates = [d.image.clone(), crate::rollout::keep_tag(&d.image_id)];
+    candidates.into_iter().find(|r| {
+        !r.is_empty()
+            && AgentsImage::parse(Some(r)).is_ok()
+            && crate::docker::image_id(r)
+                .is_some_and(|id| d.image_id.is_empty() || id == d.image_id)
+    })
 }

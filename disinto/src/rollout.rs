@@ -31,6 +31,9 @@ pub struct Rollout {
     pub health_timeout: Duration,
     /// How a successful rollout is recorded: deployed, or rolled back.
     pub outcome: Outcome,
+    /// The version the history records [default: AGENTS_IMAGE as configured]; a rollback
+    /// runs the exact image it kept, and records the version the operator knows.
+    pub version: Option<String>,
 }
 
 /// What agents ran before the rollout: enough to put it back exactly.
@@ -47,6 +50,7 @@ impl Rollout {
             dry_run,
             health_timeout,
             outcome: Outcome::Deployed,
+            version: None,
         }
     }
 
@@ -84,9 +88,22 @@ impl Rollout {
             }
         }
 
+        let known = crate::compose::model(&input).services;
+        if let Some(unknown) = self.services.iter().find(|s| !known.contains_key(*s)) {
+            let names: Vec<&str> = known.keys().map(String::as_str).collect();
+            bail!(
+                "no service {unknown:?} in this factory (services: {}); nothing was changed",
+                names.join(", ")
+            );
+        }
+        // Images this rollout does not start keep what the compose file pins now: `up agents`
+        // moves agents, and nothing else.
+        input.pinned = current_pins(factory, |image| !self.starts(image));
         // The target images must be here, and pinned, before any running container is touched.
         let images = OUR_IMAGES.into_iter().filter(|i| self.starts(i));
-        input.pinned = pull_and_pin(config, images, self.dry_run)?;
+        input
+            .pinned
+            .extend(pull_and_pin(config, images, self.dry_run)?);
 
         let args = self.compose_args(factory, &input);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -112,20 +129,33 @@ impl Rollout {
             true => self.keep_previous(sh, factory)?,
             false => None,
         };
+        let old_compose = std::fs::read(factory.compose_file()).ok();
         factory.write_compose(&input)?;
-        factory.compose(sh, &args).run()?;
+        let up = factory
+            .compose(sh, &args)
+            .run()
+            .context("docker compose up failed");
         if !self.waits_for_agents() {
-            return Ok(());
+            if up.is_err() {
+                restore_compose(factory, old_compose.as_deref());
+            }
+            return up;
         }
-        let version = config.agents.as_setting().to_string();
-        let result = factory.container(sh, "agents").and_then(|c| {
-            factory
-                .wait_healthy(sh, &c, self.health_timeout)
-                .map(|()| c)
-        });
+        let version = self
+            .version
+            .clone()
+            .unwrap_or_else(|| config.agents.as_setting().to_string());
+        let result = up
+            .and_then(|()| factory.container(sh, "agents"))
+            .and_then(|c| {
+                factory
+                    .wait_healthy(sh, &c, self.health_timeout)
+                    .map(|()| c)
+            });
         match result {
             Ok(container) => {
                 record_running(factory, &version, &container, self.outcome)?;
+                keep_recent(factory);
                 eprintln!("agents is healthy ({})", input.agents);
                 Ok(())
             }
@@ -136,6 +166,7 @@ impl Rollout {
                     .cloned()
                     .unwrap_or_else(|| input.agents.to_string());
                 let Some(previous) = previous else {
+                    restore_compose(factory, old_compose.as_deref());
                     let id = docker::image_id(&tried).unwrap_or_default();
                     let _ = record(factory, &version, &tried, &id, Outcome::Failed);
                     return Err(why.context(format!(
@@ -182,8 +213,7 @@ impl Rollout {
             "inspect the running agents container",
         )?;
         let image_id = image_id.trim();
-        let hex = image_id.trim_start_matches("sha256:");
-        let keep = format!("{KEEP_REPOSITORY}:{}", &hex[..hex.len().min(12)]);
+        let keep = keep_tag(image_id);
         docker::read(&["tag", image_id, &keep], "keep the running agents image")?;
         let history = history::load(&factory.dir)?;
         let version = history::current(&history)
@@ -219,6 +249,86 @@ impl Rollout {
                 )
             })
     }
+}
+
+/// Puts the compose file back as it was before a rollout that had nothing to revert to.
+fn restore_compose(factory: &Factory, old: Option<&[u8]>) {
+    let path = factory.compose_file();
+    let restored = match old {
+        Some(text) => crate::fsx::write_atomic(&path, text),
+        None => std::fs::remove_file(&path).map_err(anyhow::Error::from),
+    };
+    if let Err(e) = restored {
+        eprintln!(
+            "warning: cannot put {} back as it was: {e:#}",
+            path.display()
+        );
+    }
+}
+
+/// The digest pins the factory's compose file holds now, for the images `keep` selects.
+fn current_pins(
+    factory: &Factory,
+    keep: impl Fn(&OurImage) -> bool,
+) -> BTreeMap<&'static str, String> {
+    let Ok(text) = std::fs::read_to_string(factory.compose_file()) else {
+        return BTreeMap::new();
+    };
+    let Ok(compose) = serde_yaml::from_str::<crate::compose::Compose>(&text) else {
+        return BTreeMap::new();
+    };
+    OUR_IMAGES
+        .into_iter()
+        .filter(|image| keep(image))
+        .filter_map(|image| {
+            let service = compose.services.get(image.name)?;
+            let reference = service.image.as_ref()?;
+            (reference.contains("@sha256:") && service.build.is_none())
+                .then(|| (image.name, reference.clone()))
+        })
+        .collect()
+}
+
+/// How many deployments' images stay tagged under [`KEEP_REPOSITORY`], so a rollback to
+/// them needs no registry (and survives `docker image prune`).
+const KEPT_DEPLOYMENTS: usize = 3;
+
+/// Tags the images of the last few deployments under [`KEEP_REPOSITORY`] and removes the
+/// other keep tags. Best effort: a failure here costs disk space, not the rollout.
+fn keep_recent(factory: &Factory) {
+    let Ok(deployments) = history::load(&factory.dir) else {
+        return;
+    };
+    let mut ids: Vec<&str> = vec![];
+    for d in deployments.iter().rev().filter(|d| d.runs()) {
+        if !d.image_id.is_empty() && !ids.contains(&d.image_id.as_str()) {
+            ids.push(&d.image_id);
+        }
+        if ids.len() == KEPT_DEPLOYMENTS {
+            break;
+        }
+    }
+    let wanted: Vec<String> = ids.iter().map(|id| keep_tag(id)).collect();
+    for (id, tag) in ids.iter().zip(&wanted) {
+        let _ = docker::run(&["tag", id, tag]);
+    }
+    let listed = docker::run(&[
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        KEEP_REPOSITORY,
+    ])
+    .unwrap_or_default();
+    for tag in listed.lines().filter(|t| !wanted.iter().any(|w| w == t)) {
+        let _ = docker::run(&["rmi", "--no-prune", tag]);
+    }
+}
+
+/// The keep tag of an image id: `disinto-keep/agents:<first 12 hex digits>`.
+pub fn keep_tag(image_id: &str) -> String {
+    let hex = image_id.trim_start_matches("sha256:");
+    format!("{KEEP_REPOSITORY}:{}", &hex[..hex.len().min(12)])
 }
 
 /// Pulls each of `images` that is not here yet and pins it by its registry digest: the

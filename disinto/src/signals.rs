@@ -56,7 +56,7 @@ pub fn interrupted() -> bool {
 /// Fails once a deferred signal arrived, so the caller unwinds and cleans up.
 pub fn check() -> Result<()> {
     if interrupted() {
-        bail!("interrupted (SIGINT or SIGTERM): stopped, and the registry login was removed");
+        bail!("interrupted (SIGINT or SIGTERM): stopped cleanly, nothing left behind; run the same command again to go on");
     }
     Ok(())
 }

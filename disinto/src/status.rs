@@ -163,7 +163,7 @@ fn shown(version: &str) -> &str {
 
 /// `disinto history`: every rollout, oldest first.
 pub(crate) fn history(root: &Path, json: bool) -> Result<()> {
-    let factory = Factory::open(root)?;
+    let factory = Factory::open_to_stop(root)?;
     let deployments = history::load(&factory.dir)?;
     if deployments.is_empty() {
         println!(

@@ -98,12 +98,18 @@ impl ReleaseRequest {
         cmd!(sh, "git switch --quiet --create {branch}")
             .quiet()
             .run()?;
+        let existed = ops.join(&relative).exists();
         let committed = commit(sh, ops, &relative, &text, &message);
         if committed.is_err() {
             // Leave nothing half-made: no staged or written file, no branch (a retry would
-            // take a leftover branch for a request made before).
+            // take a leftover branch for a request made before). A file the branch already
+            // tracked goes back to its committed text; only a file this run made goes.
             let _ = cmd!(sh, "git reset --quiet -- {relative}").quiet().run();
-            let _ = std::fs::remove_file(ops.join(&relative));
+            if existed {
+                let _ = cmd!(sh, "git checkout --quiet -- {relative}").quiet().run();
+            } else {
+                let _ = std::fs::remove_file(ops.join(&relative));
+            }
         }
         // Back to where the operator was, whatever happened.
         let back = cmd!(sh, "git switch --quiet -").quiet().run();

@@ -547,6 +547,17 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
     };
     let mut factory = Factory::open(&dir)?;
     factory.config.agents = AgentsImage::Release(run.plan.version.clone());
+    // The factory runs what this release pushed, from where it pushed it.
+    if factory.config.registry != run.plan.config.registry {
+        eprintln!(
+            "warning: {} says DISINTO_REGISTRY={}, but this release pushed to {}: restarting agents from {}",
+            factory.dir.display(),
+            factory.config.registry,
+            run.plan.config.registry,
+            run.plan.config.registry
+        );
+        factory.config.registry = run.plan.config.registry.clone();
+    }
     Rollout::new(
         vec!["agents".into()],
         run.opts.dry_run,

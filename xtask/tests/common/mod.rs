@@ -70,7 +70,30 @@ pub fn disinto_bin() -> PathBuf {
         "{} is missing: run `cargo build -p disinto` (cargo xtask test does)",
         bin.display()
     );
+    // Older than the sources: a plain `cargo test -p xtask` does not rebuild it.
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap();
+    let newest = newest_source(&root().join("disinto/src"));
+    assert!(
+        newest <= built,
+        "{} is older than the disinto sources: run `cargo build -p disinto` (cargo xtask test does)",
+        bin.display()
+    );
     bin
+}
+
+/// The newest modification time of any file under `dir`.
+fn newest_source(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).unwrap()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// A name unique to this test run, for images, projects and containers.
