@@ -74,7 +74,7 @@ enum Command {
     },
     /// Every rollout of this factory, oldest first (state/deployments.jsonl)
     History {
-        /// Print the JSON lines as they are stored
+        /// Print one JSON object a line, the fields the file stores
         #[arg(long)]
         json: bool,
     },

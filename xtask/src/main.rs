@@ -25,9 +25,9 @@ enum Command {
     GenCompose(xtask::gen_compose::GenCompose),
     /// Fail when a Dockerfile VOLUME is not mounted at exactly its path by a service using it
     CheckVolumes(xtask::check_volumes::CheckVolumes),
-    /// Release the agents image: run formulas/release.toml step by step (resumable)
+    /// Release agents, edge and reproduce: run formulas/release.toml step by step (resumable)
     Release(xtask::release::Release),
-    /// Push ${DISINTO_REGISTRY}/agents:vX.Y.Z alone (the release's push-image step)
+    /// Push ${DISINTO_REGISTRY}/{agents,edge,reproduce}:vX.Y.Z (and latest): push-image alone
     Push(xtask::release::Push),
     /// Ask the factory's approval flow for a release: a vault action on a branch of the ops repo
     ReleaseRequest(xtask::release_request::ReleaseRequest),

@@ -64,7 +64,7 @@ pub struct Release {
 /// `cargo xtask push vX.Y.Z`: the push-image step alone, for CI jobs that build elsewhere.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Push {
-    /// The version whose image (${DISINTO_REGISTRY}/agents:vX.Y.Z) is pushed
+    /// The version whose images (${DISINTO_REGISTRY}/{agents,edge,reproduce}:vX.Y.Z) are pushed
     pub version: String,
     /// Print the commands and change nothing
     #[arg(long)]
