@@ -1,11 +1,9 @@
 //! The one process layer over the `docker` CLI: is the client there, does the daemon answer,
-//! is an image here, run and explain a failure in one line, and secrets on standard input.
+//! is an image here, run and explain a failure in one line, and commands as shell lines.
 
-use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 /// Fails with instructions when the `docker` client is not on PATH.
 pub fn require_client() -> Result<()> {
@@ -143,46 +141,6 @@ pub fn shell_word(word: &str) -> String {
         return word.to_string();
     }
     format!("'{}'", word.replace('\'', "'\\''"))
-}
-
-/// `docker login HOST --username USER --password-stdin`, with the Docker client config in
-/// `config_dir`. The secret only ever travels on standard input.
-pub fn login(config_dir: &Path, host: &str, user: &str, secret: &str) -> Result<()> {
-    require_client()?;
-    let mut cmd = Command::new("docker");
-    cmd.env("DOCKER_CONFIG", config_dir)
-        .args(login_args(host, user));
-    let out = output_with_secret(&mut cmd, secret)?;
-    if !out.status.success() {
-        bail!(
-            "docker login to {host} as {user} failed: {}",
-            last_line(&out.stderr).replace(secret, "***")
-        );
-    }
-    Ok(())
-}
-
-/// The arguments of `docker login`: the secret is never among them.
-pub fn login_args<'a>(host: &'a str, user: &'a str) -> [&'a str; 5] {
-    ["login", host, "--username", user, "--password-stdin"]
-}
-
-/// Runs `cmd` with `secret` on its standard input (never on its command line) and collects
-/// its output.
-pub fn output_with_secret(cmd: &mut Command, secret: &str) -> Result<Output> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
-    child
-        .stdin
-        .take()
-        .context("no standard input to hand the secret to")?
-        .write_all(secret.as_bytes())
-        .context("cannot hand the secret over on standard input")?;
-    Ok(child.wait_with_output()?)
 }
 
 /// The last line a command printed (its error, for the tools we run), for one-line messages.

@@ -656,7 +656,7 @@ impl Run<'_> {
         }
         if self.bench.wants("release-overhead") {
             let config = TempDir::new("bench-docker-config")?;
-            disinto::docker::login(
+            crate::secret::login(
                 config.path(),
                 &stage.registry.addr,
                 &stage.registry.user,

@@ -11,6 +11,7 @@ pub mod gen_compose;
 pub mod release;
 pub mod release_request;
 pub mod scratch;
+pub mod secret;
 pub mod test_cmd;
 pub mod testbed;
 

@@ -423,7 +423,7 @@ impl Registry {
         let dir = TempDir::new("registry")?;
         let user = "disinto-ci".to_string();
         let password = random_token()?;
-        let out = disinto::docker::output_with_secret(
+        let out = crate::secret::output_with_secret(
             Command::new("htpasswd").args(["-B", "-i", "-n", &user]),
             &password,
         )

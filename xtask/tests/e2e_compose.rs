@@ -193,7 +193,7 @@ fn registry_refuses_push_without_login_and_round_trips_after_it() {
     let denied = output(docker(config.path()).args(["push", &image]));
     assert!(!denied.status.success(), "push without login succeeded");
 
-    let bad = disinto::docker::login(
+    let bad = xtask::secret::login(
         config.path(),
         &registry.addr,
         &registry.user,
@@ -201,7 +201,7 @@ fn registry_refuses_push_without_login_and_round_trips_after_it() {
     );
     assert!(bad.is_err(), "login with a wrong password succeeded");
 
-    disinto::docker::login(
+    xtask::secret::login(
         config.path(),
         &registry.addr,
         &registry.user,

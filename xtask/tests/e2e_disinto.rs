@@ -99,7 +99,7 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
     // A fresh factory: a .env and nothing else. The operator is logged in to the registry.
     let dir = TempDir::new("pinned-factory").unwrap();
     let docker_config = TempDir::new("operator-config").unwrap();
-    disinto::docker::login(
+    xtask::secret::login(
         docker_config.path(),
         &registry.addr,
         &registry.user,

@@ -208,7 +208,7 @@ fn a_new_factory_from_a_token_and_a_config_file() {
             .any(|d| Path::new(d).join("cargo").exists()),
         "cargo is on the operator's PATH"
     );
-    disinto::docker::login(
+    xtask::secret::login(
         host.docker_config.path(),
         &registry.addr,
         &registry.user,

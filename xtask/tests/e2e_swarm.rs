@@ -341,7 +341,7 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
     eprintln!("two releases: {:.0?}", started.elapsed());
 
     // v0.3.0: v0.2.0 with a health check that always fails; edge and reproduce unchanged.
-    disinto::docker::login(
+    xtask::secret::login(
         operator.docker_config.path(),
         &registry.addr,
         &registry.user,

@@ -58,7 +58,7 @@ impl Session {
             "{\"auths\": {\"disinto.invalid\": {}}}\n",
         )?;
         retry(&format!("docker login {host}"), attempts, || {
-            docker::login(config.path(), host, &credentials.user, &credentials.token)
+            crate::secret::login(config.path(), host, &credentials.user, &credentials.token)
         })?;
         Ok(Session {
             host: host.to_string(),
@@ -136,7 +136,7 @@ pub fn push_cmd<'a>(sh: &'a Shell, reference: &str) -> xshell::Cmd<'a> {
 
 /// The login as a dry run prints it: the same arguments the session passes, token masked.
 pub fn login_lines(host: &str) -> [String; 2] {
-    let args = docker::login_args(host, "\"$GITHUB_ACTOR\"").join(" ");
+    let args = crate::secret::login_args(host, "\"$GITHUB_ACTOR\"").join(" ");
     [
         "export DOCKER_CONFIG=$(mktemp -d)   # throwaway, removed afterwards".into(),
         format!("printf '%s' \"$GITHUB_TOKEN\" | docker {args}   # token: ***"),
