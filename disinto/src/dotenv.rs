@@ -490,6 +490,19 @@ pub fn interpolate(template: &str, lookup: Lookup) -> Result<String> {
     let mut t = Template {
         text: template,
         pos: 0,
+        strict: false,
+    };
+    t.sequence(false, lookup)
+}
+
+/// [`interpolate`], except that a variable that is unset and has no default where it is used
+/// is an error rather than empty: for values (mount targets) where a blank would only hide
+/// what was meant. A default that is not used is not held to it.
+pub fn interpolate_strict(template: &str, lookup: Lookup) -> Result<String> {
+    let mut t = Template {
+        text: template,
+        pos: 0,
+        strict: true,
     };
     t.sequence(false, lookup)
 }
@@ -497,6 +510,8 @@ pub fn interpolate(template: &str, lookup: Lookup) -> Result<String> {
 struct Template<'a> {
     text: &'a str,
     pos: usize,
+    /// An unset variable without a default is an error (see [`interpolate_strict`]).
+    strict: bool,
 }
 
 /// Letters Go's case-insensitive `[a-z]` also matches (long s, Kelvin sign): compose takes them
@@ -546,6 +561,17 @@ impl Template<'_> {
         }
     }
 
+    /// A variable's value where it is used without a default.
+    fn value(&self, name: &str, lookup: Lookup) -> Result<String> {
+        match lookup(name)? {
+            Some(v) => Ok(v),
+            None if self.strict => bail!(
+                "${{{name}}} is not set and has no default: set it, or write ${{{name}:-value}}"
+            ),
+            None => Ok(String::new()),
+        }
+    }
+
     fn name(&mut self) -> Result<String> {
         let start = self.pos;
         while self
@@ -580,7 +606,7 @@ impl Template<'_> {
             }
             Some(c) if c == '_' || c.is_ascii_alphabetic() => {
                 let name = self.name()?;
-                Ok(lookup(&name)?.unwrap_or_default())
+                self.value(&name, lookup)
             }
             Some(c) if folds_into_ascii(c) => bail!(self.folding()),
             // A `$` before anything else is itself.
@@ -613,16 +639,31 @@ impl Template<'_> {
         let op = match self.peek() {
             Some('}') if !colon => {
                 self.bump();
-                return Ok(lookup(&name)?.unwrap_or_default());
+                return self.value(&name, lookup);
             }
             Some(op @ ('-' | '+' | '?')) => op,
             _ => return Err(invalid(self)),
         };
         self.bump();
-        // Compose works the word out before it knows whether it is used.
-        let word = self.sequence(true, lookup)?;
+        // Compose works the word out before it knows whether it is used (its errors count
+        // either way); strictness applies only to a word that is used, so it is worked out
+        // leniently first and again, strictly, once it is known to be used.
+        let start = self.pos;
+        let strict = std::mem::replace(&mut self.strict, false);
+        let lenient_word = self.sequence(true, lookup);
+        self.strict = strict;
+        let mut word = lenient_word?;
         let value = lookup(&name)?;
         let set = |v: &Option<String>| v.as_ref().is_some_and(|v| !colon || !v.is_empty());
+        let used = match op {
+            '-' => !set(&value),
+            '+' => set(&value),
+            _ => false,
+        };
+        if strict && used {
+            self.pos = start;
+            word = self.sequence(true, lookup)?;
+        }
         Ok(match op {
             '-' if set(&value) => value.unwrap_or_default(),
             '-' => word,
