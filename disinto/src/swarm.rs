@@ -22,6 +22,42 @@ use crate::stack::{self, Node, StackInput, STACK_FILE, VOLUMES_LABEL};
 const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
 /// Docker's name of a stack's service (`disinto_agents`).
+/// A stack name Swarm takes, checked before anything changes: lower-case letters, digits,
+/// '_' and '-', starting with a letter or digit, short enough for `<stack>_woodpecker-agent`
+/// to stay a valid service name (63 characters).
+fn check_stack_name(name: &str) -> Result<()> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && name.len() <= 46;
+    if !ok {
+        bail!("--stack {name:?} is not a stack name Swarm takes: lower-case letters, digits, '_' and '-', starting with a letter or digit, at most 46 characters (e.g. disinto)");
+    }
+    Ok(())
+}
+
+/// Two containers must never write one volume: the compose factory of the same name shares
+/// the stack's volume names (that is how its data moves to the swarm), so it must be down.
+fn refuse_if_compose_runs(stack_name: &str) -> Result<()> {
+    let running = docker::read(
+        &[
+            "ps",
+            "--quiet",
+            "--filter",
+            &format!("label=com.docker.compose.project={stack_name}"),
+        ],
+        "list the compose factory's containers",
+    )?;
+    if !running.trim().is_empty() {
+        bail!("the compose factory {stack_name} runs on this host and shares the stack's volumes: stop it with `disinto down` first (two containers must never write one volume)");
+    }
+    Ok(())
+}
+
 fn service_name(stack: &str, service: &str) -> String {
     format!("{stack}_{service}")
 }
@@ -35,10 +71,14 @@ pub(crate) fn deploy(
     dry_run: bool,
     timeout: Duration,
 ) -> Result<()> {
+    check_stack_name(stack_name)?;
     let factory = Factory::open(root)?;
     let config = &factory.config;
     if config.agents == AgentsImage::Dev {
         bail!(stack::DEV_REFUSED);
+    }
+    if !dry_run {
+        refuse_if_compose_runs(stack_name)?;
     }
     let settings = Settings::load(&factory.dir)?;
     let mut input = StackInput::new(ComposeInput::from(config), &factory.dir, &settings)?;
@@ -58,6 +98,16 @@ pub(crate) fn deploy(
         false => None,
     };
     input.compose.pinned = pull_and_pin(config, OUR_IMAGES, dry_run)?;
+    // Every node must run the same bytes: an image with no registry digest (built or tagged
+    // only here) could be something else on another node.
+    if let Some((name, reference)) = input
+        .compose
+        .pinned
+        .iter()
+        .find(|(_, r)| !r.contains("@sha256:"))
+    {
+        bail!("{name} would run {reference}, which has no registry digest (built or tagged only on this host): a swarm deploys what a registry holds; push a release and deploy that");
+    }
 
     let file = factory.dir.join(STACK_FILE);
     let label_arg = format!("{VOLUMES_LABEL}=true");
@@ -77,15 +127,15 @@ pub(crate) fn deploy(
             println!("# (no swarm manager answers here: on a single-node swarm, the node gets {label_arg}:)");
             println!("$ docker node update --label-add {label_arg} NODE");
         }
-        if let Some(label) = &label {
-            println!("$ {label}");
+        if let Some(label) = label {
+            println!("$ {}", docker::shell_line(label));
         }
         println!(
             "# write {} (agents: {})",
             file.display(),
             input.compose.agents
         );
-        println!("$ {deploy}");
+        println!("$ {}", docker::shell_line(deploy));
         println!(
             "# wait until {agents} runs its new image, healthy and watched for {}, or Swarm has rolled it back (at most {}s); then runner follows agents' image",
             stack::MONITOR,
@@ -109,6 +159,9 @@ pub(crate) fn deploy(
     std::fs::create_dir_all(&projects)
         .with_context(|| format!("cannot create {}", projects.display()))?;
     let written = fsx::write_private_if_changed(&file, &stack::generate(&input)?)?;
+    // Private whatever it was before: it holds every variable, secrets included, resolved.
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", file.display()))?;
     let verb = match written {
         Written::Generated => "Generated",
         Written::Unchanged => "Unchanged",
@@ -376,10 +429,11 @@ pub(crate) fn rollback(
     dry_run: bool,
     timeout: Duration,
 ) -> Result<()> {
+    check_stack_name(stack_name)?;
     let agents = service_name(stack_name, "agents");
     let rollback = cmd!(sh, "docker service rollback --detach {agents}");
     if dry_run {
-        println!("$ {rollback}");
+        println!("$ {}", docker::shell_line(rollback));
         println!(
             "# wait until {agents} runs its previous image, healthy (at most {}s); then runner follows agents' image",
             timeout.as_secs()
@@ -497,6 +551,7 @@ fn render(rows: &[Row]) -> String {
 /// `disinto swarm status`: per service of the stack, image, digest, version, replicas and
 /// where its last update stands.
 pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
+    check_stack_name(stack_name)?;
     docker::require_daemon()?;
     manager()?;
     let filter = format!("label={NAMESPACE_LABEL}={stack_name}");
@@ -553,6 +608,7 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
 /// `disinto swarm rm`: remove the stack; its named volumes stay unless `volumes`, and then the
 /// command names them first.
 pub(crate) fn rm(sh: &Shell, stack_name: &str, volumes: bool, dry_run: bool) -> Result<()> {
+    check_stack_name(stack_name)?;
     let rm = cmd!(sh, "docker stack rm {stack_name}");
     let names = stack::volume_names(stack_name);
     if volumes {
@@ -562,15 +618,33 @@ pub(crate) fn rm(sh: &Shell, stack_name: &str, volumes: bool, dry_run: bool) -> 
         );
     }
     if dry_run {
-        println!("$ {rm}");
+        println!("$ {}", docker::shell_line(rm));
         if volumes {
             println!("# wait until the stack's containers are gone (volumes in use cannot go)");
-            println!("$ {}", cmd!(sh, "docker volume rm {names...}"));
+            println!(
+                "$ {}",
+                docker::shell_line(cmd!(sh, "docker volume rm {names...}"))
+            );
         }
         return Ok(());
     }
     docker::require_daemon()?;
     manager()?;
+    // `docker stack rm` of no stack succeeds; --volumes would then delete volumes of the
+    // same names that belong to something else (a stopped compose factory).
+    let services = docker::read(
+        &[
+            "service",
+            "ls",
+            "--quiet",
+            "--filter",
+            &format!("label={NAMESPACE_LABEL}={stack_name}"),
+        ],
+        "list the stack's services",
+    )?;
+    if services.trim().is_empty() {
+        bail!("no stack {stack_name} runs on this swarm: nothing to remove (and no volume is deleted)");
+    }
     rm.ignore_stdout().run()?;
     if !volumes {
         eprintln!(
@@ -583,11 +657,13 @@ pub(crate) fn rm(sh: &Shell, stack_name: &str, volumes: bool, dry_run: bool) -> 
         .iter()
         .filter(|n| docker::run(&["volume", "inspect", n.as_str()]).is_ok())
         .collect();
-    if !present.is_empty() {
-        cmd!(sh, "docker volume rm {present...}")
-            .ignore_stdout()
-            .run()?;
+    if present.is_empty() {
+        eprintln!("none of the stack's volumes is on this node: they live on the node labelled {VOLUMES_LABEL}=true; run this there");
+        return Ok(());
     }
+    cmd!(sh, "docker volume rm {present...}")
+        .ignore_stdout()
+        .run()?;
     Ok(())
 }
 
@@ -618,6 +694,18 @@ fn wait_gone(stack_name: &str, limit: Duration) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_names_are_checked_before_anything_changes() {
+        for good in ["disinto", "f1", "my_factory-2"] {
+            check_stack_name(good).unwrap();
+        }
+        for bad in ["", "Disinto", "-x", "a.b", &"a".repeat(47)] {
+            let e = format!("{:#}", check_stack_name(bad).unwrap_err());
+            assert!(e.starts_with("--stack "), "{e}");
+            assert_eq!(e.lines().count(), 1);
+        }
+    }
 
     fn service(update: Option<&str>, image: &str) -> ServiceState {
         ServiceState {

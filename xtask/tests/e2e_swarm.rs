@@ -492,5 +492,30 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
     assert!(!out.status.success());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("was rolled back already"), "{stderr}");
+
+    // rm keeps the named volumes (the data) unless --volumes, which then deletes them; a
+    // second rm finds no stack and deletes nothing.
+    let volumes = disinto::stack::volume_names(&operator.stack);
+    let present = |name: &str| {
+        Command::new("docker")
+            .args(["volume", "inspect", name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(volumes.iter().any(|v| present(v)), "{volumes:?}");
+    operator.ok(&["rm"]);
+    let kept: Vec<&String> = volumes.iter().filter(|v| present(v)).collect();
+    assert!(
+        kept.iter().any(|v| v.ends_with("agent-data")),
+        "rm deleted the data: {kept:?}"
+    );
+    let out = operator.run(&["rm", "--volumes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rm of no stack passed: {stderr}");
+    assert!(stderr.contains("nothing to remove"), "{stderr}");
+    assert!(
+        volumes.iter().filter(|v| present(v)).count() == kept.len(),
+        "rm --volumes of no stack deleted volumes"
+    );
     eprintln!("whole test: {:.0?}", started.elapsed());
 }
