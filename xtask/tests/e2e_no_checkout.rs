@@ -16,16 +16,6 @@ use std::process::{Command, Output};
 use common::*;
 use xtask::testbed::Registry;
 
-/// The third-party images of the generated compose file, by their exact names.
-const THIRD_PARTY: [&str; 3] = [
-    "codeberg.org/forgejo/forgejo:11.0.7",
-    "woodpeckerci/woodpecker-server:v3.10.0",
-    "woodpeckerci/woodpecker-agent:v3.10.0",
-];
-
-/// A PATH with the system's tools and no cargo or rustup (they live under ~/.cargo here).
-const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 struct Host {
     dir: TempDir,
     docker_config: TempDir,
@@ -39,25 +29,7 @@ impl Host {
 
     /// `docker run --rm --entrypoint cat IMAGE /usr/local/bin/disinto > disinto`.
     fn extract(&self, image: &str) {
-        let out = output(docker(self.docker_config.path()).args([
-            "run",
-            "--rm",
-            "--entrypoint",
-            "cat",
-            image,
-            "/usr/local/bin/disinto",
-        ]));
-        assert!(
-            out.status.success() && !out.stdout.is_empty(),
-            "extracting disinto from {image}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = self.disinto_path();
-        // The bytes as docker printed them: the binary, not text.
-        std::fs::write(&path, &out.stdout).unwrap_or_else(|e| panic!("{e}"));
-        let mut perms = std::fs::metadata(&path).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&path, perms).unwrap();
+        extract_disinto(self.docker_config.path(), image, &self.disinto_path());
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -127,21 +99,6 @@ impl Drop for Host {
         if self.dir.path().join("docker-compose.yml").exists() && self.disinto_path().exists() {
             let _ = self.run(&["down", "--volumes"]);
         }
-    }
-}
-
-fn stand_in_for_third_party_images() {
-    for image in THIRD_PARTY {
-        if disinto::docker::image_present(image) {
-            continue;
-        }
-        build_from_stdin(
-            image,
-            &format!(
-                "FROM {}\nLABEL org.disinto.stand-in=\"{image}\"\nCMD [\"sleep\", \"infinity\"]\n",
-                xtask::testbed::BASE_IMAGE
-            ),
-        );
     }
 }
 

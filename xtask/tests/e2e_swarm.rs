@@ -19,22 +19,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use xtask::testbed::Registry;
 
-const VOLUME_PATHS: [&str; 4] = [
-    "/home/agent/data",
-    "/home/agent/repos",
-    "/home/agent/disinto/projects",
-    "/home/agent/disinto/state",
-];
-
-const THIRD_PARTY: [&str; 3] = [
-    "codeberg.org/forgejo/forgejo:11.0.7",
-    "woodpeckerci/woodpecker-server:v3.10.0",
-    "woodpeckerci/woodpecker-agent:v3.10.0",
-];
-
-/// A PATH with the system's tools and no cargo.
-const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 fn docker_ok(args: &[&str]) -> String {
     ok(Command::new("docker").args(args)).trim().to_string()
 }
@@ -136,24 +120,7 @@ impl Operator {
 
     /// `docker run --rm --entrypoint cat IMAGE /usr/local/bin/disinto > disinto`.
     fn extract(&self, image: &str) {
-        let out = output(docker(self.docker_config.path()).args([
-            "run",
-            "--rm",
-            "--entrypoint",
-            "cat",
-            image,
-            "/usr/local/bin/disinto",
-        ]));
-        assert!(
-            out.status.success() && !out.stdout.is_empty(),
-            "extracting disinto from {image}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = self.disinto_path();
-        std::fs::write(&path, &out.stdout).unwrap();
-        let mut perms = std::fs::metadata(&path).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&path, perms).unwrap();
+        extract_disinto(self.docker_config.path(), image, &self.disinto_path());
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -236,19 +203,7 @@ impl Operator {
     }
 
     fn markers(&self) -> Vec<String> {
-        let id = self.agents();
-        VOLUME_PATHS
-            .iter()
-            .map(|p| {
-                let out = output(Command::new("docker").args([
-                    "exec",
-                    &id,
-                    "cat",
-                    &format!("{p}/marker"),
-                ]));
-                String::from_utf8_lossy(&out.stdout).trim().to_string()
-            })
-            .collect()
+        read_markers(&self.agents())
     }
 
     /// `disinto swarm status --json` once `done` holds (panics after two minutes).
@@ -277,21 +232,6 @@ impl Operator {
         rows.into_iter()
             .map(|r| (r["service"].as_str().unwrap().to_string(), r))
             .collect()
-    }
-}
-
-fn stand_in_for_third_party_images() {
-    for image in THIRD_PARTY {
-        if disinto::docker::image_present(image) {
-            continue;
-        }
-        build_from_stdin(
-            image,
-            &format!(
-                "FROM {}\nLABEL org.disinto.stand-in=\"{image}\"\nCMD [\"sleep\", \"infinity\"]\n",
-                xtask::testbed::BASE_IMAGE
-            ),
-        );
     }
 }
 
@@ -417,17 +357,7 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
 
     let marker = unique("m-");
     let agents = operator.agents();
-    for p in VOLUME_PATHS {
-        ok(Command::new("docker").args([
-            "exec",
-            "-u",
-            "agent",
-            &agents,
-            "sh",
-            "-c",
-            &format!("echo {marker} > {p}/marker"),
-        ]));
-    }
+    write_markers(&agents, &marker);
 
     // v0.2.0: an update Swarm completes.
     operator.set_version(&env, "v0.2.0");

@@ -377,3 +377,53 @@ pub fn read_markers(container: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The third-party images of the generated compose file, by their exact names.
+pub const THIRD_PARTY: [&str; 3] = [
+    "codeberg.org/forgejo/forgejo:11.0.7",
+    "woodpeckerci/woodpecker-server:v3.10.0",
+    "woodpeckerci/woodpecker-agent:v3.10.0",
+];
+
+/// A PATH with the system's tools and no cargo or rustup (they live under ~/.cargo here).
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// forgejo and woodpecker cannot be pulled here (no public registry is reachable): tiny local
+/// images stand in for them, tagged with their exact names, only where none is present.
+pub fn stand_in_for_third_party_images() {
+    for image in THIRD_PARTY {
+        if disinto::docker::image_present(image) {
+            continue;
+        }
+        build_from_stdin(
+            image,
+            &format!(
+                "FROM {}\nLABEL org.disinto.stand-in=\"{image}\"\nCMD [\"sleep\", \"infinity\"]\n",
+                xtask::testbed::BASE_IMAGE
+            ),
+        );
+    }
+}
+
+/// `docker run --rm --entrypoint cat IMAGE /usr/local/bin/disinto > DEST`, as an operator
+/// gets the program (with the client config `docker_config`), made executable.
+pub fn extract_disinto(docker_config: &Path, image: &str, dest: &Path) {
+    let out = output(docker(docker_config).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "cat",
+        image,
+        "/usr/local/bin/disinto",
+    ]));
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "extracting disinto from {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The bytes as docker printed them: the binary, not text.
+    std::fs::write(dest, &out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let mut perms = std::fs::metadata(dest).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(dest, perms).unwrap();
+}
