@@ -37,16 +37,10 @@ impl Operator {
 
     fn disinto_ok(&self, args: &[&str], agents_image: Option<&str>) -> String {
         let out = self.disinto(args, agents_image);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "disinto {args:?} (AGENTS_IMAGE={agents_image:?}) failed:\n{text}"
-        );
-        text
+        succeeded(
+            &out,
+            &format!("disinto {args:?} (AGENTS_IMAGE={agents_image:?})"),
+        )
     }
 
     fn agents(&self) -> String {

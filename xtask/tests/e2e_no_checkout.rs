@@ -45,14 +45,7 @@ impl Host {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "disinto {args:?} failed:\n{text}");
-        text
+        succeeded(&self.run(args), &format!("disinto {args:?}"))
     }
 
     fn compose(&self) -> Command {

@@ -140,15 +140,7 @@ impl Operator {
     fn ok(&self, args: &[&str]) -> String {
         let start = Instant::now();
         let out = self.run(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "disinto swarm {args:?} failed:\n{text}"
-        );
+        let text = succeeded(&out, &format!("disinto swarm {args:?}"));
         eprintln!("disinto swarm {args:?}: {:.0?}", start.elapsed());
         text
     }

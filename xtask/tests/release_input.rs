@@ -173,14 +173,20 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
     );
 }
 
-#[test]
-fn release_request_commits_the_vault_action_on_its_own_branch() {
-    let c = Checkout::new("v0.2.0");
+/// An ops repository with one commit on main, as the approval flow watches.
+fn ops_repo() -> TempDir {
     let ops = TempDir::new("ops").unwrap();
     ok(git(ops.path()).args(["init", "--quiet", "-b", "main"]));
     std::fs::write(ops.path().join("README"), "ops\n").unwrap();
     ok(git(ops.path()).args(["add", "-A"]));
     ok(git(ops.path()).args(["commit", "--quiet", "-m", "ops"]));
+    ops
+}
+
+#[test]
+fn release_request_commits_the_vault_action_on_its_own_branch() {
+    let c = Checkout::new("v0.2.0");
+    let ops = ops_repo();
 
     ok(c.xtask()
         .args(["release-request", "v0.2.0", "--ops-repo"])
@@ -286,11 +292,7 @@ fn a_closed_pipe_ends_the_dry_run_quietly() {
 #[test]
 fn a_failed_release_request_leaves_nothing_behind_and_can_be_retried() {
     let c = Checkout::new("v0.2.0");
-    let ops = TempDir::new("ops").unwrap();
-    ok(git(ops.path()).args(["init", "--quiet", "-b", "main"]));
-    std::fs::write(ops.path().join("README"), "ops\n").unwrap();
-    ok(git(ops.path()).args(["add", "-A"]));
-    ok(git(ops.path()).args(["commit", "--quiet", "-m", "ops"]));
+    let ops = ops_repo();
     // A hook that refuses every commit: the request's commit fails.
     let hook = ops.path().join(".git/hooks/pre-commit");
     std::fs::write(&hook, "#!/bin/sh\necho refused by policy >&2\nexit 1\n").unwrap();

@@ -427,3 +427,15 @@ pub fn extract_disinto(docker_config: &Path, image: &str, dest: &Path) {
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(dest, perms).unwrap();
 }
+
+/// Standard output then standard error of `out`, which must have succeeded (else a panic
+/// naming `what` with everything it printed).
+pub fn succeeded(out: &Output, what: &str) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
