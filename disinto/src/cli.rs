@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::factory::Factory;
-use crate::rollout::Rollout;
+use crate::ops::rollout::Rollout;
 
 /// The version of this binary and the git revision it was built from.
 pub const VERSION: &str = concat!(
@@ -81,7 +81,7 @@ enum Command {
     /// Run the pinned factory on a Docker Swarm (this node must be a manager)
     Swarm {
         /// The stack's name: its services are STACK_agents..., its volumes STACK_agent-data...
-        #[arg(long, env = "DISINTO_STACK", default_value = crate::stack::DEFAULT_STACK, global = true)]
+        #[arg(long, env = "DISINTO_STACK", default_value = crate::model::stack::DEFAULT_STACK, global = true)]
         stack: String,
         #[command(subcommand)]
         command: SwarmCommand,
@@ -135,7 +135,7 @@ fn try_main() -> Result<()> {
     };
     sh.change_dir(&root);
     match cli.command {
-        Command::Init { add_missing_keys } => crate::init::init(&root, add_missing_keys),
+        Command::Init { add_missing_keys } => crate::ops::init::init(&root, add_missing_keys),
         Command::Up {
             services,
             dry_run,
@@ -145,10 +145,12 @@ fn try_main() -> Result<()> {
         Command::Rollback {
             version,
             health_timeout,
-        } => crate::rollback::rollback(&sh, &root, version, Duration::from_secs(health_timeout)),
-        Command::Down { volumes, dry_run } => crate::down::down(&sh, &root, volumes, dry_run),
-        Command::Status { json } => crate::status::status(&sh, &root, json),
-        Command::History { json } => crate::status::history(&root, json),
+        } => {
+            crate::ops::rollback::rollback(&sh, &root, version, Duration::from_secs(health_timeout))
+        }
+        Command::Down { volumes, dry_run } => crate::ops::down::down(&sh, &root, volumes, dry_run),
+        Command::Status { json } => crate::ops::status::status(&sh, &root, json),
+        Command::History { json } => crate::ops::status::history(&root, json),
         Command::Swarm { stack, command } => swarm(&sh, &root, &stack, command),
     }
 }
@@ -159,7 +161,7 @@ fn swarm(
     stack: &str,
     command: SwarmCommand,
 ) -> Result<()> {
-    use crate::swarm;
+    use crate::ops::swarm;
     match command {
         SwarmCommand::Deploy { dry_run, timeout } => {
             swarm::deploy(sh, root, stack, dry_run, Duration::from_secs(timeout))

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::compose::{generate, ComposeInput, AGENTS_DOCKERFILE};
-use crate::config::{FactoryConfig, Settings};
 use crate::fsx::{self, Written};
-use crate::image_ref::AgentsImage;
+use crate::model::compose::{generate, ComposeInput, AGENTS_DOCKERFILE};
+use crate::model::config::{FactoryConfig, Settings};
+use crate::model::image_ref::AgentsImage;
 
 /// The compose file of a factory, relative to its directory.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
@@ -43,9 +43,9 @@ impl Factory {
             .and_then(|s| FactoryConfig::from_settings(&s))
             .unwrap_or_else(|_| FactoryConfig {
                 agents: AgentsImage::Dev,
-                agents_origin: crate::config::Origin::Unset,
+                agents_origin: crate::model::config::Origin::Unset,
                 agents_in_dotenv: None,
-                registry: crate::image_ref::DEFAULT_REGISTRY.to_string(),
+                registry: crate::model::image_ref::DEFAULT_REGISTRY.to_string(),
                 agent_cli: None,
             });
         Ok(Factory { dir, config })
@@ -162,7 +162,7 @@ impl Factory {
                         // A hanging health command must not hang the rollout.
                         let left = limit.saturating_sub(start.elapsed());
                         let budget = left.min(Duration::from_secs(5));
-                        if crate::docker::run_for(&args, budget).is_ok() {
+                        if crate::engine::docker::run_for(&args, budget).is_ok() {
                             return Ok(());
                         }
                     }
@@ -184,7 +184,7 @@ impl Factory {
 
 /// `docker exec` arguments that run `container`'s own health check command, if it has one.
 fn health_probe(container: &str) -> Option<Vec<String>> {
-    let json = crate::docker::run(&[
+    let json = crate::engine::docker::run(&[
         "inspect",
         "--format",
         "{{json .Config.Healthcheck}}",

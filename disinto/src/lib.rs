@@ -1,24 +1,15 @@
 //! disinto, the operator's program: run a factory (init, up, down, status; or on a swarm) on
-//! versioned images.
-//! The library behind the `disinto` binary; `cargo xtask` uses the same compose model,
-//! configuration and rollout, so the two never disagree.
+//! versioned images. The library behind the `disinto` binary; `cargo xtask` uses the same
+//! model, engine and rollout, so the two never disagree.
+//!
+//! Three floors (docs/layout.md): [`model`] is pure (no process, no network), [`engine`] is
+//! the only code that starts a process, and `ops` holds one module per command, which plans
+//! with the model and applies through the engine's [`engine::Runner`].
 
 pub mod cli;
-pub mod compose;
-pub mod config;
-pub mod docker;
-pub mod dotenv;
+pub mod engine;
 pub mod factory;
 pub mod fsx;
-pub mod history;
-pub mod image_ref;
-pub mod rollout;
+pub mod model;
+pub mod ops;
 pub mod signals;
-pub mod stack;
-pub mod time;
-
-mod down;
-mod init;
-mod rollback;
-mod status;
-mod swarm;

@@ -144,11 +144,11 @@ fn swarm(text: &str, args: &[&str]) -> (std::process::Output, disinto::fsx::Temp
     std::fs::write(dir.path().join(".env"), text).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_disinto"));
     cmd.arg("swarm").args(args).current_dir(dir.path());
-    for var in
-        disinto::stack::VARIABLES
-            .iter()
-            .chain(&["DISINTO_ROOT", "AGENTS_IMAGE", "DISINTO_STACK"])
-    {
+    for var in disinto::model::stack::VARIABLES.iter().chain(&[
+        "DISINTO_ROOT",
+        "AGENTS_IMAGE",
+        "DISINTO_STACK",
+    ]) {
         cmd.env_remove(var);
     }
     (cmd.output().unwrap(), dir)

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use disinto::config::{Environment, Settings};
 use disinto::fsx::TempDir;
+use disinto::model::config::{Environment, Settings};
 
 /// What a case expects of the two readers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -524,7 +524,7 @@ fn set_in_dotenv_writes_what_compose_reads() {
         "K=${PIN:-v0.1.0}\n",
     ] {
         for value in ["v0.1.1", "ghcr.io/x/agents:v1@sha256:ab", "it's $HOME #1"] {
-            let new = disinto::config::set_in_dotenv(text, "K", value).unwrap();
+            let new = disinto::model::config::set_in_dotenv(text, "K", value).unwrap();
             let case = same(&new, &[], &["K"]);
             let values = match check(dir.path(), &case) {
                 Ok(Agreed::Values) => disinto(&case, "f").unwrap().0,

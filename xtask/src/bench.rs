@@ -689,7 +689,7 @@ impl Run<'_> {
                             .args(args),
                     )
                 };
-                for image in disinto::image_ref::OUR_IMAGES {
+                for image in disinto::model::image_ref::OUR_IMAGES {
                     let local = format!("disinto-{}:bare", image.name);
                     let remote = format!("{}/{}-bare", stage.registry.namespace(), image.name);
                     docker(&[

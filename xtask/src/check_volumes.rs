@@ -29,9 +29,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::dockerfile;
-use disinto::compose::Compose;
-use disinto::config::Settings;
-use disinto::image_ref::{repository_of, OUR_IMAGES};
+use disinto::model::compose::Compose;
+use disinto::model::config::Settings;
+use disinto::model::image_ref::{repository_of, OUR_IMAGES};
 
 mod interpolate;
 pub mod resolve;

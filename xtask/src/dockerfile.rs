@@ -523,7 +523,7 @@ mod tests {
     fn the_agents_dockerfile_declares_the_contract() {
         let text = std::fs::read_to_string(crate::project_root().join("docker/agents/Dockerfile"))
             .unwrap();
-        let want: Vec<&str> = disinto::compose::AGENT_MOUNTS
+        let want: Vec<&str> = disinto::model::compose::AGENT_MOUNTS
             .iter()
             .map(|(_, t)| *t)
             .collect();

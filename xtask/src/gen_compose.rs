@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use disinto::compose::{generate, ComposeInput};
-use disinto::config::{FactoryConfig, Settings};
 use disinto::fsx::{self, Written};
+use disinto::model::compose::{generate, ComposeInput};
+use disinto::model::config::{FactoryConfig, Settings};
 
 use crate::Checkout;
 

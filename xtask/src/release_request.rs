@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
-use disinto::image_ref::parse_version;
+use disinto::model::image_ref::parse_version;
 
 /// The vault action the approval flow consumes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
-use disinto::docker::{last_line, require_client};
+use disinto::engine::docker::{last_line, require_client};
 
 /// `docker login HOST --username USER --password-stdin`, with the Docker client config in
 /// `config_dir`. The secret only ever travels on standard input.

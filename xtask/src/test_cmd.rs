@@ -6,9 +6,9 @@ use xshell::{cmd, Shell};
 
 use crate::check_volumes::check_file;
 use crate::testbed;
-use disinto::compose::{generate, ComposeInput};
 use disinto::fsx::TempDir;
-use disinto::image_ref::AgentsImage;
+use disinto::model::compose::{generate, ComposeInput};
+use disinto::model::image_ref::AgentsImage;
 
 /// `cargo xtask test`.
 #[derive(Debug, Clone, clap::Args)]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use disinto::docker::{daemon_answers, image_present};
+use disinto::engine::docker::{daemon_answers, image_present};
 use disinto::fsx::TempDir;
 
 /// The base image every Dockerfile here starts from; made locally when it is missing.
@@ -159,7 +159,7 @@ impl Engine {
     /// What answers now; "none" for a part that is missing.
     pub fn read(sh: &Shell) -> Engine {
         let read = |args: &[&str]| {
-            disinto::docker::run(args)
+            disinto::engine::docker::run(args)
                 .ok()
                 .and_then(|v| {
                     v.split_whitespace()
@@ -218,7 +218,7 @@ fn dockerd_major(sh: &Shell) -> Option<u64> {
 fn ensure_engine(sh: &Shell) -> Result<()> {
     remove_old_compose_plugin(sh)?;
     let engine_ok = dockerd_major(sh).is_some_and(|m| m >= MIN_ENGINE_MAJOR);
-    let buildx_ok = disinto::docker::run(&["buildx", "version"]).is_ok();
+    let buildx_ok = disinto::engine::docker::run(&["buildx", "version"]).is_ok();
     let compose_ok = compose_version(sh).is_some_and(|v| v.starts_with("2."));
     let mut missing: Vec<&str> = vec![];
     if !engine_ok {
@@ -298,7 +298,7 @@ fn remove_old_compose_plugin(sh: &Shell) -> Result<()> {
 /// stopped and the new one started; containers stop with it, named volumes stay.
 fn restart_outdated_daemon() -> Result<()> {
     let sh = Shell::new()?;
-    let running = disinto::docker::run(&["version", "--format", "{{.Server.Version}}"])
+    let running = disinto::engine::docker::run(&["version", "--format", "{{.Server.Version}}"])
         .ok()
         .and_then(|v| major(&v));
     let installed = dockerd_major(&sh);
@@ -394,7 +394,7 @@ pub fn require(sh: &Shell) -> Result<()> {
     if !compose_version(sh).is_some_and(|v| v.starts_with("2.")) {
         bail!("docker compose v2 is missing: run `cargo xtask test`, which installs it");
     }
-    let engine = disinto::docker::run(&["version", "--format", "{{.Server.Version}}"])
+    let engine = disinto::engine::docker::run(&["version", "--format", "{{.Server.Version}}"])
         .ok()
         .and_then(|v| major(&v));
     if engine.is_none_or(|m| m < MIN_ENGINE_MAJOR) {

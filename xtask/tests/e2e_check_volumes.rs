@@ -427,7 +427,7 @@ fn generated_dockerfiles_declare_what_docker_builds() {
 
 /// The paths of the agents image, as `AGENT_MOUNTS` (and a unit test) keep them.
 fn agent_paths() -> Vec<&'static str> {
-    disinto::compose::AGENT_MOUNTS
+    disinto::model::compose::AGENT_MOUNTS
         .iter()
         .map(|(_, t)| *t)
         .collect()

@@ -98,7 +98,7 @@ impl Drop for StackGuard {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        for volume in disinto::stack::volume_names(&self.name) {
+        for volume in disinto::model::stack::volume_names(&self.name) {
             let _ = Command::new("docker")
                 .args(["volume", "rm", &volume])
                 .output();
@@ -417,7 +417,7 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
 
     // rm keeps the named volumes (the data) unless --volumes, which then deletes them; a
     // second rm finds no stack and deletes nothing.
-    let volumes = disinto::stack::volume_names(&operator.stack);
+    let volumes = disinto::model::stack::volume_names(&operator.stack);
     let present = |name: &str| {
         Command::new("docker")
             .args(["volume", "inspect", name])

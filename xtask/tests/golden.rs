@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use disinto::compose::{generate, ComposeInput};
-use disinto::config::Settings;
+use disinto::model::compose::{generate, ComposeInput};
+use disinto::model::config::Settings;
 
 fn golden(name: &str, process: &[(&str, &str)]) {
     let process: BTreeMap<String, String> = process
@@ -15,7 +15,7 @@ fn golden(name: &str, process: &[(&str, &str)]) {
         .collect();
     let settings = Settings::from_maps(process, BTreeMap::new());
     let text = generate(&ComposeInput::from(
-        &disinto::config::FactoryConfig::from_settings(&settings).unwrap(),
+        &disinto::model::config::FactoryConfig::from_settings(&settings).unwrap(),
     ))
     .unwrap();
     check(name, &text);
@@ -62,7 +62,7 @@ fn pinned_digest() {
 /// The stack file `disinto swarm deploy` writes, for a release pinned by digest.
 #[test]
 fn swarm_stack() {
-    use disinto::stack::{generate, StackInput};
+    use disinto::model::stack::{generate, StackInput};
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let process: BTreeMap<String, String> = [
         ("AGENTS_IMAGE", "v0.1.1"),
@@ -74,7 +74,7 @@ fn swarm_stack() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let settings = Settings::from_maps(process, BTreeMap::new());
-    let config = disinto::config::FactoryConfig::from_settings(&settings).unwrap();
+    let config = disinto::model::config::FactoryConfig::from_settings(&settings).unwrap();
     let mut compose = ComposeInput::from(&config);
     for image in ["agents", "edge", "reproduce"] {
         compose.pinned.insert(

@@ -1,5 +1,5 @@
 //! Compose's variable interpolation, for files read without `docker compose`: the one
-//! implementation, `disinto::dotenv` (which reads `.env` the same way), adapted to the
+//! implementation, `disinto::model::dotenv` (which reads `.env` the same way), adapted to the
 //! resolver's lookups and one-line errors.
 
 /// `text` with its variables replaced by `lookup`'s values. An unset variable without a
@@ -12,8 +12,8 @@ pub fn interpolate(
 ) -> Result<String, String> {
     let lookup = |name: &str| Ok(lookup(name));
     let result = match strict {
-        true => disinto::dotenv::interpolate_strict(text, &lookup),
-        false => disinto::dotenv::interpolate(text, &lookup),
+        true => disinto::model::dotenv::interpolate_strict(text, &lookup),
+        false => disinto::model::dotenv::interpolate(text, &lookup),
     };
     result.map_err(|e| format!("{e:#}"))
 }
@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn bad_templates_are_errors() {
-        // The messages are disinto::dotenv's (one implementation); each names the problem.
+        // The messages are disinto::model::dotenv's (one implementation); each names the problem.
         for (text, want) in [
             (
                 "${UNSET:?say why}",

@@ -108,7 +108,7 @@ pub fn with_compose(file: &Path, project_dir: Option<&Path>) -> Result<Project> 
     let stderr = String::from_utf8_lossy(&out.stderr);
     let unset_variables = unset_variables(&stderr);
     if !out.status.success() {
-        let why = disinto::docker::last_line(&out.stderr);
+        let why = disinto::engine::docker::last_line(&out.stderr);
         let hint = if unset_variables.is_empty() {
             String::new()
         } else {

@@ -2,9 +2,9 @@
 //! (the same files checked through `docker compose` are in `tests/e2e_check_volumes.rs`).
 
 use super::*;
-use disinto::compose::{generate, model, ComposeInput, Mount, Service, AGENTS_DOCKERFILE};
 use disinto::fsx::TempDir;
-use disinto::image_ref::AgentsImage;
+use disinto::model::compose::{generate, model, ComposeInput, Mount, Service, AGENTS_DOCKERFILE};
+use disinto::model::image_ref::AgentsImage;
 
 fn input(agents: AgentsImage) -> ComposeInput {
     ComposeInput {

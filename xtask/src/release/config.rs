@@ -3,10 +3,10 @@
 //! registry credentials and how often a push is retried. `docs/configuration.md` lists them.
 
 use anyhow::{bail, Result};
-use disinto::config::{var, Settings};
-use disinto::image_ref::parse_registry;
+use disinto::model::config::{var, Settings};
+use disinto::model::image_ref::parse_registry;
 
-/// Release variables beyond the factory's (`disinto::config::var`).
+/// Release variables beyond the factory's (`disinto::model::config::var`).
 pub mod release_var {
     /// Git remotes the release tag is also pushed to (comma or space separated).
     pub const DISINTO_MIRRORS: &str = "DISINTO_MIRRORS";
@@ -65,7 +65,7 @@ impl ReleaseConfig {
         let token = settings.from_environment(GITHUB_TOKEN)?.unwrap_or_default();
         let user = settings.from_environment(GITHUB_ACTOR)?.unwrap_or_default();
         let (credentials, missing_credentials) = if token.trim().is_empty() {
-            (None, Some(format!("GITHUB_TOKEN is not set: a token with packages:write is needed to push to {} (docs/release.md)", disinto::docker::registry_host(&registry))))
+            (None, Some(format!("GITHUB_TOKEN is not set: a token with packages:write is needed to push to {} (docs/release.md)", disinto::engine::docker::registry_host(&registry))))
         } else if user.trim().is_empty() {
             (
                 None,

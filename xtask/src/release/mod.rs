@@ -11,9 +11,9 @@ mod steps;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use disinto::config::Settings;
-use disinto::image_ref::{parse_version, OurImage, OUR_IMAGES};
-use disinto::time::now_rfc3339;
+use disinto::model::config::Settings;
+use disinto::model::image_ref::{parse_version, OurImage, OUR_IMAGES};
+use disinto::model::time::now_rfc3339;
 use xshell::{cmd, Shell};
 
 use crate::formula::Formula;
@@ -178,7 +178,7 @@ impl Plan {
 
     /// The registry host every image goes to.
     pub fn registry_host(&self) -> &str {
-        disinto::docker::registry_host(&self.config.registry)
+        disinto::engine::docker::registry_host(&self.config.registry)
     }
 
     /// Each image's name and version reference, for the record.
@@ -233,7 +233,7 @@ impl Runner<'_> {
     /// Runs a command that changes something, or only prints it in a dry run.
     pub fn exec(&self, cmd: xshell::Cmd<'_>) -> Result<()> {
         if self.dry_run {
-            println!("$ {}", disinto::docker::shell_line(cmd));
+            println!("$ {}", disinto::engine::docker::shell_line(cmd));
             return Ok(());
         }
         let result = cmd.run();
@@ -283,7 +283,7 @@ impl<'a> Run<'a> {
     }
 
     pub fn local_image_id(&self, reference: &str) -> Result<String> {
-        disinto::docker::image_id(reference).with_context(|| {
+        disinto::engine::docker::image_id(reference).with_context(|| {
             format!("image {reference} is not in the local image store: build and tag it first (cargo xtask release {} --only build-image, then --only tag-image)", self.plan.version)
         })
     }
@@ -297,7 +297,7 @@ impl<'a> Run<'a> {
                     .image(i.name())
                     .image_id
                     .as_deref()
-                    .is_some_and(disinto::docker::image_present)
+                    .is_some_and(disinto::engine::docker::image_present)
             })
     }
 }

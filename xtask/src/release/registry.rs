@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use disinto::docker::{self, last_line};
+use disinto::engine::docker::{self, last_line};
 
 pub use super::config::Credentials;
 use disinto::fsx::TempDir;

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use disinto::docker::shell_line;
+use disinto::engine::docker::shell_line;
 use disinto::factory::Factory;
-use disinto::image_ref::AgentsImage;
-use disinto::rollout::Rollout;
+use disinto::model::image_ref::AgentsImage;
+use disinto::ops::rollout::Rollout;
 use xshell::cmd;
 
 use super::registry::{inspect_cmd, login_lines, push_cmd, Session, LOGOUT_LINE};
@@ -49,10 +49,12 @@ fn preflight(run: &mut Run<'_>) -> Result<()> {
     }
     if run.opts.dry_run {
         println!("$ docker version");
-    } else if !disinto::docker::daemon_answers() {
-        check(disinto::docker::require_client().and(Err(anyhow::anyhow!(
-            "the Docker daemon does not answer: start it (systemctl start docker) and retry"
-        ))));
+    } else if !disinto::engine::docker::daemon_answers() {
+        check(
+            disinto::engine::docker::require_client().and(Err(anyhow::anyhow!(
+                "the Docker daemon does not answer: start it (systemctl start docker) and retry"
+            ))),
+        );
     }
     if run.plan.will_run(Step::PushImage) {
         check(registry_ready(run));
@@ -389,19 +391,19 @@ fn previous_release(run: &Run<'_>, repository: &str) -> Option<String> {
         return Some(format!("{repository}:latest"));
     }
     let latest = format!("{repository}:latest");
-    if disinto::docker::image_present(&latest) {
+    if disinto::engine::docker::image_present(&latest) {
         return Some(latest);
     }
     if run.opts.no_pull {
         return None;
     }
-    disinto::docker::run(&["pull", "--quiet", &latest]).ok()?;
+    disinto::engine::docker::run(&["pull", "--quiet", &latest]).ok()?;
     Some(latest)
 }
 
 /// The layer digests of a local image, bottom first.
 fn layers(image: &str) -> Vec<String> {
-    disinto::docker::run(&[
+    disinto::engine::docker::run(&[
         "image",
         "inspect",
         "--format",
@@ -588,7 +590,7 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
     let mut progress = run.state.progress.clone();
     if let Some(this) = progress.steps.get_mut(&Step::CommitResult) {
         this.status = super::step::Status::Done;
-        this.finished = Some(disinto::time::now_rfc3339());
+        this.finished = Some(disinto::model::time::now_rfc3339());
     }
     let record = Record::of(&progress, &run.plan.references());
     if run.opts.dry_run {

@@ -341,7 +341,7 @@ pub fn build_from_stdin(tag: &str, dockerfile: &str) {
 /// The agents image's VOLUME paths (the compose model's mounts, which check-volumes holds to
 /// the Dockerfile).
 pub fn volume_paths() -> Vec<&'static str> {
-    disinto::compose::AGENT_MOUNTS
+    disinto::model::compose::AGENT_MOUNTS
         .iter()
         .map(|(_, path)| *path)
         .collect()
@@ -392,7 +392,7 @@ pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 /// images stand in for them, tagged with their exact names, only where none is present.
 pub fn stand_in_for_third_party_images() {
     for image in THIRD_PARTY {
-        if disinto::docker::image_present(image) {
+        if disinto::engine::docker::image_present(image) {
             continue;
         }
         build_from_stdin(

@@ -1,7 +1,7 @@
 //! Configuration, read once: every variable the factory and the release read, as typed values.
 //! Each comes from the process environment first, then `.env` in the directory it belongs to
 //! (the factory's, or the checkout's for a release). `docs/configuration.md` lists them all.
-//! `.env` is read as Docker Compose reads it ([`crate::dotenv`]): its values are the ones compose
+//! `.env` is read as Docker Compose reads it ([`crate::model::dotenv`]): its values are the ones compose
 //! runs with, interpolation done.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,8 +9,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::dotenv::{self, Dotenv};
-use crate::image_ref::{parse_registry, AgentsImage};
+use crate::model::dotenv::{self, Dotenv};
+use crate::model::image_ref::{parse_registry, AgentsImage};
 
 /// The variables a factory reads (this table and `docs/configuration.md` agree).
 pub mod var {

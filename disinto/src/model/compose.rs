@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::FactoryConfig;
-use crate::image_ref::{AgentsImage, OurImage, AGENTS, EDGE, REPRODUCE};
+use crate::model::config::FactoryConfig;
+use crate::model::image_ref::{AgentsImage, OurImage, AGENTS, EDGE, REPRODUCE};
 
 /// The compose project name; also the prefix of every named volume.
 pub const PROJECT: &str = "disinto";
@@ -68,7 +68,7 @@ pub struct Service {
     pub volumes: Vec<Mount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networks: Option<serde_yaml::Value>,
-    /// Only in the stack file (see [`crate::stack`]); compose ignores most of it.
+    /// Only in the stack file (see [`crate::model::stack`]); compose ignores most of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<Deploy>,
 }
@@ -435,7 +435,7 @@ pub fn generate(input: &ComposeInput) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::model::config::Settings;
 
     fn input(agents: Option<&str>) -> ComposeInput {
         let process = agents

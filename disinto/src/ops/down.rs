@@ -10,7 +10,7 @@ use crate::factory::Factory;
 
 pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Result<()> {
     let factory = Factory::open_to_stop(root)?;
-    crate::docker::require_client()?;
+    crate::engine::docker::require_client()?;
     if !factory.compose_file().is_file() {
         bail!(
             "{} has no docker-compose.yml: nothing to stop (run `disinto init` to create it)",
@@ -35,7 +35,7 @@ pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Res
     if dry_run {
         println!(
             "$ {}",
-            crate::docker::shell_line(factory.compose(sh, &args))
+            crate::engine::docker::shell_line(factory.compose(sh, &args))
         );
         return Ok(());
     }

@@ -8,14 +8,14 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::compose::{generate, ComposeInput};
-use crate::config::{read_dotenv_file, Environment, FactoryConfig, Settings};
-use crate::dotenv;
 use crate::factory::{require_build_context, Factory, DOTENV_FILE, PROJECTS_DIR};
 use crate::fsx;
+use crate::model::compose::{generate, ComposeInput};
+use crate::model::config::{read_dotenv_file, Environment, FactoryConfig, Settings};
+use crate::model::dotenv;
 
 /// The `.env.example` of the release this binary was built from.
-const EMBEDDED_EXAMPLE: &str = include_str!("../../.env.example");
+const EMBEDDED_EXAMPLE: &str = include_str!("../../../.env.example");
 
 /// Where the example settings come from: the factory's own `.env.example`, or the built-in one.
 struct Example {
@@ -199,8 +199,8 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
-    use crate::config::{parse_dotenv, parse_dotenv_bytes};
-    use crate::image_ref::AgentsImage;
+    use crate::model::config::{parse_dotenv, parse_dotenv_bytes};
+    use crate::model::image_ref::AgentsImage;
 
     #[test]
     fn missing_keys_keep_the_example_order() {

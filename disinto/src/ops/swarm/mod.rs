@@ -1,4 +1,4 @@
-//! `disinto swarm`: the pinned factory on a Docker Swarm, from the stack file ([`crate::stack`]).
+//! `disinto swarm`: the pinned factory on a Docker Swarm, from the stack file ([`crate::model::stack`]).
 //! `deploy` waits until agents runs its new image healthy, or until Swarm has rolled it back
 //! itself; `status`, `rollback` (`docker service rollback`) and `rm` work on the stack.
 
@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::compose::ComposeInput;
-use crate::config::Settings;
-use crate::docker;
+use crate::engine::docker;
 use crate::factory::{Factory, PROJECTS_DIR};
 use crate::fsx::{self, Written};
-use crate::image_ref::{tag_of, AgentsImage, OUR_IMAGES};
-use crate::rollout::pull_and_pin;
-use crate::stack::{self, Node, StackInput, STACK_FILE, VOLUMES_LABEL};
+use crate::model::compose::ComposeInput;
+use crate::model::config::Settings;
+use crate::model::image_ref::{tag_of, AgentsImage, OUR_IMAGES};
+use crate::model::stack::{self, Node, StackInput, STACK_FILE, VOLUMES_LABEL};
+use crate::ops::rollout::pull_and_pin;
 
 /// The label Docker puts on every service, container and volume `docker stack deploy` makes.
 const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";

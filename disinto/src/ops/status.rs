@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
 use crate::factory::Factory;
-use crate::history::{self, Deployment};
+use crate::model::history::{self, Deployment};
 
 /// One row of `disinto status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -61,7 +61,7 @@ pub(crate) fn render(rows: &[Row]) -> String {
 
 pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
     let factory = Factory::open(root)?;
-    crate::docker::require_daemon()?;
+    crate::engine::docker::require_daemon()?;
     if !factory.compose_file().is_file() {
         bail!(
             "{} has no docker-compose.yml: run `disinto init` first",
@@ -90,7 +90,7 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
             .unwrap_or_default();
         let (digests, version) = info.split_once('\t').unwrap_or(("[]", ""));
         let digests: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
-        let repo = crate::image_ref::repository_of(image);
+        let repo = crate::model::image_ref::repository_of(image);
         let digest = digests
             .iter()
             .find(|d| d.starts_with(&format!("{repo}@")))

@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use xshell::Shell;
 
-use crate::config::{read_dotenv_file, set_in_dotenv, var};
 use crate::factory::{Factory, DOTENV_FILE};
 use crate::fsx;
-use crate::history::{self, Outcome};
-use crate::image_ref::AgentsImage;
-use crate::rollout::Rollout;
+use crate::model::config::{read_dotenv_file, set_in_dotenv, var};
+use crate::model::history::{self, Outcome};
+use crate::model::image_ref::AgentsImage;
+use crate::ops::rollout::Rollout;
 
 pub(crate) fn rollback(
     sh: &Shell,
@@ -84,11 +84,11 @@ fn recorded_image(deployments: &[history::Deployment], version: &str) -> Option<
         .iter()
         .rev()
         .find(|d| d.runs() && d.version == version)?;
-    let candidates = [d.image.clone(), crate::rollout::keep_tag(&d.image_id)];
+    let candidates = [d.image.clone(), crate::ops::rollout::keep_tag(&d.image_id)];
     candidates.into_iter().find(|r| {
         !r.is_empty()
             && AgentsImage::parse(Some(r)).is_ok()
-            && crate::docker::image_id(r)
+            && crate::engine::docker::image_id(r)
                 .is_some_and(|id| d.image_id.is_empty() || id == d.image_id)
     })
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::compose::ComposeInput;
-use crate::config::FactoryConfig;
-use crate::docker;
+use crate::engine::docker;
 use crate::factory::Factory;
-use crate::history::{self, Deployment, Outcome};
-use crate::image_ref::{repository_of, AgentsImage, OurImage, AGENTS, OUR_IMAGES};
-use crate::time::now_rfc3339;
+use crate::model::compose::ComposeInput;
+use crate::model::config::FactoryConfig;
+use crate::model::history::{self, Deployment, Outcome};
+use crate::model::image_ref::{repository_of, AgentsImage, OurImage, AGENTS, OUR_IMAGES};
+use crate::model::time::now_rfc3339;
 
 /// The local repository that keeps the image agents ran before a rollout, so a revert needs
 /// no registry and no tag that may have moved.
@@ -88,7 +88,7 @@ impl Rollout {
             }
         }
 
-        let known = crate::compose::model(&input).services;
+        let known = crate::model::compose::model(&input).services;
         if let Some(unknown) = self.services.iter().find(|s| !known.contains_key(*s)) {
             let names: Vec<&str> = known.keys().map(String::as_str).collect();
             bail!(
@@ -115,7 +115,7 @@ impl Rollout {
             );
             println!(
                 "$ {}",
-                crate::docker::shell_line(factory.compose(sh, &args))
+                crate::engine::docker::shell_line(factory.compose(sh, &args))
             );
             if self.waits_for_agents() {
                 println!(
@@ -274,7 +274,7 @@ fn current_pins(
     let Ok(text) = std::fs::read_to_string(factory.compose_file()) else {
         return BTreeMap::new();
     };
-    let Ok(compose) = serde_yaml::from_str::<crate::compose::Compose>(&text) else {
+    let Ok(compose) = serde_yaml::from_str::<crate::model::compose::Compose>(&text) else {
         return BTreeMap::new();
     };
     OUR_IMAGES
@@ -431,7 +431,7 @@ fn record_running(
 /// For the whole-stack `up`: the default services, less those built from sources this
 /// factory does not have (it says which). Empty means "let compose pick them all".
 fn startable_services(factory: &Factory, input: &ComposeInput) -> Vec<String> {
-    let model = crate::compose::model(input);
+    let model = crate::model::compose::model(input);
     let (ok, missing): (Vec<_>, Vec<_>) = model
         .services
         .iter()

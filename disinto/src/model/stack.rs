@@ -1,4 +1,4 @@
-//! The factory as a Docker Swarm stack file: the compose model ([`crate::compose::model`])
+//! The factory as a Docker Swarm stack file: the compose model ([`crate::model::compose::model`])
 //! reshaped for `docker stack deploy`. Pure (`stack`, `generate`, `volume_node`); `disinto swarm`
 //! writes and deploys it.
 //!
@@ -29,16 +29,16 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::compose::{
+use crate::model::compose::{
     literal, model, Compose, ComposeInput, Deploy, Environment, Mount, Network, Placement,
     RestartPolicy, Service, UpdateConfig,
 };
-use crate::config::Settings;
-use crate::image_ref::AgentsImage;
+use crate::model::config::Settings;
+use crate::model::image_ref::AgentsImage;
 
 /// The stack's default name: the compose project's, so a single-host factory moved from
 /// `disinto up` to a swarm keeps its volumes (`disinto_agent-data`, ...).
-pub const DEFAULT_STACK: &str = crate::compose::PROJECT;
+pub const DEFAULT_STACK: &str = crate::model::compose::PROJECT;
 /// The stack file of a factory, relative to its directory.
 pub const STACK_FILE: &str = "docker-stack.yml";
 /// The node label that marks the node holding the factory's named volumes.
@@ -114,7 +114,7 @@ pub fn stack(input: &StackInput) -> Result<Compose> {
         }
         Ok(input.vars.get(name).cloned())
     };
-    let resolve = |text: &str| crate::dotenv::interpolate(text, &lookup);
+    let resolve = |text: &str| crate::model::dotenv::interpolate(text, &lookup);
     let compose = model(&input.compose);
     let mut services = BTreeMap::new();
     for (name, service) in compose.services {
@@ -428,7 +428,7 @@ pub fn volume_node(nodes: &[Node]) -> Result<Option<&Node>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FactoryConfig;
+    use crate::model::config::FactoryConfig;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -541,7 +541,10 @@ mod tests {
                     Mount::Short(_) => None,
                 })
                 .collect();
-            let want: Vec<&str> = crate::compose::AGENT_MOUNTS.iter().map(|m| m.1).collect();
+            let want: Vec<&str> = crate::model::compose::AGENT_MOUNTS
+                .iter()
+                .map(|m| m.1)
+                .collect();
             assert_eq!(targets, want, "{name}");
         }
         assert_eq!(
@@ -625,7 +628,7 @@ mod tests {
     #[test]
     fn the_variable_list_covers_the_model() {
         // Every ${NAME...} the compose file holds is one the stack resolves.
-        let text = crate::compose::generate(&input(Some("v0.1.1"), &[]).compose).unwrap();
+        let text = crate::model::compose::generate(&input(Some("v0.1.1"), &[]).compose).unwrap();
         let mut rest = text.as_str();
         while let Some(i) = rest.find("${") {
             rest = &rest[i + 2..];

@@ -1,0 +1,5 @@
+//! The only floor that starts processes: the `docker` CLI (client, daemon, images), compose
+//! and swarm queries, health, one polling helper, and the [`Runner`] that runs (or, in a dry
+//! run, prints) every command that changes something, for both programs.
+
+pub mod docker;

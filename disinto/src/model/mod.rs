@@ -1,0 +1,11 @@
+//! The pure floor: image references, `.env` and interpolation, the factory's configuration,
+//! the compose and stack models with one mount parser, and the deployment history. Nothing
+//! here starts a process or touches the network (a test holds it to that).
+
+pub mod compose;
+pub mod config;
+pub mod dotenv;
+pub mod history;
+pub mod image_ref;
+pub mod stack;
+pub mod time;
