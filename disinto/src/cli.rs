@@ -8,8 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::factory::Factory;
-use crate::ops::rollout::Rollout;
+use crate::ops;
 
 /// The version of this binary and the git revision it was built from.
 pub const VERSION: &str = concat!(
@@ -62,6 +61,9 @@ enum Command {
     Rollback {
         /// The version (or image reference) to go back to
         version: Option<String>,
+        /// Print the commands and change nothing
+        #[arg(long)]
+        dry_run: bool,
         /// Seconds to wait for agents to turn healthy
         #[arg(long, value_name = "SECONDS", default_value_t = 120)]
         health_timeout: u64,
@@ -135,22 +137,32 @@ fn try_main() -> Result<()> {
     };
     sh.change_dir(&root);
     match cli.command {
-        Command::Init { add_missing_keys } => crate::ops::init::init(&root, add_missing_keys),
+        Command::Init { add_missing_keys } => ops::init::init(&root, add_missing_keys),
         Command::Up {
             services,
             dry_run,
             health_timeout,
-        } => Rollout::new(services, dry_run, Duration::from_secs(health_timeout))
-            .run(&sh, &Factory::open(&root)?),
+        } => ops::up::up(
+            &sh,
+            &root,
+            services,
+            dry_run,
+            Duration::from_secs(health_timeout),
+        ),
         Command::Rollback {
             version,
+            dry_run,
             health_timeout,
-        } => {
-            crate::ops::rollback::rollback(&sh, &root, version, Duration::from_secs(health_timeout))
-        }
-        Command::Down { volumes, dry_run } => crate::ops::down::down(&sh, &root, volumes, dry_run),
-        Command::Status { json } => crate::ops::status::status(&sh, &root, json),
-        Command::History { json } => crate::ops::status::history(&root, json),
+        } => ops::rollback::rollback(
+            &sh,
+            &root,
+            version,
+            dry_run,
+            Duration::from_secs(health_timeout),
+        ),
+        Command::Down { volumes, dry_run } => ops::down::down(&sh, &root, volumes, dry_run),
+        Command::Status { json } => ops::status::status(&sh, &root, json),
+        Command::History { json } => ops::history::history(&root, json),
         Command::Swarm { stack, command } => swarm(&sh, &root, &stack, command),
     }
 }
@@ -164,13 +176,13 @@ fn swarm(
     use crate::ops::swarm;
     match command {
         SwarmCommand::Deploy { dry_run, timeout } => {
-            swarm::deploy(sh, root, stack, dry_run, Duration::from_secs(timeout))
+            swarm::deploy::deploy(sh, root, stack, dry_run, Duration::from_secs(timeout))
         }
-        SwarmCommand::Status { json } => swarm::status(stack, json),
+        SwarmCommand::Status { json } => swarm::status::status(stack, json),
         SwarmCommand::Rollback { dry_run, timeout } => {
-            swarm::rollback(sh, root, stack, dry_run, Duration::from_secs(timeout))
+            swarm::rollback::rollback(sh, root, stack, dry_run, Duration::from_secs(timeout))
         }
-        SwarmCommand::Rm { volumes, dry_run } => swarm::rm(sh, stack, volumes, dry_run),
+        SwarmCommand::Rm { volumes, dry_run } => swarm::rm::rm(sh, stack, volumes, dry_run),
     }
 }
 

@@ -1,16 +1,17 @@
-//! A factory directory (`.env`, `docker-compose.yml`, `projects/`, `state/`) and the compose
-//! calls on it. Not a source checkout: a factory may be a directory holding only `.env`.
+//! A factory directory (`.env`, `docker-compose.yml`, `projects/`, `state/`), opened with its
+//! configuration. Not a source checkout: a factory may be a directory holding only `.env`.
+//! The compose calls on it are the engine's ([`crate::engine::compose`]).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use xshell::{cmd, Shell};
+
+use std::collections::BTreeMap;
 
 use crate::fsx::{self, Written};
-use crate::model::compose::{generate, ComposeInput, AGENTS_DOCKERFILE};
+use crate::model::compose::{render, Compose, ComposeInput, AGENTS_DOCKERFILE};
 use crate::model::config::{FactoryConfig, Settings};
-use crate::model::image_ref::AgentsImage;
+use crate::model::image_ref::{AgentsImage, ImageRef, OurImage, OUR_IMAGES};
 
 /// The compose file of a factory, relative to its directory.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
@@ -19,18 +20,31 @@ pub const DOTENV_FILE: &str = ".env";
 /// The agents' project configuration, bind-mounted into agents and runner.
 pub const PROJECTS_DIR: &str = "projects";
 
-/// A factory directory, opened: its path and its validated configuration.
+/// A factory directory, opened: its path, its settings (read once: process environment,
+/// then `.env`) and the configuration validated from them.
 pub struct Factory {
     pub dir: PathBuf,
+    pub settings: Settings,
     pub config: FactoryConfig,
 }
 
 impl Factory {
     /// Opens `dir` and validates its configuration (one line naming a bad variable).
     pub fn open(dir: &Path) -> Result<Factory> {
+        let settings = Settings::load(&checked_dir(dir)?)?;
+        Factory::with_settings(dir, settings)
+    }
+
+    /// The factory in `dir` with `settings` already read (`init` reads them before it writes
+    /// `.env`).
+    pub fn with_settings(dir: &Path, settings: Settings) -> Result<Factory> {
         let dir = checked_dir(dir)?;
-        let config = FactoryConfig::from_settings(&Settings::load(&dir)?)?;
-        Ok(Factory { dir, config })
+        let config = FactoryConfig::from_settings(&settings)?;
+        Ok(Factory {
+            dir,
+            settings,
+            config,
+        })
     }
 
     /// Opens `dir` for commands that only stop the factory or read its state (`down`,
@@ -39,20 +53,49 @@ impl Factory {
     /// which such commands do not use.
     pub fn open_to_stop(dir: &Path) -> Result<Factory> {
         let dir = checked_dir(dir)?;
-        let config = Settings::load(&dir)
-            .and_then(|s| FactoryConfig::from_settings(&s))
-            .unwrap_or_else(|_| FactoryConfig {
-                agents: AgentsImage::Dev,
-                agents_origin: crate::model::config::Origin::Unset,
-                agents_in_dotenv: None,
-                registry: crate::model::image_ref::DEFAULT_REGISTRY.to_string(),
-                agent_cli: None,
-            });
-        Ok(Factory { dir, config })
+        let settings = Settings::load(&dir)
+            .unwrap_or_else(|_| Settings::new(Default::default(), Default::default()));
+        let config = FactoryConfig::from_settings(&settings).unwrap_or_else(|_| FactoryConfig {
+            agents: AgentsImage::Dev,
+            agents_origin: crate::model::config::Origin::Unset,
+            agents_in_dotenv: None,
+            registry: crate::model::image_ref::DEFAULT_REGISTRY.to_string(),
+            agent_cli: None,
+        });
+        Ok(Factory {
+            dir,
+            settings,
+            config,
+        })
     }
 
     pub fn compose_file(&self) -> PathBuf {
         self.dir.join(COMPOSE_FILE)
+    }
+
+    pub fn dotenv_file(&self) -> PathBuf {
+        self.dir.join(DOTENV_FILE)
+    }
+
+    /// The digest pins the compose file holds now, for the images `keep` selects: what a
+    /// partial rollout leaves running as it is.
+    pub fn current_pins(&self, keep: impl Fn(&OurImage) -> bool) -> BTreeMap<&'static str, String> {
+        let Ok(text) = std::fs::read_to_string(self.compose_file()) else {
+            return BTreeMap::new();
+        };
+        let Ok(compose) = serde_yaml::from_str::<Compose>(&text) else {
+            return BTreeMap::new();
+        };
+        OUR_IMAGES
+            .into_iter()
+            .filter(|image| keep(image))
+            .filter_map(|image| {
+                let service = compose.services.get(image.name)?;
+                let reference = service.image.as_ref()?;
+                let pinned = ImageRef::parse(reference).is_ok_and(|r| r.digest().is_some());
+                (pinned && service.build.is_none()).then(|| (image.name, reference.clone()))
+            })
+            .collect()
     }
 
     /// Whether this factory can build from source (dev mode, and services with `build:`).
@@ -65,19 +108,10 @@ impl Factory {
         require_build_context(&self.dir, &self.config.agents)
     }
 
-    /// `docker compose` on this factory, with `args` appended.
-    pub fn compose<'a>(&self, sh: &'a Shell, args: &[&str]) -> xshell::Cmd<'a> {
-        let file = self.compose_file();
-        let dir = &self.dir;
-        cmd!(
-            sh,
-            "docker compose --file {file} --project-directory {dir} {args...}"
-        )
-    }
-
-    /// Writes the compose file for `input` (atomically, only when it changes).
-    pub fn write_compose(&self, input: &ComposeInput) -> Result<Written> {
-        let written = fsx::write_if_changed(&self.compose_file(), &generate(input)?)?;
+    /// Writes the compose file of `model`, built from `input` (atomically, only when it
+    /// changes).
+    pub fn write_compose(&self, input: &ComposeInput, model: &Compose) -> Result<Written> {
+        let written = fsx::write_if_changed(&self.compose_file(), &render(input, model)?)?;
         let verb = match written {
             Written::Generated => "Generated",
             Written::Unchanged => "Unchanged",
@@ -89,123 +123,6 @@ impl Factory {
         );
         Ok(written)
     }
-
-    /// The id of the container running `service`.
-    pub fn container(&self, sh: &Shell, service: &str) -> Result<String> {
-        let id = self
-            .compose(sh, &["ps", "--quiet", service])
-            .quiet()
-            .read()
-            .with_context(|| format!("cannot list the {service} container"))?;
-        let id = id.trim().to_string();
-        if id.is_empty() {
-            bail!(
-                "no {service} container is running in {}",
-                self.dir.display()
-            );
-        }
-        Ok(id)
-    }
-
-    /// The id of the container running `service`, if one runs.
-    pub fn running(&self, sh: &Shell, service: &str) -> Option<String> {
-        let id = self
-            .compose(sh, &["ps", "--quiet", service])
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()?;
-        let id = id.trim().to_string();
-        (!id.is_empty()).then_some(id)
-    }
-
-    /// Waits until `container` is healthy; fails early when it exits, restarts or turns
-    /// unhealthy. Docker runs the first health check one interval after start (10 s for
-    /// agents, and engines before 25 have no start interval), so this also runs the image's
-    /// own health command right away, once a second, and takes its success as healthy.
-    pub fn wait_healthy(&self, sh: &Shell, container: &str, limit: Duration) -> Result<()> {
-        let start = Instant::now();
-        let probe = health_probe(container);
-        let mut last_probe: Option<Instant> = None;
-        // Restarts count from now: a container compose left as it was may have recovered
-        // from a crash long ago.
-        let mut restarts_before: Option<String> = None;
-        let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
-        loop {
-            let state = cmd!(sh, "docker inspect --format {format} {container}")
-                .quiet()
-                .read()
-                .with_context(|| format!("cannot inspect container {container}"))?;
-            let fields: Vec<&str> = state.split_whitespace().collect();
-            let before = restarts_before
-                .get_or_insert_with(|| fields.get(2).map(|r| r.to_string()).unwrap_or_default());
-            match fields.as_slice() {
-                [_, _, restarts] if restarts != before => bail!(
-                    "container {} restarted (it exited): see `docker logs {container}`",
-                    short(container)
-                ),
-                [_, "healthy", _] => return Ok(()),
-                ["running", "none", _] => return Ok(()),
-                [_, "unhealthy", _] => bail!(
-                    "container {} turned unhealthy: see `docker logs {container}`",
-                    short(container)
-                ),
-                ["exited" | "dead" | "restarting", _, _] => bail!(
-                    "container {} exited: see `docker logs {container}`",
-                    short(container)
-                ),
-                ["running", "starting", _] => {
-                    let due = last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-                    if let (true, Some(args)) = (due, &probe) {
-                        last_probe = Some(Instant::now());
-                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                        // A hanging health command must not hang the rollout.
-                        let left = limit.saturating_sub(start.elapsed());
-                        let budget = left.min(Duration::from_secs(5));
-                        if crate::engine::docker::run_for(&args, budget).is_ok() {
-                            return Ok(());
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if start.elapsed() >= limit {
-                bail!(
-                    "container {} is not healthy after {}s ({}): see `docker logs {container}`",
-                    short(container),
-                    limit.as_secs(),
-                    state.trim()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-/// `docker exec` arguments that run `container`'s own health check command, if it has one.
-fn health_probe(container: &str) -> Option<Vec<String>> {
-    let json = crate::engine::docker::run(&[
-        "inspect",
-        "--format",
-        "{{json .Config.Healthcheck}}",
-        container,
-    ])
-    .ok()?;
-    let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
-    let test: Vec<String> = value["Test"]
-        .as_array()?
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    let mut args = vec!["exec".to_string(), container.to_string()];
-    match test.split_first()? {
-        (kind, rest) if kind == "CMD" && !rest.is_empty() => args.extend(rest.iter().cloned()),
-        (kind, [command]) if kind == "CMD-SHELL" => {
-            args.extend(["/bin/sh".into(), "-c".into(), command.clone()])
-        }
-        _ => return None,
-    }
-    Some(args)
 }
 
 /// `dir`, resolved, when it is a directory; else one line saying what it is.
@@ -229,8 +146,4 @@ pub(crate) fn require_build_context(dir: &Path, agents: &AgentsImage) -> Result<
         );
     }
     Ok(())
-}
-
-pub(crate) fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }

@@ -84,7 +84,7 @@ fn up_pulls_what_compose_reads_from_an_interpolated_env() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("$ docker pull 127.0.0.1:5000/disinto/agents:v0.1.1 "),
+        stdout.contains("$ docker pull --quiet 127.0.0.1:5000/disinto/agents:v0.1.1\n"),
         "{stdout}"
     );
 }
@@ -165,7 +165,7 @@ fn swarm_deploy_dry_run_prints_the_commands_and_writes_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("$ docker pull 127.0.0.1:5000/disinto/edge:v0.2.0 "),
+        stdout.contains("$ docker pull --quiet 127.0.0.1:5000/disinto/edge:v0.2.0\n"),
         "{stdout}"
     );
     let file = dir.path().canonicalize().unwrap().join("docker-stack.yml");

@@ -31,7 +31,7 @@ use anyhow::{bail, Context, Result};
 use crate::dockerfile;
 use disinto::model::compose::Compose;
 use disinto::model::config::Settings;
-use disinto::model::image_ref::{repository_of, OUR_IMAGES};
+use disinto::model::image_ref::{ImageRef, OUR_IMAGES};
 
 mod interpolate;
 pub mod resolve;
@@ -92,45 +92,16 @@ impl fmt::Display for Source<'_> {
     }
 }
 
-/// A reference as Docker resolves it: `docker.io` when no registry is named, `library/` for a
-/// Docker Hub name without namespace, `:latest` when there is neither tag nor digest.
+/// A reference as Docker resolves it ([`ImageRef::normalized`]); one that does not parse is
+/// compared as written.
 pub fn normalize_image(reference: &str) -> String {
-    let (name, digest) = match reference.split_once('@') {
-        Some((name, digest)) => (name, Some(digest)),
-        None => (reference, None),
-    };
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    let (repository, tag) = match name[last_slash..].rfind(':') {
-        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
-        None => (name, None),
-    };
-    // A first component with a '.' or ':' (or localhost) is a registry, as Docker decides it.
-    let (domain, path) = match repository.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            (first, rest.to_string())
-        }
-        _ => ("docker.io", repository.to_string()),
-    };
-    let domain = if domain == "index.docker.io" {
-        "docker.io"
-    } else {
-        domain
-    };
-    let path = if domain == "docker.io" && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path
-    };
-    let mut out = format!("{domain}/{path}");
-    match (tag, digest) {
-        (Some(tag), _) => out = format!("{out}:{tag}"),
-        (None, None) => out.push_str(":latest"),
-        (None, Some(_)) => {}
-    }
-    if let Some(digest) = digest {
-        out = format!("{out}@{digest}");
-    }
-    out
+    ImageRef::parse(reference).map_or_else(|_| reference.to_string(), |r| r.normalized())
+}
+
+/// The repository of a reference as written, without tag and digest.
+fn repository_of(reference: &str) -> String {
+    ImageRef::parse(reference)
+        .map_or_else(|_| reference.to_string(), |r| r.repository().to_string())
 }
 
 /// For a released image we build ourselves, the Dockerfile it comes from: any

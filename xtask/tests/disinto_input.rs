@@ -46,7 +46,7 @@ fn init_never_rewrites_env_and_a_pinned_up_starts_every_service() {
     for image in ["agents", "edge", "reproduce"] {
         assert!(
             stdout.contains(&format!(
-                "docker pull 127.0.0.1:5000/disinto/{image}:v0.1.0"
+                "docker pull --quiet 127.0.0.1:5000/disinto/{image}:v0.1.0"
             )),
             "{stdout}"
         );

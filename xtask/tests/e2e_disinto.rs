@@ -126,7 +126,7 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
 
     let out = op.disinto_ok(&["up", "agents"], None);
     assert!(
-        out.contains(&format!("docker pull {ns}/agents:v0.1.0")),
+        out.contains(&format!("docker pull --quiet {ns}/agents:v0.1.0")),
         "{out}"
     );
     assert!(

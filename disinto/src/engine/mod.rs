@@ -2,4 +2,11 @@
 //! and swarm queries, health, one polling helper, and the [`Runner`] that runs (or, in a dry
 //! run, prints) every command that changes something, for both programs.
 
+pub mod compose;
 pub mod docker;
+pub mod health;
+pub mod poll;
+pub mod runner;
+pub mod swarm;
+
+pub use runner::Runner;

@@ -37,12 +37,67 @@ pub struct Deployment {
     /// The local image id, which no moved tag can change.
     pub image_id: String,
     pub outcome: Outcome,
+    /// The Swarm stack the rollout ran on (`disinto swarm`); none for compose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<String>,
 }
 
 impl Deployment {
     /// Whether this entry says what runs now (a revert leaves the earlier entry in charge).
     pub fn runs(&self) -> bool {
         matches!(self.outcome, Outcome::Deployed | Outcome::RolledBack)
+    }
+
+    /// The version as tables show it: `dev` for dev mode.
+    pub fn shown_version(&self) -> &str {
+        match self.version.as_str() {
+            "" => "dev",
+            v => v,
+        }
+    }
+}
+
+/// A factory's history, read once per command: the one answer to "what runs now" that
+/// `up`, `rollback`, `status` and `swarm` all read, and the place they append to.
+#[derive(Debug, Clone)]
+pub struct History {
+    dir: PathBuf,
+    entries: Vec<Deployment>,
+}
+
+impl History {
+    /// The history of the factory in `factory_dir`; a missing file is an empty history.
+    pub fn load(factory_dir: &Path) -> Result<History> {
+        Ok(History {
+            dir: factory_dir.to_path_buf(),
+            entries: load(factory_dir)?,
+        })
+    }
+
+    /// Every entry, oldest first.
+    pub fn entries(&self) -> &[Deployment] {
+        &self.entries
+    }
+
+    /// What runs now, by the history (see [`current`]).
+    pub fn current(&self) -> Option<&Deployment> {
+        current(&self.entries)
+    }
+
+    /// Where `rollback` goes (see [`previous`]).
+    pub fn previous(&self) -> Option<&Deployment> {
+        previous(&self.entries)
+    }
+
+    /// Appends `entry` to the file, and to what this value holds.
+    pub fn append(&mut self, entry: Deployment) -> Result<()> {
+        append(&self.dir, &entry)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    pub fn path(&self) -> PathBuf {
+        path(&self.dir)
     }
 }
 
@@ -122,6 +177,7 @@ mod tests {
             image: format!("r/agents:{version}@sha256:{}", "a".repeat(64)),
             image_id: format!("sha256:{}", "b".repeat(64)),
             outcome,
+            swarm: None,
         }
     }
 

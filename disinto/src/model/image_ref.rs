@@ -143,32 +143,131 @@ pub fn sibling(agents: &str, image: OurImage) -> String {
     if image.name == AGENTS_REPOSITORY {
         return agents.to_string();
     }
-    let repository = repository_of(agents);
+    // AgentsImage::parse accepted it, so it parses.
+    let Ok(parsed) = ImageRef::parse(agents) else {
+        return agents.to_string();
+    };
+    let repository = parsed.repository();
     let base = repository
         .strip_suffix(AGENTS_REPOSITORY)
         .unwrap_or(repository);
-    match tag_of(agents) {
+    match parsed.tag() {
         Some(tag) => format!("{base}{}:{tag}", image.name),
         None => format!("{base}{}", image.name),
     }
 }
 
-/// The tag of a reference, if it has one (`…/agents:v1@sha256:…` → `v1`).
-pub fn tag_of(reference: &str) -> Option<&str> {
-    let name = reference.split('@').next().unwrap_or(reference);
-    let last = &name[name.rfind('/').map_or(0, |i| i + 1)..];
-    last.split_once(':').map(|(_, tag)| tag)
+/// An image reference as Docker reads it (the distribution grammar, through
+/// [`ImgRef`]), parsed once: every question about a reference (its repository, tag, digest,
+/// registry, Docker's normal form) is a method here, never a split by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The registry host (and port) as written, when the reference names one.
+    domain: Option<String>,
+    /// The repository as written: the domain and the path.
+    repository: String,
+    tag: Option<String>,
+    digest: Option<String>,
 }
 
-/// A reference without its tag and digest: `127.0.0.1:5000/x/agents:v1@sha256:…` →
-/// `127.0.0.1:5000/x/agents` (a ':' before the last '/' is a registry port, not a tag).
-pub fn repository_of(reference: &str) -> &str {
-    let name = reference.split('@').next().unwrap_or(reference);
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    match name[last_slash..].rfind(':') {
-        Some(i) => &name[..last_slash + i],
-        None => name,
+impl ImageRef {
+    /// Parses `text`; a one-line error names it and says what is wrong.
+    pub fn parse(text: &str) -> Result<ImageRef> {
+        let parsed = ImgRef::new(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{text:?} is not an image reference: {} at byte {}",
+                describe(e.kind()),
+                e.index()
+            )
+        })?;
+        // The grammar takes any first component before a '/' for a domain; Docker
+        // (splitDockerDomain) only one with a '.' or ':', `localhost`, or an upper-case letter.
+        let domain = parsed.domain().map(|d| d.to_str().to_string()).filter(|d| {
+            d.contains(['.', ':']) || d == "localhost" || d.chars().any(|c| c.is_ascii_uppercase())
+        });
+        Ok(ImageRef {
+            domain,
+            repository: parsed.name().to_str().to_string(),
+            tag: parsed.tag().map(str::to_string),
+            digest: parsed.digest().map(|d| d.to_str().to_string()),
+        })
     }
+
+    /// The repository without tag and digest (`127.0.0.1:5000/x/agents`).
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The digest (`sha256:…`), when the reference is pinned to one.
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
+    }
+
+    /// The registry Docker asks for it: the host named, else Docker Hub.
+    pub fn registry(&self) -> &str {
+        self.domain.as_deref().unwrap_or("docker.io")
+    }
+
+    /// The reference without its digest (`repo:tag`, or `repo`).
+    pub fn without_digest(&self) -> String {
+        match &self.tag {
+            Some(tag) => format!("{}:{tag}", self.repository),
+            None => self.repository.clone(),
+        }
+    }
+
+    /// The same image pinned to `digest` (`repo:tag@sha256:…`).
+    pub fn with_digest(&self, digest: &str) -> String {
+        format!("{}@{digest}", self.without_digest())
+    }
+
+    /// The reference as Docker resolves it: `docker.io` when no registry is named, `library/`
+    /// for a Docker Hub name without namespace, `:latest` when there is neither tag nor digest.
+    pub fn normalized(&self) -> String {
+        let registry = match self.registry() {
+            "index.docker.io" => "docker.io",
+            other => other,
+        };
+        let path = match &self.domain {
+            Some(domain) => &self.repository[domain.len() + 1..],
+            None => self.repository.as_str(),
+        };
+        let mut out = match registry == "docker.io" && !path.contains('/') {
+            true => format!("{registry}/library/{path}"),
+            false => format!("{registry}/{path}"),
+        };
+        match (&self.tag, &self.digest) {
+            (Some(tag), _) => out = format!("{out}:{tag}"),
+            (None, None) => out.push_str(":latest"),
+            (None, Some(_)) => {}
+        }
+        if let Some(digest) = &self.digest {
+            out = format!("{out}@{digest}");
+        }
+        out
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.without_digest())?;
+        match &self.digest {
+            Some(digest) => write!(f, "@{digest}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The registry host of a registry namespace such as `DISINTO_REGISTRY` (`ghcr.io/disinto` →
+/// `ghcr.io`); Docker Hub when it names none.
+pub fn registry_host(namespace: &str) -> String {
+    ImageRef::parse(namespace)
+        .map(|r| r.registry().to_string())
+        .unwrap_or_else(|_| "docker.io".into())
 }
 
 /// Validates `DISINTO_REGISTRY` (registry host plus namespace, no tag) and returns it.
@@ -312,7 +411,8 @@ fn classify(value: &str) -> std::result::Result<AgentsImage, String> {
     if parsed.tag().is_none() {
         return Err("a digest alone pins agents but names no release for edge and reproduce to follow; write …/agents:vX.Y.Z@sha256:… (the digest still pins agents)".into());
     }
-    let last = repository_of(value).rsplit('/').next().unwrap_or_default();
+    let name = parsed.name();
+    let last = name.to_str().rsplit('/').next().unwrap_or_default();
     if !(last == AGENTS_REPOSITORY || last.ends_with(&format!("-{AGENTS_REPOSITORY}"))) {
         return Err("its repository does not end in 'agents' (or '-agents'), so edge and reproduce (same repository with 'edge'/'reproduce' in place of 'agents', same tag) cannot follow it".into());
     }
@@ -501,20 +601,39 @@ mod tests {
     }
 
     #[test]
-    fn repository_drops_tag_and_digest_but_not_the_port() {
+    fn references_read_as_docker_reads_them() {
+        let r = |text: &str| ImageRef::parse(text).unwrap();
+        let pinned = r(&format!("127.0.0.1:5000/x/agents:v1@{DIGEST}"));
+        assert_eq!(pinned.repository(), "127.0.0.1:5000/x/agents");
+        assert_eq!(pinned.tag(), Some("v1"));
+        assert_eq!(pinned.digest(), Some(DIGEST));
+        assert_eq!(pinned.registry(), "127.0.0.1:5000");
+        assert_eq!(pinned.without_digest(), "127.0.0.1:5000/x/agents:v1");
         assert_eq!(
-            repository_of("127.0.0.1:5000/x/agents:v1"),
-            "127.0.0.1:5000/x/agents"
+            pinned.to_string(),
+            format!("127.0.0.1:5000/x/agents:v1@{DIGEST}")
         );
         assert_eq!(
-            repository_of("ghcr.io/x/agents:v1@sha256:ab"),
-            "ghcr.io/x/agents"
-        );
-        assert_eq!(
-            repository_of("localhost:5000/agents"),
+            r("localhost:5000/agents").repository(),
             "localhost:5000/agents"
         );
-        assert_eq!(repository_of("disinto-agents:dev"), "disinto-agents");
+        assert_eq!(r("localhost:5000/agents").tag(), None);
+        assert_eq!(r("disinto-agents:dev").repository(), "disinto-agents");
+        assert_eq!(r("localhost/agents").registry(), "localhost");
+        assert_eq!(r("disinto/agents:v1").registry(), "docker.io");
+        assert_eq!(r("debian").normalized(), "docker.io/library/debian:latest");
+        assert_eq!(r("index.docker.io/x/y:1").normalized(), "docker.io/x/y:1");
+        assert_eq!(
+            r(&format!("ghcr.io/d/agents@{DIGEST}")).normalized(),
+            format!("ghcr.io/d/agents@{DIGEST}")
+        );
+        assert_eq!(registry_host("ghcr.io/disinto"), "ghcr.io");
+        assert_eq!(registry_host("agents"), "docker.io");
+        let e = format!("{:#}", ImageRef::parse("Bad Ref").unwrap_err());
+        assert!(
+            e.starts_with("\"Bad Ref\" is not an image reference"),
+            "{e}"
+        );
     }
 
     #[test]

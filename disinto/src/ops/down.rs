@@ -3,14 +3,16 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use xshell::Shell;
 
+use crate::engine::{docker, Runner};
 use crate::factory::Factory;
 
 pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Result<()> {
     let factory = Factory::open_to_stop(root)?;
-    crate::engine::docker::require_client()?;
+    let runner = Runner::new(sh, dry_run);
+    docker::require_client()?;
     if !factory.compose_file().is_file() {
         bail!(
             "{} has no docker-compose.yml: nothing to stop (run `disinto init` to create it)",
@@ -19,12 +21,7 @@ pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Res
     }
     let mut args = vec!["--profile", "*", "down"];
     if volumes {
-        let names = factory
-            .compose(sh, &["config", "--volumes"])
-            .quiet()
-            .read()
-            .context("cannot list the factory's volumes")?;
-        let names: Vec<&str> = names.split_whitespace().collect();
+        let names = factory.volume_names(sh)?;
         let verb = if dry_run { "would delete" } else { "deleting" };
         eprintln!(
             "--volumes: {verb} the named volumes {} and all data in them",
@@ -32,15 +29,8 @@ pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Res
         );
         args.push("--volumes");
     }
-    if dry_run {
-        println!(
-            "$ {}",
-            crate::engine::docker::shell_line(factory.compose(sh, &args))
-        );
-        return Ok(());
-    }
-    factory.compose(sh, &args).run()?;
-    if !volumes {
+    runner.exec(factory.compose(sh, &args))?;
+    if !volumes && !dry_run {
         eprintln!("Named volumes kept (agent data is safe); `disinto down --volumes` deletes them");
     }
     Ok(())

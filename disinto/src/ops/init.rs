@@ -8,10 +8,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::factory::{require_build_context, Factory, DOTENV_FILE, PROJECTS_DIR};
+use crate::factory::{Factory, DOTENV_FILE, PROJECTS_DIR};
 use crate::fsx;
-use crate::model::compose::{generate, ComposeInput};
-use crate::model::config::{read_dotenv_file, Environment, FactoryConfig, Settings};
+use crate::model::compose::{self, render, ComposeInput};
+use crate::model::config::{read_dotenv_file, Environment, Settings};
 use crate::model::dotenv;
 
 /// The `.env.example` of the release this binary was built from.
@@ -162,9 +162,13 @@ pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
         new_env = Some(example.text.clone());
         process.read_dotenv(&example.text, &example.origin)?.values
     };
-    let config = FactoryConfig::from_settings(&Settings::new(process, dotenv))?;
-    require_build_context(root, &config.agents)?;
-    generate(&ComposeInput::from(&config))?;
+    let settings = Settings::new(process, dotenv);
+    let factory = Factory::with_settings(root, settings)?;
+    factory.require_build_context()?;
+    // One model, checked before anything is written and written as it is.
+    let input = ComposeInput::from(&factory.config);
+    let model = compose::model(&input);
+    render(&input, &model)?;
     let projects = root.join(PROJECTS_DIR);
     if projects.symlink_metadata().is_ok() && !projects.is_dir() {
         bail!(
@@ -177,20 +181,12 @@ pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
         fsx::write_atomic_private(&env_path, &text)?;
     }
     eprintln!("{message}");
-    write_compose_for(root)
-}
-
-/// The second half of `init`: `projects/` and the compose file from `.env`.
-fn write_compose_for(root: &Path) -> Result<()> {
-    let projects = root.join(PROJECTS_DIR);
     if !projects.is_dir() {
         std::fs::create_dir_all(&projects)
             .with_context(|| format!("cannot create {}", projects.display()))?;
         eprintln!("Created {}", projects.display());
     }
-    let factory = Factory::open(root)?;
-    factory.require_build_context()?;
-    factory.write_compose(&ComposeInput::from(&factory.config))?;
+    factory.write_compose(&input, &model)?;
     Ok(())
 }
 
@@ -226,7 +222,7 @@ mod tests {
         let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(&names[..2], ["AGENTS_IMAGE", "DISINTO_REGISTRY"]);
         // Every variable the generated compose file reads is documented.
-        let text = generate(&ComposeInput {
+        let text = compose::generate(&ComposeInput {
             agents: AgentsImage::Release("v0.1.1".into()),
             agent_cli: None,
             pinned: Default::default(),

@@ -1,10 +1,18 @@
 //! One module per command of `disinto`: each plans with the [`crate::model`] first, then
-//! applies through the [`crate::engine::Runner`]. Commands never import each other; what
-//! several share lives in the shared modules here (`rollout`, `images`, `table`).
+//! applies through the [`crate::engine::Runner`]. Commands never import each other (a test
+//! holds them to it); what several share lives in the shared modules: `rollout` (the
+//! health-gated rollout), `images` (pull, pin, keep) and `table`.
 
+// Commands.
 pub(crate) mod down;
+pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod rollback;
-pub mod rollout;
 pub(crate) mod status;
 pub(crate) mod swarm;
+pub(crate) mod up;
+
+// Shared by the commands (and `rollout` by the release's restart-agents).
+pub(crate) mod images;
+pub mod rollout;
+pub(crate) mod table;

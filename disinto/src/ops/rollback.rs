@@ -8,34 +8,36 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use xshell::Shell;
 
-use crate::factory::{Factory, DOTENV_FILE};
+use super::images::keep_tag;
+use super::rollout::Rollout;
+use crate::engine::{docker, Runner};
+use crate::factory::Factory;
 use crate::fsx;
 use crate::model::config::{read_dotenv_file, set_in_dotenv, var};
-use crate::model::history::{self, Outcome};
+use crate::model::history::{Deployment, History, Outcome};
 use crate::model::image_ref::AgentsImage;
-use crate::ops::rollout::Rollout;
 
 pub(crate) fn rollback(
     sh: &Shell,
     root: &Path,
     version: Option<String>,
+    dry_run: bool,
     health_timeout: Duration,
 ) -> Result<()> {
     let mut factory = Factory::open(root)?;
-    let deployments = history::load(&factory.dir)?;
-    let from = history::current(&deployments)
+    let history = History::load(&factory.dir)?;
+    let from = history
+        .current()
         .map(|d| d.version.clone())
         .unwrap_or_else(|| "(no recorded deployment)".into());
     let target = match version {
         Some(v) => v,
-        None => history::previous(&deployments)
-            .map(|d| d.version.clone())
-            .with_context(|| {
-                format!(
-                    "{} records no earlier version to go back to: name one, e.g. `disinto rollback v0.1.0`",
-                    history::path(&factory.dir).display()
-                )
-            })?,
+        None => history.previous().map(|d| d.version.clone()).with_context(|| {
+            format!(
+                "{} records no earlier version to go back to: name one, e.g. `disinto rollback v0.1.0`",
+                history.path().display()
+            )
+        })?,
     };
     if target.is_empty() {
         bail!("the deployment to go back to was dev mode (built from source): empty AGENTS_IMAGE in .env and run `disinto up` in the source checkout");
@@ -43,32 +45,33 @@ pub(crate) fn rollback(
     let mut agents = AgentsImage::parse(Some(&target))?;
     // The exact image that ran, when the history has it and it is still here: no registry
     // needed, and no tag that may have moved since.
-    if let Some(exact) = recorded_image(&deployments, &target) {
+    if let Some(exact) = recorded_image(history.entries(), &target) {
         agents = AgentsImage::Reference(exact);
     }
+    // The new .env is worked out (and refused) before anything changes.
+    let env_path = factory.dotenv_file();
+    let new_env = dotenv_with(&env_path, &target)?;
     factory.config.agents = agents;
     let rollout = Rollout {
         outcome: Outcome::RolledBack,
         version: Some(target.clone()),
-        ..Rollout::new(vec!["agents".into()], false, health_timeout)
+        ..Rollout::new(vec!["agents".into()], dry_run, health_timeout)
     };
     rollout.run(sh, &factory)?;
 
     // Only now that it runs healthy: the choice is kept for the next plain `up`.
-    let env_path = factory.dir.join(DOTENV_FILE);
-    let text = read_dotenv_file(&env_path)?.unwrap_or_default();
-    let text = String::from_utf8(text).map_err(|_| {
-        anyhow!(
-            "{} is not UTF-8 text: set AGENTS_IMAGE={target} in it by hand",
-            env_path.display()
-        )
-    })?;
-    let text = set_in_dotenv(&text, var::AGENTS_IMAGE, &target)
-        .with_context(|| format!("{} left unchanged", env_path.display()))?;
+    let runner = Runner::new(sh, dry_run);
+    runner.note(&format!(
+        "write {}: AGENTS_IMAGE={target}, every other byte kept",
+        env_path.display()
+    ));
+    if dry_run {
+        return Ok(());
+    }
     // A new .env (there was none) is private from the start, as `init` makes it.
     match env_path.exists() {
-        true => fsx::write_atomic(&env_path, text.as_bytes())?,
-        false => fsx::write_atomic_private(&env_path, text.as_bytes())?,
+        true => fsx::write_atomic(&env_path, new_env.as_bytes())?,
+        false => fsx::write_atomic_private(&env_path, new_env.as_bytes())?,
     }
     println!(
         "rolled back: {from} → {target} ({} now says AGENTS_IMAGE={target})",
@@ -77,18 +80,30 @@ pub(crate) fn rollback(
     Ok(())
 }
 
+/// The text of `.env` at `path` with AGENTS_IMAGE set to `target`.
+fn dotenv_with(path: &Path, target: &str) -> Result<String> {
+    let text = read_dotenv_file(path)?.unwrap_or_default();
+    let text = String::from_utf8(text).map_err(|_| {
+        anyhow!(
+            "{} is not UTF-8 text: set AGENTS_IMAGE={target} in it by hand",
+            path.display()
+        )
+    })?;
+    set_in_dotenv(&text, var::AGENTS_IMAGE, target)
+        .with_context(|| format!("{} left unchanged", path.display()))
+}
+
 /// The local reference of the image the last deployment of `version` ran: its digest-pinned
 /// reference, else its keep tag, if either is still in the local store.
-fn recorded_image(deployments: &[history::Deployment], version: &str) -> Option<String> {
+fn recorded_image(deployments: &[Deployment], version: &str) -> Option<String> {
     let d = deployments
         .iter()
         .rev()
         .find(|d| d.runs() && d.version == version)?;
-    let candidates = [d.image.clone(), crate::ops::rollout::keep_tag(&d.image_id)];
+    let candidates = [d.image.clone(), keep_tag(&d.image_id)];
     candidates.into_iter().find(|r| {
         !r.is_empty()
             && AgentsImage::parse(Some(r)).is_ok()
-            && crate::engine::docker::image_id(r)
-                .is_some_and(|id| d.image_id.is_empty() || id == d.image_id)
+            && docker::image_id(r).is_some_and(|id| d.image_id.is_empty() || id == d.image_id)
     })
 }

@@ -1,25 +1,23 @@
-//! `disinto up`: the rollout. The target image is pulled and pinned by digest before anything
-//! running is touched; compose brings the services up; agents must turn healthy, or the
-//! image it ran before is put back and the command fails. The release's restart-agents step
-//! and `disinto rollback` run this same code.
+//! The rollout every command that starts agents runs (`disinto up`, `disinto rollback`, the
+//! release's restart-agents): the target images are pulled and pinned by digest before
+//! anything running is touched; compose brings the services up; agents must turn healthy, or
+//! the image it ran before is put back and the rollout fails. Planned first, applied through
+//! the [`Runner`], so `--dry-run` prints what a real run executes.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::engine::docker;
+use super::images::{keep_tag, pull_and_pin};
+use crate::engine::health::wait_healthy;
+use crate::engine::{docker, Runner};
 use crate::factory::Factory;
-use crate::model::compose::ComposeInput;
-use crate::model::config::FactoryConfig;
-use crate::model::history::{self, Deployment, Outcome};
-use crate::model::image_ref::{repository_of, AgentsImage, OurImage, AGENTS, OUR_IMAGES};
+use crate::fsx;
+use crate::model::compose::{self, Compose, ComposeInput, SERVICES};
+use crate::model::history::{Deployment, History, Outcome};
+use crate::model::image_ref::{AgentsImage, OurImage, AGENTS, OUR_IMAGES};
 use crate::model::time::now_rfc3339;
-
-/// The local repository that keeps the image agents ran before a rollout, so a revert needs
-/// no registry and no tag that may have moved.
-pub const KEEP_REPOSITORY: &str = "disinto-keep/agents";
 
 /// What to roll out, and how long agents may take to turn healthy.
 #[derive(Debug, Clone)]
@@ -38,7 +36,7 @@ pub struct Rollout {
 
 /// What agents ran before the rollout: enough to put it back exactly.
 struct Previous {
-    /// A local tag on the exact image (see [`KEEP_REPOSITORY`]).
+    /// A local tag on the exact image (see [`super::images::KEEP_REPOSITORY`]).
     keep: String,
     version: String,
 }
@@ -72,68 +70,66 @@ impl Rollout {
 
     /// Runs the rollout on `factory` with the image its configuration names.
     pub fn run(&self, sh: &Shell, factory: &Factory) -> Result<()> {
+        let runner = Runner::new(sh, self.dry_run);
         if !self.dry_run {
             docker::require_client()?;
         }
         factory.require_build_context()?;
+        if let Some(unknown) = self
+            .services
+            .iter()
+            .find(|s| !SERVICES.contains(&s.as_str()))
+        {
+            bail!(
+                "no service {unknown:?} in this factory (services: {}); nothing was changed",
+                SERVICES.join(", ")
+            );
+        }
         let config = &factory.config;
-        let mut input = ComposeInput::from(config);
         if let (Some(saved), Outcome::Deployed) = (&config.agents_in_dotenv, self.outcome) {
             if saved != config.agents.as_setting() {
                 eprintln!(
                     "warning: this rollout runs AGENTS_IMAGE={:?}, but {} says AGENTS_IMAGE={saved:?}: the next plain `disinto up` goes back to {saved:?} (change it there, or use `disinto rollback`, to keep this one)",
                     config.agents.as_setting(),
-                    factory.dir.join(crate::factory::DOTENV_FILE).display(),
+                    factory.dotenv_file().display(),
                 );
             }
         }
-
-        let known = crate::model::compose::model(&input).services;
-        if let Some(unknown) = self.services.iter().find(|s| !known.contains_key(*s)) {
-            let names: Vec<&str> = known.keys().map(String::as_str).collect();
-            bail!(
-                "no service {unknown:?} in this factory (services: {}); nothing was changed",
-                names.join(", ")
-            );
-        }
-        // Images this rollout does not start keep what the compose file pins now: `up agents`
-        // moves agents, and nothing else.
-        input.pinned = current_pins(factory, |image| !self.starts(image));
+        let mut history = History::load(&factory.dir)?;
+        let mut input = ComposeInput::from(config);
+        // Images this rollout does not start keep what runs now: `up agents` moves agents,
+        // and nothing else.
+        input.pinned = factory.current_pins(|image| !self.starts(image));
         // The target images must be here, and pinned, before any running container is touched.
         let images = OUR_IMAGES.into_iter().filter(|i| self.starts(i));
-        input
-            .pinned
-            .extend(pull_and_pin(config, images, self.dry_run)?);
+        input.pinned.extend(pull_and_pin(&runner, config, images)?);
+        let model = compose::model(&input);
 
-        let args = self.compose_args(factory, &input);
+        let args = self.compose_args(factory, &input, &model);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if self.dry_run {
-            println!(
-                "# write {} (agents: {})",
+            runner.note(&format!(
+                "write {} (agents: {})",
                 factory.compose_file().display(),
                 input.agents
-            );
-            println!(
-                "$ {}",
-                crate::engine::docker::shell_line(factory.compose(sh, &args))
-            );
+            ));
+            runner.exec(factory.compose(sh, &args))?;
             if self.waits_for_agents() {
-                println!(
-                    "# wait until agents is healthy (at most {}s); if it is not, put the image it runs now back",
+                runner.note(&format!(
+                    "wait until agents is healthy (at most {}s); if it is not, put the image it runs now back",
                     self.health_timeout.as_secs()
-                );
+                ));
             }
             return Ok(());
         }
         let previous = match self.waits_for_agents() {
-            true => self.keep_previous(sh, factory)?,
+            true => self.keep_previous(sh, factory, &history)?,
             false => None,
         };
         let old_compose = std::fs::read(factory.compose_file()).ok();
-        factory.write_compose(&input)?;
-        let up = factory
-            .compose(sh, &args)
-            .run()
+        factory.write_compose(&input, &model)?;
+        let up = runner
+            .exec(factory.compose(sh, &args))
             .context("docker compose up failed");
         if !self.waits_for_agents() {
             if up.is_err() {
@@ -147,15 +143,13 @@ impl Rollout {
             .unwrap_or_else(|| config.agents.as_setting().to_string());
         let result = up
             .and_then(|()| factory.container(sh, "agents"))
-            .and_then(|c| {
-                factory
-                    .wait_healthy(sh, &c, self.health_timeout)
-                    .map(|()| c)
-            });
+            .and_then(|c| wait_healthy(&c, self.health_timeout).map(|()| c));
         match result {
             Ok(container) => {
-                record_running(factory, &version, &container, self.outcome)?;
-                keep_recent(factory);
+                let (image, image_id) = running_image(&container)?;
+                let entry = record(&version, &image, &image_id, self.outcome);
+                history.append(entry)?;
+                super::images::keep_recent(history.entries());
                 eprintln!("agents is healthy ({})", input.agents);
                 Ok(())
             }
@@ -165,10 +159,10 @@ impl Rollout {
                     .get(AGENTS.name)
                     .cloned()
                     .unwrap_or_else(|| input.agents.to_string());
+                let id = docker::image_id(&tried).unwrap_or_default();
                 let Some(previous) = previous else {
                     restore_compose(factory, old_compose.as_deref());
-                    let id = docker::image_id(&tried).unwrap_or_default();
-                    let _ = record(factory, &version, &tried, &id, Outcome::Failed);
+                    let _ = history.append(record(&version, &tried, &id, Outcome::Failed));
                     return Err(why.context(format!(
                         "agents on {tried} is not healthy, and nothing ran before it to go back to"
                     )));
@@ -177,9 +171,8 @@ impl Rollout {
                     "agents on {tried} failed ({why:#}): putting {} back",
                     previous.version
                 );
-                self.revert(sh, factory, &input, &previous)?;
-                let id = docker::image_id(&tried).unwrap_or_default();
-                record(factory, &version, &tried, &id, Outcome::Reverted)?;
+                self.revert(&runner, factory, &input, &previous)?;
+                history.append(record(&version, &tried, &id, Outcome::Reverted))?;
                 bail!(
                     "rollout of AGENTS_IMAGE={version:?} failed ({why:#}); reverted: agents runs {} again and is healthy",
                     previous.version
@@ -188,14 +181,19 @@ impl Rollout {
         }
     }
 
-    fn compose_args(&self, factory: &Factory, input: &ComposeInput) -> Vec<String> {
+    fn compose_args(
+        &self,
+        factory: &Factory,
+        input: &ComposeInput,
+        model: &Compose,
+    ) -> Vec<String> {
         let mut args: Vec<String> = vec!["up".into(), "--detach".into()];
         if input.agents == AgentsImage::Dev && self.touches_agents_image() {
             // Dev mode follows the source: rebuild (from cache when nothing changed).
             args.push("--build".into());
         }
         if self.services.is_empty() {
-            args.extend(startable_services(factory, input));
+            args.extend(startable_services(factory, model));
         } else {
             args.push("--no-deps".into());
             args.extend(self.services.iter().cloned());
@@ -203,8 +201,13 @@ impl Rollout {
         args
     }
 
-    /// Tags the image agents runs now under [`KEEP_REPOSITORY`], so it can be put back.
-    fn keep_previous(&self, sh: &Shell, factory: &Factory) -> Result<Option<Previous>> {
+    /// Tags the image agents runs now under a keep tag, so it can be put back.
+    fn keep_previous(
+        &self,
+        sh: &Shell,
+        factory: &Factory,
+        history: &History,
+    ) -> Result<Option<Previous>> {
         let Some(container) = factory.running(sh, "agents") else {
             return Ok(None);
         };
@@ -215,8 +218,8 @@ impl Rollout {
         let image_id = image_id.trim();
         let keep = keep_tag(image_id);
         docker::read(&["tag", image_id, &keep], "keep the running agents image")?;
-        let history = history::load(&factory.dir)?;
-        let version = history::current(&history)
+        let version = history
+            .current()
             .filter(|d| d.image_id == image_id)
             .map(|d| d.version.clone())
             .unwrap_or_else(|| keep.clone());
@@ -226,7 +229,7 @@ impl Rollout {
     /// Puts the kept image back on agents and waits for it to be healthy again.
     fn revert(
         &self,
-        sh: &Shell,
+        runner: &Runner<'_>,
         factory: &Factory,
         tried: &ComposeInput,
         previous: &Previous,
@@ -234,20 +237,17 @@ impl Rollout {
         // Only agents goes back; everything else stays as the rollout left it.
         let mut input = tried.clone();
         input.pinned.insert(AGENTS.name, previous.keep.clone());
-        factory.write_compose(&input)?;
-        factory
-            .compose(sh, &["up", "--detach", "--no-deps", "agents"])
-            .run()
+        factory.write_compose(&input, &compose::model(&input))?;
+        runner
+            .exec(factory.compose(runner.sh, &["up", "--detach", "--no-deps", "agents"]))
             .context("cannot put the previous agents image back")?;
-        let container = factory.container(sh, "agents")?;
-        factory
-            .wait_healthy(sh, &container, self.health_timeout)
-            .with_context(|| {
-                format!(
-                    "the previous agents image ({}) is not healthy either",
-                    previous.version
-                )
-            })
+        let container = factory.container(runner.sh, "agents")?;
+        wait_healthy(&container, self.health_timeout).with_context(|| {
+            format!(
+                "the previous agents image ({}) is not healthy either",
+                previous.version
+            )
+        })
     }
 }
 
@@ -255,7 +255,7 @@ impl Rollout {
 fn restore_compose(factory: &Factory, old: Option<&[u8]>) {
     let path = factory.compose_file();
     let restored = match old {
-        Some(text) => crate::fsx::write_atomic(&path, text),
+        Some(text) => fsx::write_atomic(&path, text),
         None => std::fs::remove_file(&path).map_err(anyhow::Error::from),
     };
     if let Err(e) = restored {
@@ -266,155 +266,21 @@ fn restore_compose(factory: &Factory, old: Option<&[u8]>) {
     }
 }
 
-/// The digest pins the factory's compose file holds now, for the images `keep` selects.
-fn current_pins(
-    factory: &Factory,
-    keep: impl Fn(&OurImage) -> bool,
-) -> BTreeMap<&'static str, String> {
-    let Ok(text) = std::fs::read_to_string(factory.compose_file()) else {
-        return BTreeMap::new();
-    };
-    let Ok(compose) = serde_yaml::from_str::<crate::model::compose::Compose>(&text) else {
-        return BTreeMap::new();
-    };
-    OUR_IMAGES
-        .into_iter()
-        .filter(|image| keep(image))
-        .filter_map(|image| {
-            let service = compose.services.get(image.name)?;
-            let reference = service.image.as_ref()?;
-            (reference.contains("@sha256:") && service.build.is_none())
-                .then(|| (image.name, reference.clone()))
-        })
-        .collect()
-}
-
-/// How many deployments' images stay tagged under [`KEEP_REPOSITORY`], so a rollback to
-/// them needs no registry (and survives `docker image prune`).
-const KEPT_DEPLOYMENTS: usize = 3;
-
-/// Tags the images of the last few deployments under [`KEEP_REPOSITORY`] and removes the
-/// other keep tags. Best effort: a failure here costs disk space, not the rollout.
-fn keep_recent(factory: &Factory) {
-    let Ok(deployments) = history::load(&factory.dir) else {
-        return;
-    };
-    let mut ids: Vec<&str> = vec![];
-    for d in deployments.iter().rev().filter(|d| d.runs()) {
-        if !d.image_id.is_empty() && !ids.contains(&d.image_id.as_str()) {
-            ids.push(&d.image_id);
-        }
-        if ids.len() == KEPT_DEPLOYMENTS {
-            break;
-        }
-    }
-    let wanted: Vec<String> = ids.iter().map(|id| keep_tag(id)).collect();
-    for (id, tag) in ids.iter().zip(&wanted) {
-        let _ = docker::run(&["tag", id, tag]);
-    }
-    let listed = docker::run(&[
-        "image",
-        "ls",
-        "--format",
-        "{{.Repository}}:{{.Tag}}",
-        KEEP_REPOSITORY,
-    ])
-    .unwrap_or_default();
-    for tag in listed.lines().filter(|t| !wanted.iter().any(|w| w == t)) {
-        let _ = docker::run(&["rmi", "--no-prune", tag]);
+/// A history record of this rollout, now: `image` is what ran (a container's configured
+/// image) or was tried, `image_id` the exact image when known.
+pub(crate) fn record(version: &str, image: &str, image_id: &str, outcome: Outcome) -> Deployment {
+    Deployment {
+        time: now_rfc3339(),
+        version: version.to_string(),
+        image: image.to_string(),
+        image_id: image_id.to_string(),
+        outcome,
+        swarm: None,
     }
 }
 
-/// The keep tag of an image id: `disinto-keep/agents:<first 12 hex digits>`.
-pub fn keep_tag(image_id: &str) -> String {
-    let hex = image_id.trim_start_matches("sha256:");
-    format!("{KEEP_REPOSITORY}:{}", &hex[..hex.len().min(12)])
-}
-
-/// Pulls each of `images` that is not here yet and pins it by its registry digest: the
-/// exact references to run, by image name (none in dev mode). A dry run prints the pulls and
-/// pins nothing. A pull that fails is a one-line error, and nothing has been changed.
-pub fn pull_and_pin(
-    config: &FactoryConfig,
-    images: impl IntoIterator<Item = OurImage>,
-    dry_run: bool,
-) -> Result<BTreeMap<&'static str, String>> {
-    let mut pinned = BTreeMap::new();
-    for image in images {
-        let Some(reference) = config.agents.resolved_for(image, &config.registry) else {
-            continue;
-        };
-        if dry_run {
-            println!("$ docker pull {reference}   # only if it is not present");
-            continue;
-        }
-        if !docker::image_present(&reference) {
-            eprintln!("$ docker pull {reference}");
-            if let Err(why) = docker::run(&["pull", "--quiet", &reference]) {
-                bail!(
-                    "AGENTS_IMAGE={}: cannot pull {reference} ({why}); nothing was changed, the running factory is as it was",
-                    config.agents.as_setting()
-                );
-            }
-        }
-        pinned.insert(image.name, pin(&reference));
-    }
-    Ok(pinned)
-}
-
-/// `reference` pinned to the registry digest the local image carries (`repo:tag@sha256:…`),
-/// so a tag moved later never changes what runs. A local-only image stays as given.
-pub fn pin(reference: &str) -> String {
-    if reference.contains('@') {
-        return reference.to_string();
-    }
-    let repo = repository_of(reference);
-    let digests = docker::run(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .RepoDigests}}",
-        reference,
-    ])
-    .ok()
-    .and_then(|json| serde_json::from_str::<Vec<String>>(json.trim()).ok())
-    .unwrap_or_default();
-    digests
-        .iter()
-        .filter_map(|d| d.split_once('@'))
-        .find(|(r, _)| *r == repo)
-        .map(|(_, digest)| format!("{reference}@{digest}"))
-        .unwrap_or_else(|| reference.to_string())
-}
-
-/// Appends the rollout's outcome to the history: `image` is what ran (a container's
-/// configured image) or was tried, `image_id` the exact image when known.
-fn record(
-    factory: &Factory,
-    version: &str,
-    image: &str,
-    image_id: &str,
-    outcome: Outcome,
-) -> Result<()> {
-    history::append(
-        &factory.dir,
-        &Deployment {
-            time: now_rfc3339(),
-            version: version.to_string(),
-            image: image.to_string(),
-            image_id: image_id.to_string(),
-            outcome,
-        },
-    )
-}
-
-/// [`record`] for a rollout that runs: the image and id of its agents container.
-fn record_running(
-    factory: &Factory,
-    version: &str,
-    container: &str,
-    outcome: Outcome,
-) -> Result<()> {
+/// The configured image and the image id of a running container.
+fn running_image(container: &str) -> Result<(String, String)> {
     let out = docker::read(
         &[
             "inspect",
@@ -425,13 +291,12 @@ fn record_running(
         "inspect the agents container",
     )?;
     let (image, image_id) = out.trim().split_once('\t').unwrap_or((out.trim(), ""));
-    record(factory, version, image, image_id, outcome)
+    Ok((image.to_string(), image_id.to_string()))
 }
 
 /// For the whole-stack `up`: the default services, less those built from sources this
 /// factory does not have (it says which). Empty means "let compose pick them all".
-fn startable_services(factory: &Factory, input: &ComposeInput) -> Vec<String> {
-    let model = crate::model::compose::model(input);
+fn startable_services(factory: &Factory, model: &Compose) -> Vec<String> {
     let (ok, missing): (Vec<_>, Vec<_>) = model
         .services
         .iter()

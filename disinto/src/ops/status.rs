@@ -1,120 +1,62 @@
 //! `disinto status`: per service, the image, its registry digest, version, state and health,
-//! and what the deployment history says runs since when; `disinto history` lists it all.
+//! and what the deployment history says runs since when.
 
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
+use super::images::registry_digest;
+use super::table::{self, or_dash};
+use crate::engine::docker;
 use crate::factory::Factory;
-use crate::model::history::{self, Deployment};
+use crate::model::history::{Deployment, History};
+use crate::model::image_ref::ImageRef;
 
 /// One row of `disinto status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct Row {
-    pub service: String,
-    pub image: String,
-    pub digest: String,
-    pub version: String,
-    pub state: String,
-    pub health: String,
+struct Row {
+    service: String,
+    image: String,
+    digest: String,
+    version: String,
+    state: String,
+    health: String,
 }
 
-/// The status table, aligned, with a header.
-pub(crate) fn render(rows: &[Row]) -> String {
-    let header = Row {
-        service: "SERVICE".into(),
-        image: "IMAGE".into(),
-        digest: "DIGEST".into(),
-        version: "VERSION".into(),
-        state: "STATE".into(),
-        health: "HEALTH".into(),
-    };
-    let all: Vec<&Row> = std::iter::once(&header).chain(rows).collect();
-    let width = |f: fn(&Row) -> &str| all.iter().map(|r| f(r).len()).max().unwrap_or(0);
-    let w = [
-        width(|r| &r.service),
-        width(|r| &r.image),
-        width(|r| &r.digest),
-        width(|r| &r.version),
-        width(|r| &r.state),
-    ];
-    all.iter()
-        .map(|r| {
-            format!(
-                "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {:w4$}  {}\n",
-                r.service,
-                r.image,
-                r.digest,
-                r.version,
-                r.state,
-                r.health,
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2],
-                w3 = w[3],
-                w4 = w[4]
-            )
-        })
-        .collect()
+impl Row {
+    fn cells(&self) -> [String; 6] {
+        [
+            self.service.clone(),
+            self.image.clone(),
+            self.digest.clone(),
+            self.version.clone(),
+            self.state.clone(),
+            self.health.clone(),
+        ]
+    }
 }
+
+const HEADER: [&str; 6] = ["SERVICE", "IMAGE", "DIGEST", "VERSION", "STATE", "HEALTH"];
 
 pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
     let factory = Factory::open(root)?;
-    crate::engine::docker::require_daemon()?;
+    docker::require_daemon()?;
     if !factory.compose_file().is_file() {
         bail!(
             "{} has no docker-compose.yml: run `disinto init` first",
             root.display()
         );
     }
-    let ids = factory
-        .compose(sh, &["--profile", "*", "ps", "--all", "--quiet"])
-        .quiet()
-        .read()?;
     let mut rows = Vec::new();
-    for id in ids.split_whitespace() {
-        let format = "{{index .Config.Labels \"com.docker.compose.service\"}}\t{{.Config.Image}}\t{{.Image}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}";
-        let line = cmd!(sh, "docker inspect --format {format} {id}")
-            .quiet()
-            .read()?;
-        let f: Vec<&str> = line.split('\t').collect();
-        let [service, image, image_id, state, health] = f.as_slice() else {
-            continue;
-        };
-        let format =
-            "{{json .RepoDigests}}\t{{index .Config.Labels \"org.opencontainers.image.version\"}}";
-        let info = cmd!(sh, "docker image inspect --format {format} {image_id}")
-            .quiet()
-            .read()
-            .unwrap_or_default();
-        let (digests, version) = info.split_once('\t').unwrap_or(("[]", ""));
-        let digests: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
-        let repo = crate::model::image_ref::repository_of(image);
-        let digest = digests
-            .iter()
-            .find(|d| d.starts_with(&format!("{repo}@")))
-            .and_then(|d| d.split_once('@'))
-            .map(|(_, d)| d.to_string())
-            .unwrap_or_else(|| "(local-build)".into());
-        rows.push(Row {
-            service: service.to_string(),
-            // The digest has its own column.
-            image: image.split('@').next().unwrap_or(image).to_string(),
-            digest,
-            version: if version.is_empty() || version == "<no value>" {
-                "-".into()
-            } else {
-                version.to_string()
-            },
-            state: state.to_string(),
-            health: health.trim().to_string(),
-        });
+    for id in factory.containers(sh)? {
+        if let Some(row) = row(&id) {
+            rows.push(row);
+        }
     }
     rows.sort_by(|a, b| a.service.cmp(&b.service));
-    let deployments = history::load(&factory.dir)?;
-    let current = history::current(&deployments);
-    let previous = history::previous(&deployments);
+    let history = History::load(&factory.dir)?;
+    let (current, previous) = (history.current(), history.previous());
     if json {
         let value = serde_json::json!({
             "services": rows,
@@ -127,12 +69,43 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
     if rows.is_empty() {
         println!("no containers: `disinto up` starts the factory");
     } else {
-        print!("{}", render(&rows));
+        let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
+        print!("{}", table::render(HEADER, &cells));
     }
     if let Some(line) = summary(current, previous) {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The row of one container, from what Docker says of it and of its image.
+fn row(id: &str) -> Option<Row> {
+    let format = "{{index .Config.Labels \"com.docker.compose.service\"}}\t{{.Config.Image}}\t{{.Image}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}";
+    // A container can go between listing and inspecting it.
+    let line = docker::run(&["inspect", "--format", format, id]).ok()?;
+    let f: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+    let [service, image, image_id, state, health] = f.as_slice() else {
+        return None;
+    };
+    let format =
+        "{{json .RepoDigests}}\t{{index .Config.Labels \"org.opencontainers.image.version\"}}";
+    let info = docker::run(&["image", "inspect", "--format", format, image_id]).unwrap_or_default();
+    let (digests, version) = info.trim_end().split_once('\t').unwrap_or(("[]", ""));
+    let digests: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
+    let parsed = ImageRef::parse(image).ok();
+    let digest = parsed
+        .as_ref()
+        .and_then(|r| registry_digest(r, &digests))
+        .unwrap_or("(local-build)");
+    Some(Row {
+        service: service.to_string(),
+        // The digest has its own column.
+        image: parsed.map_or_else(|| image.to_string(), |r| r.without_digest()),
+        digest: digest.to_string(),
+        version: or_dash(version),
+        state: state.to_string(),
+        health: health.trim().to_string(),
+    })
 }
 
 /// One line: what the history says runs, since when, and what `rollback` would go back to.
@@ -141,52 +114,16 @@ fn summary(current: Option<&Deployment>, previous: Option<&Deployment>) -> Optio
     let before = match previous {
         Some(p) => format!(
             "previous: {} (`disinto rollback` returns to it)",
-            shown(&p.version)
+            p.shown_version()
         ),
         None => "previous: none".into(),
     };
     Some(format!(
         "deployed: {} since {} ({}); {before}",
-        shown(&now.version),
+        now.shown_version(),
         now.time,
         now.image
     ))
-}
-
-fn shown(version: &str) -> &str {
-    if version.is_empty() {
-        "dev"
-    } else {
-        version
-    }
-}
-
-/// `disinto history`: every rollout, oldest first.
-pub(crate) fn history(root: &Path, json: bool) -> Result<()> {
-    let factory = Factory::open_to_stop(root)?;
-    let deployments = history::load(&factory.dir)?;
-    if deployments.is_empty() {
-        println!(
-            "no deployments recorded in {}",
-            history::path(&factory.dir).display()
-        );
-        return Ok(());
-    }
-    for d in &deployments {
-        if json {
-            println!("{}", serde_json::to_string(d)?);
-        } else {
-            let outcome = serde_json::to_value(d.outcome)?;
-            println!(
-                "{}  {:<11}  {:<10}  {}",
-                d.time,
-                outcome.as_str().unwrap_or("-"),
-                shown(&d.version),
-                d.image
-            );
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -195,17 +132,16 @@ mod tests {
 
     #[test]
     fn status_table_is_aligned() {
-        let rows = vec![Row {
+        let row = Row {
             service: "agents".into(),
             image: "r/agents:v0.2.0".into(),
             digest: "sha256:ab".into(),
             version: "v0.2.0".into(),
             state: "running".into(),
             health: "healthy".into(),
-        }];
-        let table = render(&rows);
+        };
         assert_eq!(
-            table,
+            table::render(HEADER, &[row.cells()]),
             "SERVICE  IMAGE            DIGEST     VERSION  STATE    HEALTH\n\
              agents   r/agents:v0.2.0  sha256:ab  v0.2.0   running  healthy\n"
         );

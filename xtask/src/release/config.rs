@@ -65,7 +65,7 @@ impl ReleaseConfig {
         let token = settings.from_environment(GITHUB_TOKEN)?.unwrap_or_default();
         let user = settings.from_environment(GITHUB_ACTOR)?.unwrap_or_default();
         let (credentials, missing_credentials) = if token.trim().is_empty() {
-            (None, Some(format!("GITHUB_TOKEN is not set: a token with packages:write is needed to push to {} (docs/release.md)", disinto::engine::docker::registry_host(&registry))))
+            (None, Some(format!("GITHUB_TOKEN is not set: a token with packages:write is needed to push to {} (docs/release.md)", disinto::model::image_ref::registry_host(&registry))))
         } else if user.trim().is_empty() {
             (
                 None,

@@ -177,8 +177,8 @@ impl Plan {
     }
 
     /// The registry host every image goes to.
-    pub fn registry_host(&self) -> &str {
-        disinto::engine::docker::registry_host(&self.config.registry)
+    pub fn registry_host(&self) -> String {
+        disinto::model::image_ref::registry_host(&self.config.registry)
     }
 
     /// Each image's name and version reference, for the record.
@@ -233,7 +233,7 @@ impl Runner<'_> {
     /// Runs a command that changes something, or only prints it in a dry run.
     pub fn exec(&self, cmd: xshell::Cmd<'_>) -> Result<()> {
         if self.dry_run {
-            println!("$ {}", disinto::engine::docker::shell_line(cmd));
+            println!("$ {}", disinto::engine::runner::shell_line(cmd));
             return Ok(());
         }
         let result = cmd.run();

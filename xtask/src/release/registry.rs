@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use disinto::engine::docker::{self, last_line};
+use disinto::engine::docker::last_line;
 
 pub use super::config::Credentials;
 use disinto::fsx::TempDir;
@@ -114,8 +114,8 @@ fn with_config(cmd: xshell::Cmd<'_>, config: &Path) -> Result<std::process::Outp
 
 /// Plain HTTP is only ever allowed to loopback registries, as Docker itself does.
 fn is_loopback(reference: &str) -> bool {
-    let host = docker::registry_host(reference);
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let host = disinto::model::image_ref::registry_host(reference);
+    let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
     name == "localhost"
         || name == "[::1]"
         || name

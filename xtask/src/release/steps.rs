@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use disinto::engine::docker::shell_line;
+use disinto::engine::runner::shell_line;
 use disinto::factory::Factory;
 use disinto::model::image_ref::AgentsImage;
 use disinto::ops::rollout::Rollout;

@@ -1,0 +1,91 @@
+//! Is a container healthy: Docker's own verdict, and the image's health command run at once
+//! (Docker runs the first check one interval after start: 10 s for agents, and engines
+//! before 25 have no start interval).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use super::docker;
+use super::poll::{self, Look};
+
+/// The first 12 characters of an id, as Docker shows it (whatever the id holds).
+pub fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// Waits until `container` is healthy; fails early when it exits, restarts or turns
+/// unhealthy. It also runs the image's own health command right away, once a second, and
+/// takes its success as healthy.
+pub fn wait_healthy(container: &str, limit: Duration) -> Result<()> {
+    let probe = health_probe(container);
+    let mut last_probe: Option<Instant> = None;
+    // Restarts count from now: a container compose left as it was may have recovered
+    // from a crash long ago.
+    let mut restarts_before: Option<String> = None;
+    let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
+    let logs = format!("see `docker logs {container}`");
+    let id = short(container);
+    let waited = poll::until(limit, Duration::from_millis(200), |left| {
+        let state = docker::read(
+            &["inspect", "--format", format, container],
+            &format!("inspect container {container}"),
+        )?;
+        let fields: Vec<&str> = state.split_whitespace().collect();
+        let before = restarts_before
+            .get_or_insert_with(|| fields.get(2).map(|r| r.to_string()).unwrap_or_default());
+        match fields.as_slice() {
+            [_, _, restarts] if restarts != before => {
+                bail!("container {id} restarted (it exited): {logs}")
+            }
+            [_, "healthy", _] | ["running", "none", _] => return Ok(Look::Done(())),
+            [_, "unhealthy", _] => bail!("container {id} turned unhealthy: {logs}"),
+            ["exited" | "dead" | "restarting", _, _] => bail!("container {id} exited: {logs}"),
+            ["running", "starting", _] => {
+                let due = last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+                if let (true, Some(args)) = (due, &probe) {
+                    last_probe = Some(Instant::now());
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    // A hanging health command must not hang the rollout.
+                    if docker::run_for(&args, left.min(Duration::from_secs(5))).is_ok() {
+                        return Ok(Look::Done(()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(Look::Wait(state.trim().to_string()))
+    })?;
+    waited.map_err(|state| {
+        anyhow::anyhow!(
+            "container {id} is not healthy after {}s ({state}): {logs}",
+            limit.as_secs()
+        )
+    })
+}
+
+/// `docker exec` arguments that run `container`'s own health check command, if it has one.
+fn health_probe(container: &str) -> Option<Vec<String>> {
+    let json = docker::run(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Healthcheck}}",
+        container,
+    ])
+    .ok()?;
+    let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+    let test: Vec<String> = value["Test"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let mut args = vec!["exec".to_string(), container.to_string()];
+    match test.split_first()? {
+        (kind, rest) if kind == "CMD" && !rest.is_empty() => args.extend(rest.iter().cloned()),
+        (kind, [command]) if kind == "CMD-SHELL" => {
+            args.extend(["/bin/sh".into(), "-c".into(), command.clone()])
+        }
+        _ => return None,
+    }
+    Some(args)
+}

@@ -1,0 +1,36 @@
+//! `disinto history`: every rollout of the factory, oldest first, compose and swarm alike.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::factory::Factory;
+use crate::model::history::History;
+
+pub(crate) fn history(root: &Path, json: bool) -> Result<()> {
+    let factory = Factory::open_to_stop(root)?;
+    let history = History::load(&factory.dir)?;
+    if history.entries().is_empty() {
+        println!("no deployments recorded in {}", history.path().display());
+        return Ok(());
+    }
+    for d in history.entries() {
+        if json {
+            println!("{}", serde_json::to_string(d)?);
+            continue;
+        }
+        let outcome = serde_json::to_value(d.outcome)?;
+        let on = match &d.swarm {
+            Some(stack) => format!("  (swarm stack {stack})"),
+            None => String::new(),
+        };
+        println!(
+            "{}  {:<11}  {:<10}  {}{on}",
+            d.time,
+            outcome.as_str().unwrap_or("-"),
+            d.shown_version(),
+            d.image
+        );
+    }
+    Ok(())
+}

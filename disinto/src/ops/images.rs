@@ -1,0 +1,150 @@
+//! Our images on this host, shared by every rollout (`up`, `rollback`, `swarm deploy`, the
+//! release's restart-agents): pull what is missing and pin it by its registry digest; keep
+//! the images of recent deployments under a local tag so a revert or rollback needs no
+//! registry.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+
+use crate::engine::{docker, Runner};
+use crate::model::config::FactoryConfig;
+use crate::model::history::Deployment;
+use crate::model::image_ref::{ImageRef, OurImage};
+
+/// The local repository that keeps the images agents ran, so a revert needs no registry and
+/// no tag that may have moved.
+pub const KEEP_REPOSITORY: &str = "disinto-keep/agents";
+
+/// How many deployments' images stay tagged under [`KEEP_REPOSITORY`], so a rollback to
+/// them needs no registry (and survives `docker image prune`).
+const KEPT_DEPLOYMENTS: usize = 3;
+
+/// Pulls each of `images` that is not here yet and pins it by its registry digest: the
+/// exact references to run, by image name (none in dev mode). A dry run prints the pulls it
+/// would make and pins nothing. A pull that fails is a one-line error, and nothing has been
+/// changed.
+pub fn pull_and_pin(
+    runner: &Runner<'_>,
+    config: &FactoryConfig,
+    images: impl IntoIterator<Item = OurImage>,
+) -> Result<BTreeMap<&'static str, String>> {
+    let mut pinned = BTreeMap::new();
+    for image in images {
+        let Some(reference) = config.agents.resolved_for(image, &config.registry) else {
+            continue;
+        };
+        if !docker::image_present(&reference) {
+            let sh = runner.sh;
+            let pull = xshell::cmd!(sh, "docker pull --quiet {reference}");
+            if let Err(why) = runner.exec_captured(pull) {
+                bail!(
+                    "AGENTS_IMAGE={}: cannot pull {reference} ({why:#}); nothing was changed, the running factory is as it was",
+                    config.agents.as_setting()
+                );
+            }
+        }
+        if !runner.dry_run {
+            pinned.insert(image.name, pin(&reference));
+        }
+    }
+    Ok(pinned)
+}
+
+/// `reference` pinned to the registry digest the local image carries (`repo:tag@sha256:…`),
+/// so a tag moved later never changes what runs. A local-only image stays as given.
+pub fn pin(reference: &str) -> String {
+    let Ok(parsed) = ImageRef::parse(reference) else {
+        return reference.to_string();
+    };
+    if parsed.digest().is_some() {
+        return reference.to_string();
+    }
+    let digests = docker::run(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        reference,
+    ])
+    .ok()
+    .and_then(|json| serde_json::from_str::<Vec<String>>(json.trim()).ok())
+    .unwrap_or_default();
+    registry_digest(&parsed, &digests)
+        .map(|digest| parsed.with_digest(digest))
+        .unwrap_or_else(|| reference.to_string())
+}
+
+/// The digest among an image's `RepoDigests` (`repo@sha256:…`) that belongs to `reference`'s
+/// repository.
+pub fn registry_digest<'a>(reference: &ImageRef, repo_digests: &'a [String]) -> Option<&'a str> {
+    repo_digests.iter().find_map(|d| {
+        let (repo, digest) = d.split_once('@')?;
+        (repo == reference.repository()).then_some(digest)
+    })
+}
+
+/// The keep tag of an image id: `disinto-keep/agents:<first 12 hex digits>`.
+pub fn keep_tag(image_id: &str) -> String {
+    let hex: String = image_id
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect();
+    format!("{KEEP_REPOSITORY}:{hex}")
+}
+
+/// Tags the images of the last few deployments under [`KEEP_REPOSITORY`] and removes the
+/// other keep tags. Best effort: a failure here costs disk space, not the rollout.
+pub fn keep_recent(deployments: &[Deployment]) {
+    let mut ids: Vec<&str> = vec![];
+    for d in deployments.iter().rev().filter(|d| d.runs()) {
+        if !d.image_id.is_empty() && !ids.contains(&d.image_id.as_str()) {
+            ids.push(&d.image_id);
+        }
+        if ids.len() == KEPT_DEPLOYMENTS {
+            break;
+        }
+    }
+    let wanted: Vec<String> = ids.iter().map(|id| keep_tag(id)).collect();
+    for (id, tag) in ids.iter().zip(&wanted) {
+        let _ = docker::run(&["tag", id, tag]);
+    }
+    let listed = docker::run(&[
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        KEEP_REPOSITORY,
+    ])
+    .unwrap_or_default();
+    for tag in listed.lines().filter(|t| !wanted.iter().any(|w| w == t)) {
+        let _ = docker::run(&["rmi", "--no-prune", tag]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_of_the_references_repository_is_picked() {
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let reference = ImageRef::parse("127.0.0.1:5000/d/agents:v1").unwrap();
+        let digests = vec![
+            format!("other/agents@sha256:{}", "d".repeat(64)),
+            format!("127.0.0.1:5000/d/agents@{digest}"),
+        ];
+        assert_eq!(registry_digest(&reference, &digests), Some(digest.as_str()));
+        assert_eq!(registry_digest(&reference, &digests[..1]), None);
+        assert_eq!(
+            keep_tag("sha256:0123456789abcdef"),
+            "disinto-keep/agents:0123456789ab"
+        );
+        // Not a panic, whatever the id holds.
+        assert_eq!(
+            keep_tag("ßßßßßßßßßßßßßß"),
+            "disinto-keep/agents:ßßßßßßßßßßßß"
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! `disinto swarm rm`: remove the stack; its named volumes stay unless `--volumes`, and then
+//! the command names them first.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use xshell::{cmd, Shell};
+
+use super::check_stack_name;
+use crate::engine::swarm::{require_manager, stack_services, wait_gone};
+use crate::engine::{docker, Runner};
+use crate::model::stack::{self, VOLUMES_LABEL};
+
+pub(crate) fn rm(sh: &Shell, stack_name: &str, volumes: bool, dry_run: bool) -> Result<()> {
+    check_stack_name(stack_name)?;
+    let runner = Runner::new(sh, dry_run);
+    let names = stack::volume_names(stack_name);
+    if volumes {
+        eprintln!(
+            "--volumes: deleting the named volumes {} on this node, and all data in them",
+            names.join(", ")
+        );
+    }
+    if dry_run {
+        runner.exec(cmd!(sh, "docker stack rm {stack_name}"))?;
+        if volumes {
+            runner.note("wait until the stack's containers are gone (volumes in use cannot go)");
+            runner.exec(cmd!(sh, "docker volume rm {names...}"))?;
+        }
+        return Ok(());
+    }
+    docker::require_daemon()?;
+    require_manager()?;
+    // `docker stack rm` of no stack succeeds; --volumes would then delete volumes of the
+    // same names that belong to something else (a stopped compose factory).
+    if stack_services(stack_name)?.is_empty() {
+        bail!("no stack {stack_name} runs on this swarm: nothing to remove (and no volume is deleted)");
+    }
+    runner.exec(cmd!(sh, "docker stack rm {stack_name}").ignore_stdout())?;
+    if !volumes {
+        eprintln!(
+            "Named volumes kept (agent data is safe, on the node that holds them); `disinto swarm rm --volumes` deletes them"
+        );
+        return Ok(());
+    }
+    wait_gone(stack_name, Duration::from_secs(120))?;
+    let present: Vec<&String> = names
+        .iter()
+        .filter(|n| docker::run(&["volume", "inspect", n.as_str()]).is_ok())
+        .collect();
+    if present.is_empty() {
+        eprintln!("none of the stack's volumes is on this node: they live on the node labelled {VOLUMES_LABEL}=true; run this there");
+        return Ok(());
+    }
+    runner.exec(cmd!(sh, "docker volume rm {present...}").ignore_stdout())
+}

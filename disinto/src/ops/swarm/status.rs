@@ -1,0 +1,123 @@
+//! `disinto swarm status`: per service of the stack, image, digest, version, replicas and
+//! where its last update stands.
+
+use anyhow::Result;
+
+use super::check_stack_name;
+use crate::engine::docker;
+use crate::engine::swarm::{require_manager, stack_services, ServiceState};
+use crate::model::image_ref::ImageRef;
+use crate::ops::table::{self, or_dash};
+
+/// One row of `disinto swarm status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+struct Row {
+    service: String,
+    image: String,
+    digest: String,
+    version: String,
+    replicas: String,
+    update: String,
+    message: String,
+}
+
+const HEADER: [&str; 6] = [
+    "SERVICE", "IMAGE", "DIGEST", "VERSION", "REPLICAS", "UPDATE",
+];
+
+impl Row {
+    fn new(stack_name: &str, state: &ServiceState, replicas: &str, version: &str) -> Row {
+        let (image, digest) = match ImageRef::parse(&state.image) {
+            Ok(r) => (r.without_digest(), r.digest().unwrap_or("-").to_string()),
+            Err(_) => (state.image.clone(), "-".into()),
+        };
+        let prefix = format!("{stack_name}_");
+        Row {
+            service: state
+                .name
+                .strip_prefix(&prefix)
+                .unwrap_or(&state.name)
+                .to_string(),
+            image,
+            digest,
+            version: or_dash(version),
+            replicas: replicas.to_string(),
+            update: state.update.clone().unwrap_or_else(|| "-".into()),
+            message: state.message.clone(),
+        }
+    }
+
+    fn cells(&self) -> [String; 6] {
+        [
+            self.service.clone(),
+            self.image.clone(),
+            self.digest.clone(),
+            self.version.clone(),
+            self.replicas.clone(),
+            self.update.clone(),
+        ]
+    }
+}
+
+pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
+    check_stack_name(stack_name)?;
+    docker::require_daemon()?;
+    require_manager()?;
+    let mut rows: Vec<Row> = stack_services(stack_name)?
+        .iter()
+        .map(|(state, replicas)| {
+            // The version label of the image, when this node has it (it pulled it to pin it).
+            let version = docker::run(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"org.opencontainers.image.version\"}}",
+                &state.image,
+            ])
+            .unwrap_or_default();
+            Row::new(stack_name, state, replicas, &version)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.service.cmp(&b.service));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        println!("no services in stack {stack_name}: `disinto swarm deploy` starts it");
+    } else {
+        let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
+        print!("{}", table::render(HEADER, &cells));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_splits_image_and_digest() {
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let state = ServiceState {
+            name: "disinto_agents".into(),
+            image: format!("r/agents:v2@{digest}"),
+            update: Some("completed".into()),
+            ..ServiceState::default()
+        };
+        let row = Row::new("disinto", &state, "1/1", "v2");
+        assert_eq!(
+            (
+                row.service.as_str(),
+                row.image.as_str(),
+                row.digest.as_str()
+            ),
+            ("agents", "r/agents:v2", digest.as_str())
+        );
+        assert_eq!(
+            table::render(HEADER, &[row.cells()])
+                .lines()
+                .nth(1)
+                .unwrap(),
+            format!("agents   r/agents:v2  {digest}  v2       1/1       completed")
+        );
+    }
+}
