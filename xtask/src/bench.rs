@@ -382,6 +382,84 @@ impl Stage {
         Ok(result)
     }
 
+    /// Releases until at least `n` versions are released.
+    fn release_until(&mut self, n: usize) -> Result<()> {
+        while self.released.len() < n {
+            self.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    /// The work of release number `i` done by hand: the binary from a new revision, then
+    /// every image built, tagged and pushed (with the client config `config`); what the
+    /// release adds to this is its bookkeeping. Returns seconds.
+    fn bare_release(&self, config: &Path, i: usize) -> Result<f64> {
+        let start = Instant::now();
+        let shared = scratch::shared_target(&self.root);
+        run_ok(
+            Command::new("cargo")
+                .current_dir(&self.work)
+                .env("CARGO_TARGET_DIR", &shared)
+                .env("DISINTO_REVISION", format!("bare{i}"))
+                .args(["build", "--quiet", "--release", "--locked", "-p", "disinto"]),
+        )?;
+        std::fs::copy(
+            shared.join("release/disinto"),
+            self.work.join("docker/agents/dist/disinto"),
+        )?;
+        let docker = |args: &[&str]| {
+            run_ok(
+                Command::new("docker")
+                    .current_dir(&self.work)
+                    .env("DOCKER_CONFIG", config)
+                    .args(args),
+            )
+        };
+        for image in disinto::image_ref::OUR_IMAGES {
+            let local = format!("disinto-{}:bare", image.name);
+            let remote = format!("{}/{}-bare", self.registry.namespace(), image.name);
+            docker(&[
+                "build",
+                "--file",
+                image.dockerfile,
+                "--tag",
+                &local,
+                "--build-arg",
+                &format!("VERSION=bare{i}"),
+                ".",
+            ])?;
+            for tag in [format!("bare{i}"), "latest".into()] {
+                docker(&["tag", &local, &format!("{remote}:{tag}")])?;
+                docker(&["push", &format!("{remote}:{tag}")])?;
+            }
+        }
+        Ok(seconds(start))
+    }
+
+    /// Builds `<namespace>/agents:broken` on the released `good`, with a health check that
+    /// decides nothing for an hour; returns its reference.
+    fn build_never_healthy(&self, good: &str) -> Result<String> {
+        // Never healthy, never unhealthy either (first check in an hour): the worst case,
+        // where only the timeout ends the wait.
+        let ns = self.registry.namespace();
+        let broken = format!("{ns}/agents:broken");
+        let dockerfile = format!(
+            "FROM {ns}/agents:{good}\nHEALTHCHECK --interval=1h --start-period=1h CMD false\n"
+        );
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", &broken, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, dockerfile.as_bytes())?;
+        }
+        if !child.wait()?.success() {
+            bail!("cannot build {broken}");
+        }
+        Ok(broken)
+    }
+
     /// Changes one of the factory's own scripts and commits it: the change an upgrade is
     /// measured on.
     fn edit_script(&self) -> Result<()> {
@@ -740,149 +818,115 @@ impl Run {
         // A first release fills the build cache and the registry's blobs.
         stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
         if self.wants(FigureId::PeakMemory) {
-            let peak = stage.next_release(peak_rss)? as f64 / (1024.0 * 1024.0);
-            self.push(
-                FigureId::PeakMemory,
-                vec![peak],
-                None,
-                "(no target; tracked)",
-                None,
-            );
+            self.peak_memory(&mut stage)?;
         }
         if self.wants(FigureId::ReleaseOverhead) {
-            let config = TempDir::new("bench-docker-config")?;
-            crate::secret::login(
-                config.path(),
-                &stage.registry.addr,
-                &stage.registry.user,
-                &stage.registry.password,
-            )?;
-            let mut released = vec![];
-            let mut bare = vec![];
-            for i in 0..self.reps(2, 5) {
-                released.push(stage.next_release(timed)?);
-                // The same work by hand: the binary from a new revision, then every image
-                // built, tagged and pushed; what the release adds is its bookkeeping.
-                let start = Instant::now();
-                let shared = scratch::shared_target(&stage.root);
-                run_ok(
-                    Command::new("cargo")
-                        .current_dir(&stage.work)
-                        .env("CARGO_TARGET_DIR", &shared)
-                        .env("DISINTO_REVISION", format!("bare{i}"))
-                        .args(["build", "--quiet", "--release", "--locked", "-p", "disinto"]),
-                )?;
-                std::fs::copy(
-                    shared.join("release/disinto"),
-                    stage.work.join("docker/agents/dist/disinto"),
-                )?;
-                let docker = |args: &[&str]| {
-                    run_ok(
-                        Command::new("docker")
-                            .current_dir(&stage.work)
-                            .env("DOCKER_CONFIG", config.path())
-                            .args(args),
-                    )
-                };
-                for image in disinto::image_ref::OUR_IMAGES {
-                    let local = format!("disinto-{}:bare", image.name);
-                    let remote = format!("{}/{}-bare", stage.registry.namespace(), image.name);
-                    docker(&[
-                        "build",
-                        "--file",
-                        image.dockerfile,
-                        "--tag",
-                        &local,
-                        "--build-arg",
-                        &format!("VERSION=bare{i}"),
-                        ".",
-                    ])?;
-                    for tag in [format!("bare{i}"), "latest".into()] {
-                        docker(&["tag", &local, &format!("{remote}:{tag}")])?;
-                        docker(&["push", &format!("{remote}:{tag}")])?;
-                    }
-                }
-                bare.push(seconds(start));
-            }
-            let ratio = median(&released).zip(median(&bare)).map(|(r, b)| r / b);
-            self.push(
-                FigureId::ReleaseOverhead,
-                released,
-                ratio,
-                "ratio ≤ 1.05",
-                ratio.map(|r| r <= 1.05),
-            );
+            self.release_overhead(&mut stage)?;
         }
         if self.wants(FigureId::UpgradeDownload) || self.wants(FigureId::ReleaseTime) {
-            if stage.released.is_empty() {
-                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-            }
-            let mut times = vec![];
-            let mut percents = vec![];
-            for _ in 0..self.reps(1, 3) {
-                stage.edit_script()?;
-                times.push(stage.next_release(timed)?);
-                let n = stage.released.len();
-                let (old, new) = (&stage.released[n - 2], &stage.released[n - 1]);
-                percents.push(stage.download_percent(old, new)?);
-            }
-            let met = median(&percents).map(|p| p <= 1.0);
-            self.push(FigureId::UpgradeDownload, percents, None, "≤ 1 %", met);
-            self.push(
-                FigureId::ReleaseTime,
-                times,
-                None,
-                "(no target; tracked)",
-                None,
-            );
+            self.upgrade_figures(&mut stage)?;
         }
         if self.wants(FigureId::Rollback) {
-            if stage.released.len() < 2 {
-                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-            }
-            let n = stage.released.len();
-            let (previous, latest) = (stage.released[n - 2].clone(), stage.released[n - 1].clone());
-            stage.disinto_up(&latest)?;
-            let mut samples = vec![];
-            for i in 0..self.reps(1, 3) {
-                samples.push(stage.disinto_up(&previous)?);
-                if i + 1 < self.reps(1, 3) {
-                    stage.disinto_up(&latest)?;
-                }
-            }
-            let met = median(&samples).map(|m| m <= 3.0);
-            self.push(FigureId::Rollback, samples, None, "≤ 3 s", met);
+            self.rollback(&mut stage)?;
         }
         if self.wants(FigureId::Revert) {
-            if stage.released.is_empty() {
-                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-            }
-            let good = stage.released[stage.released.len() - 1].clone();
-            stage.disinto_up(&good)?;
-            // Never healthy, never unhealthy either (first check in an hour): the worst
-            // case, where only the timeout ends the wait.
-            let ns = stage.registry.namespace();
-            let broken = format!("{ns}/agents:broken");
-            let dockerfile = format!(
-                "FROM {ns}/agents:{good}\nHEALTHCHECK --interval=1h --start-period=1h CMD false\n"
-            );
-            let mut child = Command::new("docker")
-                .args(["build", "-q", "-t", &broken, "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()?;
-            if let Some(mut stdin) = child.stdin.take() {
-                std::io::Write::write_all(&mut stdin, dockerfile.as_bytes())?;
-            }
-            if !child.wait()?.success() {
-                bail!("cannot build {broken}");
-            }
-            let samples = (0..self.reps(1, 3))
-                .map(|_| stage.bad_rollout(&broken, 10))
-                .collect::<Result<Vec<_>>>()?;
-            let met = median(&samples).map(|m| m <= 3.0);
-            self.push(FigureId::Revert, samples, None, "≤ timeout + 3 s", met);
+            self.revert(&mut stage)?;
         }
+        Ok(())
+    }
+
+    /// The xtask process's peak memory during one release.
+    fn peak_memory(&mut self, stage: &mut Stage) -> Result<()> {
+        let peak = stage.next_release(peak_rss)? as f64 / (1024.0 * 1024.0);
+        self.push(
+            FigureId::PeakMemory,
+            vec![peak],
+            None,
+            "(no target; tracked)",
+            None,
+        );
+        Ok(())
+    }
+
+    /// Releases, each against the same builds, tags and pushes done by hand.
+    fn release_overhead(&mut self, stage: &mut Stage) -> Result<()> {
+        let config = TempDir::new("bench-docker-config")?;
+        crate::secret::login(
+            config.path(),
+            &stage.registry.addr,
+            &stage.registry.user,
+            &stage.registry.password,
+        )?;
+        let mut released = vec![];
+        let mut bare = vec![];
+        for i in 0..self.reps(2, 5) {
+            released.push(stage.next_release(timed)?);
+            bare.push(stage.bare_release(config.path(), i)?);
+        }
+        let ratio = median(&released).zip(median(&bare)).map(|(r, b)| r / b);
+        self.push(
+            FigureId::ReleaseOverhead,
+            released,
+            ratio,
+            "ratio ≤ 1.05",
+            ratio.map(|r| r <= 1.05),
+        );
+        Ok(())
+    }
+
+    /// Releases after a one-script change: their wall time, and what an upgrade downloads.
+    fn upgrade_figures(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(1)?;
+        let mut times = vec![];
+        let mut percents = vec![];
+        for _ in 0..self.reps(1, 3) {
+            stage.edit_script()?;
+            times.push(stage.next_release(timed)?);
+            let n = stage.released.len();
+            let (old, new) = (&stage.released[n - 2], &stage.released[n - 1]);
+            percents.push(stage.download_percent(old, new)?);
+        }
+        let met = median(&percents).map(|p| p <= 1.0);
+        self.push(FigureId::UpgradeDownload, percents, None, "≤ 1 %", met);
+        self.push(
+            FigureId::ReleaseTime,
+            times,
+            None,
+            "(no target; tracked)",
+            None,
+        );
+        Ok(())
+    }
+
+    /// `disinto up` of the previous release, from the latest, and back between samples.
+    fn rollback(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(2)?;
+        let n = stage.released.len();
+        let (previous, latest) = (stage.released[n - 2].clone(), stage.released[n - 1].clone());
+        stage.disinto_up(&latest)?;
+        let mut samples = vec![];
+        for i in 0..self.reps(1, 3) {
+            samples.push(stage.disinto_up(&previous)?);
+            if i + 1 < self.reps(1, 3) {
+                stage.disinto_up(&latest)?;
+            }
+        }
+        let met = median(&samples).map(|m| m <= 3.0);
+        self.push(FigureId::Rollback, samples, None, "≤ 3 s", met);
+        Ok(())
+    }
+
+    /// A rollout of an image that never turns healthy, reverted to the latest release.
+    fn revert(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(1)?;
+        let good = stage.released[stage.released.len() - 1].clone();
+        stage.disinto_up(&good)?;
+        let broken = stage.build_never_healthy(&good)?;
+        let samples = (0..self.reps(1, 3))
+            .map(|_| stage.bad_rollout(&broken, 10))
+            .collect::<Result<Vec<_>>>()?;
+        let met = median(&samples).map(|m| m <= 3.0);
+        self.push(FigureId::Revert, samples, None, "≤ timeout + 3 s", met);
         Ok(())
     }
 }
