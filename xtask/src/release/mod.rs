@@ -3,6 +3,7 @@
 //! the registry session) changes as steps run; one runner prints or executes every command.
 
 pub mod config;
+mod formula;
 pub mod registry;
 mod state;
 pub mod step;
@@ -16,9 +17,9 @@ use disinto::image_ref::{parse_version, OurImage, OUR_IMAGES};
 use disinto::time::now_rfc3339;
 use xshell::{cmd, Shell};
 
-use crate::formula::{Formula, FormulaStep};
 use crate::{Checkout, RELEASE_PROGRESS, RELEASE_RECORDS};
 use config::ReleaseConfig;
+use formula::{Formula, FormulaStep};
 use registry::Session;
 pub use state::{Progress, Record, RecordStep, StepRecord};
 use step::{Status, Step};
