@@ -1,11 +1,14 @@
 //! `cargo xtask bench`: the figures that say whether the pipeline is fast, measured side by
 //! side in one run (medians and min–max), written as JSON and Markdown under `target/bench/`.
 
+use std::collections::BTreeSet;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use disinto::model::history::{Outcome, HISTORY_FILE};
 use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
@@ -14,56 +17,154 @@ use crate::scratch;
 use crate::testbed::{self, Registry};
 use disinto::fsx::TempDir;
 
-/// Every figure, in table order: (id, what it measures).
-pub const FIGURES: [(&str, &str); 12] = [
-    (
-        "cold-build",
-        "cold build of both binaries, disinto and xtask (deps included), s",
-    ),
-    (
-        "disinto-size",
-        "size of the release disinto binary (what every agents image carries), MB",
-    ),
-    ("warm-start", "`cargo xtask --help`, everything built, s"),
-    ("gen-compose", "gen-compose with the built binary, ms"),
-    (
-        "build-context",
-        "bytes Docker receives for the agents image",
-    ),
-    (
-        "rebuild",
-        "image rebuild after a one-file change, s (ratio: to a --no-cache build)",
-    ),
-    (
-        "release-overhead",
-        "release (cached build, local registry) / the same builds, tags and pushes by hand",
-    ),
-    (
-        "upgrade-download",
-        "upgrade download after a one-script change, % of the agents image (compressed)",
-    ),
-    (
-        "release-time",
-        "release wall time after a one-script change (all images, local registry), s",
-    ),
-    (
-        "rollback",
-        "AGENTS_IMAGE=<previous> disinto up agents until healthy, s",
-    ),
-    (
-        "revert",
-        "a rollout whose agents never turns healthy, reverted and healthy again, s beyond its timeout",
-    ),
-    (
-        "peak-memory",
-        "peak RSS of the xtask process during a release, MiB",
-    ),
-];
+/// One benchmark figure: the only list of figure ids. Table order is declaration order; the
+/// exhaustive matches below make a figure without a description or a setup a compile error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FigureId {
+    ColdBuild,
+    DisintoSize,
+    WarmStart,
+    GenCompose,
+    BuildContext,
+    Rebuild,
+    ReleaseOverhead,
+    UpgradeDownload,
+    ReleaseTime,
+    Rollback,
+    Revert,
+    PeakMemory,
+}
+
+/// What a figure needs before it can be measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// The release binaries alone.
+    Binaries,
+    /// Docker, to build the agents image.
+    Image,
+    /// Docker, a registry and a staged factory.
+    Stage,
+}
+
+impl FigureId {
+    /// Every figure, in table order.
+    pub(crate) const ALL: [FigureId; 12] = [
+        FigureId::ColdBuild,
+        FigureId::DisintoSize,
+        FigureId::WarmStart,
+        FigureId::GenCompose,
+        FigureId::BuildContext,
+        FigureId::Rebuild,
+        FigureId::ReleaseOverhead,
+        FigureId::UpgradeDownload,
+        FigureId::ReleaseTime,
+        FigureId::Rollback,
+        FigureId::Revert,
+        FigureId::PeakMemory,
+    ];
+
+    /// The id bench.json and `--only` use.
+    pub fn id(self) -> &'static str {
+        match self {
+            FigureId::ColdBuild => "cold-build",
+            FigureId::DisintoSize => "disinto-size",
+            FigureId::WarmStart => "warm-start",
+            FigureId::GenCompose => "gen-compose",
+            FigureId::BuildContext => "build-context",
+            FigureId::Rebuild => "rebuild",
+            FigureId::ReleaseOverhead => "release-overhead",
+            FigureId::UpgradeDownload => "upgrade-download",
+            FigureId::ReleaseTime => "release-time",
+            FigureId::Rollback => "rollback",
+            FigureId::Revert => "revert",
+            FigureId::PeakMemory => "peak-memory",
+        }
+    }
+
+    /// What the figure measures, and in which unit: the table's first column.
+    pub(crate) fn what(self) -> &'static str {
+        match self {
+            FigureId::ColdBuild => {
+                "cold build of both binaries, disinto and xtask (deps included), s"
+            }
+            FigureId::DisintoSize => {
+                "size of the release disinto binary (what every agents image carries), MB"
+            }
+            FigureId::WarmStart => "`cargo xtask --help`, everything built, s",
+            FigureId::GenCompose => "gen-compose with the built binary, ms",
+            FigureId::BuildContext => "bytes Docker receives for the agents image",
+            FigureId::Rebuild => {
+                "image rebuild after a one-file change, s (ratio: to a --no-cache build)"
+            }
+            FigureId::ReleaseOverhead => {
+                "release (cached build, local registry) / the same builds, tags and pushes by hand"
+            }
+            FigureId::UpgradeDownload => {
+                "upgrade download after a one-script change, % of the agents image (compressed)"
+            }
+            FigureId::ReleaseTime => {
+                "release wall time after a one-script change (all images, local registry), s"
+            }
+            FigureId::Rollback => "AGENTS_IMAGE=<previous> disinto up agents until healthy, s",
+            FigureId::Revert => {
+                "a rollout whose agents never turns healthy, reverted and healthy again, s beyond its timeout"
+            }
+            FigureId::PeakMemory => "peak RSS of the xtask process during a release, MiB",
+        }
+    }
+
+    fn needs(self) -> Needs {
+        match self {
+            FigureId::ColdBuild
+            | FigureId::DisintoSize
+            | FigureId::WarmStart
+            | FigureId::GenCompose => Needs::Binaries,
+            FigureId::BuildContext | FigureId::Rebuild => Needs::Image,
+            FigureId::ReleaseOverhead
+            | FigureId::UpgradeDownload
+            | FigureId::ReleaseTime
+            | FigureId::Rollback
+            | FigureId::Revert
+            | FigureId::PeakMemory => Needs::Stage,
+        }
+    }
+
+    pub(crate) fn from_id(id: &str) -> Option<FigureId> {
+        FigureId::ALL.into_iter().find(|f| f.id() == id)
+    }
+
+    /// Every id, comma-separated, for help and error messages.
+    pub(crate) fn ids() -> String {
+        FigureId::ALL.map(FigureId::id).join(", ")
+    }
+
+    /// The figures `--only` names (every figure when it names none), in table order; a bad
+    /// id is a one-line error that names it.
+    fn select(only: &[String]) -> Result<BTreeSet<FigureId>> {
+        if only.is_empty() {
+            return Ok(FigureId::ALL.into());
+        }
+        only.iter()
+            .map(|id| {
+                FigureId::from_id(id).with_context(|| {
+                    format!("--only {id}: no such figure (figures: {})", FigureId::ids())
+                })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for FigureId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
 
 /// One measured figure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
-    pub id: String,
+    pub id: FigureId,
     pub what: String,
     pub samples: Vec<f64>,
     /// A ratio derived from the medians, where the figure is one.
@@ -132,15 +233,9 @@ pub fn markdown(figures: &[Figure]) -> String {
     out
 }
 
-/// Reads back a `bench.json`, checking it is one of ours.
+/// Reads back a `bench.json`, checking it is one of ours (an unknown figure id is refused).
 pub fn parse_json(text: &str) -> Result<Vec<Figure>> {
-    let figures: Vec<Figure> = serde_json::from_str(text).context("not a bench.json")?;
-    for f in &figures {
-        if !FIGURES.iter().any(|(id, _)| *id == f.id) {
-            bail!("bench.json has an unknown figure {:?}", f.id);
-        }
-    }
-    Ok(figures)
+    serde_json::from_str(text).context("not a bench.json")
 }
 
 /// `cargo xtask bench`.
@@ -149,13 +244,19 @@ pub struct Bench {
     /// Fewer repetitions, to fit in CI
     #[arg(long)]
     pub quick: bool,
-    /// Measure only these figures (comma-separated ids: cold-build, warm-start, gen-compose,
-    /// build-context, rebuild, release-overhead, rollback, peak-memory)
-    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    // The help lists the ids from `FigureId`, so it cannot fall behind the figures.
+    #[arg(long, value_delimiter = ',', value_name = "IDS", help = only_help())]
     pub only: Vec<String>,
     /// Where to write bench.json and bench.md [default: target/bench]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+fn only_help() -> String {
+    format!(
+        "Measure only these figures (comma-separated: {})",
+        FigureId::ids()
+    )
 }
 
 fn seconds(start: Instant) -> f64 {
@@ -282,6 +383,84 @@ impl Stage {
         Ok(result)
     }
 
+    /// Releases until at least `n` versions are released.
+    fn release_until(&mut self, n: usize) -> Result<()> {
+        while self.released.len() < n {
+            self.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    /// The work of release number `i` done by hand: the binary from a new revision, then
+    /// every image built, tagged and pushed (with the client config `config`); what the
+    /// release adds to this is its bookkeeping. Returns seconds.
+    fn bare_release(&self, config: &Path, i: usize) -> Result<f64> {
+        let start = Instant::now();
+        let shared = scratch::shared_target(&self.root);
+        run_ok(
+            Command::new("cargo")
+                .current_dir(&self.work)
+                .env("CARGO_TARGET_DIR", &shared)
+                .env("DISINTO_REVISION", format!("bare{i}"))
+                .args(["build", "--quiet", "--release", "--locked", "-p", "disinto"]),
+        )?;
+        std::fs::copy(
+            shared.join("release/disinto"),
+            self.work.join("docker/agents/dist/disinto"),
+        )?;
+        let docker = |args: &[&str]| {
+            run_ok(
+                Command::new("docker")
+                    .current_dir(&self.work)
+                    .env("DOCKER_CONFIG", config)
+                    .args(args),
+            )
+        };
+        for image in disinto::model::image_ref::OUR_IMAGES {
+            let local = format!("disinto-{}:bare", image.name);
+            let remote = format!("{}/{}-bare", self.registry.namespace(), image.name);
+            docker(&[
+                "build",
+                "--file",
+                image.dockerfile,
+                "--tag",
+                &local,
+                "--build-arg",
+                &format!("VERSION=bare{i}"),
+                ".",
+            ])?;
+            for tag in [format!("bare{i}"), "latest".into()] {
+                docker(&["tag", &local, &format!("{remote}:{tag}")])?;
+                docker(&["push", &format!("{remote}:{tag}")])?;
+            }
+        }
+        Ok(seconds(start))
+    }
+
+    /// Builds `<namespace>/agents:broken` on the released `good`, with a health check that
+    /// decides nothing for an hour; returns its reference.
+    fn build_never_healthy(&self, good: &str) -> Result<String> {
+        // Never healthy, never unhealthy either (first check in an hour): the worst case,
+        // where only the timeout ends the wait.
+        let ns = self.registry.namespace();
+        let broken = format!("{ns}/agents:broken");
+        let dockerfile = format!(
+            "FROM {ns}/agents:{good}\nHEALTHCHECK --interval=1h --start-period=1h CMD false\n"
+        );
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", &broken, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, dockerfile.as_bytes())?;
+        }
+        if !child.wait()?.success() {
+            bail!("cannot build {broken}");
+        }
+        Ok(broken)
+    }
+
     /// Changes one of the factory's own scripts and commits it: the change an upgrade is
     /// measured on.
     fn edit_script(&self) -> Result<()> {
@@ -346,8 +525,15 @@ impl Stage {
             .args(["--health-timeout", &timeout.to_string()])
             .output()?;
         let took = seconds(start);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !stderr.contains("reverted") {
+        // The factory's history says how it ended; the words on stderr are for people.
+        let history = std::fs::read_to_string(self.factory.join(HISTORY_FILE))?;
+        let last = history
+            .lines()
+            .last()
+            .and_then(|l| disinto::model::history::parse(l, HISTORY_FILE).ok()?.pop());
+        let reverted = last.is_some_and(|d| d.outcome == Outcome::Reverted);
+        if out.status.success() || !reverted {
+            let stderr = String::from_utf8_lossy(&out.stderr);
             bail!("the bad rollout of {broken} was not reverted: {stderr}");
         }
         Ok(took - timeout as f64)
@@ -361,17 +547,8 @@ impl Drop for Stage {
 }
 
 impl Bench {
-    fn wants(&self, id: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|o| o == id)
-    }
-
     pub fn run(self, sh: &Shell) -> Result<()> {
-        for id in &self.only {
-            if !FIGURES.iter().any(|(f, _)| f == id) {
-                let ids: Vec<&str> = FIGURES.iter().map(|(f, _)| *f).collect();
-                bail!("--only {id}: no such figure (figures: {})", ids.join(", "));
-            }
-        }
+        let wanted = FigureId::select(&self.only)?;
         let root = sh.current_dir();
         let out_dir = self
             .out
@@ -388,87 +565,89 @@ impl Bench {
             "--workspace",
         ]))?;
         let release_dir = crate::target_dir(&root).join("release");
-        let xtask = release_dir.join("xtask");
-        let disinto = release_dir.join("disinto");
         let mut run = Run {
-            bench: &self,
+            quick: self.quick,
+            wanted,
             root: root.clone(),
-            xtask,
-            disinto,
+            xtask: release_dir.join("xtask"),
+            disinto: release_dir.join("disinto"),
             figures: Vec::new(),
         };
-
-        if self.wants("cold-build") {
-            run.cold_build()?;
-        }
-        if self.wants("disinto-size") {
-            run.disinto_size()?;
-        }
-        if self.wants("warm-start") {
-            run.warm_start()?;
-        }
-        if self.wants("gen-compose") {
-            run.gen_compose()?;
-        }
-
-        if ["build-context", "rebuild"]
-            .iter()
-            .chain(&STAGE_FIGURES)
-            .any(|f| self.wants(f))
-        {
-            testbed::require(sh)?;
-        }
-        if self.wants("build-context") || self.wants("rebuild") {
-            run.image_figures()?;
-        }
-        if STAGE_FIGURES.iter().any(|f| self.wants(f)) {
-            run.stage_figures()?;
-        }
-
-        let figures = run.figures;
-        let json = serde_json::to_string_pretty(&figures)?;
-        disinto::fsx::write_atomic(&out_dir.join("bench.json"), format!("{json}\n").as_bytes())?;
-        // Which engine the figures were measured on: they are not comparable across engines.
-        let engine = testbed::Engine::read(sh);
-        let engine_json = serde_json::to_string_pretty(&engine)?;
-        disinto::fsx::write_atomic(
-            &out_dir.join("engine.json"),
-            format!("{engine_json}\n").as_bytes(),
-        )?;
-        let table = format!("Measured on {engine}.\n\n{}", markdown(&figures));
-        disinto::fsx::write_atomic(&out_dir.join("bench.md"), table.as_bytes())?;
-        println!("{table}");
-        eprintln!(
-            "bench: wrote {}, bench.md and engine.json",
-            out_dir.join("bench.json").display()
-        );
-        Ok(())
+        run.measure(sh)?;
+        write_results(sh, &out_dir, &run.figures)
     }
 }
 
-/// The figures that need a staged factory and registry.
-const STAGE_FIGURES: [&str; 6] = [
-    "release-overhead",
-    "upgrade-download",
-    "release-time",
-    "rollback",
-    "revert",
-    "peak-memory",
-];
+/// Writes bench.json, engine.json and bench.md into `out_dir`, and prints the table.
+fn write_results(sh: &Shell, out_dir: &Path, figures: &[Figure]) -> Result<()> {
+    let json = serde_json::to_string_pretty(figures)?;
+    disinto::fsx::write_atomic(&out_dir.join("bench.json"), format!("{json}\n").as_bytes())?;
+    // Which engine the figures were measured on: they are not comparable across engines.
+    let engine = testbed::Engine::read(sh);
+    let engine_json = serde_json::to_string_pretty(&engine)?;
+    disinto::fsx::write_atomic(
+        &out_dir.join("engine.json"),
+        format!("{engine_json}\n").as_bytes(),
+    )?;
+    let table = format!("Measured on {engine}.\n\n{}", markdown(figures));
+    disinto::fsx::write_atomic(&out_dir.join("bench.md"), table.as_bytes())?;
+    println!("{table}");
+    eprintln!(
+        "bench: wrote {}, bench.md and engine.json",
+        out_dir.join("bench.json").display()
+    );
+    Ok(())
+}
 
 /// One benchmark run: what every figure's measurement needs, and the figures so far.
-struct Run<'a> {
-    bench: &'a Bench,
+struct Run {
+    quick: bool,
+    /// The figures to measure.
+    wanted: BTreeSet<FigureId>,
     root: PathBuf,
     xtask: PathBuf,
     disinto: PathBuf,
     figures: Vec<Figure>,
 }
 
-impl Run<'_> {
+impl Run {
+    fn wants(&self, id: FigureId) -> bool {
+        self.wanted.contains(&id)
+    }
+
+    fn wants_any(&self, needs: Needs) -> bool {
+        self.wanted.iter().any(|f| f.needs() == needs)
+    }
+
+    /// Measures the wanted figures, the cheap ones first.
+    fn measure(&mut self, sh: &Shell) -> Result<()> {
+        if self.wants(FigureId::ColdBuild) {
+            self.cold_build()?;
+        }
+        if self.wants(FigureId::DisintoSize) {
+            self.disinto_size()?;
+        }
+        if self.wants(FigureId::WarmStart) {
+            self.warm_start()?;
+        }
+        if self.wants(FigureId::GenCompose) {
+            self.gen_compose()?;
+        }
+        if self.wants_any(Needs::Image) || self.wants_any(Needs::Stage) {
+            testbed::require(sh)?;
+        }
+        if self.wants_any(Needs::Image) {
+            self.image_figures()?;
+        }
+        if self.wants_any(Needs::Stage) {
+            self.stage_figures()?;
+        }
+        Ok(())
+    }
+
     /// Repetitions: `quick` with --quick, else `full`.
     fn reps(&self, quick: usize, full: usize) -> usize {
-        if self.bench.quick {
+        if self.quick {
             quick
         } else {
             full
@@ -477,20 +656,16 @@ impl Run<'_> {
 
     fn push(
         &mut self,
-        id: &str,
+        id: FigureId,
         samples: Vec<f64>,
         ratio: Option<f64>,
         target: &str,
         met: Option<bool>,
     ) {
-        let what = FIGURES
-            .iter()
-            .find(|(f, _)| *f == id)
-            .map(|(_, w)| *w)
-            .unwrap_or(id);
+        let what = id.what();
         eprintln!("bench: {what}: {samples:?}");
         self.figures.push(Figure {
-            id: id.into(),
+            id,
             what: what.into(),
             samples,
             ratio,
@@ -512,7 +687,7 @@ impl Run<'_> {
             )?);
         }
         let met = median(&samples).map(|m| m <= 25.0);
-        self.push("cold-build", samples, None, "≤ 25 s", met);
+        self.push(FigureId::ColdBuild, samples, None, "≤ 25 s", met);
         Ok(())
     }
 
@@ -522,7 +697,13 @@ impl Run<'_> {
             .with_context(|| format!("cannot read {}", self.disinto.display()))?
             .len();
         let mb = bytes as f64 / 1e6;
-        self.push("disinto-size", vec![mb], None, "≤ 10 MB", Some(mb <= 10.0));
+        self.push(
+            FigureId::DisintoSize,
+            vec![mb],
+            None,
+            "≤ 10 MB",
+            Some(mb <= 10.0),
+        );
         Ok(())
     }
 
@@ -543,7 +724,7 @@ impl Run<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         let met = median(&samples).map(|m| m <= 0.5);
-        self.push("warm-start", samples, None, "≤ 0.5 s", met);
+        self.push(FigureId::WarmStart, samples, None, "≤ 0.5 s", met);
         Ok(())
     }
 
@@ -563,7 +744,7 @@ impl Run<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         let met = median(&samples).map(|m| m <= 5.0);
-        self.push("gen-compose", samples, None, "≤ 5 ms", met);
+        self.push(FigureId::GenCompose, samples, None, "≤ 5 ms", met);
         Ok(())
     }
 
@@ -601,18 +782,18 @@ impl Run<'_> {
             Ok((seconds(start), log))
         };
         let (_, log) = build(&[])?;
-        if self.bench.wants("build-context") {
+        if self.wants(FigureId::BuildContext) {
             let size =
                 parse_context_size(&log).context("the build log states no context size")? as f64;
             self.push(
-                "build-context",
+                FigureId::BuildContext,
                 vec![size],
                 None,
                 "≤ 2 MB",
                 Some(size <= 2e6),
             );
         }
-        if self.bench.wants("rebuild") {
+        if self.wants(FigureId::Rebuild) {
             let mut cold = vec![];
             let mut warm = vec![];
             for i in 0..self.reps(1, 3) {
@@ -627,7 +808,7 @@ impl Run<'_> {
             }
             let ratio = median(&warm).zip(median(&cold)).map(|(w, c)| w / c);
             self.push(
-                "rebuild",
+                FigureId::Rebuild,
                 warm,
                 ratio,
                 "≤ 10% of a cold build",
@@ -644,144 +825,116 @@ impl Run<'_> {
         let mut stage = Stage::new(&self.root, &self.xtask, &self.disinto)?;
         // A first release fills the build cache and the registry's blobs.
         stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-        if self.bench.wants("peak-memory") {
-            let peak = stage.next_release(peak_rss)? as f64 / (1024.0 * 1024.0);
-            self.push(
-                "peak-memory",
-                vec![peak],
-                None,
-                "(no target; tracked)",
-                None,
-            );
+        if self.wants(FigureId::PeakMemory) {
+            self.peak_memory(&mut stage)?;
         }
-        if self.bench.wants("release-overhead") {
-            let config = TempDir::new("bench-docker-config")?;
-            crate::secret::login(
-                config.path(),
-                &stage.registry.addr,
-                &stage.registry.user,
-                &stage.registry.password,
-            )?;
-            let mut released = vec![];
-            let mut bare = vec![];
-            for i in 0..self.reps(2, 5) {
-                released.push(stage.next_release(timed)?);
-                // The same work by hand: the binary from a new revision, then every image
-                // built, tagged and pushed; what the release adds is its bookkeeping.
-                let start = Instant::now();
-                let shared = scratch::shared_target(&stage.root);
-                run_ok(
-                    Command::new("cargo")
-                        .current_dir(&stage.work)
-                        .env("CARGO_TARGET_DIR", &shared)
-                        .env("DISINTO_REVISION", format!("bare{i}"))
-                        .args(["build", "--quiet", "--release", "--locked", "-p", "disinto"]),
-                )?;
-                std::fs::copy(
-                    shared.join("release/disinto"),
-                    stage.work.join("docker/agents/dist/disinto"),
-                )?;
-                let docker = |args: &[&str]| {
-                    run_ok(
-                        Command::new("docker")
-                            .current_dir(&stage.work)
-                            .env("DOCKER_CONFIG", config.path())
-                            .args(args),
-                    )
-                };
-                for image in disinto::model::image_ref::OUR_IMAGES {
-                    let local = format!("disinto-{}:bare", image.name);
-                    let remote = format!("{}/{}-bare", stage.registry.namespace(), image.name);
-                    docker(&[
-                        "build",
-                        "--file",
-                        image.dockerfile,
-                        "--tag",
-                        &local,
-                        "--build-arg",
-                        &format!("VERSION=bare{i}"),
-                        ".",
-                    ])?;
-                    for tag in [format!("bare{i}"), "latest".into()] {
-                        docker(&["tag", &local, &format!("{remote}:{tag}")])?;
-                        docker(&["push", &format!("{remote}:{tag}")])?;
-                    }
-                }
-                bare.push(seconds(start));
-            }
-            let ratio = median(&released).zip(median(&bare)).map(|(r, b)| r / b);
-            self.push(
-                "release-overhead",
-                released,
-                ratio,
-                "ratio ≤ 1.05",
-                ratio.map(|r| r <= 1.05),
-            );
+        if self.wants(FigureId::ReleaseOverhead) {
+            self.release_overhead(&mut stage)?;
         }
-        if self.bench.wants("upgrade-download") || self.bench.wants("release-time") {
-            if stage.released.is_empty() {
-                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-            }
-            let mut times = vec![];
-            let mut percents = vec![];
-            for _ in 0..self.reps(1, 3) {
-                stage.edit_script()?;
-                times.push(stage.next_release(timed)?);
-                let n = stage.released.len();
-                let (old, new) = (&stage.released[n - 2], &stage.released[n - 1]);
-                percents.push(stage.download_percent(old, new)?);
-            }
-            let met = median(&percents).map(|p| p <= 1.0);
-            self.push("upgrade-download", percents, None, "≤ 1 %", met);
-            self.push("release-time", times, None, "(no target; tracked)", None);
+        if self.wants(FigureId::UpgradeDownload) || self.wants(FigureId::ReleaseTime) {
+            self.upgrade_figures(&mut stage)?;
         }
-        if self.bench.wants("rollback") {
-            if stage.released.len() < 2 {
-                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
-            }
+        if self.wants(FigureId::Rollback) {
+            self.rollback(&mut stage)?;
+        }
+        if self.wants(FigureId::Revert) {
+            self.revert(&mut stage)?;
+        }
+        Ok(())
+    }
+
+    /// The xtask process's peak memory during one release.
+    fn peak_memory(&mut self, stage: &mut Stage) -> Result<()> {
+        let peak = stage.next_release(peak_rss)? as f64 / (1024.0 * 1024.0);
+        self.push(
+            FigureId::PeakMemory,
+            vec![peak],
+            None,
+            "(no target; tracked)",
+            None,
+        );
+        Ok(())
+    }
+
+    /// Releases, each against the same builds, tags and pushes done by hand.
+    fn release_overhead(&mut self, stage: &mut Stage) -> Result<()> {
+        let config = TempDir::new("bench-docker-config")?;
+        crate::secret::login(
+            config.path(),
+            &stage.registry.addr,
+            &stage.registry.user,
+            &stage.registry.password,
+        )?;
+        let mut released = vec![];
+        let mut bare = vec![];
+        for i in 0..self.reps(2, 5) {
+            released.push(stage.next_release(timed)?);
+            bare.push(stage.bare_release(config.path(), i)?);
+        }
+        let ratio = median(&released).zip(median(&bare)).map(|(r, b)| r / b);
+        self.push(
+            FigureId::ReleaseOverhead,
+            released,
+            ratio,
+            "ratio ≤ 1.05",
+            ratio.map(|r| r <= 1.05),
+        );
+        Ok(())
+    }
+
+    /// Releases after a one-script change: their wall time, and what an upgrade downloads.
+    fn upgrade_figures(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(1)?;
+        let mut times = vec![];
+        let mut percents = vec![];
+        for _ in 0..self.reps(1, 3) {
+            stage.edit_script()?;
+            times.push(stage.next_release(timed)?);
             let n = stage.released.len();
-            let (previous, latest) = (stage.released[n - 2].clone(), stage.released[n - 1].clone());
-            stage.disinto_up(&latest)?;
-            let mut samples = vec![];
-            for i in 0..self.reps(1, 3) {
-                samples.push(stage.disinto_up(&previous)?);
-                if i + 1 < self.reps(1, 3) {
-                    stage.disinto_up(&latest)?;
-                }
-            }
-            let met = median(&samples).map(|m| m <= 3.0);
-            self.push("rollback", samples, None, "≤ 3 s", met);
+            let (old, new) = (&stage.released[n - 2], &stage.released[n - 1]);
+            percents.push(stage.download_percent(old, new)?);
         }
-        if self.bench.wants("revert") {
-            if stage.released.is_empty() {
-                stage.next_release(|cmd| run_ok(cmd).map(|_| ()))?;
+        let met = median(&percents).map(|p| p <= 1.0);
+        self.push(FigureId::UpgradeDownload, percents, None, "≤ 1 %", met);
+        self.push(
+            FigureId::ReleaseTime,
+            times,
+            None,
+            "(no target; tracked)",
+            None,
+        );
+        Ok(())
+    }
+
+    /// `disinto up` of the previous release, from the latest, and back between samples.
+    fn rollback(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(2)?;
+        let n = stage.released.len();
+        let (previous, latest) = (stage.released[n - 2].clone(), stage.released[n - 1].clone());
+        stage.disinto_up(&latest)?;
+        let mut samples = vec![];
+        for i in 0..self.reps(1, 3) {
+            samples.push(stage.disinto_up(&previous)?);
+            if i + 1 < self.reps(1, 3) {
+                stage.disinto_up(&latest)?;
             }
-            let good = stage.released[stage.released.len() - 1].clone();
-            stage.disinto_up(&good)?;
-            // Never healthy, never unhealthy either (first check in an hour): the worst
-            // case, where only the timeout ends the wait.
-            let ns = stage.registry.namespace();
-            let broken = format!("{ns}/agents:broken");
-            let dockerfile = format!(
-                "FROM {ns}/agents:{good}\nHEALTHCHECK --interval=1h --start-period=1h CMD false\n"
-            );
-            let mut child = Command::new("docker")
-                .args(["build", "-q", "-t", &broken, "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()?;
-            if let Some(mut stdin) = child.stdin.take() {
-                std::io::Write::write_all(&mut stdin, dockerfile.as_bytes())?;
-            }
-            if !child.wait()?.success() {
-                bail!("cannot build {broken}");
-            }
-            let samples = (0..self.reps(1, 3))
-                .map(|_| stage.bad_rollout(&broken, 10))
-                .collect::<Result<Vec<_>>>()?;
-            let met = median(&samples).map(|m| m <= 3.0);
-            self.push("revert", samples, None, "≤ timeout + 3 s", met);
         }
+        let met = median(&samples).map(|m| m <= 3.0);
+        self.push(FigureId::Rollback, samples, None, "≤ 3 s", met);
+        Ok(())
+    }
+
+    /// A rollout of an image that never turns healthy, reverted to the latest release.
+    fn revert(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(1)?;
+        let good = stage.released[stage.released.len() - 1].clone();
+        stage.disinto_up(&good)?;
+        let broken = stage.build_never_healthy(&good)?;
+        let samples = (0..self.reps(1, 3))
+            .map(|_| stage.bad_rollout(&broken, 10))
+            .collect::<Result<Vec<_>>>()?;
+        let met = median(&samples).map(|m| m <= 3.0);
+        self.push(FigureId::Revert, samples, None, "≤ timeout + 3 s", met);
         Ok(())
     }
 }
@@ -799,10 +952,52 @@ mod tests {
     }
 
     #[test]
+    fn figure_ids_round_trip_and_serde_agrees() {
+        for figure in FigureId::ALL {
+            assert_eq!(FigureId::from_id(figure.id()), Some(figure));
+            let json = serde_json::to_string(&figure).unwrap();
+            assert_eq!(json, format!("\"{}\"", figure.id()));
+            assert!(!figure.what().is_empty());
+        }
+        let mut sorted = FigureId::ALL;
+        sorted.sort();
+        assert_eq!(sorted, FigureId::ALL, "declaration order is table order");
+        let whats: BTreeSet<&str> = FigureId::ALL.map(FigureId::what).into();
+        assert_eq!(
+            whats.len(),
+            FigureId::ALL.len(),
+            "every description is its own"
+        );
+        assert_eq!(FigureId::from_id("gen-compos"), None);
+    }
+
+    #[test]
+    fn only_selects_figures_and_names_a_bad_id() {
+        let only =
+            |ids: &[&str]| FigureId::select(&ids.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(only(&[]).unwrap(), FigureId::ALL.into());
+        assert_eq!(
+            only(&["rollback", "cold-build", "rollback"]).unwrap(),
+            [FigureId::ColdBuild, FigureId::Rollback].into()
+        );
+        let err = only(&["gen-compose", "gen-compos"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "--only gen-compos: no such figure (figures: {})",
+                FigureId::ids()
+            )
+        );
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
     fn table_and_json_round_trip() {
         let figures = vec![
             Figure {
-                id: "gen-compose".into(),
+                id: FigureId::GenCompose,
                 what: "gen-compose with the built binary, ms".into(),
                 samples: vec![1.5, 1.0, 2.0],
                 ratio: None,
@@ -810,7 +1005,7 @@ mod tests {
                 met: Some(true),
             },
             Figure {
-                id: "release-overhead".into(),
+                id: FigureId::ReleaseOverhead,
                 what: "release / bare".into(),
                 samples: vec![],
                 ratio: Some(1.234),
@@ -827,6 +1022,11 @@ mod tests {
             "| release / bare | - | - | 0 | 1.234 | ratio ≤ 1.05 | no |"
         );
         let json = serde_json::to_string(&figures).unwrap();
+        // bench.json keeps its ids as the strings it always had.
+        assert!(
+            json.starts_with("[{\"id\":\"gen-compose\",\"what\":"),
+            "{json}"
+        );
         assert_eq!(parse_json(&json).unwrap(), figures);
         assert!(parse_json(
             "[{\"id\":\"x\",\"what\":\"\",\"samples\":[],\"target\":\"\",\"met\":null}]"

@@ -2,11 +2,13 @@
 //! settings, or with `--check` fails with a diff when a committed file is stale.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use disinto::fsx::{self, Written};
 use disinto::model::compose::{generate, ComposeInput};
 use disinto::model::config::{FactoryConfig, Settings};
+use similar::{Algorithm, DiffTag};
 
 use crate::Checkout;
 
@@ -41,70 +43,48 @@ impl GenCompose {
     }
 }
 
-/// Most LCS table cells the diff may use (8 bytes each): 32 MB. Beyond it, the lines that
-/// differ are listed without alignment, so a huge file costs time, not memory.
-const MAX_CELLS: usize = 4_000_000;
+/// How long `--check` may spend aligning lines. Past it, similar gives up the search and
+/// lists what is left as removed, then added: a huge drifted file costs this much time at
+/// most, and memory stays linear in its lines (Myers) whatever happens.
+const DIFF_TIME: Duration = Duration::from_secs(1);
 
 /// A short line diff (`-` old, `+` new) so a `--check` failure shows what drifted. Line
 /// endings count: a CRLF line differs from its LF twin, and shows as `…⏎CR`.
 pub fn diff_summary(old: &str, new: &str) -> String {
+    diff_until(old, new, Instant::now().checked_add(DIFF_TIME))
+}
+
+/// `diff_summary`, aligning lines until `deadline` at most.
+fn diff_until(old: &str, new: &str, deadline: Option<Instant>) -> String {
+    // Lines keep their endings, so line endings are compared too.
     let a: Vec<&str> = old.split_inclusive('\n').collect();
     let b: Vec<&str> = new.split_inclusive('\n').collect();
-    // Common head and tail need no table.
-    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let tail = a[head..]
-        .iter()
-        .rev()
-        .zip(b[head..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (a_mid, b_mid) = (&a[head..a.len() - tail], &b[head..b.len() - tail]);
-    let line = |sign: char, n: usize, text: &str| {
-        let (text, end) = match text.strip_suffix('\n') {
-            Some(text) => (text, ""),
-            None => (text, " (no newline at end of file)"),
-        };
-        match text.strip_suffix('\r') {
-            Some(text) => format!("{sign}{n:>4} | {text}⏎CR{end}\n"),
-            None => format!("{sign}{n:>4} | {text}{end}\n"),
-        }
-    };
     let mut out = String::new();
-    if (a_mid.len() + 1).saturating_mul(b_mid.len() + 1) > MAX_CELLS {
-        for (i, text) in a_mid.iter().enumerate() {
-            out.push_str(&line('-', head + i + 1, text));
+    for op in similar::capture_diff_slices_deadline(Algorithm::Myers, &a, &b, deadline) {
+        let (tag, removed, added) = op.as_tag_tuple();
+        if tag == DiffTag::Equal {
+            continue;
         }
-        for (j, text) in b_mid.iter().enumerate() {
-            out.push_str(&line('+', head + j + 1, text));
+        for i in removed {
+            out.push_str(&shown('-', i + 1, a[i]));
         }
-        return out;
-    }
-    // Longest-common-subsequence table over the part that differs.
-    let (a, b) = (a_mid, b_mid);
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push_str(&line('-', head + i + 1, a[i]));
-            i += 1;
-        } else {
-            out.push_str(&line('+', head + j + 1, b[j]));
-            j += 1;
+        for j in added {
+            out.push_str(&shown('+', j + 1, b[j]));
         }
     }
     out
+}
+
+/// One line of the diff: its sign and number, a CR and a missing final newline made visible.
+fn shown(sign: char, n: usize, text: &str) -> String {
+    let (text, end) = match text.strip_suffix('\n') {
+        Some(text) => (text, ""),
+        None => (text, " (no newline at end of file)"),
+    };
+    match text.strip_suffix('\r') {
+        Some(text) => format!("{sign}{n:>4} | {text}⏎CR{end}\n"),
+        None => format!("{sign}{n:>4} | {text}{end}\n"),
+    }
 }
 
 fn check(output: &Path, expected: &str) -> Result<()> {
@@ -139,12 +119,28 @@ mod tests {
             diff_summary("x\n", "x"),
             "-   1 | x\n+   1 | x (no newline at end of file)\n"
         );
-        // 100k changed lines each side would need 80 GB of table: listed instead.
+        // 100k changed lines each side: an LCS table would need 80 GB; the search is bounded
+        // by DIFF_TIME (how long is the benchmark's business, not a test's), and every line
+        // is listed.
         let old: String = (0..100_000).map(|i| format!("old {i}\n")).collect();
         let new: String = (0..100_000).map(|i| format!("new {i}\n")).collect();
         let d = diff_summary(&format!("same\n{old}end\n"), &format!("same\n{new}end\n"));
         assert_eq!(d.lines().count(), 200_000);
         assert!(d.starts_with("-   2 | old 0\n"), "{}", &d[..40]);
+    }
+
+    #[test]
+    fn a_diff_out_of_time_still_lists_every_changed_line() {
+        // A deadline already passed: the search gives up, and no change may go missing.
+        let old = "a\nb\nc\nd\ne\n";
+        let new = "a\nB\nc\nD\ne\nf\n";
+        let d = diff_until(old, new, Some(Instant::now()));
+        let mut removed: Vec<&str> = d.lines().filter(|l| l.starts_with('-')).collect();
+        let mut added: Vec<&str> = d.lines().filter(|l| l.starts_with('+')).collect();
+        removed.retain(|l| !["-   3 | c", "-   5 | e"].contains(l));
+        added.retain(|l| !["+   3 | c", "+   5 | e"].contains(l));
+        assert_eq!(removed, ["-   2 | b", "-   4 | d"]);
+        assert_eq!(added, ["+   2 | B", "+   4 | D", "+   6 | f"]);
     }
 
     #[test]

@@ -6,7 +6,6 @@ pub mod bench;
 pub mod build_log;
 pub mod check_volumes;
 pub mod dockerfile;
-pub mod formula;
 pub mod gen_compose;
 pub mod release;
 pub mod release_request;

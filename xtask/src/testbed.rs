@@ -49,8 +49,10 @@ fn is_debian() -> bool {
     Path::new("/etc/debian_version").exists()
 }
 
+/// A line of provisioning progress: `testbed:`, so it is not taken for the benchmark's
+/// `bench:` lines when both run in one log.
 fn say(message: &str) {
-    eprintln!("bench: {message}");
+    eprintln!("testbed: {message}");
 }
 
 /// Makes the machine a bench: installs and starts what is missing, or says what is.

@@ -14,7 +14,7 @@ fn a_tiny_bench_run_writes_a_table_and_json_that_read_back() {
     let json = std::fs::read_to_string(out.path().join("bench.json")).unwrap();
     let figures = xtask::bench::parse_json(&json).unwrap();
     assert_eq!(figures.len(), 1);
-    assert_eq!(figures[0].id, "gen-compose");
+    assert_eq!(figures[0].id, xtask::bench::FigureId::GenCompose);
     assert_eq!(figures[0].samples.len(), 5);
     assert!(
         figures[0].samples.iter().all(|s| *s > 0.0),

@@ -129,11 +129,16 @@ fn pinned_factory_upgrades_rolls_back_and_survives_a_mistyped_version() {
         out.contains(&format!("docker pull --quiet {ns}/agents:v0.1.0")),
         "{out}"
     );
-    assert!(
-        !out.to_lowercase().contains("building"),
-        "something was built:\n{out}"
-    );
     assert_eq!(op.agents_version(), "v0.1.0");
+    // Nothing was built: agents runs the pulled release, pinned by its registry digest.
+    let running =
+        ok(Command::new("docker").args(["inspect", "--format", "{{.Config.Image}}", &op.agents()]));
+    assert!(
+        running
+            .trim()
+            .starts_with(&format!("{ns}/agents:v0.1.0@sha256:")),
+        "{running}"
+    );
     let marker = unique("m-");
     let first = op.agents();
     write_markers(&first, &marker);
@@ -237,10 +242,7 @@ fn rollouts_revert_pin_and_roll_back(
     let stderr = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(
-        errors[0].contains("reverted: agents runs v0.2.0 again and is healthy"),
-        "{stderr}"
-    );
+    // Reverted: the previous image runs again (below), and the history says so.
     assert!(took < Duration::from_secs(20 + 40), "took {took:?}");
     let reverted = op.agents();
     assert_eq!(

@@ -183,7 +183,6 @@ fn a_new_factory_from_a_token_and_a_config_file() {
         env
     );
     let out = host.ok(&["up"]);
-    assert!(!out.contains("not started"), "{out}");
     let all = [
         "agents",
         "edge",

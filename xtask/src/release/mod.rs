@@ -3,6 +3,7 @@
 //! the registry session) changes as steps run; one runner prints or executes every command.
 
 pub mod config;
+mod formula;
 pub mod registry;
 mod state;
 pub mod step;
@@ -11,14 +12,15 @@ mod steps;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use disinto::engine::Runner;
 use disinto::model::config::Settings;
 use disinto::model::image_ref::{parse_version, OurImage, OUR_IMAGES};
 use disinto::model::time::now_rfc3339;
 use xshell::{cmd, Shell};
 
-use crate::formula::Formula;
 use crate::{Checkout, RELEASE_PROGRESS, RELEASE_RECORDS};
 use config::ReleaseConfig;
+use formula::{Formula, FormulaStep};
 use registry::Session;
 pub use state::{Progress, Record, RecordStep, StepRecord};
 use step::{Status, Step};
@@ -223,33 +225,6 @@ pub(crate) struct State {
     pub would_fail: Vec<String>,
 }
 
-/// Prints (dry run) or executes (real run) each command value a step hands it.
-pub(crate) struct Runner<'a> {
-    pub sh: &'a Shell,
-    pub dry_run: bool,
-}
-
-impl Runner<'_> {
-    /// Runs a command that changes something, or only prints it in a dry run.
-    pub fn exec(&self, cmd: xshell::Cmd<'_>) -> Result<()> {
-        if self.dry_run {
-            println!("$ {}", disinto::engine::runner::shell_line(cmd));
-            return Ok(());
-        }
-        let result = cmd.run();
-        disinto::signals::check()?;
-        result?;
-        Ok(())
-    }
-
-    /// A line of the plan that is not a command (what a step would write, or wait for).
-    pub fn note(&self, text: &str) {
-        if self.dry_run {
-            println!("# {text}");
-        }
-    }
-}
-
 /// One invocation: the plan, its state, and the runner.
 pub(crate) struct Run<'a> {
     pub plan: Plan,
@@ -261,10 +236,7 @@ pub(crate) struct Run<'a> {
 impl<'a> Run<'a> {
     fn new(sh: &'a Shell, plan: Plan, opts: Options) -> Run<'a> {
         Run {
-            runner: Runner {
-                sh,
-                dry_run: opts.dry_run,
-            },
+            runner: Runner::new(sh, opts.dry_run),
             plan,
             opts,
             state: State::default(),
@@ -352,13 +324,38 @@ impl Release {
             .context("not a git checkout with a commit: run the release from the repository")?
             .trim()
             .to_string();
-
         let progress_path = run.plan.progress_path();
-        run.state.progress = match Progress::load(&progress_path)? {
+        run.state.progress = self.resume_or_start(&run.plan, &progress_path, git_sha)?;
+        if self.dry_run {
+            println!(
+                "# dry run: cargo xtask release {} (nothing is changed)",
+                self.version
+            );
+        }
+        let total = formula.steps.len();
+        for (index, fstep) in formula.steps.iter().enumerate() {
+            disinto::signals::check()?;
+            let label = format!("[{}/{total}] {}", index + 1, fstep.step);
+            if needs_running(&mut run, fstep.step, &label) {
+                self.run_step(&mut run, fstep, &label, &progress_path)?;
+            }
+        }
+        self.finish(&run)
+    }
+
+    /// The progress of an unfinished release of this version at `git_sha`, or a fresh one;
+    /// refuses a finished version and a release started at another commit.
+    fn resume_or_start(
+        &self,
+        plan: &Plan,
+        progress_path: &Path,
+        git_sha: String,
+    ) -> Result<Progress> {
+        Ok(match Progress::load(progress_path)? {
             Some(p) if p.done(Step::CommitResult) => bail!(
                 "{} is already released (see {}): versions are immutable, release a new one",
                 self.version,
-                run.plan.record_path().display()
+                plan.record_path().display()
             ),
             Some(p) if p.git_sha != git_sha => bail!(
                 "a release of {} was started at {} but HEAD is now {}: check out {} to finish it, or delete {} to start over",
@@ -377,88 +374,65 @@ impl Release {
                 git_sha,
                 ..Progress::default()
             },
-        };
-        if self.dry_run {
-            println!(
-                "# dry run: cargo xtask release {} (nothing is changed)",
-                self.version
-            );
-        }
+        })
+    }
 
-        let total = formula.steps.len();
-        for (index, fstep) in formula.steps.iter().enumerate() {
-            disinto::signals::check()?;
-            let step = fstep.step;
-            let n = index + 1;
-            let progress = &mut run.state.progress;
-            if !run.plan.will_run(step) {
-                progress
-                    .steps
-                    .entry(step)
-                    .or_insert_with(StepRecord::skipped);
-                eprintln!("[{n}/{total}] {step}: skipped");
-                continue;
-            }
-            // A built image that vanished from the local store before it was pushed is built
-            // again, and tagged again; once pushed, the registry has it and nothing needs it.
-            let rebuild = step == Step::BuildImage
-                && progress.done(step)
-                && !progress.done(Step::PushImage)
-                && !run.built_images_present();
-            let progress = &mut run.state.progress;
-            if rebuild {
-                eprintln!(
-                    "  the image built earlier is gone from the local store: building it again"
-                );
-                progress.steps.remove(&Step::TagImage);
-            }
-            if progress.done(step) && !rebuild {
-                eprintln!("[{n}/{total}] {step}: done earlier");
-                continue;
-            }
-            if self.dry_run {
-                println!("\n# [{n}/{total}] {step}: {}", fstep.title);
-            } else {
-                eprintln!("[{n}/{total}] {step}: {}", fstep.title);
-            }
-            let started = now_rfc3339();
-            run.state.progress.steps.insert(
-                step,
-                StepRecord {
-                    status: Status::Failed,
-                    started: Some(started.clone()),
-                    finished: None,
-                },
-            );
-            let result = steps::run(step, &mut run);
-            let status = if result.is_ok() {
-                Status::Done
-            } else {
-                Status::Failed
-            };
-            run.state.progress.steps.insert(
-                step,
-                StepRecord {
-                    status,
-                    started: Some(started),
-                    finished: Some(now_rfc3339()),
-                },
-            );
-            // A failed preflight changed nothing: leave no progress behind either.
-            let nothing_done = step == Step::Preflight && result.is_err();
-            if !self.dry_run && !nothing_done {
-                run.state.progress.save(&progress_path)?;
-            }
-            if let Err(e) = result {
-                if self.dry_run || nothing_done {
-                    return Err(e);
-                }
-                return Err(e.context(format!(
-                    "step {step} failed; fix the cause and run `cargo xtask release {}` again to resume from it",
-                    self.version
-                )));
-            }
+    /// Runs `fstep`, recording its outcome in the progress (saved unless this is a dry run
+    /// or a failed preflight); a failure says how to resume.
+    fn run_step(
+        &self,
+        run: &mut Run,
+        fstep: &FormulaStep,
+        label: &str,
+        progress_path: &Path,
+    ) -> Result<()> {
+        let step = fstep.step;
+        if self.dry_run {
+            println!("\n# {label}: {}", fstep.title);
+        } else {
+            eprintln!("{label}: {}", fstep.title);
         }
+        let started = now_rfc3339();
+        run.state.progress.steps.insert(
+            step,
+            StepRecord {
+                status: Status::Failed,
+                started: Some(started.clone()),
+                finished: None,
+            },
+        );
+        let result = steps::run(step, run);
+        let status = if result.is_ok() {
+            Status::Done
+        } else {
+            Status::Failed
+        };
+        run.state.progress.steps.insert(
+            step,
+            StepRecord {
+                status,
+                started: Some(started),
+                finished: Some(now_rfc3339()),
+            },
+        );
+        // A failed preflight changed nothing: leave no progress behind either.
+        let nothing_done = step == Step::Preflight && result.is_err();
+        if !self.dry_run && !nothing_done {
+            run.state.progress.save(progress_path)?;
+        }
+        result.map_err(|e| {
+            if self.dry_run || nothing_done {
+                return e;
+            }
+            e.context(format!(
+                "step {step} failed; fix the cause and run `cargo xtask release {}` again to resume from it",
+                self.version
+            ))
+        })
+    }
+
+    /// The closing lines: what a dry run found, or the references released.
+    fn finish(&self, run: &Run) -> Result<()> {
         if self.dry_run {
             if let Some(first) = run.state.would_fail.first() {
                 println!("\n# dry run complete: nothing was changed, but the release would fail");
@@ -479,6 +453,37 @@ impl Release {
         }
         Ok(())
     }
+}
+
+/// Whether `step` runs now: not when the plan leaves it out (recorded as skipped) or it was
+/// done earlier, unless its image has to be built again.
+fn needs_running(run: &mut Run, step: Step, label: &str) -> bool {
+    if !run.plan.will_run(step) {
+        run.state
+            .progress
+            .steps
+            .entry(step)
+            .or_insert_with(StepRecord::skipped);
+        eprintln!("{label}: skipped");
+        return false;
+    }
+    // A built image that vanished from the local store before it was pushed is built
+    // again, and tagged again; once pushed, the registry has it and nothing needs it.
+    let progress = &run.state.progress;
+    let rebuild = step == Step::BuildImage
+        && progress.done(step)
+        && !progress.done(Step::PushImage)
+        && !run.built_images_present();
+    let progress = &mut run.state.progress;
+    if rebuild {
+        eprintln!("  the image built earlier is gone from the local store: building it again");
+        progress.steps.remove(&Step::TagImage);
+    }
+    if progress.done(step) && !rebuild {
+        eprintln!("{label}: done earlier");
+        return false;
+    }
+    true
 }
 
 fn short(sha: &str) -> String {

@@ -1,6 +1,7 @@
 //! Golden tests: the generated compose file in both modes, and the swarm stack file, pinned
 //! byte for byte.
-//! After an intended change, regenerate with `UPDATE_GOLDEN=1 cargo test --test golden`.
+//! They are the product's contract, so they live in its crate: `cargo test -p disinto` checks
+//! them. After an intended change, regenerate with `UPDATE_GOLDEN=1 cargo test -p disinto --test golden`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,10 +33,29 @@ fn check(name: &str, text: &str) {
     let want = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         want == text,
-        "{} differs from the generated file:\n{}\nif the change is intended: UPDATE_GOLDEN=1 cargo test --test golden",
+        "{} differs from the generated file:\n{}\nif the change is intended: UPDATE_GOLDEN=1 cargo test -p disinto --test golden",
         path.display(),
-        xtask::gen_compose::diff_summary(&want, text)
+        first_difference(&want, text)
     );
+}
+
+/// The first line where `want` and `got` differ, both sides shown.
+fn first_difference(want: &str, got: &str) -> String {
+    let (mut w, mut g) = (want.lines(), got.lines());
+    for n in 1.. {
+        match (w.next(), g.next()) {
+            (None, None) => return "(they differ in line endings)".into(),
+            (a, b) if a != b => {
+                return format!(
+                    "line {n}:\n- {}\n+ {}",
+                    a.unwrap_or("(end)"),
+                    b.unwrap_or("(end)")
+                )
+            }
+            _ => {}
+        }
+    }
+    unreachable!()
 }
 
 #[test]
