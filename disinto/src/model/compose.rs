@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::config::FactoryConfig;
 use crate::model::image_ref::{AgentsImage, OurImage, AGENTS, EDGE, REPRODUCE};
+use crate::model::mount::parse_short;
 
 /// The compose project name; also the prefix of every named volume.
 pub const PROJECT: &str = "disinto";
@@ -402,17 +403,19 @@ pub fn model(input: &ComposeInput) -> Compose {
         },
     );
     let mut volumes: BTreeMap<String, Option<TopLevelVolume>> = BTreeMap::new();
-    let named = services
+    // The named volumes the services mount, read as compose reads each entry.
+    let named: Vec<String> = services
         .values()
         .flat_map(|s| &s.volumes)
         .filter_map(|m| match m {
-            Mount::Short(s) => s.split(':').next(),
-            Mount::Long { source, .. } => source.as_deref(),
+            Mount::Short(spec) => parse_short(spec).ok(),
+            Mount::Long { .. } => None,
         })
-        .filter(|source| !source.starts_with(['.', '/', '~', '$']))
-        .filter(|source| !source.is_empty());
+        .filter(|m| m.kind == "volume")
+        .filter_map(|m| m.source)
+        .collect();
     for name in named {
-        volumes.insert(name.to_string(), Some(TopLevelVolume::default()));
+        volumes.insert(name, Some(TopLevelVolume::default()));
     }
     Compose {
         version: None,

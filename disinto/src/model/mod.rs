@@ -7,5 +7,6 @@ pub mod config;
 pub mod dotenv;
 pub mod history;
 pub mod image_ref;
+pub mod mount;
 pub mod stack;
 pub mod time;

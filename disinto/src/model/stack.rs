@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use crate::model::compose::{
@@ -35,6 +35,7 @@ use crate::model::compose::{
 };
 use crate::model::config::Settings;
 use crate::model::image_ref::AgentsImage;
+use crate::model::mount::{is_path, parse_short, MountSpec};
 
 /// The stack's default name: the compose project's, so a single-host factory moved from
 /// `disinto up` to a swarm keeps its volumes (`disinto_agent-data`, ...).
@@ -247,36 +248,44 @@ fn long_mount(
     factory_dir: &Path,
     resolve: &dyn Fn(&str) -> Result<String>,
 ) -> Result<Mount> {
-    let (source, target, read_only) = match mount {
+    let (spec, read_only) = match mount {
         Mount::Short(spec) => {
-            let spec = resolve(spec)?;
-            let parts: Vec<&str> = spec.split(':').collect();
-            match parts.as_slice() {
-                [source, target] => (source.to_string(), target.to_string(), None),
-                [source, target, "ro"] => (source.to_string(), target.to_string(), Some(true)),
-                [source, target, "rw"] => (source.to_string(), target.to_string(), None),
-                _ => bail!("volume {spec:?} is not SOURCE:TARGET[:ro|rw]"),
-            }
+            let spec =
+                parse_short(&resolve(spec)?).map_err(|why| anyhow!("volume {spec:?}: {why}"))?;
+            let read_only = spec.read_only.then_some(true);
+            (spec, read_only)
         }
         Mount::Long {
-            source: Some(source),
+            kind,
+            source,
             target,
             read_only,
-            ..
-        } => (resolve(source)?, resolve(target)?, *read_only),
-        Mount::Long { target, .. } => bail!("the mount at {target} has no source"),
+        } => {
+            let source = source.as_deref().map(resolve).transpose()?;
+            let kind = match (kind, &source) {
+                (Some(kind), _) => kind.clone(),
+                (None, Some(s)) if is_path(s) => "bind".into(),
+                (None, _) => "volume".into(),
+            };
+            let spec = MountSpec {
+                kind,
+                source,
+                target: resolve(target)?,
+                read_only: *read_only == Some(true),
+            };
+            (spec, *read_only)
+        }
     };
-    let (kind, source) = if source.starts_with('/') {
-        ("bind", source)
-    } else if source == "." || source.starts_with("./") || source.starts_with("../") {
-        ("bind", absolute(factory_dir, &source)?)
-    } else if source.starts_with('~') {
-        bail!(
+    let (kind, source) = match (spec.kind.as_str(), spec.source) {
+        (_, None) => bail!("the mount at {} has no source", spec.target),
+        ("bind", Some(source)) if source.starts_with('~') => bail!(
             "bind source {source:?} starts with ~: Swarm does not expand it; use an absolute path"
-        )
-    } else {
-        ("volume", source)
+        ),
+        ("bind", Some(source)) if source.starts_with('/') => ("bind", source),
+        ("bind", Some(source)) => ("bind", absolute(factory_dir, &source)?),
+        (_, Some(source)) => ("volume", source),
     };
+    let target = spec.target;
     Ok(Mount::Long {
         kind: Some(kind.into()),
         source: Some(literal(&source)),

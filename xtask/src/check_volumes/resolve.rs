@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_yaml::Value;
 
 use super::interpolate::interpolate;
+pub use disinto::model::mount::{parse_short, MountSpec};
 
 /// The services of a compose file, resolved.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,24 +46,6 @@ pub enum Dockerfile {
     /// As written: relative to the context, or absolute.
     Path(PathBuf),
     Inline(String),
-}
-
-/// One entry of a service's `volumes:`, in the long form.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MountSpec {
-    /// `volume`, `bind`, `tmpfs`, `image`, ...
-    pub kind: String,
-    pub source: Option<String>,
-    pub target: String,
-}
-
-impl MountSpec {
-    /// Whether data written there outlives the container: a named volume or a bind mount.
-    /// An anonymous volume (no source), tmpfs or an image mount does not.
-    pub fn persistent(&self) -> bool {
-        matches!(self.kind.as_str(), "volume" | "bind")
-            && self.source.as_deref().is_some_and(|s| !s.is_empty())
-    }
 }
 
 /// Whether a build context is a URL (git or a tarball) rather than a directory.
@@ -184,6 +167,7 @@ pub fn from_compose_json(json: &str) -> Result<Project> {
                         kind: text(m.get("type")).unwrap_or_else(|| "volume".into()),
                         source: text(m.get("source")),
                         target: text(m.get("target")).unwrap_or_default(),
+                        read_only: m.get("read_only").and_then(|v| v.as_bool()) == Some(true),
                     })
                     .collect()
             })
@@ -413,81 +397,11 @@ fn builtin_mount(mount: &Value, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
                 source: text("source", false)?,
                 target: text("target", true)?
                     .context("volumes: a long-form entry has no target")?,
+                read_only: mount.get("read_only").and_then(Value::as_bool) == Some(true),
             })
         }
         _ => bail!("volumes: an entry is neither a string nor a mapping"),
     }
-}
-
-/// A short-syntax volume (`[source:]target[:options]`), as compose-go's `ParseVolume` reads
-/// it, quirks included: a single letter before a ':' is a Windows drive, so `v:/data` is an
-/// anonymous volume at `v:/data` (which Docker then refuses), not volume `v` at `/data`.
-pub fn parse_short(spec: &str) -> std::result::Result<MountSpec, String> {
-    let anonymous = |target: &str| MountSpec {
-        kind: "volume".into(),
-        source: None,
-        target: target.to_string(),
-    };
-    if spec.is_empty() {
-        return Err("an empty volume".into());
-    }
-    if spec.len() <= 2 {
-        return Ok(anonymous(spec));
-    }
-    let mut source: Option<String> = None;
-    let mut target: Option<String> = None;
-    let mut buffer = String::new();
-    let mut section = |buffer: &str, at_colon: bool| -> std::result::Result<(), String> {
-        if buffer.is_empty() {
-            return Err("an empty section between colons".into());
-        }
-        if source.is_none() && target.is_none() && !at_colon {
-            target = Some(buffer.to_string());
-        } else if source.is_none() {
-            source = Some(buffer.to_string());
-        } else if target.is_none() {
-            target = Some(buffer.to_string());
-        } else if at_colon {
-            return Err("too many colons".into());
-        }
-        // A third section holds options (ro, rw, nocopy, ...): they do not change the target.
-        Ok(())
-    };
-    for c in spec.chars() {
-        if c == ':' && is_drive(&buffer) {
-            buffer.push(c);
-        } else if c == ':' {
-            section(&buffer, true)?;
-            buffer.clear();
-        } else {
-            buffer.push(c);
-        }
-    }
-    section(&buffer, false)?;
-    let target = target.unwrap_or_default();
-    Ok(match source {
-        None => anonymous(&target),
-        Some(source) => MountSpec {
-            // A path (or a drive) is a bind mount, any other word a named volume.
-            kind: if is_path(&source) { "bind" } else { "volume" }.into(),
-            source: Some(source),
-            target,
-        },
-    })
-}
-
-/// compose-go's `isFilePath`: a relative, absolute or home path, a Windows pipe or drive.
-fn is_path(source: &str) -> bool {
-    let mut chars = source.chars();
-    source.starts_with(['.', '/', '~'])
-        || source.starts_with(r"\\")
-        || (chars.next().is_some_and(char::is_alphabetic) && chars.next() == Some(':'))
-}
-
-/// A lone letter: before a ':' it is a Windows drive.
-fn is_drive(buffer: &str) -> bool {
-    let mut chars = buffer.chars();
-    chars.next().is_some_and(char::is_alphabetic) && chars.next().is_none()
 }
 
 /// A scalar as compose reads it (a number or a boolean is its text).
