@@ -12,6 +12,7 @@
 
 mod common;
 
+use disinto::model::history::{Outcome, HISTORY_FILE};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -412,6 +413,28 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
         "{status:?}"
     );
     assert_eq!(status["agents"]["digest"], v2.as_str(), "{status:?}");
+    // Every swarm rollout is in the factory's one history, marked with its stack.
+    let history = std::fs::read_to_string(operator.dir.path().join(HISTORY_FILE)).unwrap();
+    let rows = disinto::model::history::parse(&history, HISTORY_FILE).unwrap();
+    let seen: Vec<(&str, Outcome)> = rows
+        .iter()
+        .map(|d| (d.version.as_str(), d.outcome))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("v0.1.0", Outcome::Deployed),
+            ("v0.2.0", Outcome::Deployed),
+            ("v0.1.0", Outcome::RolledBack),
+            ("v0.2.0", Outcome::Deployed),
+            ("v0.3.0", Outcome::Reverted),
+        ],
+        "{history}"
+    );
+    assert!(rows
+        .iter()
+        .all(|d| d.swarm.as_deref() == Some(operator.stack.as_str())));
+    assert!(rows[3].image.ends_with(&format!("@{v2}")), "{history}");
 
     // A second rollback would go forward to the failed spec: refused in one line.
     let out = operator.run(&["rollback"]);
