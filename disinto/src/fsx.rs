@@ -48,17 +48,14 @@ const TEMP_DIR_MODE: u32 = 0o700;
 /// to its default, because the NAME_MAX bound counts them.
 const TEMP_RANDOM: usize = 6;
 
-// Linux values std has no stable name for; libc is not a dependency for four numbers.
-/// `O_NONBLOCK` (asm-generic): opening a FIFO for writing fails with ENXIO instead of
-/// waiting for a reader.
-const O_NONBLOCK: i32 = 0o4000;
-/// `ENXIO`: a FIFO opened non-blocking for writing has no reader.
-const ENXIO: i32 = 6;
-/// `ELOOP`: too many symlinks in a lookup.
-const ELOOP: i32 = 40;
+// Values std has no stable name for, from libc, which has each architecture's: O_NONBLOCK
+// makes opening a FIFO for writing fail with ENXIO (no reader) instead of waiting for one;
+// ELOOP is too many symlinks in a lookup.
+use libc::{ELOOP, ENXIO, O_NONBLOCK};
 /// `NAME_MAX`: the longest file name, in bytes.
-const NAME_MAX: usize = 255;
-/// `MAXSYMLINKS`: how many symlinks the kernel follows before it calls it a loop.
+const NAME_MAX: usize = libc::NAME_MAX as usize;
+/// `MAXSYMLINKS`: how many symlinks Linux follows before it calls it a loop (a kernel
+/// constant, in no header libc binds).
 const MAX_SYMLINKS: usize = 40;
 
 /// What [`write_if_changed`] did.
@@ -413,7 +410,7 @@ mod tests {
     }
 
     fn is_root() -> bool {
-        // No libc for geteuid(): a file we create is owned by whoever we are.
+        // No unsafe geteuid(): a file we create is owned by whoever we are.
         let dir = TempDir::new("fsx").unwrap();
         fs::metadata(dir.path()).unwrap().uid() == 0
     }
