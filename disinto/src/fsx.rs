@@ -1,16 +1,17 @@
 //! File-system helpers that keep the "never damage an operator's file" promise: safe writes
-//! and temp dirs. Hand-written because each is a few lines; a crate would cost more compile
-//! time than it saves.
+//! and temp dirs. The temp file and temp dir themselves are `tempfile`'s (unique names, O_EXCL,
+//! removal on every error path); what to write where, and how, is decided here.
 //!
 //! # How a path is written
 //!
 //! What the path names decides how it is written, as `cp` and `install` decide:
 //!
 //! - A regular file, or nothing yet: replaced atomically. The text goes to a temp file in the
-//!   same directory, created 0600 so a secret in it is never readable by others even for a
-//!   moment; the temp file gets the old file's owner, group and mode (or the mode for a new
-//!   file), is fsynced and renamed over the old name. A crash or a full disk leaves the old
-//!   file or the new one, never half of one.
+//!   same directory (`.{name}.tmp.XXXXXX`, the name cut so it fits NAME_MAX), created 0600 so
+//!   a secret in it is never readable by others even for a moment; the temp file gets the old
+//!   file's owner, group and mode (or the mode for a new file), is fsynced and renamed over
+//!   the old name. A crash or a full disk leaves the old file or the new one, never half of
+//!   one; a failed write leaves no temp file behind.
 //! - A symlink: followed to its final target, even a dangling one, and that target is replaced
 //!   as above, so the link stays a link. A loop is an error naming the path.
 //! - A character device (`/dev/null`, a terminal), a FIFO, or `/dev/stdout` and its kin:
@@ -28,31 +29,33 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 
 /// Mode of a new file that holds nothing secret (a compose file).
 const NEW_FILE_MODE: u32 = 0o644;
 /// Mode of a new file that holds, or will hold, secrets (`.env`).
 const NEW_PRIVATE_MODE: u32 = 0o600;
 /// Mode of every temp file until it is complete: nobody else reads a half-written secret.
+/// tempfile's default is the same; it is asked for by name so no default can change it.
 const TEMP_MODE: u32 = 0o600;
+/// Mode of a temp dir: some hold a registry login for a moment.
+const TEMP_DIR_MODE: u32 = 0o700;
+/// How many random characters tempfile puts after [`temp_name`]'s prefix; set here, not left
+/// to its default, because the NAME_MAX bound counts them.
+const TEMP_RANDOM: usize = 6;
 
-// Linux values std has no stable name for; libc is not a dependency for four numbers.
-/// `O_NONBLOCK` (asm-generic): opening a FIFO for writing fails with ENXIO instead of
-/// waiting for a reader.
-const O_NONBLOCK: i32 = 0o4000;
-/// `ENXIO`: a FIFO opened non-blocking for writing has no reader.
-const ENXIO: i32 = 6;
-/// `ELOOP`: too many symlinks in a lookup.
-const ELOOP: i32 = 40;
+// Values std has no stable name for, from libc, which has each architecture's: O_NONBLOCK
+// makes opening a FIFO for writing fail with ENXIO (no reader) instead of waiting for one;
+// ELOOP is too many symlinks in a lookup.
+use libc::{ELOOP, ENXIO, O_NONBLOCK};
 /// `NAME_MAX`: the longest file name, in bytes.
-const NAME_MAX: usize = 255;
-/// `MAXSYMLINKS`: how many symlinks the kernel follows before it calls it a loop.
+const NAME_MAX: usize = libc::NAME_MAX as usize;
+/// `MAXSYMLINKS`: how many symlinks Linux follows before it calls it a loop (a kernel
+/// constant, in no header libc binds).
 const MAX_SYMLINKS: usize = 40;
 
 /// What [`write_if_changed`] did.
@@ -233,35 +236,26 @@ fn replace(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = dir.join(temp_name(name));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(TEMP_MODE)
-        .open(&tmp)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => format!("directory {} does not exist", dir.display()),
-            _ => format!(
-                "cannot create a temp file in {}: {}",
-                dir.display(),
-                reason(&e)
-            ),
-        })?;
-    let result = (|| -> io::Result<()> {
-        file.write_all(contents)?;
-        let mode = match existing {
-            Some(meta) => keep_owner(&file, meta)?,
-            None => new_mode,
-        };
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    drop(file);
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(reason(&e));
-    }
+    let mut tmp = temp_file(dir, name).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => format!("directory {} does not exist", dir.display()),
+        _ => format!(
+            "cannot create a temp file in {}: {}",
+            dir.display(),
+            reason(&e)
+        ),
+    })?;
+    // On any error below, dropping `tmp` (or the PersistError holding it) removes the file.
+    let file = tmp.as_file_mut();
+    file.write_all(contents).map_err(|e| reason(&e))?;
+    let mode = match existing {
+        Some(meta) => keep_owner(file, meta).map_err(|e| reason(&e))?,
+        None => new_mode,
+    };
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| reason(&e))?;
+    file.sync_all().map_err(|e| reason(&e))?;
+    // persist, not persist_noclobber: replacing the old file in one rename is the point.
+    tmp.persist(path).map_err(|e| reason(&e.error))?;
     // The rename is durable only once the directory is; a failure here loses nothing written.
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
@@ -287,15 +281,27 @@ fn keep_owner(file: &fs::File, old: &fs::Metadata) -> io::Result<u32> {
     }
 }
 
-/// `.{name}.tmp.{pid}.{n}`, the name part cut so the whole stays within NAME_MAX bytes.
+/// A new, empty temp file in `dir` for replacing `name`: private (0600) from its creation,
+/// so a secret written into it is never readable by others.
+fn temp_file(dir: &Path, name: &OsStr) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&temp_name(name))
+        .rand_bytes(TEMP_RANDOM)
+        .permissions(fs::Permissions::from_mode(TEMP_MODE))
+        .tempfile_in(dir)
+}
+
+/// `.{name}.tmp.`, the start of a temp file's name, to which tempfile adds [`TEMP_RANDOM`]
+/// characters; the name part is cut so the whole stays within NAME_MAX bytes, or a file with
+/// a long name could never be written.
 fn temp_name(name: &OsStr) -> OsString {
-    let suffix = format!(".tmp.{}.{}", std::process::id(), unique());
-    let room = NAME_MAX - 1 - suffix.len();
+    const TMP: &[u8] = b".tmp.";
+    let room = NAME_MAX - 1 - TMP.len() - TEMP_RANDOM;
     let name = name.as_bytes();
     let mut out = Vec::with_capacity(NAME_MAX);
     out.push(b'.');
     out.extend_from_slice(&name[..name.len().min(room)]);
-    out.extend_from_slice(suffix.as_bytes());
+    out.extend_from_slice(TMP);
     OsString::from_vec(out)
 }
 
@@ -343,42 +349,30 @@ pub(crate) fn reason(e: &io::Error) -> String {
     }
 }
 
-fn unique() -> u32 {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A directory under the system temp dir, removed on drop.
+/// A private (0700) directory `disinto-{prefix}-XXXXXX` under the system temp dir, removed
+/// with all it holds on drop. A thin wrapper over `tempfile::TempDir`, whose default mode
+/// (0777 less the umask) would let others read what is put in it.
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Result<TempDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "disinto-{prefix}-{}-{nanos}-{}",
-            std::process::id(),
-            unique()
-        ));
-        // Private (0700) and new: some of these hold a registry login for a moment.
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .with_context(|| format!("cannot create temp dir {}", path.display()))?;
-        Ok(TempDir(path))
+        tempfile::Builder::new()
+            .prefix(&format!("disinto-{prefix}-"))
+            .permissions(fs::Permissions::from_mode(TEMP_DIR_MODE))
+            .tempdir()
+            .map(TempDir)
+            .map_err(|e| {
+                anyhow!(
+                    "cannot create a temp dir in {}: {}",
+                    std::env::temp_dir().display(),
+                    reason(&e)
+                )
+            })
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
@@ -416,7 +410,7 @@ mod tests {
     }
 
     fn is_root() -> bool {
-        // No libc for geteuid(): a file we create is owned by whoever we are.
+        // No unsafe geteuid(): a file we create is owned by whoever we are.
         let dir = TempDir::new("fsx").unwrap();
         fs::metadata(dir.path()).unwrap().uid() == 0
     }
@@ -656,7 +650,7 @@ mod tests {
     fn the_temp_file_is_private_from_the_start() {
         let dir = TempDir::new("fsx").unwrap();
         let tmp = dir.path().join(temp_name(OsStr::new(".env")));
-        // The same open replace() does; its mode is what others could see mid-write.
+        // The mode replace() asks tempfile for; it is what others could see mid-write.
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -664,6 +658,60 @@ mod tests {
             .open(&tmp)
             .unwrap();
         assert_eq!(file.metadata().unwrap().mode() & 0o077, 0);
+    }
+
+    #[test]
+    fn a_temp_file_for_replace_is_private_hidden_and_fits_name_max() {
+        let dir = TempDir::new("fsx").unwrap();
+        let long = "e".repeat(NAME_MAX);
+        for name in [".env", long.as_str()] {
+            let tmp = temp_file(dir.path(), OsStr::new(name)).unwrap();
+            assert_eq!(tmp.as_file().metadata().unwrap().mode() & 0o077, 0);
+            let made = tmp.path().file_name().unwrap().as_bytes();
+            assert!(made.len() <= NAME_MAX, "{} bytes", made.len());
+            assert!(made.starts_with(b"."), "{made:?}");
+            assert_eq!(tmp.path().parent(), Some(dir.path()));
+        }
+    }
+
+    #[test]
+    fn a_name_of_255_bytes_is_written() {
+        // NAME_MAX itself: the temp name's random part must be counted in its bound.
+        let dir = TempDir::new("fsx").unwrap();
+        let path = dir.path().join("b".repeat(NAME_MAX));
+        write_atomic_private(&path, b"x").unwrap();
+        write_atomic_private(&path, b"y").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "y");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_no_temp_file() {
+        // A directory with something in it cannot be renamed over: the last step fails.
+        let dir = TempDir::new("fsx").unwrap();
+        let busy = dir.path().join("busy");
+        fs::create_dir(&busy).unwrap();
+        fs::write(busy.join("keep"), "k").unwrap();
+        assert!(replace(&busy, b"x", None, NEW_FILE_MODE).is_err());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [OsString::from("busy")]);
+        assert_eq!(fs::read_to_string(busy.join("keep")).unwrap(), "k");
+    }
+
+    #[test]
+    fn a_temp_dir_is_private_and_gone_after_drop() {
+        let dir = TempDir::new("fsx").unwrap();
+        let path = dir.path().to_path_buf();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("disinto-fsx-"), "{name}");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, TEMP_DIR_MODE);
+        fs::create_dir(path.join("inner")).unwrap();
+        fs::write(path.join("inner").join("secret"), "s").unwrap();
+        drop(dir);
+        assert!(!path.exists());
     }
 
     #[test]
