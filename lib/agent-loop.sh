@@ -5,6 +5,12 @@
 DISINTO_VOLUMES=(/home/agent/data /home/agent/repos /home/agent/disinto/projects /home/agent/disinto/state)
 DISINTO_HEARTBEAT=/home/agent/disinto/state/heartbeat
 DISINTO_LOG=/home/agent/data/logs/agent.log
+# The session in flight (started, pid, command) while AGENT_CMD runs; gone when idle.
+DISINTO_SESSION=/home/agent/disinto/state/session
+# Every session's start and end, a line each.
+DISINTO_SESSIONS=/home/agent/disinto/state/sessions.log
+# A drain request: while it names this container, the loop starts no new session.
+DISINTO_DRAIN=/home/agent/disinto/state/drain
 # Seconds between heartbeats; the health check allows three missed ones.
 DISINTO_TICK=${DISINTO_TICK:-5}
 
@@ -34,6 +40,41 @@ disinto_health() {
   [ $((now - last)) -le $((DISINTO_TICK * 3 + 5)) ]
 }
 
+# `busy`: the session in flight and exit 0, or exit 1 when idle (the work probe disinto asks
+# before it stops or replaces agents).
+disinto_busy() {
+  local pid
+  pid=$(sed -n 's/^pid=//p' "$DISINTO_SESSION" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  cat "$DISINTO_SESSION"
+}
+
+# `drain`: no new session in this container (the one in flight goes on); `undrain` lifts it.
+disinto_drain() {
+  printf '%s\n' "${HOSTNAME:-unknown}" >"$DISINTO_DRAIN.tmp" && mv "$DISINTO_DRAIN.tmp" "$DISINTO_DRAIN"
+}
+
+disinto_undrain() {
+  rm -f "$DISINTO_DRAIN"
+}
+
+# Whether a drain request names this container (one left by a replaced container does not).
+disinto_draining() {
+  [ "$(cat "$DISINTO_DRAIN" 2>/dev/null)" = "${HOSTNAME:-unknown}" ]
+}
+
+disinto_session_started() {
+  local tmp="$DISINTO_SESSION.tmp"
+  printf 'started=%s\npid=%s\ncommand=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$AGENT_CMD" >"$tmp"
+  mv "$tmp" "$DISINTO_SESSION"
+  printf '%s start pid=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >>"$DISINTO_SESSIONS" || true
+}
+
+disinto_session_ended() {
+  rm -f "$DISINTO_SESSION"
+  printf '%s end pid=%s status=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" >>"$DISINTO_SESSIONS" || true
+}
+
 disinto_log() {
   # A log that cannot be written must not stop the loop.
   printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | { tee -a "$DISINTO_LOG" || true; } >&2
@@ -48,15 +89,26 @@ disinto_loop() {
   started=$(date -u +%s)
   # AGENT_CMD runs in its own process group, so stopping reaches everything it started.
   trap 'disinto_log "stopping"; [ -n "$agent_pid" ] && kill -TERM -- "-$agent_pid" 2>/dev/null; exit 0' TERM INT
+  # A session or a drain request left by the container this one replaces is not ours.
+  rm -f "$DISINTO_SESSION"
+  disinto_draining || disinto_undrain
   disinto_log "agents ${DISINTO_VERSION:-dev} started (uid $(id -u), poll ${interval}s)"
   while :; do
     now=$(date -u +%s)
     disinto_heartbeat "$started"
-    # One AGENT_CMD at a time: a slow run delays the next one, it never stacks up.
-    if [ -n "${AGENT_CMD:-}" ] && [ "$now" -ge "$next_run" ] \
-       && ! { [ -n "$agent_pid" ] && kill -0 "$agent_pid" 2>/dev/null; }; then
+    if [ -n "$agent_pid" ] && ! kill -0 "$agent_pid" 2>/dev/null; then
+      local status=0
+      wait "$agent_pid" 2>/dev/null || status=$?
+      disinto_session_ended "$agent_pid" "$status"
+      agent_pid=""
+    fi
+    # One AGENT_CMD at a time: a slow run delays the next one, it never stacks up; while
+    # draining, none starts.
+    if [ -n "${AGENT_CMD:-}" ] && [ "$now" -ge "$next_run" ] && [ -z "$agent_pid" ] \
+       && ! disinto_draining; then
       setsid bash -c "$AGENT_CMD" >>"$DISINTO_LOG" 2>&1 &
       agent_pid=$!
+      disinto_session_started "$agent_pid"
       next_run=$((now + interval))
     fi
     sleep "$DISINTO_TICK" &

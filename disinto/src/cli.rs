@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use crate::lock::Lock;
 use crate::ops;
 
 /// The version of this binary and the git revision it was built from.
@@ -25,6 +26,9 @@ struct Cli {
     /// The factory directory [default: the current directory]
     #[arg(long, value_name = "DIR", env = "DISINTO_ROOT", global = true)]
     root: Option<PathBuf>,
+    /// Wait up to SECONDS for another command's lock on the factory instead of refusing
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, global = true)]
+    lock_wait: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +84,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Freeze the factory: every command that changes it refuses until `disinto unlock`
+    Lock {
+        /// Why (recorded with who and when, and named by every refusal)
+        #[arg(short, long, value_name = "WHY")]
+        message: String,
+    },
+    /// Lift the freeze `disinto lock` set
+    Unlock,
     /// Run the pinned factory on a Docker Swarm (this node must be a manager)
     Swarm {
         /// The stack's name: its services are STACK_agents..., its volumes STACK_agent-data...
@@ -136,7 +148,19 @@ fn try_main() -> Result<()> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     sh.change_dir(&root);
+    // Every command that changes the factory holds its lock for its whole run (a dry run
+    // changes nothing and takes none).
+    let _lock = match cli.command.changes() {
+        Some(name) if root.is_dir() => Some(Lock::acquire(
+            &root,
+            name,
+            Duration::from_secs(cli.lock_wait),
+        )?),
+        _ => None,
+    };
     match cli.command {
+        Command::Lock { message } => ops::freeze::lock(&root, &message),
+        Command::Unlock => ops::freeze::unlock(&root),
         Command::Init { add_missing_keys } => ops::init::init(&root, add_missing_keys),
         Command::Up {
             services,
@@ -164,6 +188,24 @@ fn try_main() -> Result<()> {
         Command::Status { json } => ops::status::status(&sh, &root, json),
         Command::History { json } => ops::history::history(&root, json),
         Command::Swarm { stack, command } => swarm(&sh, &root, &stack, command),
+    }
+}
+
+impl Command {
+    /// The command's name when it changes the factory (and is no dry run): it takes the lock.
+    fn changes(&self) -> Option<&'static str> {
+        match self {
+            Command::Up { dry_run: false, .. } => Some("up"),
+            Command::Rollback { dry_run: false, .. } => Some("rollback"),
+            Command::Down { dry_run: false, .. } => Some("down"),
+            Command::Swarm { command, .. } => match command {
+                SwarmCommand::Deploy { dry_run: false, .. } => Some("swarm deploy"),
+                SwarmCommand::Rollback { dry_run: false, .. } => Some("swarm rollback"),
+                SwarmCommand::Rm { dry_run: false, .. } => Some("swarm rm"),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod factory;
 pub mod fsx;
+pub mod lock;
 pub mod model;
 pub mod ops;
 pub mod signals;

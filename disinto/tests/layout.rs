@@ -112,8 +112,9 @@ fn only_the_engine_starts_processes() {
 }
 
 /// The command modules of `ops/`: each one command, importing no other.
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     "down",
+    "freeze",
     "history",
     "init",
     "rollback",

@@ -2,6 +2,9 @@
 # Entrypoint of the agents image.
 #   run         (default) the agent loop: heartbeat + AGENT_CMD every POLL_INTERVAL seconds
 #   health      the HEALTHCHECK: succeeds while the heartbeat is fresh
+#   busy        the work probe: prints the session in flight and exits 0, or exits 1 when idle
+#   drain       start no new session in this container (the one in flight goes on)
+#   undrain     lift the drain
 #   CMD ...     anything else runs once as `agent` (the runner's approved actions)
 # Started as root only to give the volumes to `agent`; everything else runs as uid 1000.
 set -euo pipefail
@@ -11,6 +14,9 @@ source /opt/disinto/lib/agent-loop.sh
 
 case "${1:-run}" in
   health) disinto_health; exit ;;
+  busy) disinto_busy; exit ;;
+  drain) disinto_drain; exit ;;
+  undrain) disinto_undrain; exit ;;
 esac
 
 if [ "$(id -u)" = 0 ]; then

@@ -5,6 +5,7 @@
 
 // Commands.
 pub(crate) mod down;
+pub(crate) mod freeze;
 pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod rollback;

@@ -10,6 +10,7 @@ use super::images::registry_digest;
 use super::table::{self, or_dash};
 use crate::engine::docker;
 use crate::factory::Factory;
+use crate::lock;
 use crate::model::history::{Deployment, History};
 use crate::model::image_ref::ImageRef;
 
@@ -62,6 +63,8 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
             "services": rows,
             "deployed": current,
             "previous": previous,
+            "lock": lock::holder(&factory.dir),
+            "freeze": lock::frozen(&factory.dir).ok().flatten(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -74,6 +77,19 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
     }
     if let Some(line) = summary(current, previous) {
         println!("{line}");
+    }
+    if let Some(holder) = lock::holder(&factory.dir) {
+        println!("locked: {holder} is changing the factory");
+    }
+    match lock::frozen(&factory.dir) {
+        Ok(Some(freeze)) => println!(
+            "frozen: by {} since {} ({}); `disinto unlock` lifts it",
+            freeze.who(),
+            freeze.since,
+            freeze.command
+        ),
+        Ok(None) => {}
+        Err(e) => println!("frozen: {e:#}"),
     }
     Ok(())
 }

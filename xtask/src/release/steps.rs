@@ -548,6 +548,15 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
         None => run.plan.root().to_path_buf(),
     };
     let mut factory = Factory::open(&dir)?;
+    // The factory's lock, as `disinto up` takes it: one change at a time.
+    let _lock = match run.opts.dry_run {
+        true => None,
+        false => Some(disinto::lock::Lock::acquire(
+            &factory.dir,
+            "release restart-agents",
+            Duration::ZERO,
+        )?),
+    };
     factory.config.agents = AgentsImage::Release(run.plan.version.clone());
     // The factory runs what this release pushed, from where it pushed it.
     if factory.config.registry != run.plan.config.registry {
