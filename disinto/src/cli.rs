@@ -84,6 +84,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A read-only verdict: compose file, pins, kept images, volumes, lock, restarts, disk
+    /// (exit 0 clean, 1 drift, 2 when it could not look)
+    Doctor {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
     /// Freeze the factory: every command that changes it refuses until `disinto unlock`
     Lock {
         /// Why (recorded with who and when, and named by every refusal)
@@ -161,6 +168,7 @@ fn try_main() -> Result<()> {
     match cli.command {
         Command::Lock { message } => ops::freeze::lock(&root, &message),
         Command::Unlock => ops::freeze::unlock(&root),
+        Command::Doctor { json } => ops::doctor::doctor(&sh, &root, json),
         Command::Init { add_missing_keys } => ops::init::init(&root, add_missing_keys),
         Command::Up {
             services,
@@ -239,6 +247,9 @@ pub fn run_main(main: impl FnOnce() -> Result<()>) -> ExitCode {
     crate::signals::quiet_broken_pipe();
     match main() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<crate::Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<crate::Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

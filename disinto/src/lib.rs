@@ -14,3 +14,16 @@ pub mod lock;
 pub mod model;
 pub mod ops;
 pub mod signals;
+
+/// An exit status a command chose as its verdict (`doctor`, `watch`), not an error: the
+/// program exits with it and prints nothing more (the command has said what it found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}

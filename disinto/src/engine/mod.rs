@@ -3,10 +3,12 @@
 //! run, prints) every command that changes something, for both programs.
 
 pub mod compose;
+pub mod container;
 pub mod docker;
 pub mod health;
 pub mod poll;
 pub mod runner;
 pub mod swarm;
+pub mod work;
 
 pub use runner::Runner;

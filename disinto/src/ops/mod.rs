@@ -4,6 +4,7 @@
 //! health-gated rollout), `images` (pull, pin, keep) and `table`.
 
 // Commands.
+pub(crate) mod doctor;
 pub(crate) mod down;
 pub(crate) mod freeze;
 pub(crate) mod history;
@@ -14,6 +15,7 @@ pub(crate) mod swarm;
 pub(crate) mod up;
 
 // Shared by the commands (and `rollout` by the release's restart-agents).
+pub(crate) mod drain;
 pub(crate) mod images;
 pub mod rollout;
 pub(crate) mod table;
