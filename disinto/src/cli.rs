@@ -91,6 +91,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One look at agents for a timer: restarted, exited or unhealthy since the last look?
+    /// (exit 0 fine, 3 failing)
+    Watch {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
     /// Freeze the factory: every command that changes it refuses until `disinto unlock`
     Lock {
         /// Why (recorded with who and when, and named by every refusal)
@@ -169,6 +176,7 @@ fn try_main() -> Result<()> {
         Command::Lock { message } => ops::freeze::lock(&root, &message),
         Command::Unlock => ops::freeze::unlock(&root),
         Command::Doctor { json } => ops::doctor::doctor(&sh, &root, json),
+        Command::Watch { json } => ops::watch::watch(&sh, &root, json),
         Command::Init { add_missing_keys } => ops::init::init(&root, add_missing_keys),
         Command::Up {
             services,

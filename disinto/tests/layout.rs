@@ -112,7 +112,7 @@ fn only_the_engine_starts_processes() {
 }
 
 /// The command modules of `ops/`: each one command, importing no other.
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "doctor",
     "down",
     "freeze",
@@ -121,6 +121,7 @@ const COMMANDS: [&str; 12] = [
     "rollback",
     "status",
     "up",
+    "watch",
     "swarm/deploy",
     "swarm/rm",
     "swarm/rollback",

@@ -1,0 +1,121 @@
+//! `disinto watch`: a one-shot look at agents for a timer or cron, after the rollout's own
+//! watch has ended. Compared with the last look (kept in `state/watch.json`), has agents
+//! restarted, exited or turned unhealthy since the last deployment? One line, and an exit
+//! status a timer can act on: 0 fine, 3 failing; `--json` for scripts.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use xshell::Shell;
+
+use crate::engine::{container, docker};
+use crate::factory::Factory;
+use crate::fsx;
+use crate::model::history::History;
+use crate::model::time::now_rfc3339;
+use crate::Exit;
+
+/// Where the last look is kept, relative to the factory directory.
+pub const WATCH_FILE: &str = "state/watch.json";
+
+/// The exit status of a look that found agents failing.
+pub const FAILING: u8 = 3;
+
+/// What one look saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Look {
+    time: String,
+    /// The agents container looked at (a new one after a rollout starts the count anew).
+    container: String,
+    restarts: u64,
+    state: String,
+    health: String,
+    /// The deployment it belongs to (its time in the history).
+    deployed: Option<String>,
+    /// Restarts since the last look (or since the deployment, on a first look).
+    new_restarts: u64,
+    failing: bool,
+    why: String,
+}
+
+pub(crate) fn watch(sh: &Shell, root: &Path, json: bool) -> Result<()> {
+    let factory = Factory::open_to_stop(root)?;
+    docker::require_daemon()?;
+    let history = History::load(&factory.dir)?;
+    let deployed = history.current().map(|d| d.time.clone());
+    let id = factory.running(sh, "agents");
+    let last = read_last(&factory.dir.join(WATCH_FILE));
+    let look = match id {
+        None => Look {
+            time: now_rfc3339(),
+            container: String::new(),
+            restarts: 0,
+            state: "missing".into(),
+            health: "-".into(),
+            deployed,
+            new_restarts: 0,
+            failing: true,
+            why: "no agents container runs: `disinto up` starts it".into(),
+        },
+        Some(id) => {
+            let c = container::inspect(&id)?;
+            // Docker counts restarts per container; a rollout makes a new container.
+            let before = last
+                .as_ref()
+                .filter(|l| l.container == c.id)
+                .map_or(0, |l| l.restarts);
+            let new_restarts = c.restarts.saturating_sub(before);
+            let why = match (c.state.as_str(), c.health.as_str(), new_restarts) {
+                ("running", "unhealthy", _) => "agents is unhealthy".to_string(),
+                ("running", _, 0) => String::new(),
+                ("running", _, n) => format!("agents restarted {n} times since the last look"),
+                (state, _, _) => format!("agents is {state}"),
+            };
+            Look {
+                time: now_rfc3339(),
+                container: c.id,
+                restarts: c.restarts,
+                state: c.state,
+                health: c.health,
+                deployed,
+                new_restarts,
+                failing: !why.is_empty(),
+                why,
+            }
+        }
+    };
+    let text = serde_json::to_string(&look)? + "\n";
+    let path = factory.dir.join(WATCH_FILE);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fsx::write_atomic(&path, text.as_bytes())?;
+    if json {
+        print!("{text}");
+    } else if look.failing {
+        println!(
+            "failing: {} (deployed {})",
+            look.why,
+            look.deployed.as_deref().unwrap_or("-")
+        );
+    } else {
+        println!(
+            "fine: agents {} ({}), no restart since the last look",
+            look.state, look.health
+        );
+    }
+    match look.failing {
+        true => Err(Exit(FAILING).into()),
+        false => Ok(()),
+    }
+}
+
+/// The last look, if one was kept and reads; a bad file is a first look.
+fn read_last(path: &Path) -> Option<Look> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 64 * 1024 {
+        return None;
+    }
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
