@@ -34,6 +34,9 @@ pub enum FigureId {
     Rollback,
     Revert,
     PeakMemory,
+    LockOverhead,
+    DrainOverhead,
+    Doctor,
 }
 
 /// What a figure needs before it can be measured.
@@ -49,7 +52,7 @@ enum Needs {
 
 impl FigureId {
     /// Every figure, in table order.
-    pub(crate) const ALL: [FigureId; 12] = [
+    pub(crate) const ALL: [FigureId; 15] = [
         FigureId::ColdBuild,
         FigureId::DisintoSize,
         FigureId::WarmStart,
@@ -62,6 +65,9 @@ impl FigureId {
         FigureId::Rollback,
         FigureId::Revert,
         FigureId::PeakMemory,
+        FigureId::LockOverhead,
+        FigureId::DrainOverhead,
+        FigureId::Doctor,
     ];
 
     /// The id bench.json and `--only` use.
@@ -79,6 +85,9 @@ impl FigureId {
             FigureId::Rollback => "rollback",
             FigureId::Revert => "revert",
             FigureId::PeakMemory => "peak-memory",
+            FigureId::LockOverhead => "lock-overhead",
+            FigureId::DrainOverhead => "drain-overhead",
+            FigureId::Doctor => "doctor",
         }
     }
 
@@ -111,6 +120,11 @@ impl FigureId {
                 "a rollout whose agents never turns healthy, reverted and healthy again, s beyond its timeout"
             }
             FigureId::PeakMemory => "peak RSS of the xtask process during a release, MiB",
+            FigureId::LockOverhead => "the factory lock taken and let go (flock, holder written), ms",
+            FigureId::DrainOverhead => {
+                "draining an idle agents before a rollout (probe, drain, probe) and lifting it, s"
+            }
+            FigureId::Doctor => "disinto doctor on a running factory, s",
         }
     }
 
@@ -119,14 +133,17 @@ impl FigureId {
             FigureId::ColdBuild
             | FigureId::DisintoSize
             | FigureId::WarmStart
-            | FigureId::GenCompose => Needs::Binaries,
+            | FigureId::GenCompose
+            | FigureId::LockOverhead => Needs::Binaries,
             FigureId::BuildContext | FigureId::Rebuild => Needs::Image,
             FigureId::ReleaseOverhead
             | FigureId::UpgradeDownload
             | FigureId::ReleaseTime
             | FigureId::Rollback
             | FigureId::Revert
-            | FigureId::PeakMemory => Needs::Stage,
+            | FigureId::PeakMemory
+            | FigureId::DrainOverhead
+            | FigureId::Doctor => Needs::Stage,
         }
     }
 
@@ -512,6 +529,30 @@ impl Stage {
         cmd
     }
 
+    fn doctor_cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.disinto);
+        cmd.arg("--root")
+            .arg(&self.factory)
+            .arg("doctor")
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("DISINTO_REGISTRY", self.registry.namespace());
+        cmd
+    }
+
+    /// The id of the agents container of the staged factory.
+    fn agents(&self) -> Result<String> {
+        let out = run_ok(
+            Command::new("docker")
+                .args(["ps", "--quiet", "--filter"])
+                .arg(format!("label=com.docker.compose.project={}", self.project))
+                .args(["--filter", "label=com.docker.compose.service=agents"]),
+        )?;
+        match out.trim() {
+            "" => bail!("no agents container runs in the staged factory"),
+            id => Ok(id.to_string()),
+        }
+    }
+
     fn disinto_up(&self, version: &str) -> Result<f64> {
         timed(&mut self.disinto_up_cmd(version))
     }
@@ -632,6 +673,9 @@ impl Run {
         }
         if self.wants(FigureId::GenCompose) {
             self.gen_compose()?;
+        }
+        if self.wants(FigureId::LockOverhead) {
+            self.lock_overhead()?;
         }
         if self.wants_any(Needs::Image) || self.wants_any(Needs::Stage) {
             testbed::require(sh)?;
@@ -839,6 +883,61 @@ impl Run {
         }
         if self.wants(FigureId::Revert) {
             self.revert(&mut stage)?;
+        }
+        if self.wants(FigureId::DrainOverhead) || self.wants(FigureId::Doctor) {
+            self.work_figures(&mut stage)?;
+        }
+        Ok(())
+    }
+
+    /// The factory's lock, taken and let go, in this process (what every changing command
+    /// adds to its run).
+    fn lock_overhead(&mut self) -> Result<()> {
+        let dir = TempDir::new("bench-lock")?;
+        let mut samples = vec![];
+        for _ in 0..self.reps(20, 100) {
+            let start = Instant::now();
+            let lock = disinto::lock::Lock::acquire(dir.path(), "bench", Duration::ZERO)?;
+            drop(lock);
+            samples.push(seconds(start) * 1000.0);
+        }
+        let met = median(&samples).map(|m| m <= 5.0);
+        self.push(FigureId::LockOverhead, samples, None, "≤ 5 ms", met);
+        Ok(())
+    }
+
+    /// With agents up and idle: what draining adds to a rollout, and `doctor`'s run.
+    fn work_figures(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(1)?;
+        let latest = stage.released[stage.released.len() - 1].clone();
+        stage.disinto_up(&latest)?;
+        if self.wants(FigureId::DrainOverhead) {
+            let agents = stage.agents()?;
+            let mut samples = vec![];
+            for _ in 0..self.reps(3, 10) {
+                let start = Instant::now();
+                use disinto::engine::work::{busy, drain, Work};
+                if busy(&agents)? != Work::Idle {
+                    bail!("agents {agents} is not idle: the drain figure needs an idle factory");
+                }
+                drain(&agents, true)?;
+                busy(&agents)?;
+                drain(&agents, false)?;
+                samples.push(seconds(start));
+            }
+            let met = median(&samples).map(|m| m <= 0.3);
+            self.push(FigureId::DrainOverhead, samples, None, "≤ 0.3 s", met);
+        }
+        if self.wants(FigureId::Doctor) {
+            let mut samples = vec![];
+            for _ in 0..self.reps(3, 10) {
+                let start = Instant::now();
+                // Its verdict (clean or drift) does not matter here, only how long it takes.
+                stage.doctor_cmd().output()?;
+                samples.push(seconds(start));
+            }
+            let met = median(&samples).map(|m| m <= 2.0);
+            self.push(FigureId::Doctor, samples, None, "≤ 2 s", met);
         }
         Ok(())
     }
