@@ -328,3 +328,41 @@ fn a_failed_release_request_leaves_nothing_behind_and_can_be_retried() {
         .arg(ops.path()));
     ok(git(ops.path()).args(["rev-parse", "--verify", "release/v0.2.0"]));
 }
+
+/// `release VERSION --dry-run` with credentials and a registry set; PATH as the test has it.
+fn dry_run(c: &Checkout, version: &str) -> Output {
+    output(
+        c.xtask()
+            .args(["release", version, "--dry-run"])
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_ACTOR", "someone")
+            .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
+            .env_remove("DISINTO_MIRRORS"),
+    )
+}
+
+#[test]
+fn a_version_git_cannot_tag_is_refused_before_anything_is_tagged() {
+    // Valid semver and a valid Docker tag, but `refs/tags/v1.0.0-x.lock` is no git ref name.
+    let version = "v1.0.0-x.lock";
+    let c = Checkout::new(version);
+    let before = state(&c);
+    let e = one_line_error(&dry_run(&c, version));
+    assert!(e.contains(&format!("version {version:?}")), "{e}");
+    let e = one_line_error(&output(
+        c.xtask().args(["release", version, "--only", "tag-main"]),
+    ));
+    assert!(e.contains(&format!("version {version:?}")), "{e}");
+    assert_eq!(state(&c), before);
+    assert_eq!(Checkout::tags(&c.bare("origin")), "");
+    // Nor is it requested: the request's branch would be named after it too.
+    let ops = ops_repo();
+    let refs = ok(git(ops.path()).args(["for-each-ref"]));
+    let e = one_line_error(&output(
+        c.xtask()
+            .args(["release-request", version, "--ops-repo"])
+            .arg(ops.path()),
+    ));
+    assert!(e.contains(&format!("version {version:?}")), "{e}");
+    assert_eq!(ok(git(ops.path()).args(["for-each-ref"])), refs);
+}

@@ -4,6 +4,7 @@
 
 pub mod config;
 mod formula;
+pub mod refname;
 pub mod registry;
 mod state;
 pub mod step;
@@ -152,7 +153,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     fn new(checkout: Checkout, version: &str, steps: Vec<Step>) -> Result<Plan> {
-        let semver = parse_version(version)?;
+        let semver = parse_release_version(version)?;
         let config = ReleaseConfig::from_settings(&Settings::load(checkout.root())?)?;
         let prerelease = !semver.pre.is_empty();
         let images = OUR_IMAGES
@@ -272,6 +273,16 @@ impl<'a> Run<'a> {
                     .is_some_and(disinto::engine::docker::image_present)
             })
     }
+}
+
+/// Parses a version to release: a release version ([`parse_version`]: semver, a Docker tag)
+/// that git can also tag, or a one-line error naming it.
+pub fn parse_release_version(version: &str) -> Result<semver::Version> {
+    let semver = parse_version(version)?;
+    if let Some(why) = refname::tag_problem(version) {
+        bail!("version {version:?} cannot be a git tag ({why}): release another version");
+    }
+    Ok(semver)
 }
 
 /// Parses a `--from`/`--only`/`--skip` value.
