@@ -8,7 +8,12 @@
 //! Image names are compared as Docker resolves them (`docker.io/library/`, `:latest`).
 //!
 //! Which VOLUMEs: those of the build's target stage and its ancestors, with its build args, from
-//! its Dockerfile or `dockerfile_inline` (see [`crate::dockerfile`]).
+//! its Dockerfile or `dockerfile_inline` (see [`crate::dockerfile`]), and those the image it is
+//! built `FROM` declares, which it inherits: a build of this file tagging that image, one of
+//! ours (any `<registry>/{agents,edge,reproduce}` or `disinto-*`, any tag or digest: our
+//! Dockerfile in the checkout, its own base followed in turn), or else the local image's, by
+//! `docker image inspect`. A base that is not in the local image store cannot be known without
+//! a pull: it is reported as a warning naming it (see [`UncheckedBase`]), not guessed at.
 //!
 //! Which mounts count: a named volume or a bind mount at exactly the path (a trailing slash or
 //! another case is another path), the service's own or inherited by `volumes_from` from another
@@ -54,6 +59,61 @@ impl fmt::Display for Unmounted {
             "service {}: VOLUME {} (declared in {}) is not mounted at exactly that path",
             self.service, self.path, self.declared_in
         )
+    }
+}
+
+/// A base image whose VOLUMEs the check could not see: not ours, not built by the file, and
+/// not in the local image store (or Docker did not answer). What it declares is unchecked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncheckedBase {
+    pub image: String,
+    /// The Dockerfile (and stage) built on it.
+    pub of: String,
+    /// Why it could not be inspected.
+    pub why: String,
+}
+
+impl fmt::Display for UncheckedBase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is built FROM {}, whose VOLUMEs are not known here ({}): pull it (docker pull {}) and run check-volumes again to check them",
+            self.of, self.image, self.why, self.image
+        )
+    }
+}
+
+/// What the check found: VOLUMEs not mounted, and base images it could not see into.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    pub unmounted: Vec<Unmounted>,
+    pub unchecked: Vec<UncheckedBase>,
+}
+
+/// What the local image store says of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalImage {
+    /// Its VOLUMEs (everything it inherited included), by `docker image inspect`.
+    Volumes(Vec<String>),
+    /// Not there, or Docker did not answer: why.
+    Unknown(String),
+}
+
+/// `docker image inspect` of `image`: the truth about an image we did not build, when it is here.
+pub fn local_image(image: &str) -> LocalImage {
+    let format = "{{json .Config.Volumes}}";
+    match disinto::engine::docker::run(&["image", "inspect", "--format", format, image]) {
+        Err(why) => LocalImage::Unknown(why),
+        Ok(json) => {
+            match serde_json::from_str::<Option<BTreeMap<String, serde_json::Value>>>(json.trim()) {
+                Ok(volumes) => {
+                    LocalImage::Volumes(volumes.unwrap_or_default().into_keys().collect())
+                }
+                Err(e) => {
+                    LocalImage::Unknown(format!("docker image inspect printed {json:?}: {e}"))
+                }
+            }
+        }
     }
 }
 
@@ -123,21 +183,24 @@ pub fn released_from(image: &str) -> Option<&'static str> {
 /// Checks the typed model (as `gen-compose` makes it): merge-free and self-contained, so it
 /// is resolved here, variables taking their defaults. `read` returns a Dockerfile's text;
 /// paths are relative to the compose file's directory and, for released images, the checkout.
-pub fn check(
-    compose: &Compose,
-    read: impl FnMut(&Path) -> Result<String>,
-) -> Result<Vec<Unmounted>> {
+/// No local image is inspected: a base image that is not ours is reported unchecked.
+pub fn check(compose: &Compose, read: impl FnMut(&Path) -> Result<String>) -> Result<Findings> {
     let value = serde_yaml::to_value(compose).context("cannot serialize the compose model")?;
     let project = resolve::builtin(value, Path::new(""), &|_| None)?;
-    check_project(&project, Path::new(""), read)
+    check_project(&project, Path::new(""), read, |_| {
+        LocalImage::Unknown("local images are not inspected here".into())
+    })
 }
 
-/// Checks every service of a resolved file. `root` is the checkout released images come from.
+/// Checks every service of a resolved file. `root` is the checkout our images come from;
+/// `read` returns a Dockerfile's text, `inspect` what the local image store says of a base
+/// image that is neither ours nor built by the file (see [`local_image`]).
 pub fn check_project(
     project: &Project,
     root: &Path,
-    mut read: impl FnMut(&Path) -> Result<String>,
-) -> Result<Vec<Unmounted>> {
+    read: impl FnMut(&Path) -> Result<String>,
+    inspect: impl FnMut(&str) -> LocalImage,
+) -> Result<Findings> {
     // Builds that tag an image: a service running that image without a build runs theirs.
     let mut builds: BTreeMap<String, Vec<Source>> = BTreeMap::new();
     for (name, service) in &project.services {
@@ -151,7 +214,15 @@ pub fn check_project(
                 });
         }
     }
-    let mut texts: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut reader = Reader {
+        root,
+        builds: &builds,
+        texts: BTreeMap::new(),
+        read,
+        inspect,
+        inspected: BTreeMap::new(),
+        unchecked: Vec::new(),
+    };
     let mut problems = Vec::new();
     for (name, service) in &project.services {
         let sources = sources_of(name, service, &builds, root);
@@ -160,20 +231,36 @@ pub fn check_project(
         }
         let mounted = persistent_targets(project, name, &mut Vec::new())?;
         for source in &sources {
-            let declared = volumes_of(source, &mut texts, &mut read)
+            let declared = reader
+                .volumes_of(source, &mut Vec::new())
                 .with_context(|| format!("service {name}: {source}"))?;
-            for path in declared {
+            for Declared { path, declared_in } in declared {
                 if !mounted.contains(&path) {
                     problems.push(Unmounted {
                         service: name.clone(),
                         path,
-                        declared_in: source.to_string(),
+                        declared_in,
                     });
                 }
             }
         }
     }
-    Ok(problems)
+    Ok(Findings {
+        unmounted: problems,
+        unchecked: reader.unchecked,
+    })
+}
+
+/// The images several services build alike (agents and runner in dev mode), each once, or
+/// every finding would be reported twice.
+fn unique<'a>(sources: &[Source<'a>]) -> Vec<Source<'a>> {
+    let mut unique: Vec<Source> = Vec::new();
+    for source in sources {
+        if !unique.iter().any(|u| u.to_string() == source.to_string()) {
+            unique.push(source.clone());
+        }
+    }
+    unique
 }
 
 fn sources_of<'a>(
@@ -188,19 +275,21 @@ fn sources_of<'a>(
             build,
         }];
     }
-    let Some(image) = &service.image else {
-        return Vec::new();
-    };
+    match &service.image {
+        Some(image) => image_sources(image, builds, root),
+        None => Vec::new(),
+    }
+}
+
+/// Where the VOLUMEs of `image` are declared, when this file builds it or it is ours; empty
+/// for any other image.
+fn image_sources<'a>(
+    image: &str,
+    builds: &BTreeMap<String, Vec<Source<'a>>>,
+    root: &Path,
+) -> Vec<Source<'a>> {
     if let Some(built) = builds.get(&normalize_image(image)) {
-        // Several services may build the same image the same way (agents and runner in dev
-        // mode): one source each, or every finding would be reported twice.
-        let mut unique: Vec<Source> = Vec::new();
-        for source in built {
-            if !unique.iter().any(|u| u.to_string() == source.to_string()) {
-                unique.push(source.clone());
-            }
-        }
-        return unique;
+        return unique(built);
     }
     released_from(image)
         .map(|dockerfile| {
@@ -212,39 +301,153 @@ fn sources_of<'a>(
         .unwrap_or_default()
 }
 
-fn volumes_of(
-    source: &Source,
-    texts: &mut BTreeMap<PathBuf, String>,
-    read: &mut impl FnMut(&Path) -> Result<String>,
-) -> Result<Vec<String>> {
-    let mut text_at = |path: PathBuf| -> Result<String> {
-        if let Some(text) = texts.get(&path) {
+/// A declared VOLUME path and where it is declared.
+struct Declared {
+    path: String,
+    declared_in: String,
+}
+
+/// Reads Dockerfiles (each once) and the local image store (each image once) for one check.
+struct Reader<'a, 'b, R, I> {
+    root: &'b Path,
+    builds: &'b BTreeMap<String, Vec<Source<'a>>>,
+    texts: BTreeMap<PathBuf, String>,
+    read: R,
+    inspect: I,
+    inspected: BTreeMap<String, LocalImage>,
+    unchecked: Vec<UncheckedBase>,
+}
+
+impl<'a, R, I> Reader<'a, '_, R, I>
+where
+    R: FnMut(&Path) -> Result<String>,
+    I: FnMut(&str) -> LocalImage,
+{
+    fn text_at(&mut self, path: &Path) -> Result<String> {
+        if let Some(text) = self.texts.get(path) {
             return Ok(text.clone());
         }
-        let text = read(&path)?;
-        texts.insert(path, text.clone());
+        let text = (self.read)(path)?;
+        self.texts.insert(path.to_path_buf(), text.clone());
         Ok(text)
-    };
-    let no_args = BTreeMap::new();
-    let (text, target, args) = match source {
-        Source::Released { path, .. } => (text_at(path.clone())?, None, &no_args),
-        Source::Build { build, .. } => {
-            if let Some(name) = build.named_contexts.first() {
-                // `FROM <name>` would then be that context, whose VOLUMEs are not in the file.
-                bail!("build.additional_contexts ({name}) cannot be followed: check-volumes reads one Dockerfile; build the base image separately");
-            }
-            let text = match &build.dockerfile {
-                Dockerfile::Inline(text) => text.clone(),
-                Dockerfile::Path(_) if resolve::is_remote(&build.context) => bail!(
-                    "the build context {} is remote: check-volumes reads Dockerfiles from disk; use a local context or dockerfile_inline",
-                    build.context
-                ),
-                Dockerfile::Path(path) => text_at(Path::new(&build.context).join(path))?,
-            };
-            (text, build.target.as_deref(), &build.args)
+    }
+
+    /// Every VOLUME of the image `source` makes: those its base image declares first (it
+    /// inherits them), then the file's own. `chain` holds the sources being read, so a
+    /// Dockerfile built on its own image is an error, not an endless loop.
+    fn volumes_of(
+        &mut self,
+        source: &Source<'a>,
+        chain: &mut Vec<String>,
+    ) -> Result<Vec<Declared>> {
+        let shown = source.to_string();
+        if chain.contains(&shown) {
+            bail!(
+                "{} is built FROM its own image: a base image cannot be built on itself",
+                chain.join(" FROM ")
+            );
         }
-    };
-    dockerfile::volumes_for(&text, target, args)
+        let image = self.read_source(source)?;
+        let mut declared = Vec::new();
+        if let Some(base) = &image.base {
+            chain.push(shown.clone());
+            let inherited = self.base_volumes(base, &shown, chain);
+            chain.pop();
+            declared = inherited?;
+        }
+        for path in image.volumes {
+            if !declared.iter().any(|d| d.path == path) {
+                declared.push(Declared {
+                    path,
+                    declared_in: shown.clone(),
+                });
+            }
+        }
+        Ok(declared)
+    }
+
+    /// The VOLUMEs `base` gives the image built on it in `of`: from the Dockerfile of a build
+    /// of this file or of ours, else from the local image store; else none, reported.
+    fn base_volumes(
+        &mut self,
+        base: &str,
+        of: &str,
+        chain: &mut Vec<String>,
+    ) -> Result<Vec<Declared>> {
+        let via = |declared_in: &str| format!("{declared_in}, the base image {base} of {of}");
+        let sources = image_sources(base, self.builds, self.root);
+        if !sources.is_empty() {
+            let mut declared: Vec<Declared> = Vec::new();
+            for source in &sources {
+                for d in self
+                    .volumes_of(source, chain)
+                    .with_context(|| format!("FROM {base}: {source}"))?
+                {
+                    if !declared.iter().any(|known| known.path == d.path) {
+                        declared.push(Declared {
+                            path: d.path,
+                            declared_in: via(&d.declared_in),
+                        });
+                    }
+                }
+            }
+            return Ok(declared);
+        }
+        let local = match self.inspected.get(base) {
+            Some(known) => known.clone(),
+            None => {
+                let found = (self.inspect)(base);
+                self.inspected.insert(base.to_string(), found.clone());
+                found
+            }
+        };
+        match local {
+            LocalImage::Volumes(paths) => Ok(paths
+                .into_iter()
+                .map(|path| Declared {
+                    path,
+                    declared_in: via("the local image (docker image inspect)"),
+                })
+                .collect()),
+            LocalImage::Unknown(why) => {
+                let unchecked = UncheckedBase {
+                    image: base.to_string(),
+                    of: of.to_string(),
+                    why,
+                };
+                if !self.unchecked.contains(&unchecked) {
+                    self.unchecked.push(unchecked);
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// What the Dockerfile of `source` says of its image.
+    fn read_source(&mut self, source: &Source<'a>) -> Result<dockerfile::Image> {
+        let no_args = BTreeMap::new();
+        let (text, target, args) = match source {
+            Source::Released { path, .. } => (self.text_at(path)?, None, &no_args),
+            Source::Build { build, .. } => {
+                if let Some(name) = build.named_contexts.first() {
+                    // `FROM <name>` would then be that context, whose VOLUMEs are not in the file.
+                    bail!("build.additional_contexts ({name}) cannot be followed: check-volumes reads one Dockerfile; build the base image separately");
+                }
+                let text = match &build.dockerfile {
+                    Dockerfile::Inline(text) => text.clone(),
+                    Dockerfile::Path(_) if resolve::is_remote(&build.context) => bail!(
+                        "the build context {} is remote: check-volumes reads Dockerfiles from disk; use a local context or dockerfile_inline",
+                        build.context
+                    ),
+                    Dockerfile::Path(path) => {
+                        self.text_at(&Path::new(&build.context).join(path))?
+                    }
+                };
+                (text, build.target.as_deref(), &build.args)
+            }
+        };
+        dockerfile::image_for(&text, target, args)
+    }
 }
 
 /// The container paths where `name` has a named volume or a bind mount: its own mounts over
@@ -328,7 +531,7 @@ impl fmt::Display for Resolver {
 /// Reads `file` and checks it against the Dockerfiles, resolving it as [`Resolver::detect`]
 /// decides: build paths relative to `project_dir` (as compose resolves them, default the
 /// file's directory), released images' Dockerfiles under `root`.
-pub fn check_file(file: &Path, project_dir: Option<&Path>, root: &Path) -> Result<Vec<Unmounted>> {
+pub fn check_file(file: &Path, project_dir: Option<&Path>, root: &Path) -> Result<Findings> {
     check_file_with(file, project_dir, root, Resolver::detect())
 }
 
@@ -338,7 +541,7 @@ pub fn check_file_with(
     project_dir: Option<&Path>,
     root: &Path,
     resolver: Resolver,
-) -> Result<Vec<Unmounted>> {
+) -> Result<Findings> {
     let label = file.display().to_string();
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
     // Both resolvers first: compose would refuse these too, but builtin must not pass them.
@@ -360,15 +563,15 @@ pub fn check_file_with(
     if project.services.is_empty() {
         bail!("{label} defines no services: nothing to check (is it the compose file you meant?)");
     }
-    check_project(&project, root, |path| {
+    let read = |path: &Path| {
         std::fs::read_to_string(path).with_context(|| {
             format!(
                 "cannot read {} (build contexts resolve against --project-directory)",
                 path.display()
             )
         })
-    })
-    .with_context(|| label.clone())
+    };
+    check_project(&project, root, read, local_image).with_context(|| label.clone())
 }
 
 /// `cargo xtask check-volumes`.
@@ -391,18 +594,29 @@ impl CheckVolumes {
             .unwrap_or_else(|| root.join("docker-compose.yml"));
         let resolver = Resolver::detect();
         eprintln!("check-volumes: {}: {resolver}", file.display());
-        let problems = check_file_with(&file, self.project_directory.as_deref(), &root, resolver)?;
-        for p in &problems {
+        let findings = check_file_with(&file, self.project_directory.as_deref(), &root, resolver)?;
+        // A base image it cannot see into is a warning, not a failure: most (debian) declare
+        // nothing, and knowing for sure takes a pull, which a check does not do on its own.
+        for u in &findings.unchecked {
+            eprintln!("warning: {u}");
+        }
+        for p in &findings.unmounted {
             eprintln!("{p}");
         }
-        if !problems.is_empty() {
+        if !findings.unmounted.is_empty() {
             bail!(
                 "{}: {} VOLUME path(s) would land in anonymous volumes; mount each at exactly its path",
                 file.display(),
-                problems.len()
+                findings.unmounted.len()
             );
         }
-        eprintln!("{}: every VOLUME is mounted", file.display());
+        match findings.unchecked.len() {
+            0 => eprintln!("{}: every VOLUME is mounted", file.display()),
+            n => eprintln!(
+                "{}: every VOLUME it could see is mounted; {n} base image(s) unchecked (see the warnings)",
+                file.display()
+            ),
+        }
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Reads the `VOLUME` paths a Dockerfile gives an image, parsing it the way current BuildKit
 //! does: parser directives, continuations, comments, heredocs, JSON and plain forms, stages,
-//! global `ARG`s in `FROM`, a build target. Pure; what it cannot know for certain is an error.
+//! global `ARG`s in `FROM`, a build target; and which image the target stage is built on,
+//! whose VOLUMEs it inherits (for the caller to find: they are not in the file). Pure; what
+//! it cannot know for certain is an error.
 //!
 //! Heredocs (`RUN <<EOF`) are BuildKit's syntax (Docker 23+, `docker buildx`); Debian's Docker
 //! 20.10 builders reject them outright, so reading them as BuildKit does is never wrong there.
@@ -55,13 +57,33 @@ pub fn volumes(text: &str) -> Result<Vec<String>> {
     volumes_for(text, None, &BTreeMap::new())
 }
 
-/// The `VOLUME` paths of the image a build makes: of stage `target` (the last stage when
-/// `None`) and its ancestors, with `args` as the build arguments (`--build-arg`).
+/// The `VOLUME` paths the file declares for the image a build makes: of stage `target` (the
+/// last stage when `None`) and its ancestors, with `args` as the build arguments
+/// (`--build-arg`). What the base image declares is not in the file: see [`image_for`].
 pub fn volumes_for(
     text: &str,
     target: Option<&str>,
     args: &BTreeMap<String, String>,
 ) -> Result<Vec<String>> {
+    image_for(text, target, args).map(|image| image.volumes)
+}
+
+/// What a Dockerfile says of the image a build of it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The image its stages start `FROM` (as expanded), whose VOLUMEs the image inherits
+    /// though the file does not name them; `None` for `scratch`.
+    pub base: Option<String>,
+    /// The paths the file declares for the target stage and its ancestors, in order.
+    pub volumes: Vec<String>,
+}
+
+/// [`volumes_for`], with the base image the target stage is built on.
+pub fn image_for(
+    text: &str,
+    target: Option<&str>,
+    args: &BTreeMap<String, String>,
+) -> Result<Image> {
     let (instructions, escape) = instructions(text)?;
     let stages = stages(&instructions, escape, args)?;
     let stage = match target {
@@ -81,15 +103,23 @@ pub fn volumes_for(
                 })?
         }
     };
-    stage.volumes.clone().map_err(|e| anyhow!(e))
+    Ok(Image {
+        base: stage.base.clone(),
+        volumes: stage.volumes.clone().map_err(|e| anyhow!(e))?,
+    })
 }
 
-/// A stage: its name, and the paths it declares or inherits. An error is kept, not raised,
-/// until someone asks for this stage: a stage the build does not use cannot break the check.
+/// The base image no file declares VOLUMEs for: BuildKit's empty image.
+const SCRATCH: &str = "scratch";
+
+/// A stage: its name, the paths it declares or inherits, and the image its chain of stages
+/// starts from. An error is kept, not raised, until someone asks for this stage: a stage the
+/// build does not use cannot break the check.
 #[derive(Debug, Clone)]
 struct Stage {
     name: Option<String>,
     volumes: std::result::Result<Vec<String>, String>,
+    base: Option<String>,
 }
 
 fn stages(
@@ -131,23 +161,28 @@ fn stages(
                     }
                 }
                 let lookup = |var: &str| global_var(&global, args, var);
-                let volumes = match expand(&base, escape, &lookup, true) {
-                    Err(e) => Err(format!("line {line}: FROM {base}: {e}")),
-                    Ok(image) if image.is_empty() => Err(format!(
+                let (volumes, from) = match expand(&base, escape, &lookup, true) {
+                    Err(e) => (Err(format!("line {line}: FROM {base}: {e}")), None),
+                    Ok(image) if image.is_empty() => (Err(format!(
                         "line {line}: FROM {base} expands to nothing: give its ARG a default before the first FROM, or pass it as a build arg"
-                    )),
+                    )), None),
                     Ok(image) => {
                         let key = image.to_ascii_lowercase();
                         match stages.iter().find(|s| s.name.as_deref() == Some(key.as_str())) {
-                            Some(parent) => parent.volumes.clone(),
+                            Some(parent) => (parent.volumes.clone(), parent.base.clone()),
                             None if names.iter().any(|(at, n)| *n == key && *at >= line) => bail!(
                                 "line {line}: FROM {base} names the stage {key}, defined further down: builders disagree on what that means, so move that stage above"
                             ),
-                            None => Ok(Vec::new()), // an image from a registry
+                            // An image: its own VOLUMEs are for the caller to find.
+                            None => (Ok(Vec::new()), (image != SCRATCH).then_some(image)),
                         }
                     }
                 };
-                stages.push(Stage { name, volumes });
+                stages.push(Stage {
+                    name,
+                    volumes,
+                    base: from,
+                });
             }
             "arg" if stages.is_empty() => {
                 for word in raw_words(&i.args, escape).0 {
@@ -517,6 +552,27 @@ mod tests {
             volumes_for(text, None, &args(&[("TARGETARCH", "amd64")])).unwrap(),
             ["/a"]
         );
+    }
+
+    #[test]
+    fn the_base_image_is_the_one_the_target_stage_starts_from() {
+        let none = BTreeMap::new();
+        let text = "ARG BASE=ghcr.io/disinto/agents:v0.1.0\nFROM ${BASE} AS agents\nVOLUME /a\n\
+                    FROM debian:bookworm-slim AS other\nFROM agents AS child\nVOLUME /c\n\
+                    FROM scratch AS empty\n";
+        let image = |target| image_for(text, Some(target), &none).unwrap();
+        assert_eq!(
+            image("child"),
+            Image {
+                base: Some("ghcr.io/disinto/agents:v0.1.0".into()),
+                volumes: vec!["/a".into(), "/c".into()],
+            }
+        );
+        assert_eq!(image("other").base.as_deref(), Some("debian:bookworm-slim"));
+        assert_eq!(image("empty").base, None);
+        let moved = args(&[("BASE", "disinto-agents:dev")]);
+        let image = image_for(text, Some("child"), &moved).unwrap();
+        assert_eq!(image.base.as_deref(), Some("disinto-agents:dev"));
     }
 
     #[test]

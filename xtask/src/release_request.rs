@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
-use disinto::model::image_ref::parse_version;
+use crate::release::parse_release_version;
 
 /// The vault action the approval flow consumes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,8 @@ pub struct ReleaseRequest {
 
 impl ReleaseRequest {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        parse_version(&self.version)?;
+        // The version names a git branch here and a tag later: git must accept it.
+        parse_release_version(&self.version)?;
         let revision = cmd!(sh, "git rev-parse HEAD")
             .quiet()
             .read()

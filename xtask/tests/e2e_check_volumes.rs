@@ -601,6 +601,21 @@ services:
     volumes: [vol:/last]
   user:
     image: cv-built-{tag}:1
+  child:
+    build:
+      context: .
+      dockerfile_inline: |
+        FROM disinto-agents:{tag}
+        VOLUME /child
+    volumes: [agent-data:/home/agent/data, vol:/child]
+  foreign:
+    build:
+      context: .
+      dockerfile_inline: |
+        FROM cv-base-{tag}:1 AS base
+        FROM base
+        VOLUME /own
+    volumes: [vol:/own]
 volumes: {agent-data: , agent-repos: , agent-state: , vol: }
 "#;
 
@@ -608,11 +623,16 @@ volumes: {agent-data: , agent-repos: , agent-state: , vol: }
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn the_check_reports_exactly_the_anonymous_volumes_docker_makes() {
     let _sh = bench();
+    // Removed after the project (declared first, dropped last), whose images are built on it.
+    let mut foreign = Images(Vec::new());
     let fixture = Fixture::new(&[
         ("compose.yml", SELF_CONTAINED),
         ("Dockerfile", DOCKERFILE),
         (".env", "CV_FROM_DOTENV=/home/agent/disinto/state\n"),
     ]);
+    // A base image of no one we know, in the local image store only: inspected there.
+    foreign.0.push(format!("cv-base-{}:1", fixture.name));
+    build_from_stdin(&foreign.0[0], &format!("FROM {BASE}\nVOLUME /foreign\n"));
     let (passed, stderr) = fixture.check();
     assert!(!passed, "{stderr}");
     assert!(
@@ -622,6 +642,7 @@ fn the_check_reports_exactly_the_anonymous_volumes_docker_makes() {
     let by_compose = reported(&stderr);
     let by_us = check_file_with(&fixture.file(), None, &root(), Resolver::Builtin)
         .unwrap()
+        .unmounted
         .into_iter()
         .map(|p| (p.service, p.path))
         .collect::<BTreeSet<_>>();
@@ -636,6 +657,9 @@ fn the_check_reports_exactly_the_anonymous_volumes_docker_makes() {
         ("inline", "/inline"),
         ("builder", "/other"),
         ("user", "/last"),
+        // Inherited from the image each is built FROM: ours (its Dockerfile), and a stranger.
+        ("child", "/home/agent/repos"),
+        ("foreign", "/foreign"),
     ] {
         assert!(
             truth.contains(&(service.into(), path.into())),
@@ -731,4 +755,32 @@ fn bad_files_are_one_line_errors() {
         );
         assert_eq!(compose.status.success(), compose_accepts, "{text}");
     }
+}
+
+#[test]
+fn a_base_image_it_cannot_see_is_a_warning_naming_it() {
+    // Not in the local image store (nor is Docker needed): its VOLUMEs cannot be known
+    // without a pull, so the check passes on what it sees and names the base it could not.
+    let dir = TempDir::new("cv-unknown-base").unwrap();
+    let base = format!("{}:1", unique("cv-absent-"));
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base}\nVOLUME /own\n"),
+    )
+    .unwrap();
+    let file = dir.path().join("compose.yml");
+    std::fs::write(
+        &file,
+        "services:\n  s:\n    build: .\n    volumes: [vol:/own]\nvolumes: {vol: }\n",
+    )
+    .unwrap();
+    let out = output(xtask().args(["check-volumes", "--compose"]).arg(&file));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains(&base), "{stderr}");
 }

@@ -1,6 +1,6 @@
 //! End-to-end: `cargo xtask release` on a real engine, a local htpasswd registry and local
-//! bare git remotes. Two releases, a registry outage mid-release, re-release refusal, and
-//! the token nowhere to be found afterwards.
+//! bare git remotes. Two releases and a backport, a registry outage mid-release, re-release
+//! refusal, and the token nowhere to be found afterwards.
 
 mod common;
 
@@ -99,7 +99,7 @@ impl Drop for Bench {
             &self.factory.path().join("docker-compose.yml"),
         );
         let ns = self.registry.namespace();
-        for tag in ["v0.1.0", "v0.2.0", "latest"] {
+        for tag in ["v0.1.0", "v0.1.1", "v0.2.0", "latest"] {
             let _ = Command::new("docker")
                 .args(["rmi", &format!("{ns}/agents:{tag}")])
                 .output();
@@ -275,6 +275,16 @@ fn two_releases_upgrade_the_factory_and_a_third_is_refused() {
         "a failed preflight left progress behind"
     );
     assert_eq!(b.checkout.head(), head);
+
+    // A backport after v0.2.0: pushed under its version, and latest stays on v0.2.0.
+    b.checkout.bump("v0.1.1");
+    b.release_ok(&["v0.1.1", "--skip", "restart-agents"]);
+    let backport = b.remote("v0.1.1").expect("v0.1.1 in the registry");
+    assert_ne!(backport.digest, v2.digest);
+    let latest = b.remote("latest").expect("latest in the registry");
+    assert_eq!(latest.digest, v2.digest, "a backport moved latest");
+    assert_eq!(b.record("v0.1.1")["latest"], false);
+    assert_eq!(b.record("v0.2.0")["latest"], true);
 
     assert_token_nowhere(&b);
 }

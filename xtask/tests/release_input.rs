@@ -328,3 +328,104 @@ fn a_failed_release_request_leaves_nothing_behind_and_can_be_retried() {
         .arg(ops.path()));
     ok(git(ops.path()).args(["rev-parse", "--verify", "release/v0.2.0"]));
 }
+
+/// `release VERSION --dry-run` with credentials and a registry set; PATH as the test has it.
+fn dry_run(c: &Checkout, version: &str) -> Output {
+    output(
+        c.xtask()
+            .args(["release", version, "--dry-run"])
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_ACTOR", "someone")
+            .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
+            .env_remove("DISINTO_MIRRORS"),
+    )
+}
+
+#[test]
+fn a_version_git_cannot_tag_is_refused_before_anything_is_tagged() {
+    // Valid semver and a valid Docker tag, but `refs/tags/v1.0.0-x.lock` is no git ref name.
+    let version = "v1.0.0-x.lock";
+    let c = Checkout::new(version);
+    let before = state(&c);
+    let e = one_line_error(&dry_run(&c, version));
+    assert!(e.contains(&format!("version {version:?}")), "{e}");
+    let e = one_line_error(&output(
+        c.xtask().args(["release", version, "--only", "tag-main"]),
+    ));
+    assert!(e.contains(&format!("version {version:?}")), "{e}");
+    assert_eq!(state(&c), before);
+    assert_eq!(Checkout::tags(&c.bare("origin")), "");
+    // Nor is it requested: the request's branch would be named after it too.
+    let ops = ops_repo();
+    let refs = ok(git(ops.path()).args(["for-each-ref"]));
+    let e = one_line_error(&output(
+        c.xtask()
+            .args(["release-request", version, "--ops-repo"])
+            .arg(ops.path()),
+    ));
+    assert!(e.contains(&format!("version {version:?}")), "{e}");
+    assert_eq!(ok(git(ops.path()).args(["for-each-ref"])), refs);
+}
+
+/// The `docker tag` and `docker push` lines of a dry run that name `latest`.
+fn latest_commands(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("$ docker tag ") || l.starts_with("$ docker push "))
+        .filter(|l| l.ends_with(":latest"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_backport_leaves_latest_on_the_highest_release() {
+    let c = Checkout::new("v0.1.5");
+    let work = c.work();
+    // v0.2.0 is released: its tag on origin, and not in this clone (a fresh CI checkout).
+    ok(git(&work).args(["tag", "v0.2.0"]));
+    ok(git(&work).args(["push", "--quiet", "origin", "refs/tags/v0.2.0"]));
+    ok(git(&work).args(["tag", "-d", "v0.2.0"]));
+    let before = state(&c);
+    let backport = dry_run(&c, "v0.1.5");
+    let stdout = String::from_utf8_lossy(&backport.stdout);
+    assert!(
+        backport.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&backport.stderr)
+    );
+    assert_eq!(latest_commands(&backport), Vec::<String>::new(), "{stdout}");
+    for image in ["agents", "edge", "reproduce"] {
+        let pushed = format!("$ docker push 127.0.0.1:5000/disinto/{image}:v0.1.5");
+        assert!(stdout.lines().any(|l| l == pushed), "{stdout}");
+    }
+    assert_eq!(state(&c), before);
+
+    // Known from a local tag alone, or from a release record alone: the same.
+    ok(git(&c.bare("origin")).args(["tag", "-d", "v0.2.0"]));
+    ok(git(&work).args(["tag", "v0.2.0"]));
+    assert_eq!(
+        latest_commands(&dry_run(&c, "v0.1.5")),
+        Vec::<String>::new()
+    );
+    ok(git(&work).args(["tag", "-d", "v0.2.0"]));
+    std::fs::create_dir_all(work.join("release")).unwrap();
+    std::fs::write(work.join("release/v0.2.0.json"), "{}\n").unwrap();
+    ok(git(&work).args(["add", "release"]));
+    ok(git(&work).args(["commit", "--quiet", "-m", "record v0.2.0"]));
+    assert_eq!(
+        latest_commands(&dry_run(&c, "v0.1.5")),
+        Vec::<String>::new()
+    );
+
+    // The highest release moves latest, every image of it; a pre-release above does not count.
+    c.bump("v0.3.0");
+    ok(git(&work).args(["tag", "v0.4.0-rc.1"]));
+    let out = dry_run(&c, "v0.3.0");
+    assert!(out.status.success());
+    assert_eq!(
+        latest_commands(&out).len(),
+        6,
+        "{:?}",
+        latest_commands(&out)
+    );
+}

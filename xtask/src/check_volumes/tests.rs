@@ -21,6 +21,7 @@ fn agents_text(path: &Path) -> Result<String> {
 fn problems(compose: &Compose) -> Vec<String> {
     check(compose, agents_text)
         .unwrap()
+        .unmounted
         .iter()
         .map(|p| p.to_string())
         .collect()
@@ -52,7 +53,7 @@ fn generated_files_pass() {
         std::fs::write(&file, generate(&input(agents)).unwrap()).unwrap();
         let root = crate::project_root();
         let found = check_file_with(&file, Some(&root), &root, Resolver::Builtin).unwrap();
-        assert_eq!(found, Vec::<Unmounted>::new());
+        assert_eq!(found.unmounted, Vec::<Unmounted>::new());
     }
 }
 
@@ -193,6 +194,7 @@ fn short_mounts_with_variables_split_right() {
         agents_text(Path::new(AGENTS_DOCKERFILE))
     })
     .unwrap()
+    .unmounted
     .iter()
     .map(|p| p.to_string())
     .collect();
@@ -239,7 +241,8 @@ fn a_pinned_reproduce_without_its_work_volume_is_caught() {
     let found = check(&compose, |path: &Path| {
         Ok(std::fs::read_to_string(crate::project_root().join(path))?)
     })
-    .unwrap();
+    .unwrap()
+    .unmounted;
     assert!(
         found.iter().any(|p| p.to_string().contains("/work")),
         "{found:?}"
@@ -284,7 +287,7 @@ fn check_fixture(files: &[(&str, &str)]) -> Result<Vec<String>> {
     }
     let file = dir.path().join("compose.yml");
     let found = check_file_with(&file, None, &crate::project_root(), Resolver::Builtin)?;
-    Ok(found.iter().map(|p| p.to_string()).collect())
+    Ok(found.unmounted.iter().map(|p| p.to_string()).collect())
 }
 
 /// The `(service, path)` pairs of a check's findings.
@@ -539,4 +542,167 @@ fn remote_contexts_and_named_contexts_are_refused() {
         let e = error_of(&[("compose.yml", &compose), ("Dockerfile", "FROM debian\n")]);
         assert!(e.ends_with(want), "{e}");
     }
+}
+
+/// Writes `files` into a fresh directory and checks its `compose.yml` without Docker, with
+/// `inspect` standing in for the local image store.
+fn check_with(files: &[(&str, &str)], inspect: impl FnMut(&str) -> LocalImage) -> Findings {
+    let dir = TempDir::new("check-volumes").unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let text = std::fs::read_to_string(dir.path().join("compose.yml")).unwrap();
+    let value = resolve::parse(&text).unwrap();
+    let project = resolve::builtin(value, dir.path(), &|_| None).unwrap();
+    let root = crate::project_root();
+    let read = |path: &Path| Ok(std::fs::read_to_string(path)?);
+    check_project(&project, &root, read, inspect).unwrap()
+}
+
+fn no_local_images(_: &str) -> LocalImage {
+    LocalImage::Unknown("No such image".into())
+}
+
+fn unmounted_pairs(findings: &Findings) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = findings
+        .unmounted
+        .iter()
+        .map(|u| (u.service.clone(), u.path.clone()))
+        .collect();
+    found.sort();
+    found
+}
+
+const AGENT_PATHS: [&str; 4] = [
+    "/home/agent/data",
+    "/home/agent/repos",
+    "/home/agent/disinto/projects",
+    "/home/agent/disinto/state",
+];
+
+#[test]
+fn a_dockerfile_built_on_our_images_inherits_their_volumes() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let compose = "services:\n  s:\n    build: .\n    volumes: [vol:/own]\n";
+    for from in [
+        "FROM ghcr.io/disinto/agents:v0.1.0".to_string(),
+        format!("FROM 127.0.0.1:5000/x/agents@{digest}"),
+        format!("FROM 127.0.0.1:5000/x/agents:v1@{digest} AS base\nRUN true\nFROM base"),
+        "FROM disinto-agents:dev".into(),
+        "FROM docker.io/library/disinto-agents:e2e".into(),
+        "ARG BASE=disinto-agents:dev\nFROM ${BASE}".into(),
+    ] {
+        let dockerfile = format!("{from}\nVOLUME /own\n");
+        let found = check_with(
+            &[("compose.yml", compose), ("Dockerfile", &dockerfile)],
+            no_local_images,
+        );
+        let want: Vec<(String, String)> = AGENT_PATHS.iter().map(|p| pair("s", p)).collect();
+        let mut want = want;
+        want.sort();
+        assert_eq!(unmounted_pairs(&found), want, "{dockerfile}");
+        let declared_in = &found.unmounted[0].declared_in;
+        assert!(
+            declared_in.starts_with("docker/agents/Dockerfile, the base image "),
+            "{declared_in}"
+        );
+        // Our Dockerfile's own base (debian) is not known without the local image store.
+        assert_eq!(found.unchecked.len(), 1, "{:?}", found.unchecked);
+        assert_eq!(found.unchecked[0].image, "debian:bookworm-slim");
+    }
+    // Mounted, they pass; reproduce gives /work, edge nothing.
+    let all = format!("services:\n  s:\n    build: .\n    volumes: {ALL_FOUR}\n");
+    let found = check_with(
+        &[
+            ("compose.yml", &all),
+            ("Dockerfile", "FROM disinto-agents:dev\n"),
+        ],
+        no_local_images,
+    );
+    assert_eq!(found.unmounted, Vec::<Unmounted>::new());
+    for (base, want) in [
+        ("ghcr.io/disinto/reproduce:v1", vec![pair("s", "/work")]),
+        ("ghcr.io/disinto/edge:v1", vec![]),
+    ] {
+        let found = check_with(
+            &[
+                ("compose.yml", "services:\n  s:\n    build: .\n"),
+                ("Dockerfile", &format!("FROM {base}\n")),
+            ],
+            no_local_images,
+        );
+        assert_eq!(unmounted_pairs(&found), want, "{base}");
+    }
+}
+
+#[test]
+fn a_base_image_built_by_the_file_gives_its_volumes() {
+    let compose = "services:\n  base:\n    image: local/base:1\n    build: {context: ., dockerfile: Base.Dockerfile}\n    volumes: [vol:/b]\n\
+                   \x20 child:\n    build: {context: ., dockerfile: Child.Dockerfile}\n    volumes: [vol:/c]\n";
+    let found = check_with(
+        &[
+            ("compose.yml", compose),
+            ("Base.Dockerfile", "FROM scratch\nVOLUME /b\n"),
+            (
+                "Child.Dockerfile",
+                "FROM docker.io/local/base:1\nVOLUME /c\n",
+            ),
+        ],
+        |image| panic!("{image} inspected, though the file builds it"),
+    );
+    assert_eq!(unmounted_pairs(&found), [pair("child", "/b")]);
+    assert!(found.unchecked.is_empty(), "{:?}", found.unchecked);
+    // Built on its own image: an error, not an endless loop.
+    let compose = "services:\n  s:\n    image: local/self:1\n    build: .\n";
+    let dir = TempDir::new("check-volumes").unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM local/self:1\n").unwrap();
+    let value = resolve::parse(compose).unwrap();
+    let project = resolve::builtin(value, dir.path(), &|_| None).unwrap();
+    let read = |path: &Path| Ok(std::fs::read_to_string(path)?);
+    let e = check_project(&project, dir.path(), read, no_local_images).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("is built FROM its own image"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn a_base_image_that_is_not_ours_is_inspected_or_reported() {
+    let compose = "services:\n  s:\n    build: .\n    volumes: [vol:/own]\n";
+    let files = [
+        ("compose.yml", compose),
+        (
+            "Dockerfile",
+            "FROM postgres:16 AS db\nVOLUME /own\nFROM db\n",
+        ),
+    ];
+    // In the local image store: its VOLUMEs, as Docker reports them.
+    let mut asked = Vec::new();
+    let found = check_with(&files, |image| {
+        asked.push(image.to_string());
+        LocalImage::Volumes(vec!["/var/lib/postgresql/data".into(), "/own".into()])
+    });
+    assert_eq!(asked, ["postgres:16"]);
+    assert_eq!(
+        unmounted_pairs(&found),
+        [pair("s", "/var/lib/postgresql/data")]
+    );
+    assert!(found.unmounted[0]
+        .declared_in
+        .contains("the local image (docker image inspect), the base image postgres:16 of "));
+    // Not there: nothing to hold against the service, but the base is named, once.
+    let found = check_with(&files, no_local_images);
+    assert_eq!(found.unmounted, Vec::<Unmounted>::new());
+    assert_eq!(found.unchecked.len(), 1, "{:?}", found.unchecked);
+    assert_eq!(found.unchecked[0].image, "postgres:16");
+    assert!(found.unchecked[0].of.ends_with("/Dockerfile"));
+    // FROM scratch has nothing to ask about.
+    let found = check_with(
+        &[
+            ("compose.yml", compose),
+            ("Dockerfile", "FROM scratch\nVOLUME /own\n"),
+        ],
+        |image| panic!("{image} inspected"),
+    );
+    assert_eq!(found, Findings::default());
 }

@@ -4,6 +4,8 @@
 
 pub mod config;
 mod formula;
+pub mod latest;
+pub mod refname;
 pub mod registry;
 mod state;
 pub mod step;
@@ -21,6 +23,7 @@ use xshell::{cmd, Shell};
 use crate::{Checkout, RELEASE_PROGRESS, RELEASE_RECORDS};
 use config::ReleaseConfig;
 use formula::{Formula, FormulaStep};
+use latest::Latest;
 use registry::Session;
 pub use state::{Progress, Record, RecordStep, StepRecord};
 use step::{Status, Step};
@@ -76,7 +79,12 @@ pub struct Push {
 impl Push {
     /// The release loop restricted to push-image, on an image that is already tagged.
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let plan = Plan::new(Checkout::of(sh), &self.version, vec![Step::PushImage])?;
+        let checkout = Checkout::of(sh);
+        parse_release_version(&self.version)?;
+        // The tags of this checkout and its records only: a push touches no git remote.
+        let released = released_versions(sh, checkout.root(), false)?;
+        let plan = Plan::new(checkout, &self.version, vec![Step::PushImage], &released)?;
+        eprintln!("{}", plan.latest);
         let mut run = Run::new(sh, plan, Options::push(self.dry_run));
         steps::run(Step::PushImage, &mut run)?;
         for image in &run.plan.images {
@@ -121,7 +129,7 @@ pub(crate) struct ReleaseImage {
     pub local_tag: String,
     /// `REPOSITORY:vX.Y.Z`.
     pub version_ref: String,
-    /// `REPOSITORY:latest`, unless this is a pre-release (which leaves latest alone).
+    /// `REPOSITORY:latest`, when this release moves latest (see [`Latest`]).
     pub latest_ref: Option<String>,
 }
 
@@ -143,7 +151,8 @@ pub(crate) struct Plan {
     pub checkout: Checkout,
     pub config: ReleaseConfig,
     pub version: String,
-    pub prerelease: bool,
+    /// Whether latest moves to this release: only when it is the highest full release.
+    pub latest: Latest,
     /// Every image of the release, agents first.
     pub images: Vec<ReleaseImage>,
     /// The steps this invocation runs, in release order.
@@ -151,10 +160,16 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    fn new(checkout: Checkout, version: &str, steps: Vec<Step>) -> Result<Plan> {
-        let semver = parse_version(version)?;
+    /// The plan of releasing `version`, given the versions released so far.
+    fn new(
+        checkout: Checkout,
+        version: &str,
+        steps: Vec<Step>,
+        released: &[semver::Version],
+    ) -> Result<Plan> {
+        let semver = parse_release_version(version)?;
         let config = ReleaseConfig::from_settings(&Settings::load(checkout.root())?)?;
-        let prerelease = !semver.pre.is_empty();
+        let latest = Latest::decide(&semver, released);
         let images = OUR_IMAGES
             .into_iter()
             .map(|image| {
@@ -163,7 +178,7 @@ impl Plan {
                     image,
                     local_tag: format!("disinto-{}:{version}", image.name),
                     version_ref: format!("{repository}:{version}"),
-                    latest_ref: (!prerelease).then(|| format!("{repository}:latest")),
+                    latest_ref: latest.moves().then(|| format!("{repository}:latest")),
                     repository,
                 }
             })
@@ -172,7 +187,7 @@ impl Plan {
             checkout,
             config,
             version: version.to_string(),
-            prerelease,
+            latest,
             images,
             steps,
         })
@@ -274,6 +289,51 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Parses a version to release: a release version ([`parse_version`]: semver, a Docker tag)
+/// that git can also tag, or a one-line error naming it.
+pub fn parse_release_version(version: &str) -> Result<semver::Version> {
+    let semver = parse_version(version)?;
+    if let Some(why) = refname::tag_problem(version) {
+        bail!("version {version:?} cannot be a git tag ({why}): release another version");
+    }
+    Ok(semver)
+}
+
+/// The versions released so far, as far as this checkout can tell: its tags, origin's tags
+/// (with `read_origin`) and its release records (`release/*.json`). Tags come first because
+/// they are the repository's, whatever branch is checked out: a backport is released from a
+/// maintenance branch that lacks main's newer records, but sees their tags. Names that are not
+/// release versions are left out.
+fn released_versions(sh: &Shell, root: &Path, read_origin: bool) -> Result<Vec<semver::Version>> {
+    let git = |args: &[&str]| cmd!(sh, "git {args...}").quiet().ignore_stderr().read();
+    let tags = git(&["tag", "--list"])
+        .context("cannot list the git tags: run the release from a git checkout")?;
+    let mut names: Vec<String> = tags.lines().map(str::to_string).collect();
+    let remotes = git(&["remote"]).unwrap_or_default();
+    if read_origin && remotes.lines().any(|r| r.trim() == "origin") {
+        let listed = git(&["ls-remote", "--tags", "--refs", "origin"]).map_err(|_| {
+            anyhow::anyhow!("cannot read origin's tags (git ls-remote --tags origin): latest only moves to the highest release, so the release must know every release; check the remote and your access")
+        })?;
+        names.extend(listed.lines().filter_map(|line| {
+            let (_, name) = line.split_once('\t')?;
+            name.strip_prefix("refs/tags/").map(str::to_string)
+        }));
+    }
+    let records = root.join(RELEASE_RECORDS);
+    if let Ok(entries) = std::fs::read_dir(&records) {
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(version) = file.strip_suffix(".json") {
+                names.push(version.to_string());
+            }
+        }
+    }
+    Ok(names
+        .iter()
+        .filter_map(|name| parse_version(name.trim()).ok())
+        .collect())
+}
+
 /// Parses a `--from`/`--only`/`--skip` value.
 fn parse_step(flag: &str, id: &str) -> Result<Step> {
     Step::from_id(id).with_context(|| format!("{flag} {id}: no such step (steps: {})", Step::ids()))
@@ -317,7 +377,10 @@ impl Release {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let checkout = Checkout::of(sh);
         let formula = Formula::load(&checkout.formula())?;
-        let plan = Plan::new(checkout, &self.version, select(&formula, &self)?)?;
+        let steps = select(&formula, &self)?;
+        parse_release_version(&self.version)?;
+        let released = released_versions(sh, checkout.root(), true)?;
+        let plan = Plan::new(checkout, &self.version, steps, &released)?;
         let mut run = Run::new(sh, plan, self.options());
         let git_sha = run
             .git(&["rev-parse", "HEAD"])
@@ -331,6 +394,7 @@ impl Release {
                 "# dry run: cargo xtask release {} (nothing is changed)",
                 self.version
             );
+            println!("# {}", run.plan.latest);
         }
         let total = formula.steps.len();
         for (index, fstep) in formula.steps.iter().enumerate() {

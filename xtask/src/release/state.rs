@@ -100,6 +100,10 @@ pub struct Record {
     pub image_id: Option<String>,
     #[serde(default)]
     pub images: BTreeMap<String, RecordImage>,
+    /// Whether this release moved `latest` to itself: only the highest full release does
+    /// (a backport or a pre-release does not). Absent in records older than the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<bool>,
     pub steps: Vec<RecordStep>,
 }
 
@@ -124,8 +128,8 @@ pub struct RecordStep {
 
 impl Record {
     /// The record of `progress`, with every step in release order; `references` maps each
-    /// image name to its version reference, agents first.
-    pub fn of(progress: &Progress, references: &[(&str, String)]) -> Record {
+    /// image name to its version reference, agents first; `latest`: whether latest moved.
+    pub fn of(progress: &Progress, references: &[(&str, String)], latest: bool) -> Record {
         let images: BTreeMap<String, RecordImage> = references
             .iter()
             .map(|(name, reference)| {
@@ -147,6 +151,7 @@ impl Record {
             digest: agents.and_then(|a| a.digest.clone()),
             image_id: agents.and_then(|a| a.image_id.clone()),
             images,
+            latest: Some(latest),
             steps: Step::ALL
                 .iter()
                 .map(|id| RecordStep {
@@ -215,12 +220,14 @@ mod tests {
                 ("agents", "r/agents:v0.2.0".into()),
                 ("edge", "r/edge:v0.2.0".into()),
             ],
+            false,
         );
         assert_eq!(r.image, "r/agents:v0.2.0");
         assert_eq!(r.images["edge"].reference, "r/edge:v0.2.0");
         let ids: Vec<Step> = r.steps.iter().map(|s| s.id).collect();
         assert_eq!(ids, Step::ALL);
         let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"latest\":false"), "{json}");
         assert!(
             json.contains("{\"id\":\"preflight\",\"status\":\"skipped\"}"),
             "{json}"

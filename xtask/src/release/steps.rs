@@ -436,11 +436,10 @@ pub(super) fn packages_note(new: &[String], previous: Option<&[String]>, refresh
 
 fn tag_image(run: &mut Run<'_>) -> Result<()> {
     let sh = run.sh();
-    if run.plan.prerelease {
-        eprintln!(
-            "  {} is a pre-release: latest is left where it is",
-            run.plan.version
-        );
+    // Only the highest release moves latest: a backport or a pre-release tags its version alone.
+    match run.opts.dry_run {
+        true => run.runner.note(&run.plan.latest.to_string()),
+        false => eprintln!("  {}", run.plan.latest),
     }
     for image in &run.plan.images {
         // Tag the image build-image made, by id: the local tag name is shared by every
@@ -524,7 +523,7 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
                 session.push(sh, version_ref)?
             }
         };
-        // latest moves with every release; pushing what the registry has already is cheap.
+        // latest, when this release moves it; pushing what the registry has already is cheap.
         for latest in refs.iter().skip(1) {
             eprintln!("$ docker push {latest}");
             session.push(sh, latest)?;
@@ -601,10 +600,10 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
         this.status = super::step::Status::Done;
         this.finished = Some(disinto::model::time::now_rfc3339());
     }
-    let record = Record::of(&progress, &run.plan.references());
+    let record = Record::of(&progress, &run.plan.references(), run.plan.latest.moves());
     if run.opts.dry_run {
         run.runner.note(&format!(
-            "write {relative}: version, git sha, image, digest, per-step status and times"
+            "write {relative}: version, git sha, image, digest, whether latest moved, per-step status and times"
         ));
     } else {
         write_json(&run.plan.record_path(), &record)?;
