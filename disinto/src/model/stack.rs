@@ -21,7 +21,9 @@
 //!   task for [`MONITOR`] after it turns healthy. The health check is the image's own: the
 //!   stack sets none, so a release's health check is the one Swarm judges it by;
 //! - edge's port in the long form, published through the routing mesh (every node's
-//!   addresses: a host address cannot be given).
+//!   addresses: a host address cannot be given);
+//! - every string written double-quoted ([`crate::model::yaml`]): Swarm's reader takes a plain
+//!   `1_000` for 1000 and `2024-11-25` for a date, and this file is what Swarm runs.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -382,7 +384,9 @@ fn header(input: &StackInput) -> String {
 
 /// The full text of the stack file for `input`.
 pub fn generate(input: &StackInput) -> Result<String> {
-    let body = serde_yaml::to_string(&stack(input)?).context("cannot serialize the stack")?;
+    // Every string quoted: Swarm's reader must not take a value for a number or a date.
+    let body =
+        crate::model::yaml::to_string(&stack(input)?).context("cannot serialize the stack")?;
     Ok(format!("{}{body}", header(input)))
 }
 
@@ -592,6 +596,21 @@ mod tests {
         );
         let text = generate(&i).unwrap();
         assert!(!text.contains("${"), "{text}");
+    }
+
+    #[test]
+    fn values_that_look_like_numbers_or_dates_are_written_quoted() {
+        let values = [
+            ("AGENT_CMD", "1_000"),
+            ("POLL_INTERVAL", "2024-11-25"),
+            ("WOODPECKER_HOST", "yes"),
+            ("WOODPECKER_AGENT_SECRET", "<<"),
+        ];
+        let text = generate(&input(Some("v0.1.1"), &values)).unwrap();
+        for (name, value) in values {
+            let line = format!("{name}: {}\n", crate::model::yaml::quoted(value));
+            assert!(text.contains(&line), "{line:?} in\n{text}");
+        }
     }
 
     #[test]
