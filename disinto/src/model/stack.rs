@@ -315,6 +315,97 @@ fn absolute(dir: &Path, relative: &str) -> Result<String> {
         .with_context(|| format!("{} is not UTF-8: move the factory", path.display()))
 }
 
+/// One `ports:` entry as compose reads it: `[[IP:]PUBLISHED:]TARGET[/PROTOCOL]`, each port a
+/// number or a range `A-B`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// The host address, brackets of an IPv6 address removed.
+    pub ip: Option<String>,
+    /// The published (host) ports, when given.
+    pub published: Option<(u16, u16)>,
+    /// The container ports.
+    pub target: (u16, u16),
+    /// `tcp`, `udp` or `sctp`, lower-case.
+    pub protocol: String,
+}
+
+/// Reads `raw` exactly as compose does (go-connections' `nat.ParsePortSpec`), so what compose
+/// refuses is refused here too (`+80`, `8_0`, ` 80`, `65536`), and what it takes is taken
+/// (`080`, `0`, `8000-8001`). The error says what is wrong, in compose's terms.
+pub fn port_spec(raw: &str) -> std::result::Result<PortSpec, String> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let n = parts.len();
+    let (ip, host, container) = match n {
+        1 => (String::new(), "", parts[0]),
+        2 => (String::new(), parts[0], parts[1]),
+        _ => (parts[..n - 2].join(":"), parts[n - 2], parts[n - 1]),
+    };
+    // nat.SplitProtoPort: the protocol follows the container port; a third '/' part is ignored.
+    let (protocol, container) = match container.split('/').collect::<Vec<_>>().as_slice() {
+        [""] | ["", ..] => ("", ""),
+        [port] => ("tcp", *port),
+        [port, "", ..] => ("tcp", *port),
+        [port, protocol, ..] => (*protocol, *port),
+        [] => ("", ""),
+    };
+    let ip = match ip.strip_prefix('[') {
+        Some(rest) => match rest.strip_suffix(']') {
+            Some(inner) if !inner.contains(']') => inner.to_string(),
+            _ => return Err(format!("invalid IP address: {ip}")),
+        },
+        None => ip,
+    };
+    // core::net, not std::net: parsing an address touches no network.
+    if !ip.is_empty() && ip.parse::<core::net::IpAddr>().is_err() {
+        return Err(format!("invalid IP address: {ip}"));
+    }
+    if container.is_empty() {
+        return Err(format!("no port specified: {raw}<empty>"));
+    }
+    let target = port_range(container).ok_or(format!("invalid containerPort: {container}"))?;
+    let published = match host {
+        "" => None,
+        host => Some(port_range(host).ok_or(format!("invalid hostPort: {host}"))?),
+    };
+    if let Some(p) = published {
+        // A published range may be wider than one container port (a pool to pick from), but
+        // two ranges must be the same size.
+        if p.1 - p.0 != target.1 - target.0 && target.0 != target.1 {
+            return Err(format!(
+                "invalid ranges specified for container and host Ports: {container} and {host}"
+            ));
+        }
+    }
+    let protocol = protocol.to_ascii_lowercase();
+    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {protocol}"));
+    }
+    Ok(PortSpec {
+        ip: (!ip.is_empty()).then_some(ip),
+        published,
+        target,
+        protocol,
+    })
+}
+
+/// `N` or `A-B` with Go's `strconv.ParseUint(s, 10, 16)` for each: ASCII digits only, no sign.
+fn port_range(text: &str) -> Option<(u16, u16)> {
+    let number = |s: &str| -> Option<u16> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match text.split('-').collect::<Vec<_>>().as_slice() {
+        [one] => number(one).map(|p| (p, p)),
+        [start, end, ..] => {
+            let (start, end) = (number(start)?, number(end)?);
+            (end >= start).then_some((start, end))
+        }
+        [] => None,
+    }
+}
+
 /// A published port in the long form, as Swarm publishes it.
 #[derive(Debug, Serialize)]
 struct LongPort {
@@ -325,9 +416,10 @@ struct LongPort {
     mode: &'static str,
 }
 
-/// `[PUBLISHED:]TARGET[/PROTOCOL]` in the long form. An empty or zero PUBLISHED leaves it out:
-/// Swarm then picks a free port (30000 and up). A host address is refused: the routing mesh
-/// publishes on every address of every node.
+/// `[PUBLISHED:]TARGET[/PROTOCOL]` in the long form: first read as compose reads it (what
+/// compose refuses is refused), then held to what a swarm can publish. An absent or zero
+/// PUBLISHED leaves it out: Swarm then picks a free port (30000 and up). A host address is
+/// refused: the routing mesh publishes on every address of every node; so is a range.
 fn long_port(
     port: &serde_yaml::Value,
     resolve: &dyn Fn(&str) -> Result<String>,
@@ -337,35 +429,33 @@ fn long_port(
         return Ok(port.clone());
     };
     let spec = resolve(template)?;
-    let (ports, protocol) = spec.split_once('/').unwrap_or((&spec, "tcp"));
-    let number = |text: &str| -> Result<Option<u16>> {
-        match text {
-            "" | "0" => Ok(None),
-            _ => match text.parse::<u16>() {
-                Ok(n) if n > 0 => Ok(Some(n)),
-                _ => bail!(
-                    "port {template:?} is {spec:?}: {text:?} is not a port number (1-65535, or 0 for one Swarm picks); fix the variable in .env"
-                ),
-            },
-        }
-    };
-    let (published, target) = match ports.split(':').collect::<Vec<_>>().as_slice() {
-        [target] => (None, *target),
-        [published, target] => (number(published)?, *target),
-        _ => bail!(
+    let parsed = port_spec(&spec).map_err(|why| {
+        anyhow!("port {template:?} is {spec:?}, which compose refuses ({why}): set a port number (1-65535, or 0 for one Swarm picks) in .env")
+    })?;
+    if parsed.ip.is_some() {
+        bail!(
             "port {template:?} is {spec:?}: a swarm publishes a port on every address of every node (the routing mesh), so a host address cannot be given; set a port number in .env (0: Swarm picks one)"
-        ),
-    };
-    let Some(target) = number(target)? else {
-        bail!("port {template:?} is {spec:?}: it names no container port");
-    };
-    if !matches!(protocol, "tcp" | "udp" | "sctp") {
-        bail!("port {template:?} is {spec:?}: the protocol is tcp, udp or sctp");
+        );
     }
+    let single = |(start, end): (u16, u16)| -> Result<u16> {
+        if start != end {
+            bail!("port {template:?} is {spec:?}: a swarm publishes one port here, not a range; set a port number in .env");
+        }
+        Ok(start)
+    };
+    let target = single(parsed.target)?;
+    if target == 0 {
+        bail!("port {template:?} is {spec:?}: it names no container port");
+    }
+    let published = parsed
+        .published
+        .map(single)
+        .transpose()?
+        .filter(|p| *p != 0);
     serde_yaml::to_value(LongPort {
         target,
         published,
-        protocol: protocol.into(),
+        protocol: parsed.protocol,
         mode: "ingress",
     })
     .context("cannot write a port in the long form")
@@ -648,9 +738,73 @@ mod tests {
             e.starts_with("service edge: port \"${EDGE_HTTP_PORT:-80}:80\" is \"127.0.0.1:8080:80\": a swarm publishes"),
             "{e}"
         );
-        let e = format!("{:#}", port(Some("http")).unwrap_err());
-        assert!(e.contains("\"http\" is not a port number"), "{e}");
-        assert_eq!(e.lines().count(), 1);
+        // What compose refuses is refused (one line); what a swarm cannot publish too.
+        for bad in [
+            "http",
+            "+80",
+            "8_0",
+            "65536",
+            " 80",
+            "8080-8081",
+            "[::1]:8080",
+        ] {
+            let e = format!("{:#}", port(Some(bad)).unwrap_err());
+            assert!(e.starts_with("service edge: port "), "{bad}: {e}");
+            assert_eq!(e.lines().count(), 1, "{bad}: {e}");
+        }
+        assert_eq!(port(Some("080")).unwrap(), long(Some(80)));
+    }
+
+    #[test]
+    fn ports_read_as_compose_reads_them() {
+        let spec = |ip: Option<&str>, published: Option<(u16, u16)>, target, protocol: &str| {
+            Ok(PortSpec {
+                ip: ip.map(str::to_string),
+                published,
+                target,
+                protocol: protocol.into(),
+            })
+        };
+        assert_eq!(port_spec("80"), spec(None, None, (80, 80), "tcp"));
+        assert_eq!(
+            port_spec("080:80"),
+            spec(None, Some((80, 80)), (80, 80), "tcp")
+        );
+        assert_eq!(
+            port_spec("0:80/UDP"),
+            spec(None, Some((0, 0)), (80, 80), "udp")
+        );
+        assert_eq!(
+            port_spec("8000-8009:80"),
+            spec(None, Some((8000, 8009)), (80, 80), "tcp")
+        );
+        assert_eq!(
+            port_spec("[::1]:8080:80/sctp"),
+            spec(Some("::1"), Some((8080, 8080)), (80, 80), "sctp")
+        );
+        assert_eq!(
+            port_spec("::1:8080:80"),
+            spec(Some("::1"), Some((8080, 8080)), (80, 80), "tcp")
+        );
+        for bad in [
+            "+80:80",
+            "8_0:80",
+            " 80:80",
+            "65536:80",
+            "-1:80",
+            "0x50:80",
+            "８０:80",
+            "80:",
+            ":80:80:",
+            "a:80",
+            "1.2.3:80:80",
+            "80:80/http",
+            "9-8:80",
+            "8000-8001:80-82",
+            "",
+        ] {
+            assert!(port_spec(bad).is_err(), "{bad:?}: {:?}", port_spec(bad));
+        }
     }
 
     #[test]
