@@ -461,6 +461,27 @@ fn long_port(
     .context("cannot write a port in the long form")
 }
 
+/// `path` as the value of `docker stack deploy --compose-file`. The docker CLI reads that value
+/// as a CSV record (pflag's string slice: `a,b` is two files), so a path holding `,` or `"`
+/// would open other files; such a path goes in as one quoted CSV field (`"` doubled), which the
+/// CLI reads back as exactly the path. A path with a CR before an LF is refused: Go's CSV
+/// reader drops that CR even inside quotes. Other paths are given as they are.
+pub fn compose_file_arg(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8: move the factory", path.display()))?;
+    if text.contains("\r\n") {
+        bail!(
+            "{text:?} holds a carriage return before a line feed, which docker stack deploy cannot be given: move the factory"
+        );
+    }
+    Ok(if text.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    })
+}
+
 /// The header every stack file starts with.
 fn header(input: &StackInput) -> String {
     format!(
@@ -532,6 +553,7 @@ pub fn volume_node(nodes: &[Node]) -> Result<Option<&Node>> {
 mod tests {
     use super::*;
     use crate::model::config::FactoryConfig;
+    use std::os::unix::ffi::OsStrExt;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -805,6 +827,22 @@ mod tests {
         ] {
             assert!(port_spec(bad).is_err(), "{bad:?}: {:?}", port_spec(bad));
         }
+    }
+
+    #[test]
+    fn a_compose_file_path_is_one_csv_field() {
+        let arg = |p: &str| compose_file_arg(Path::new(p));
+        assert_eq!(
+            arg("/srv/f/docker-stack.yml").unwrap(),
+            "/srv/f/docker-stack.yml"
+        );
+        assert_eq!(arg("/srv/a,b/s.yml").unwrap(), "\"/srv/a,b/s.yml\"");
+        assert_eq!(arg("/srv/a\"b/s.yml").unwrap(), "\"/srv/a\"\"b/s.yml\"");
+        assert_eq!(arg("/srv/a\nb/s.yml").unwrap(), "\"/srv/a\nb/s.yml\"");
+        let e = format!("{:#}", arg("/srv/a\r\nb/s.yml").unwrap_err());
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let not_utf8 = std::ffi::OsStr::from_bytes(b"/srv/\xff/s.yml");
+        assert!(compose_file_arg(Path::new(not_utf8)).is_err());
     }
 
     #[test]
