@@ -254,3 +254,47 @@ fn swarm_deploy_gives_docker_a_factory_path_with_commas_and_quotes_as_one_file()
         "{stdout}"
     );
 }
+
+#[test]
+fn swarm_stack_defaults_to_the_compose_project_as_compose_names_it() {
+    let deploys = |out: &std::process::Output, stack: &str| {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("$ docker stack deploy "))
+            .unwrap_or_default()
+            .to_string();
+        assert!(line.ends_with(&format!(" --prune {stack}")), "{stdout}");
+    };
+    let pinned = "AGENTS_IMAGE=v0.2.0\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
+    let (out, _dir) = swarm(pinned, &["deploy", "--dry-run"]);
+    deploys(&out, "disinto");
+    let text = format!("{pinned}COMPOSE_PROJECT_NAME=prod\n");
+    let (out, dir) = swarm(&text, &["deploy", "--dry-run"]);
+    deploys(&out, "prod");
+    // --stack still wins; the process environment wins over .env, as for compose.
+    deploys(
+        &swarm_in(dir.path(), &["--stack", "f1", "deploy", "--dry-run"]),
+        "f1",
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_disinto"));
+    cmd.args(["swarm", "deploy", "--dry-run"])
+        .current_dir(dir.path())
+        .env("COMPOSE_PROJECT_NAME", "from-env")
+        .env_remove("DISINTO_STACK")
+        .env_remove("DISINTO_ROOT");
+    deploys(&cmd.output().unwrap(), "from-env");
+    // A name compose refuses is refused in one line, before anything is written.
+    let text = format!("{pinned}COMPOSE_PROJECT_NAME=Prod\n");
+    let (out, dir) = swarm(&text, &["deploy", "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(!dir.path().join("docker-stack.yml").exists());
+}

@@ -39,8 +39,10 @@ use crate::model::config::Settings;
 use crate::model::image_ref::AgentsImage;
 use crate::model::mount::{is_path, parse_short, MountSpec};
 
-/// The stack's default name: the compose project's, so a single-host factory moved from
-/// `disinto up` to a swarm keeps its volumes (`disinto_agent-data`, ...).
+/// The stack's name when nothing else names it: the compose project's in the file disinto
+/// generates. `disinto swarm` defaults to the factory's compose project as compose names it
+/// (COMPOSE_PROJECT_NAME first), so a single-host factory moved from `disinto up` to a swarm
+/// keeps its volumes (`disinto_agent-data`, ...).
 pub const DEFAULT_STACK: &str = crate::model::compose::PROJECT;
 /// The stack file of a factory, relative to its directory.
 pub const STACK_FILE: &str = "docker-stack.yml";

@@ -36,7 +36,7 @@ pub(crate) fn deploy(
         bail!(stack::DEV_REFUSED);
     }
     if !dry_run {
-        refuse_if_compose_runs(stack_name)?;
+        refuse_if_compose_runs(&factory, stack_name)?;
     }
     let mut input = StackInput::new(ComposeInput::from(config), &factory.dir, &factory.settings)?;
     // What a swarm cannot run (a host address on edge's port, ...), a stack file that is not
@@ -145,20 +145,30 @@ pub(crate) fn deploy(
     Ok(())
 }
 
-/// Two containers must never write one volume: the compose factory of the same name shares
-/// the stack's volume names (that is how its data moves to the swarm), so it must be down.
-fn refuse_if_compose_runs(stack_name: &str) -> Result<()> {
-    let running = docker::read(
-        &[
-            "ps",
-            "--quiet",
-            "--filter",
-            &format!("label=com.docker.compose.project={stack_name}"),
-        ],
-        "list the compose factory's containers",
-    )?;
-    if !running.trim().is_empty() {
-        bail!("the compose factory {stack_name} runs on this host and shares the stack's volumes: stop it with `disinto down` first (two containers must never write one volume)");
+/// Two containers must never write one volume, and one factory must not run twice. The
+/// compose project named like the stack shares the stack's volumes (that is how its data moves
+/// to the swarm); this factory's own compose project, named as compose names it
+/// (COMPOSE_PROJECT_NAME, environment then `.env`, else the compose file's `name:`), would run
+/// beside the stack, its agents on other volumes. Either must be down first.
+fn refuse_if_compose_runs(factory: &Factory, stack_name: &str) -> Result<()> {
+    let own = factory.project_name()?;
+    let running = |project: &str| -> Result<bool> {
+        let ids = docker::read(
+            &[
+                "ps",
+                "--quiet",
+                "--filter",
+                &format!("label=com.docker.compose.project={project}"),
+            ],
+            "list the compose factory's containers",
+        )?;
+        Ok(!ids.trim().is_empty())
+    };
+    if running(stack_name)? {
+        bail!("the compose factory {stack_name} runs on this host and shares the stack's volumes ({stack_name}_agent-data, ...): stop it with `disinto down` first (two containers must never write one volume)");
+    }
+    if own != stack_name && running(&own)? {
+        bail!("this factory runs under compose as project {own} (COMPOSE_PROJECT_NAME, else its compose file's name:): stop it with `disinto down` first, or stack {stack_name} would run the factory a second time, on other volumes");
     }
     Ok(())
 }
