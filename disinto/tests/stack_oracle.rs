@@ -507,27 +507,37 @@ impl Drop for Labelled {
 #[test]
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn swarm_deploy_refuses_while_the_factorys_own_compose_project_runs() {
-    let project = unique("h19b-prod-");
-    let _running = Labelled::run(&project);
-    let dir = TempDir::new("stack-oracle").unwrap();
     // An unreachable registry: were the guard to let it by, deploy stops at the first pull.
-    let env = format!(
-        "AGENTS_IMAGE=v0.1.1\nDISINTO_REGISTRY=127.0.0.1:9/disinto\nCOMPOSE_PROJECT_NAME={project}\n"
-    );
-    std::fs::write(dir.path().join(".env"), env).unwrap();
-    for stack in [None, Some(unique("h19b-other-"))] {
-        let mut args = vec!["swarm"];
-        if let Some(stack) = &stack {
-            args.extend(["--stack", stack]);
+    let pinned = "AGENTS_IMAGE=v0.1.1\nDISINTO_REGISTRY=127.0.0.1:9/disinto\n";
+    // Named by .env's COMPOSE_PROJECT_NAME, or by the compose file's name:.
+    for by_env in [true, false] {
+        let project = unique("h19b-prod-");
+        let _running = Labelled::run(&project);
+        let dir = TempDir::new("stack-oracle").unwrap();
+        let env = match by_env {
+            true => format!("{pinned}COMPOSE_PROJECT_NAME={project}\n"),
+            false => {
+                let compose = format!("name: {project}\nservices:\n  s:\n    image: busybox\n");
+                std::fs::write(dir.path().join("docker-compose.yml"), compose).unwrap();
+                pinned.to_string()
+            }
+        };
+        std::fs::write(dir.path().join(".env"), env).unwrap();
+        for stack in [None, Some(unique("h19b-other-"))] {
+            let mut args = vec!["swarm"];
+            if let Some(stack) = &stack {
+                args.extend(["--stack", stack]);
+            }
+            args.extend(["deploy", "--timeout", "5"]);
+            let out = disinto(dir.path(), &args, &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let case = format!("by_env {by_env}, stack {stack:?}: {stderr}");
+            assert!(!out.status.success(), "{case}");
+            assert_eq!(stderr.lines().count(), 1, "{case}");
+            // The refusal is the guard's: it names the running project.
+            assert!(stderr.contains(&project), "{case}");
+            assert!(!dir.path().join("docker-stack.yml").exists());
         }
-        args.extend(["deploy", "--timeout", "5"]);
-        let out = disinto(dir.path(), &args, &[]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{stack:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stack:?}: {stderr}");
-        // The refusal is the guard's: it names the running project.
-        assert!(stderr.contains(&project), "{stack:?}: {stderr}");
-        assert!(!dir.path().join("docker-stack.yml").exists());
     }
 }
 

@@ -14,7 +14,7 @@ use crate::engine::swarm::{nodes, require_manager, service_name};
 use crate::engine::{docker, Runner};
 use crate::factory::{Factory, PROJECTS_DIR};
 use crate::fsx::{self, Written};
-use crate::model::compose::ComposeInput;
+use crate::model::compose::{ComposeInput, PROJECT_NAME_VAR};
 use crate::model::history::{History, Outcome};
 use crate::model::image_ref::{AgentsImage, ImageRef, OUR_IMAGES};
 use crate::model::stack::{self, Node, StackInput, STACK_FILE, VOLUMES_LABEL};
@@ -149,9 +149,18 @@ pub(crate) fn deploy(
 /// compose project named like the stack shares the stack's volumes (that is how its data moves
 /// to the swarm); this factory's own compose project, named as compose names it
 /// (COMPOSE_PROJECT_NAME, environment then `.env`, else the compose file's `name:`), would run
-/// beside the stack, its agents on other volumes. Either must be down first.
+/// beside the stack, its agents on other volumes. Either must be down first. A factory with
+/// neither a compose file nor COMPOSE_PROJECT_NAME has no compose project of its own: another
+/// factory's `disinto` elsewhere on the host is not this one.
 fn refuse_if_compose_runs(factory: &Factory, stack_name: &str) -> Result<()> {
-    let own = factory.project_name()?;
+    let named = factory
+        .settings
+        .get(PROJECT_NAME_VAR)?
+        .is_some_and(|n| !n.is_empty());
+    let own = match factory.compose_file().exists() || named {
+        true => factory.project_name()?,
+        false => stack_name.to_string(),
+    };
     let running = |project: &str| -> Result<bool> {
         let ids = docker::read(
             &[
