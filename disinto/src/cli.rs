@@ -109,8 +109,9 @@ enum Command {
     /// Run the pinned factory on a Docker Swarm (this node must be a manager)
     Swarm {
         /// The stack's name: its services are STACK_agents..., its volumes STACK_agent-data...
-        #[arg(long, env = "DISINTO_STACK", default_value = crate::model::stack::DEFAULT_STACK, global = true)]
-        stack: String,
+        /// [default: the factory's compose project: COMPOSE_PROJECT_NAME, else disinto]
+        #[arg(long, env = "DISINTO_STACK", global = true)]
+        stack: Option<String>,
         #[command(subcommand)]
         command: SwarmCommand,
     },
@@ -203,7 +204,12 @@ fn try_main() -> Result<()> {
         Command::Down { volumes, dry_run } => ops::down::down(&sh, &root, volumes, dry_run),
         Command::Status { json } => ops::status::status(&sh, &root, json),
         Command::History { json } => ops::history::history(&root, json),
-        Command::Swarm { stack, command } => swarm(&sh, &root, &stack, command),
+        Command::Swarm { stack, command } => {
+            // Only status reads on past an unreadable .env: it changes nothing.
+            let lenient = matches!(command, SwarmCommand::Status { .. });
+            let stack = ops::swarm::stack_name(&root, stack, lenient)?;
+            swarm(&sh, &root, &stack, command)
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 use crate::fsx::{self, Written};
-use crate::model::compose::{render, Compose, ComposeInput, AGENTS_DOCKERFILE};
+use crate::model::compose::{
+    project_name, render, Compose, ComposeInput, AGENTS_DOCKERFILE, PROJECT, PROJECT_NAME_VAR,
+};
 use crate::model::config::{FactoryConfig, Settings};
 use crate::model::image_ref::{AgentsImage, ImageRef, OurImage, OUR_IMAGES};
 
@@ -98,6 +100,11 @@ impl Factory {
             .collect()
     }
 
+    /// The compose project this factory runs as (see [`project_name_in`]).
+    pub fn project_name(&self) -> Result<String> {
+        project_name_in(&self.dir, &self.settings)
+    }
+
     /// Whether this factory can build from source (dev mode, and services with `build:`).
     pub fn is_checkout(&self) -> bool {
         self.dir.join(AGENTS_DOCKERFILE).is_file()
@@ -123,6 +130,38 @@ impl Factory {
         );
         Ok(written)
     }
+}
+
+/// The compose project of the factory in `dir` with `settings`, as compose names it when
+/// disinto runs it ([`project_name`]): COMPOSE_PROJECT_NAME (environment, then `.env`), else
+/// the compose file's `name:` (interpolated, as compose does), else the directory's name. With
+/// no compose file yet, the `name:` is the one disinto will write ([`PROJECT`]).
+pub fn project_name_in(dir: &Path, settings: &Settings) -> Result<String> {
+    let file = dir.join(COMPOSE_FILE);
+    let cannot =
+        |why: String| anyhow::anyhow!("cannot read the project name in {}: {why}", file.display());
+    let file_name = match std::fs::metadata(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(PROJECT.to_string()),
+        Err(e) => return Err(cannot(fsx::reason(&e))),
+        // A FIFO or a device would hang or feed anything; compose reads a regular file.
+        Ok(meta) if !meta.is_file() => return Err(cannot("it is not a regular file".into())),
+        Ok(_) => {
+            let text = std::fs::read(&file).map_err(|e| cannot(fsx::reason(&e)))?;
+            let yaml: serde_yaml::Value =
+                serde_yaml::from_slice(&text).map_err(|e| cannot(e.to_string()))?;
+            match yaml.get("name") {
+                None | Some(serde_yaml::Value::Null) => None,
+                Some(serde_yaml::Value::String(name)) => Some(
+                    crate::model::dotenv::interpolate(name, &|k| {
+                        Ok(settings.get(k)?.map(str::to_string))
+                    })
+                    .map_err(|e| cannot(format!("{e:#}")))?,
+                ),
+                Some(_) => return Err(cannot("name: is not a string".into())),
+            }
+        }
+    };
+    project_name(settings.get(PROJECT_NAME_VAR)?, file_name.as_deref(), dir)
 }
 
 /// `dir`, resolved, when it is a directory; else one line saying what it is.

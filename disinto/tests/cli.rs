@@ -142,16 +142,22 @@ fn a_root_that_is_a_file_is_named_as_such() {
 fn swarm(text: &str, args: &[&str]) -> (std::process::Output, disinto::fsx::TempDir) {
     let dir = disinto::fsx::TempDir::new("cli").unwrap();
     std::fs::write(dir.path().join(".env"), text).unwrap();
+    (swarm_in(dir.path(), args), dir)
+}
+
+/// `disinto swarm ARGS` on the factory in `dir`, none of its variables set in the environment.
+fn swarm_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_disinto"));
-    cmd.arg("swarm").args(args).current_dir(dir.path());
+    cmd.arg("swarm").args(args).current_dir(dir);
     for var in disinto::model::stack::VARIABLES.iter().chain(&[
         "DISINTO_ROOT",
         "AGENTS_IMAGE",
         "DISINTO_STACK",
+        "COMPOSE_PROJECT_NAME",
     ]) {
         cmd.env_remove(var);
     }
-    (cmd.output().unwrap(), dir)
+    cmd.output().unwrap()
 }
 
 #[test]
@@ -196,4 +202,99 @@ fn swarm_deploy_refusals_are_one_line() {
         assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
         assert!(!dir.path().join("docker-stack.yml").exists());
     }
+}
+
+#[test]
+fn swarm_deploy_refuses_a_stack_file_that_is_not_its_own_and_touches_nothing() {
+    let text = "AGENTS_IMAGE=v0.2.0\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
+    let dir = disinto::fsx::TempDir::new("cli").unwrap();
+    std::fs::write(dir.path().join(".env"), text).unwrap();
+    let target = dir.path().join("someone-elses");
+    std::fs::write(&target, "x\n").unwrap();
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o7777
+    };
+    let before = mode(&target);
+    std::os::unix::fs::symlink(&target, dir.path().join("docker-stack.yml")).unwrap();
+    let out = swarm_in(dir.path(), &["--stack", "f1", "deploy", "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(mode(&target), before);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "x\n");
+}
+
+#[test]
+fn swarm_deploy_gives_docker_a_factory_path_with_commas_and_quotes_as_one_file() {
+    let text = "AGENTS_IMAGE=v0.2.0\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
+    let top = disinto::fsx::TempDir::new("cli").unwrap();
+    let dir = top.path().join("a,b\"c");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(".env"), text).unwrap();
+    let out = swarm_in(&dir, &["--stack", "f1", "deploy", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The docker CLI reads --compose-file as CSV: the path is one quoted field, and the line
+    // printed is a shell word for exactly that field.
+    let file = dir.canonicalize().unwrap().join("docker-stack.yml");
+    let field = format!("\"{}\"", file.display().to_string().replace('"', "\"\""));
+    let word = format!("'{}'", field.replace('\'', "'\\''"));
+    assert!(
+        stdout.contains(&format!("$ docker stack deploy --compose-file {word} ")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn swarm_stack_defaults_to_the_compose_project_as_compose_names_it() {
+    let deploys = |out: &std::process::Output, stack: &str| {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("$ docker stack deploy "))
+            .unwrap_or_default()
+            .to_string();
+        assert!(line.ends_with(&format!(" --prune {stack}")), "{stdout}");
+    };
+    let pinned = "AGENTS_IMAGE=v0.2.0\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
+    let (out, _dir) = swarm(pinned, &["deploy", "--dry-run"]);
+    deploys(&out, "disinto");
+    let text = format!("{pinned}COMPOSE_PROJECT_NAME=prod\n");
+    let (out, dir) = swarm(&text, &["deploy", "--dry-run"]);
+    deploys(&out, "prod");
+    // --stack still wins; the process environment wins over .env, as for compose.
+    deploys(
+        &swarm_in(dir.path(), &["--stack", "f1", "deploy", "--dry-run"]),
+        "f1",
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_disinto"));
+    cmd.args(["swarm", "deploy", "--dry-run"])
+        .current_dir(dir.path())
+        .env("COMPOSE_PROJECT_NAME", "from-env")
+        .env_remove("DISINTO_STACK")
+        .env_remove("DISINTO_ROOT");
+    deploys(&cmd.output().unwrap(), "from-env");
+    // A name compose refuses is refused in one line, before anything is written.
+    let text = format!("{pinned}COMPOSE_PROJECT_NAME=Prod\n");
+    let (out, dir) = swarm(&text, &["deploy", "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(!dir.path().join("docker-stack.yml").exists());
 }

@@ -56,13 +56,64 @@ impl Factory {
         Ok(ids.split_whitespace().map(str::to_string).collect())
     }
 
-    /// The named volumes of the factory's compose file.
+    /// The named volumes `down --volumes` deletes, by the names Docker knows them by
+    /// (`prod_agent-data`): compose itself says them (`config --format json`), so the project
+    /// name (COMPOSE_PROJECT_NAME, the file's `name:`) and a volume's own `name:` are applied
+    /// as compose applies them. Every profile's, external ones left out, as `down` does.
     pub fn volume_names(&self, sh: &Shell) -> Result<Vec<String>> {
-        let names = self
-            .compose(sh, &["config", "--volumes"])
+        let json = self
+            .compose(sh, &["--profile", "*", "config", "--format", "json"])
             .quiet()
             .read()
             .context("cannot list the factory's volumes")?;
-        Ok(names.split_whitespace().map(str::to_string).collect())
+        removable_volumes(&json)
+    }
+}
+
+/// The names of the volumes `down --volumes` removes, from `docker compose config --format json`.
+fn removable_volumes(json: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(default)]
+        volumes: std::collections::BTreeMap<String, Volume>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Volume {
+        name: Option<String>,
+        #[serde(default)]
+        external: bool,
+    }
+    let config: Config = serde_json::from_str(json)
+        .context("cannot read the volumes in `docker compose config --format json`")?;
+    config
+        .volumes
+        .into_iter()
+        .filter(|(_, v)| !v.external)
+        .map(|(key, v)| {
+            v.name
+                .with_context(|| format!("compose gives volume {key} no name"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_volumes_down_removes_are_named_as_docker_names_them() {
+        let json = r#"{"name": "prod", "volumes": {
+            "agent-data": {"name": "prod_agent-data"},
+            "own": {"name": "explicit"},
+            "ext": {"name": "ext", "external": true}}}"#;
+        assert_eq!(
+            removable_volumes(json).unwrap(),
+            ["prod_agent-data", "explicit"]
+        );
+        assert_eq!(
+            removable_volumes(r#"{"name": "p"}"#).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(removable_volumes(r#"{"volumes": {"v": {}}}"#).is_err());
     }
 }

@@ -11,8 +11,12 @@ use crate::model::config::FactoryConfig;
 use crate::model::image_ref::{AgentsImage, OurImage, AGENTS, EDGE, REPRODUCE};
 use crate::model::mount::parse_short;
 
-/// The compose project name; also the prefix of every named volume.
+/// The compose project name the generated file gives (`name:`); the prefix of every named
+/// volume unless COMPOSE_PROJECT_NAME says otherwise (see [`project_name`]).
 pub const PROJECT: &str = "disinto";
+/// The variable that names the compose project over the file's `name:` (process environment
+/// first, then `.env`), as compose reads it.
+pub const PROJECT_NAME_VAR: &str = "COMPOSE_PROJECT_NAME";
 /// The Dockerfile agents and runner are built from (dev) or were released from (pinned).
 pub const AGENTS_DOCKERFILE: &str = AGENTS.dockerfile;
 /// The local tag dev builds get, so agents and runner share one image there too.
@@ -426,6 +430,54 @@ pub fn model(input: &ComposeInput) -> Compose {
     }
 }
 
+/// Whether compose takes `name` as a project name as it is: lower-case letters, digits, `_`
+/// and `-`, starting with a letter or a digit. Swarm takes the same for a stack.
+pub fn is_project_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// The compose project of a factory, decided as compose decides it for `docker compose --file
+/// F --project-directory DIR` (which is how disinto runs it: no `--project-name`):
+/// 1. `from_env`, COMPOSE_PROJECT_NAME (process environment, then `.env`) when not empty; a
+///    name compose refuses is refused here too, in one line;
+/// 2. else `file_name`, the compose file's top-level `name:` when not empty, normalized;
+/// 3. else DIR's base name, normalized.
+///
+/// Normalized as compose does it: lower-cased, only `a-z0-9_-` kept, leading `_` and `-`
+/// dropped; a name that normalizes to nothing is an error, as in compose.
+pub fn project_name(from_env: Option<&str>, file_name: Option<&str>, dir: &Path) -> Result<String> {
+    if let Some(name) = from_env.filter(|n| !n.is_empty()) {
+        if !is_project_name(name) {
+            anyhow::bail!("{PROJECT_NAME_VAR}={name:?} is not a name compose takes: lower-case letters, digits, '-' and '_', starting with a letter or digit");
+        }
+        return Ok(name.to_string());
+    }
+    let (name, from) = match file_name.filter(|n| !n.is_empty()) {
+        Some(name) => (name.to_string(), "the compose file's name:"),
+        None => (
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            "the factory directory's name",
+        ),
+    };
+    let normal: String = name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect();
+    let normal = normal.trim_start_matches(['_', '-']);
+    if normal.is_empty() {
+        anyhow::bail!("{from} {name:?} leaves no compose project name (compose keeps only a-z, 0-9, '-' and '_'): set {PROJECT_NAME_VAR} in .env");
+    }
+    Ok(normal.to_string())
+}
+
 /// The header every generated file starts with.
 fn header(input: &ComposeInput) -> String {
     format!(
@@ -534,6 +586,25 @@ mod tests {
         let bad = BTreeMap::from([("AGENT_CLI_BIN".to_string(), "claude".to_string())]);
         let e = FactoryConfig::from_settings(&Settings::from_maps(bad, BTreeMap::new()));
         assert!(format!("{:#}", e.unwrap_err()).starts_with("AGENT_CLI_BIN=\"claude\""));
+    }
+
+    #[test]
+    fn the_project_is_named_as_compose_names_it() {
+        let dir = Path::new("/srv/My.Factory");
+        let name = |env, file| project_name(env, file, dir);
+        assert_eq!(name(Some("prod"), Some(PROJECT)).unwrap(), "prod");
+        // Empty is unset: the file's name comes next, then the directory's.
+        assert_eq!(name(Some(""), Some(PROJECT)).unwrap(), PROJECT);
+        assert_eq!(name(None, Some("_Ab.C-1")).unwrap(), "abc-1");
+        assert_eq!(name(None, Some("")).unwrap(), "myfactory");
+        assert_eq!(name(None, None).unwrap(), "myfactory");
+        for bad in ["Prod", "a.b", "_ab", "-x", "a b", "é"] {
+            let e = format!("{:#}", name(Some(bad), None).unwrap_err());
+            assert!(e.starts_with("COMPOSE_PROJECT_NAME="), "{bad}: {e}");
+            assert_eq!(e.lines().count(), 1);
+        }
+        assert!(name(None, Some("É")).is_err());
+        assert!(project_name(None, None, Path::new("/srv/___")).is_err());
     }
 
     #[test]

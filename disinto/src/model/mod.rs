@@ -1,6 +1,7 @@
 //! The pure floor: image references, `.env` and interpolation, the factory's configuration,
-//! the compose and stack models with one mount parser, and the deployment history. Nothing
-//! here starts a process or touches the network (a test holds it to that).
+//! the compose and stack models with one mount parser, the YAML writer of the stack file
+//! (every string quoted), and the deployment history. Nothing here starts a process or
+//! touches the network (a test holds it to that).
 
 pub mod compose;
 pub mod config;
@@ -10,3 +11,4 @@ pub mod image_ref;
 pub mod mount;
 pub mod stack;
 pub mod time;
+pub mod yaml;

@@ -21,7 +21,9 @@
 //!   task for [`MONITOR`] after it turns healthy. The health check is the image's own: the
 //!   stack sets none, so a release's health check is the one Swarm judges it by;
 //! - edge's port in the long form, published through the routing mesh (every node's
-//!   addresses: a host address cannot be given).
+//!   addresses: a host address cannot be given);
+//! - every string written double-quoted ([`crate::model::yaml`]): Swarm's reader takes a plain
+//!   `1_000` for 1000 and `2024-11-25` for a date, and this file is what Swarm runs.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -37,8 +39,10 @@ use crate::model::config::Settings;
 use crate::model::image_ref::AgentsImage;
 use crate::model::mount::{is_path, parse_short, MountSpec};
 
-/// The stack's default name: the compose project's, so a single-host factory moved from
-/// `disinto up` to a swarm keeps its volumes (`disinto_agent-data`, ...).
+/// The stack's name when nothing else names it: the compose project's in the file disinto
+/// generates. `disinto swarm` defaults to the factory's compose project as compose names it
+/// (COMPOSE_PROJECT_NAME first), so a single-host factory moved from `disinto up` to a swarm
+/// keeps its volumes (`disinto_agent-data`, ...).
 pub const DEFAULT_STACK: &str = crate::model::compose::PROJECT;
 /// The stack file of a factory, relative to its directory.
 pub const STACK_FILE: &str = "docker-stack.yml";
@@ -313,6 +317,101 @@ fn absolute(dir: &Path, relative: &str) -> Result<String> {
         .with_context(|| format!("{} is not UTF-8: move the factory", path.display()))
 }
 
+/// One `ports:` entry as compose reads it: `[[IP:]PUBLISHED:]TARGET[/PROTOCOL]`, each port a
+/// number or a range `A-B`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// The host address, brackets of an IPv6 address removed.
+    pub ip: Option<String>,
+    /// The published (host) ports, when given.
+    pub published: Option<(u16, u16)>,
+    /// The container ports.
+    pub target: (u16, u16),
+    /// `tcp`, `udp` or `sctp`, lower-case.
+    pub protocol: String,
+}
+
+/// Reads `raw` exactly as compose does (go-connections' `nat.ParsePortSpec`), so what compose
+/// refuses is refused here too (`+80`, `8_0`, ` 80`, `65536`), and what it takes is taken
+/// (`080`, `0`, `8000-8001`). The error says what is wrong, in compose's terms.
+pub fn port_spec(raw: &str) -> std::result::Result<PortSpec, String> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let n = parts.len();
+    let (ip, host, container) = match n {
+        1 => (String::new(), "", parts[0]),
+        2 => (String::new(), parts[0], parts[1]),
+        _ => (parts[..n - 2].join(":"), parts[n - 2], parts[n - 1]),
+    };
+    // nat.SplitProtoPort: the protocol follows the container port; a third '/' part is ignored.
+    let (protocol, container) = match container.split('/').collect::<Vec<_>>().as_slice() {
+        [""] | ["", ..] => ("", ""),
+        [port] => ("tcp", *port),
+        [port, "", ..] => ("tcp", *port),
+        [port, protocol, ..] => (*protocol, *port),
+        [] => ("", ""),
+    };
+    // net.SplitHostPort(ip + ":"): an IPv6 address only in brackets, nothing around them.
+    let ip = match ip.strip_prefix('[') {
+        Some(rest) => match rest.strip_suffix(']') {
+            Some(inner) if !inner.contains(['[', ']']) => inner.to_string(),
+            _ => return Err(format!("invalid IP address: {ip}")),
+        },
+        None if ip.contains(':') => {
+            return Err(format!("invalid IP address {ip}: too many colons"))
+        }
+        None => ip,
+    };
+    // core::net, not std::net: parsing an address touches no network.
+    if !ip.is_empty() && ip.parse::<core::net::IpAddr>().is_err() {
+        return Err(format!("invalid IP address: {ip}"));
+    }
+    if container.is_empty() {
+        return Err(format!("no port specified: {raw}<empty>"));
+    }
+    let target = port_range(container).ok_or(format!("invalid containerPort: {container}"))?;
+    let published = match host {
+        "" => None,
+        host => Some(port_range(host).ok_or(format!("invalid hostPort: {host}"))?),
+    };
+    if let Some(p) = published {
+        // A published range may be wider than one container port (a pool to pick from), but
+        // two ranges must be the same size.
+        if p.1 - p.0 != target.1 - target.0 && target.0 != target.1 {
+            return Err(format!(
+                "invalid ranges specified for container and host Ports: {container} and {host}"
+            ));
+        }
+    }
+    let protocol = protocol.to_ascii_lowercase();
+    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {protocol}"));
+    }
+    Ok(PortSpec {
+        ip: (!ip.is_empty()).then_some(ip),
+        published,
+        target,
+        protocol,
+    })
+}
+
+/// `N` or `A-B` with Go's `strconv.ParseUint(s, 10, 16)` for each: ASCII digits only, no sign.
+fn port_range(text: &str) -> Option<(u16, u16)> {
+    let number = |s: &str| -> Option<u16> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match text.split('-').collect::<Vec<_>>().as_slice() {
+        [one] => number(one).map(|p| (p, p)),
+        [start, end, ..] => {
+            let (start, end) = (number(start)?, number(end)?);
+            (end >= start).then_some((start, end))
+        }
+        [] => None,
+    }
+}
+
 /// A published port in the long form, as Swarm publishes it.
 #[derive(Debug, Serialize)]
 struct LongPort {
@@ -323,9 +422,10 @@ struct LongPort {
     mode: &'static str,
 }
 
-/// `[PUBLISHED:]TARGET[/PROTOCOL]` in the long form. An empty or zero PUBLISHED leaves it out:
-/// Swarm then picks a free port (30000 and up). A host address is refused: the routing mesh
-/// publishes on every address of every node.
+/// `[PUBLISHED:]TARGET[/PROTOCOL]` in the long form: first read as compose reads it (what
+/// compose refuses is refused), then held to what a swarm can publish. An absent or zero
+/// PUBLISHED leaves it out: Swarm then picks a free port (30000 and up). A host address is
+/// refused: the routing mesh publishes on every address of every node; so is a range.
 fn long_port(
     port: &serde_yaml::Value,
     resolve: &dyn Fn(&str) -> Result<String>,
@@ -335,38 +435,57 @@ fn long_port(
         return Ok(port.clone());
     };
     let spec = resolve(template)?;
-    let (ports, protocol) = spec.split_once('/').unwrap_or((&spec, "tcp"));
-    let number = |text: &str| -> Result<Option<u16>> {
-        match text {
-            "" | "0" => Ok(None),
-            _ => match text.parse::<u16>() {
-                Ok(n) if n > 0 => Ok(Some(n)),
-                _ => bail!(
-                    "port {template:?} is {spec:?}: {text:?} is not a port number (1-65535, or 0 for one Swarm picks); fix the variable in .env"
-                ),
-            },
-        }
-    };
-    let (published, target) = match ports.split(':').collect::<Vec<_>>().as_slice() {
-        [target] => (None, *target),
-        [published, target] => (number(published)?, *target),
-        _ => bail!(
+    let parsed = port_spec(&spec).map_err(|why| {
+        anyhow!("port {template:?} is {spec:?}, which compose refuses ({why}): set a port number (1-65535, or 0 for one Swarm picks) in .env")
+    })?;
+    if parsed.ip.is_some() {
+        bail!(
             "port {template:?} is {spec:?}: a swarm publishes a port on every address of every node (the routing mesh), so a host address cannot be given; set a port number in .env (0: Swarm picks one)"
-        ),
-    };
-    let Some(target) = number(target)? else {
-        bail!("port {template:?} is {spec:?}: it names no container port");
-    };
-    if !matches!(protocol, "tcp" | "udp" | "sctp") {
-        bail!("port {template:?} is {spec:?}: the protocol is tcp, udp or sctp");
+        );
     }
+    let single = |(start, end): (u16, u16)| -> Result<u16> {
+        if start != end {
+            bail!("port {template:?} is {spec:?}: a swarm publishes one port here, not a range; set a port number in .env");
+        }
+        Ok(start)
+    };
+    let target = single(parsed.target)?;
+    if target == 0 {
+        bail!("port {template:?} is {spec:?}: it names no container port");
+    }
+    let published = parsed
+        .published
+        .map(single)
+        .transpose()?
+        .filter(|p| *p != 0);
     serde_yaml::to_value(LongPort {
         target,
         published,
-        protocol: protocol.into(),
+        protocol: parsed.protocol,
         mode: "ingress",
     })
     .context("cannot write a port in the long form")
+}
+
+/// `path` as the value of `docker stack deploy --compose-file`. The docker CLI reads that value
+/// as a CSV record (pflag's string slice: `a,b` is two files), so a path holding `,` or `"`
+/// would open other files; such a path goes in as one quoted CSV field (`"` doubled), which the
+/// CLI reads back as exactly the path. A path with a CR before an LF is refused: Go's CSV
+/// reader drops that CR even inside quotes. Other paths are given as they are.
+pub fn compose_file_arg(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8: move the factory", path.display()))?;
+    if text.contains("\r\n") {
+        bail!(
+            "{text:?} holds a carriage return before a line feed, which docker stack deploy cannot be given: move the factory"
+        );
+    }
+    Ok(if text.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    })
 }
 
 /// The header every stack file starts with.
@@ -382,7 +501,9 @@ fn header(input: &StackInput) -> String {
 
 /// The full text of the stack file for `input`.
 pub fn generate(input: &StackInput) -> Result<String> {
-    let body = serde_yaml::to_string(&stack(input)?).context("cannot serialize the stack")?;
+    // Every string quoted: Swarm's reader must not take a value for a number or a date.
+    let body =
+        crate::model::yaml::to_string(&stack(input)?).context("cannot serialize the stack")?;
     Ok(format!("{}{body}", header(input)))
 }
 
@@ -438,6 +559,7 @@ pub fn volume_node(nodes: &[Node]) -> Result<Option<&Node>> {
 mod tests {
     use super::*;
     use crate::model::config::FactoryConfig;
+    use std::os::unix::ffi::OsStrExt;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -595,6 +717,21 @@ mod tests {
     }
 
     #[test]
+    fn values_that_look_like_numbers_or_dates_are_written_quoted() {
+        let values = [
+            ("AGENT_CMD", "1_000"),
+            ("POLL_INTERVAL", "2024-11-25"),
+            ("WOODPECKER_HOST", "yes"),
+            ("WOODPECKER_AGENT_SECRET", "<<"),
+        ];
+        let text = generate(&input(Some("v0.1.1"), &values)).unwrap();
+        for (name, value) in values {
+            let line = format!("{name}: {}\n", crate::model::yaml::quoted(value));
+            assert!(text.contains(&line), "{line:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn pinned_images_are_used_as_given() {
         let mut i = input(Some("v0.1.1"), &[]);
         let pinned = format!("r/agents:v0.1.1@{DIGEST}");
@@ -629,9 +766,87 @@ mod tests {
             e.starts_with("service edge: port \"${EDGE_HTTP_PORT:-80}:80\" is \"127.0.0.1:8080:80\": a swarm publishes"),
             "{e}"
         );
-        let e = format!("{:#}", port(Some("http")).unwrap_err());
-        assert!(e.contains("\"http\" is not a port number"), "{e}");
-        assert_eq!(e.lines().count(), 1);
+        // What compose refuses is refused (one line); what a swarm cannot publish too.
+        for bad in [
+            "http",
+            "+80",
+            "8_0",
+            "65536",
+            " 80",
+            "8080-8081",
+            "[::1]:8080",
+        ] {
+            let e = format!("{:#}", port(Some(bad)).unwrap_err());
+            assert!(e.starts_with("service edge: port "), "{bad}: {e}");
+            assert_eq!(e.lines().count(), 1, "{bad}: {e}");
+        }
+        assert_eq!(port(Some("080")).unwrap(), long(Some(80)));
+    }
+
+    #[test]
+    fn ports_read_as_compose_reads_them() {
+        let spec = |ip: Option<&str>, published: Option<(u16, u16)>, target, protocol: &str| {
+            Ok(PortSpec {
+                ip: ip.map(str::to_string),
+                published,
+                target,
+                protocol: protocol.into(),
+            })
+        };
+        assert_eq!(port_spec("80"), spec(None, None, (80, 80), "tcp"));
+        assert_eq!(
+            port_spec("080:80"),
+            spec(None, Some((80, 80)), (80, 80), "tcp")
+        );
+        assert_eq!(
+            port_spec("0:80/UDP"),
+            spec(None, Some((0, 0)), (80, 80), "udp")
+        );
+        assert_eq!(
+            port_spec("8000-8009:80"),
+            spec(None, Some((8000, 8009)), (80, 80), "tcp")
+        );
+        assert_eq!(
+            port_spec("[::1]:8080:80/sctp"),
+            spec(Some("::1"), Some((8080, 8080)), (80, 80), "sctp")
+        );
+        for bad in [
+            "::1:8080:80",
+            "[::1]x:8080:80",
+            "+80:80",
+            "8_0:80",
+            " 80:80",
+            "65536:80",
+            "-1:80",
+            "0x50:80",
+            "８０:80",
+            "80:",
+            ":80:80:",
+            "a:80",
+            "1.2.3:80:80",
+            "80:80/http",
+            "9-8:80",
+            "8000-8001:80-82",
+            "",
+        ] {
+            assert!(port_spec(bad).is_err(), "{bad:?}: {:?}", port_spec(bad));
+        }
+    }
+
+    #[test]
+    fn a_compose_file_path_is_one_csv_field() {
+        let arg = |p: &str| compose_file_arg(Path::new(p));
+        assert_eq!(
+            arg("/srv/f/docker-stack.yml").unwrap(),
+            "/srv/f/docker-stack.yml"
+        );
+        assert_eq!(arg("/srv/a,b/s.yml").unwrap(), "\"/srv/a,b/s.yml\"");
+        assert_eq!(arg("/srv/a\"b/s.yml").unwrap(), "\"/srv/a\"\"b/s.yml\"");
+        assert_eq!(arg("/srv/a\nb/s.yml").unwrap(), "\"/srv/a\nb/s.yml\"");
+        let e = format!("{:#}", arg("/srv/a\r\nb/s.yml").unwrap_err());
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let not_utf8 = std::ffi::OsStr::from_bytes(b"/srv/\xff/s.yml");
+        assert!(compose_file_arg(Path::new(not_utf8)).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub(crate) mod rm;
 pub(crate) mod rollback;
 pub(crate) mod status;
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -14,19 +15,39 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::engine::poll::{self, Look};
 use crate::engine::swarm::{inspect, service_name, tasks, ServiceState, Task};
 use crate::engine::Runner;
+use crate::factory::project_name_in;
+use crate::model::config::{Environment, Settings};
+
+/// The stack `disinto swarm` works on: `--stack` (or DISINTO_STACK) when given, else the
+/// factory's compose project, so a factory moved from `disinto up` to a swarm keeps its volumes
+/// (compose's `PROJECT_agent-data` is the stack's `STACK_agent-data`). A `.env` that cannot be
+/// read leaves the name unknown: an error, or with `lenient` (status) a warning and what the
+/// process environment alone says.
+pub(crate) fn stack_name(root: &Path, given: Option<String>, lenient: bool) -> Result<String> {
+    if let Some(name) = given {
+        return Ok(name);
+    }
+    let settings = match Settings::load(root) {
+        Ok(settings) => settings,
+        Err(e) if lenient => {
+            eprintln!("warning: {e:#}: the stack's name is read without it (give --stack NAME)");
+            Settings::new(Environment::current(), Default::default())
+        }
+        Err(e) => {
+            return Err(e.context(
+                "cannot tell the stack's name (the factory's compose project): give --stack NAME",
+            ))
+        }
+    };
+    project_name_in(root, &settings)
+        .context("cannot tell the stack's name (the factory's compose project): give --stack NAME")
+}
 
 /// A stack name Swarm takes, checked before anything changes: lower-case letters, digits,
 /// '_' and '-', starting with a letter or digit, short enough for `<stack>_woodpecker-agent`
 /// to stay a valid service name (63 characters).
 fn check_stack_name(name: &str) -> Result<()> {
-    let ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-        && name.len() <= 46;
+    let ok = crate::model::compose::is_project_name(name) && name.len() <= 46;
     if !ok {
         bail!("--stack {name:?} is not a stack name Swarm takes: lower-case letters, digits, '_' and '-', starting with a letter or digit, at most 46 characters (e.g. disinto)");
     }
@@ -141,6 +162,21 @@ mod tests {
             assert!(e.starts_with("--stack "), "{e}");
             assert_eq!(e.lines().count(), 1);
         }
+    }
+
+    #[test]
+    fn the_default_stack_is_the_compose_project_and_an_unreadable_env_blocks_only_changes() {
+        let dir = crate::fsx::TempDir::new("stack-name").unwrap();
+        let given = stack_name(dir.path(), Some("f1".into()), false).unwrap();
+        assert_eq!(given, "f1");
+        std::fs::write(dir.path().join(".env"), "COMPOSE_PROJECT_NAME=prod\n").unwrap();
+        if std::env::var_os("COMPOSE_PROJECT_NAME").is_none() {
+            assert_eq!(stack_name(dir.path(), None, false).unwrap(), "prod");
+        }
+        std::fs::write(dir.path().join(".env"), "A='unclosed\n").unwrap();
+        let e = format!("{:#}", stack_name(dir.path(), None, false).unwrap_err());
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(stack_name(dir.path(), None, true).is_ok());
     }
 
     fn service(update: Option<&str>, image: &str) -> ServiceState {
