@@ -72,6 +72,35 @@ pub fn write_atomic_private(path: &Path, contents: &[u8]) -> Result<()> {
     write(path, contents, NEW_PRIVATE_MODE)
 }
 
+/// Fails, as [`write_atomic`] would, when `contents` cannot be written to `path` now, and
+/// changes nothing: every step of the write but the last (the temp file beside the target is
+/// written, given the old file's owner and mode, synced, and removed instead of renamed).
+/// For a command that must know a file can be written before it changes anything else.
+pub fn check_writable(path: &Path, contents: &[u8]) -> Result<()> {
+    match target(path)? {
+        Target::Replace {
+            path: real,
+            existing,
+        } => replace(&real, contents, existing.as_ref(), NEW_FILE_MODE, false)
+            .map_err(|e| anyhow!("cannot write {}: {e}", real.display())),
+        // Written through (a FIFO, a device) or in place: an open for writing is the test.
+        Target::Through { fifo: true } => fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(path)
+            .map(drop)
+            .map_err(|e| match e.raw_os_error() {
+                Some(ENXIO) => anyhow!("{} is a FIFO with no reader", path.display()),
+                _ => anyhow!("cannot write {}: {}", path.display(), reason(&e)),
+            }),
+        Target::Through { fifo: false } | Target::Reopen => fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| anyhow!("cannot write {}: {}", path.display(), reason(&e))),
+    }
+}
+
 /// Writes only when the content differs, so timestamps and watchers are left alone.
 /// Only a regular file is read to compare: reading a FIFO or a device would hang or consume
 /// what someone else wrote, so anything else counts as changed.
@@ -114,7 +143,7 @@ fn write(path: &Path, contents: &[u8], new_mode: u32) -> Result<()> {
         Target::Replace {
             path: real,
             existing,
-        } => replace(&real, contents, existing.as_ref(), new_mode).map_err(|e| {
+        } => replace(&real, contents, existing.as_ref(), new_mode, true).map_err(|e| {
             if real == path {
                 anyhow!("cannot write {}: {e}", path.display())
             } else {
@@ -217,12 +246,14 @@ fn resolve(path: &Path) -> Result<PathBuf> {
     bail!("{} is a symlink loop", path.display())
 }
 
-/// Replaces `path` (no symlink) atomically, keeping `existing`'s owner, group and mode.
+/// Replaces `path` (no symlink) atomically, keeping `existing`'s owner, group and mode; when
+/// not `commit`, does all of it but the rename, and removes the temp file instead.
 fn replace(
     path: &Path,
     contents: &[u8],
     existing: Option<&fs::Metadata>,
     new_mode: u32,
+    commit: bool,
 ) -> std::result::Result<(), String> {
     // "out.yml/" names a directory; Path would quietly drop the slash and create out.yml.
     let name = match path.file_name() {
@@ -255,12 +286,18 @@ fn replace(
         };
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
-        fs::rename(&tmp, path)
+        match commit {
+            true => fs::rename(&tmp, path),
+            false => fs::remove_file(&tmp),
+        }
     })();
     drop(file);
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(reason(&e));
+    }
+    if !commit {
+        return Ok(());
     }
     // The rename is durable only once the directory is; a failure here loses nothing written.
     if let Ok(d) = fs::File::open(dir) {
@@ -681,6 +718,38 @@ mod tests {
         let meta = fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (1234, 1234));
         assert_eq!(meta.mode() & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn check_writable_changes_nothing_and_fails_where_a_write_would() {
+        let dir = TempDir::new("fsx").unwrap();
+        let env = dir.path().join(".env");
+        fs::write(&env, "A=1\n").unwrap();
+        fs::set_permissions(&env, fs::Permissions::from_mode(0o640)).unwrap();
+        let before = fs::metadata(&env).unwrap();
+        check_writable(&env, b"A=2\n").unwrap();
+        let after = fs::metadata(&env).unwrap();
+        assert_eq!(fs::read_to_string(&env).unwrap(), "A=1\n");
+        assert_eq!(after.ino(), before.ino(), "the file was replaced");
+        assert_eq!(after.mode(), before.mode());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temp file was left"
+        );
+        // Nothing there yet: writable, and still nothing there.
+        check_writable(&dir.path().join("new"), b"x").unwrap();
+        assert!(!dir.path().join("new").exists());
+        // A link into a directory that is not there, and a directory: as write_atomic fails.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("gone/env", &link).unwrap();
+        assert!(check_writable(&link, b"x").is_err());
+        assert!(write_atomic(&link, b"x").is_err());
+        assert!(check_writable(dir.path(), b"x").is_err());
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let text = message(check_writable(&fifo, b"x"));
+        assert!(text.contains("FIFO with no reader"), "{text}");
     }
 
     #[test]
