@@ -163,6 +163,13 @@ fn try_main() -> Result<()> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     sh.change_dir(&root);
+    // A rollout stopped by SIGINT or SIGTERM while it waits for health would leave an
+    // unverified image running, unrecorded: the signal makes it fail, and revert, instead.
+    if let Command::Up { dry_run: false, .. } | Command::Rollback { dry_run: false, .. } =
+        cli.command
+    {
+        crate::signals::defer_interrupts();
+    }
     // Every command that changes the factory holds its lock for its whole run (a dry run
     // changes nothing and takes none).
     let _lock = match cli.command.changes() {

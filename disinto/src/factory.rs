@@ -49,26 +49,61 @@ impl Factory {
         })
     }
 
-    /// Opens `dir` for commands that only stop the factory or read its state (`down`,
-    /// `history`): a bad setting in `.env` must not keep the operator from stopping it. The
-    /// configuration is the validated one when it is valid, else dev mode's defaults,
-    /// which such commands do not use.
-    pub fn open_to_stop(dir: &Path) -> Result<Factory> {
+    /// Opens `dir` for `rollback`, which rewrites AGENTS_IMAGE: that setting is not read, so
+    /// a typo in it never blocks the command that repairs it; every other setting is
+    /// validated as [`Factory::open`] does. `config.agents` is dev mode until the caller
+    /// sets what to run.
+    pub fn open_to_set_agents(dir: &Path) -> Result<Factory> {
         let dir = checked_dir(dir)?;
-        let settings = Settings::load(&dir)
-            .unwrap_or_else(|_| Settings::new(Default::default(), Default::default()));
-        let config = FactoryConfig::from_settings(&settings).unwrap_or_else(|_| FactoryConfig {
-            agents: AgentsImage::Dev,
-            agents_origin: crate::model::config::Origin::Unset,
-            agents_in_dotenv: None,
-            registry: crate::model::image_ref::DEFAULT_REGISTRY.to_string(),
-            agent_cli: None,
-        });
+        let settings = Settings::load(&dir)?;
+        let config = FactoryConfig::with_agents(&settings, AgentsImage::Dev)?;
         Ok(Factory {
             dir,
             settings,
             config,
         })
+    }
+
+    /// Opens `dir` for commands that only stop the factory or read its state (`down`,
+    /// `history`): a bad setting in `.env` must not keep the operator from stopping it. The
+    /// configuration is the validated one when it is valid, else dev mode's defaults,
+    /// which such commands do not use.
+    pub fn open_to_stop(dir: &Path) -> Result<Factory> {
+        Factory::open_to_look(dir).map(|(factory, _)| factory)
+    }
+
+    /// [`Factory::open_to_stop`], and why the configuration is not valid when it is not, for
+    /// a command that looks (`status`) to warn of what the next `up` will refuse.
+    pub fn open_to_look(dir: &Path) -> Result<(Factory, Option<anyhow::Error>)> {
+        let dir = checked_dir(dir)?;
+        let (settings, problem) = match Settings::load(&dir) {
+            Ok(settings) => (settings, None),
+            Err(e) => (
+                Settings::new(Default::default(), Default::default()),
+                Some(e),
+            ),
+        };
+        let (config, problem) = match FactoryConfig::from_settings(&settings) {
+            Ok(config) => (config, problem),
+            Err(e) => (
+                FactoryConfig {
+                    agents: AgentsImage::Dev,
+                    agents_origin: crate::model::config::Origin::Unset,
+                    agents_in_dotenv: None,
+                    registry: crate::model::image_ref::DEFAULT_REGISTRY.to_string(),
+                    agent_cli: None,
+                },
+                problem.or(Some(e)),
+            ),
+        };
+        Ok((
+            Factory {
+                dir,
+                settings,
+                config,
+            },
+            problem,
+        ))
     }
 
     pub fn compose_file(&self) -> PathBuf {

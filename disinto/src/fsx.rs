@@ -75,6 +75,35 @@ pub fn write_atomic_private(path: &Path, contents: &[u8]) -> Result<()> {
     write(path, contents, NEW_PRIVATE_MODE)
 }
 
+/// Fails, as [`write_atomic`] would, when `contents` cannot be written to `path` now, and
+/// changes nothing: every step of the write but the last (the temp file beside the target is
+/// written, given the old file's owner and mode, synced, and removed instead of renamed).
+/// For a command that must know a file can be written before it changes anything else.
+pub fn check_writable(path: &Path, contents: &[u8]) -> Result<()> {
+    match target(path)? {
+        Target::Replace {
+            path: real,
+            existing,
+        } => replace(&real, contents, existing.as_ref(), NEW_FILE_MODE, false)
+            .map_err(|e| anyhow!("cannot write {}: {e}", real.display())),
+        // Written through (a FIFO, a device) or in place: an open for writing is the test.
+        Target::Through { fifo: true } => fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(path)
+            .map(drop)
+            .map_err(|e| match e.raw_os_error() {
+                Some(ENXIO) => anyhow!("{} is a FIFO with no reader", path.display()),
+                _ => anyhow!("cannot write {}: {}", path.display(), reason(&e)),
+            }),
+        Target::Through { fifo: false } | Target::Reopen => fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| anyhow!("cannot write {}: {}", path.display(), reason(&e))),
+    }
+}
+
 /// Writes only when the content differs, so timestamps and watchers are left alone.
 /// Only a regular file is read to compare: reading a FIFO or a device would hang or consume
 /// what someone else wrote, so anything else counts as changed.
@@ -117,7 +146,7 @@ fn write(path: &Path, contents: &[u8], new_mode: u32) -> Result<()> {
         Target::Replace {
             path: real,
             existing,
-        } => replace(&real, contents, existing.as_ref(), new_mode).map_err(|e| {
+        } => replace(&real, contents, existing.as_ref(), new_mode, true).map_err(|e| {
             if real == path {
                 anyhow!("cannot write {}: {e}", path.display())
             } else {
@@ -220,12 +249,14 @@ fn resolve(path: &Path) -> Result<PathBuf> {
     bail!("{} is a symlink loop", path.display())
 }
 
-/// Replaces `path` (no symlink) atomically, keeping `existing`'s owner, group and mode.
+/// Replaces `path` (no symlink) atomically, keeping `existing`'s owner, group and mode; when
+/// not `commit`, does all of it but the rename, and removes the temp file instead.
 fn replace(
     path: &Path,
     contents: &[u8],
     existing: Option<&fs::Metadata>,
     new_mode: u32,
+    commit: bool,
 ) -> std::result::Result<(), String> {
     // "out.yml/" names a directory; Path would quietly drop the slash and create out.yml.
     let name = match path.file_name() {
@@ -254,6 +285,10 @@ fn replace(
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| reason(&e))?;
     file.sync_all().map_err(|e| reason(&e))?;
+    if !commit {
+        // A check only: every step but the rename; dropping `tmp` removes the file.
+        return Ok(());
+    }
     // persist, not persist_noclobber: replacing the old file in one rename is the point.
     tmp.persist(path).map_err(|e| reason(&e.error))?;
     // The rename is durable only once the directory is; a failure here loses nothing written.
@@ -692,7 +727,7 @@ mod tests {
         let busy = dir.path().join("busy");
         fs::create_dir(&busy).unwrap();
         fs::write(busy.join("keep"), "k").unwrap();
-        assert!(replace(&busy, b"x", None, NEW_FILE_MODE).is_err());
+        assert!(replace(&busy, b"x", None, NEW_FILE_MODE, true).is_err());
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -729,6 +764,38 @@ mod tests {
         let meta = fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (1234, 1234));
         assert_eq!(meta.mode() & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn check_writable_changes_nothing_and_fails_where_a_write_would() {
+        let dir = TempDir::new("fsx").unwrap();
+        let env = dir.path().join(".env");
+        fs::write(&env, "A=1\n").unwrap();
+        fs::set_permissions(&env, fs::Permissions::from_mode(0o640)).unwrap();
+        let before = fs::metadata(&env).unwrap();
+        check_writable(&env, b"A=2\n").unwrap();
+        let after = fs::metadata(&env).unwrap();
+        assert_eq!(fs::read_to_string(&env).unwrap(), "A=1\n");
+        assert_eq!(after.ino(), before.ino(), "the file was replaced");
+        assert_eq!(after.mode(), before.mode());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temp file was left"
+        );
+        // Nothing there yet: writable, and still nothing there.
+        check_writable(&dir.path().join("new"), b"x").unwrap();
+        assert!(!dir.path().join("new").exists());
+        // A link into a directory that is not there, and a directory: as write_atomic fails.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("gone/env", &link).unwrap();
+        assert!(check_writable(&link, b"x").is_err());
+        assert!(write_atomic(&link, b"x").is_err());
+        assert!(check_writable(dir.path(), b"x").is_err());
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let text = message(check_writable(&fifo, b"x"));
+        assert!(text.contains("FIFO with no reader"), "{text}");
     }
 
     #[test]

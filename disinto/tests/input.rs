@@ -91,3 +91,122 @@ fn a_bad_agents_image_in_env_is_one_line_and_writes_nothing() {
         "init wrote something"
     );
 }
+
+/// A factory directory with `.env` `env` and the history `history` (none when `None`).
+fn factory(env: &str, history: Option<&str>) -> TempDir {
+    let dir = TempDir::new("state").unwrap();
+    std::fs::write(dir.path().join(".env"), env).unwrap();
+    if let Some(text) = history {
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        std::fs::write(dir.path().join(HISTORY_FILE), text).unwrap();
+    }
+    dir
+}
+
+use disinto::model::history::HISTORY_FILE;
+
+const RECORD: &str = r#"{"time":"2026-11-25T08:00:00Z","version":"v0.1.0","image":"127.0.0.1:5000/disinto/agents:v0.1.0","image_id":"","outcome":"deployed"}"#;
+
+#[test]
+fn history_json_prints_data_on_stdout_and_words_on_stderr() {
+    let dir = factory("", None);
+    let out = disinto(dir.path(), &["history", "--json"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "prose on stdout");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+#[test]
+fn a_torn_last_line_is_a_warning_and_every_whole_record_is_read() {
+    // A writer killed mid-append: half a record, no newline.
+    let dir = factory("", Some(&format!("{RECORD}\n{}", &RECORD[..40])));
+    let out = disinto(dir.path(), &["history", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), [RECORD]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("warning: "), "{stderr}");
+}
+
+#[test]
+fn a_fifo_as_the_history_is_one_line_not_a_hang() {
+    let dir = factory("", None);
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(dir.path().join(HISTORY_FILE))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_disinto"))
+        .args(["history"])
+        .current_dir(dir.path())
+        .env_remove("DISINTO_ROOT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("disinto history hangs on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+#[test]
+fn rollback_is_not_blocked_by_a_typo_in_the_line_it_rewrites() {
+    // The operator mistyped the version; rollback is how they repair it.
+    let env = "AGENTS_IMAGE=v0.1\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
+    let dir = factory(env, Some(&format!("{RECORD}\n")));
+    let out = disinto(dir.path(), &["rollback", "v0.1.0", "--dry-run"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("docker pull --quiet 127.0.0.1:5000/disinto/agents:v0.1.0"),
+        "{stdout}"
+    );
+    // A dry run changes nothing, the typo included.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".env")).unwrap(),
+        env
+    );
+    // A typo in another setting is still refused: rollback does not rewrite that one.
+    let dir = factory(
+        "AGENTS_IMAGE=v0.1.0\nDISINTO_REGISTRY=not a registry\n",
+        None,
+    );
+    let out = disinto(dir.path(), &["rollback", "v0.1.0", "--dry-run"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn rollback_refuses_before_anything_when_env_cannot_be_written() {
+    // .env is a link into a directory that is not there: it reads as no .env, and cannot be
+    // written. A real run would run v0.1.0 and then fail to keep it; the plan says so first.
+    let dir = factory("", Some(&format!("{RECORD}\n")));
+    std::fs::remove_file(dir.path().join(".env")).unwrap();
+    std::os::unix::fs::symlink("gone/env", dir.path().join(".env")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_disinto"))
+        .args(["rollback", "v0.1.0", "--dry-run"])
+        .current_dir(dir.path())
+        .env_remove("DISINTO_ROOT")
+        .env_remove("AGENTS_IMAGE")
+        .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "it printed a plan"
+    );
+    assert!(!dir.path().join("gone").exists());
+}

@@ -96,11 +96,17 @@ impl ReleaseRequest {
             println!("$ git switch --create {branch}\n$ git add {relative}\n$ git commit --message '{message}'\n$ git switch -");
             return Ok(());
         }
+        // SIGINT and SIGTERM are deferred (main): a signal that came before anything is made
+        // stops here, and one that comes later undoes what was made (below).
+        disinto::signals::check()?;
         cmd!(sh, "git switch --quiet --create {branch}")
             .quiet()
             .run()?;
         let existed = ops.join(&relative).exists();
         let committed = commit(sh, ops, &relative, &text, &message);
+        // A cancelled request is not made: interrupted at any point up to here, even after
+        // the commit, the branch goes, and the operator is told so instead of "Requested".
+        let cancelled = committed.is_ok() && disinto::signals::interrupted();
         if committed.is_err() {
             // Leave nothing half-made: no staged or written file, no branch (a retry would
             // take a leftover branch for a request made before). A file the branch already
@@ -114,11 +120,28 @@ impl ReleaseRequest {
         }
         // Back to where the operator was, whatever happened.
         let back = cmd!(sh, "git switch --quiet -").quiet().run();
-        if committed.is_err() && back.is_ok() {
-            let _ = cmd!(sh, "git branch --quiet -D {branch}").quiet().run();
-        }
+        let deleted = (committed.is_err() || cancelled)
+            && back.is_ok()
+            && cmd!(sh, "git branch --quiet -D {branch}")
+                .quiet()
+                .run()
+                .is_ok();
         committed?;
         back?;
+        if cancelled {
+            match deleted {
+                true => bail!(
+                    "interrupted (SIGINT or SIGTERM): release {} was not requested, and nothing is left in {}",
+                    self.version,
+                    ops.display()
+                ),
+                false => bail!(
+                    "interrupted (SIGINT or SIGTERM) after branch {branch} was made in {}: delete it (`git -C {} branch -D {branch}`) unless the request should stand",
+                    ops.display(),
+                    ops.display()
+                ),
+            }
+        }
         eprintln!(
             "Requested release {} on branch {branch} of {}: push it for approval with `git -C {} push origin {branch}`",
             self.version,

@@ -183,6 +183,16 @@ fn ops_repo() -> TempDir {
     ops
 }
 
+/// Installs the git hook `name` of the repository `repo`, running `script`; returns its path.
+fn install_hook(repo: &std::path::Path, name: &str, script: &str) -> std::path::PathBuf {
+    let hook = repo.join(".git/hooks").join(name);
+    std::fs::write(&hook, script).unwrap();
+    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).unwrap();
+    hook
+}
+
 #[test]
 fn release_request_commits_the_vault_action_on_its_own_branch() {
     let c = Checkout::new("v0.2.0");
@@ -294,11 +304,11 @@ fn a_failed_release_request_leaves_nothing_behind_and_can_be_retried() {
     let c = Checkout::new("v0.2.0");
     let ops = ops_repo();
     // A hook that refuses every commit: the request's commit fails.
-    let hook = ops.path().join(".git/hooks/pre-commit");
-    std::fs::write(&hook, "#!/bin/sh\necho refused by policy >&2\nexit 1\n").unwrap();
-    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&hook, perms).unwrap();
+    let hook = install_hook(
+        ops.path(),
+        "pre-commit",
+        "#!/bin/sh\necho refused by policy >&2\nexit 1\n",
+    );
     let refs = ok(git(ops.path()).args(["for-each-ref"]));
 
     let out = output(
@@ -427,5 +437,38 @@ fn a_backport_leaves_latest_on_the_highest_release() {
         6,
         "{:?}",
         latest_commands(&out)
+    );
+}
+
+#[test]
+fn a_release_request_interrupted_after_its_commit_is_not_made() {
+    let c = Checkout::new("v0.2.0");
+    let ops = ops_repo();
+    // SIGTERM to the release-request (git's parent) once its commit exists: the worst moment,
+    // when all that is left is to report success.
+    install_hook(
+        ops.path(),
+        "post-commit",
+        "#!/bin/sh\nrequest=$(awk '{print $4}' /proc/$PPID/stat)\n\
+         [ \"$(cat /proc/$request/comm)\" = xtask ] && kill -TERM \"$request\"\n",
+    );
+    let refs = ok(git(ops.path()).args(["for-each-ref"]));
+
+    let out = output(
+        c.xtask()
+            .args(["release-request", "v0.2.0", "--ops-repo"])
+            .arg(ops.path()),
+    );
+    // Deferred, not fatal: it ends by itself, with an error, having undone the request.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        ok(git(ops.path()).args(["for-each-ref"])),
+        refs,
+        "the cancelled request's branch was left"
+    );
+    assert_eq!(ok(git(ops.path()).args(["status", "--porcelain"])), "");
+    assert_eq!(
+        ok(git(ops.path()).args(["branch", "--show-current"])).trim(),
+        "main"
     );
 }

@@ -88,20 +88,26 @@ pub fn output_within(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let ended = super::poll::until(limit, std::time::Duration::from_millis(20), |_| {
-        Ok(match child.try_wait()? {
-            Some(_) => Look::Done(()),
-            None => Look::Wait(String::new()),
-        })
-    })
-    .map_err(|e| format!("cannot wait for {program}: {e:#}"))?;
-    if ended.is_err() {
+    // A deferred interrupt does not cut this wait short: `limit` bounds it anyway, and
+    // returning early would leave the child running, unwatched.
+    let ended = super::poll::until_with(
+        limit,
+        std::time::Duration::from_millis(20),
+        super::poll::OnInterrupt::Finish,
+        |_| {
+            Ok(match child.try_wait()? {
+                Some(_) => Look::Done(()),
+                None => Look::Wait(String::new()),
+            })
+        },
+    );
+    if !matches!(ended, Ok(Ok(()))) {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(format!(
-            "{program} did not end within {:.1}s",
-            limit.as_secs_f64()
-        ));
+        return Err(match ended {
+            Err(e) => format!("cannot wait for {program}: {e:#}"),
+            _ => format!("{program} did not end within {:.1}s", limit.as_secs_f64()),
+        });
     }
     child
         .wait_with_output()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use super::docker;
-use super::poll::{self, Look};
+use super::poll::{self, Look, OnInterrupt};
 
 /// The first 12 characters of an id, as Docker shows it (whatever the id holds).
 pub fn short(id: &str) -> String {
@@ -16,8 +16,18 @@ pub fn short(id: &str) -> String {
 
 /// Waits until `container` is healthy; fails early when it exits, restarts or turns
 /// unhealthy. It also runs the image's own health command right away, once a second, and
-/// takes its success as healthy.
+/// takes its success as healthy. A deferred interrupt stops the wait (an error).
 pub fn wait_healthy(container: &str, limit: Duration) -> Result<()> {
+    wait(container, limit, OnInterrupt::Stop)
+}
+
+/// [`wait_healthy`] for a revert, which a deferred interrupt does not cut short: a revert
+/// started because of an interrupt must still find out whether what it put back is healthy.
+pub fn wait_healthy_to_recover(container: &str, limit: Duration) -> Result<()> {
+    wait(container, limit, OnInterrupt::Finish)
+}
+
+fn wait(container: &str, limit: Duration, on_interrupt: OnInterrupt) -> Result<()> {
     let probe = health_probe(container);
     let mut last_probe: Option<Instant> = None;
     // Restarts count from now: a container compose left as it was may have recovered
@@ -26,7 +36,7 @@ pub fn wait_healthy(container: &str, limit: Duration) -> Result<()> {
     let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
     let logs = format!("see `docker logs {container}`");
     let id = short(container);
-    let waited = poll::until(limit, Duration::from_millis(200), |left| {
+    let waited = poll::until_with(limit, Duration::from_millis(200), on_interrupt, |left| {
         let state = docker::read(
             &["inspect", "--format", format, container],
             &format!("inspect container {container}"),
@@ -88,4 +98,17 @@ fn health_probe(container: &str) -> Option<Vec<String>> {
         _ => return None,
     }
     Some(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_ids_never_split_a_character() {
+        assert_eq!(short(&"0123456789abcdef".repeat(4)), "0123456789ab");
+        // Whatever a container id holds, a message about it is not a panic.
+        assert_eq!(short("ßßßßßßßßßßßßßß"), "ßßßßßßßßßßßß");
+        assert_eq!(short("ab"), "ab");
+    }
 }

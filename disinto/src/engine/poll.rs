@@ -14,12 +14,32 @@ pub enum Look<T> {
     Wait(String),
 }
 
+/// What a deferred interrupt ([`crate::signals`]) does to a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// The wait stops at once, with the interrupt's error: the caller unwinds.
+    Stop,
+    /// The wait goes on to its end: it repairs what an interrupted command left (a revert),
+    /// and stopping it would leave things worse. Its limit still bounds it.
+    Finish,
+}
+
 /// Looks every `every` until `look` is done or fails, or `limit` has passed: then
 /// `Ok(Err(last reason))`. `look` gets the time left, to bound what it runs itself. The
 /// sleep wakes early for a deferred interrupt ([`crate::signals::sleep`]).
 pub fn until<T>(
     limit: Duration,
     every: Duration,
+    look: impl FnMut(Duration) -> Result<Look<T>>,
+) -> Result<std::result::Result<T, String>> {
+    until_with(limit, every, OnInterrupt::Stop, look)
+}
+
+/// [`until`], with what a deferred interrupt does to the wait.
+pub fn until_with<T>(
+    limit: Duration,
+    every: Duration,
+    on_interrupt: OnInterrupt,
     mut look: impl FnMut(Duration) -> Result<Look<T>>,
 ) -> Result<std::result::Result<T, String>> {
     let start = Instant::now();
@@ -27,7 +47,10 @@ pub fn until<T>(
         match look(limit.saturating_sub(start.elapsed()))? {
             Look::Done(value) => return Ok(Ok(value)),
             Look::Wait(why) if start.elapsed() >= limit => return Ok(Err(why)),
-            Look::Wait(_) => crate::signals::sleep(every)?,
+            Look::Wait(_) => match on_interrupt {
+                OnInterrupt::Stop => crate::signals::sleep(every)?,
+                OnInterrupt::Finish => std::thread::sleep(every),
+            },
         }
     }
 }

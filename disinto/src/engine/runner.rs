@@ -31,6 +31,18 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// [`Runner::exec`] for a command that repairs what a failed or interrupted command left
+    /// (a revert): it runs even when a deferred interrupt has arrived, and is not stopped by
+    /// one. A second signal still ends the process (see [`crate::signals`]).
+    pub fn exec_to_recover(&self, cmd: Cmd<'_>) -> Result<()> {
+        if self.dry_run {
+            println!("$ {}", shell_line(cmd));
+            return Ok(());
+        }
+        cmd.run()?;
+        Ok(())
+    }
+
     /// [`Runner::exec`] for a command whose own output is noise (a pull's progress): it is
     /// shown as `$ line`, its output kept, and a failure is the last line it printed.
     pub fn exec_captured(&self, cmd: Cmd<'_>) -> Result<()> {

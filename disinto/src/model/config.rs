@@ -194,6 +194,12 @@ impl FactoryConfig {
     /// Reads and validates every factory variable; errors name the variable and the value.
     pub fn from_settings(settings: &Settings) -> Result<FactoryConfig> {
         let agents = AgentsImage::parse(settings.get(var::AGENTS_IMAGE)?)?;
+        FactoryConfig::with_agents(settings, agents)
+    }
+
+    /// [`FactoryConfig::from_settings`] with `agents` for AGENTS_IMAGE, whose value is not
+    /// read (nor refused): for `rollback`, which rewrites that very setting.
+    pub fn with_agents(settings: &Settings, agents: AgentsImage) -> Result<FactoryConfig> {
         let registry = parse_registry(settings.get(var::DISINTO_REGISTRY)?)?;
         let agent_cli = match settings.get(var::AGENT_CLI_BIN)? {
             None | Some("") => None,

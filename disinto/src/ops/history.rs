@@ -11,7 +11,9 @@ pub(crate) fn history(root: &Path, json: bool) -> Result<()> {
     let factory = Factory::open_to_stop(root)?;
     let history = History::load(&factory.dir)?;
     if history.entries().is_empty() {
-        println!("no deployments recorded in {}", history.path().display());
+        // Words, not data: `--json` prints no line for no deployment, and a script reading
+        // either output never reads this.
+        eprintln!("no deployments recorded in {}", history.path().display());
         return Ok(());
     }
     for d in history.entries() {

@@ -24,7 +24,9 @@ pub(crate) fn rollback(
     dry_run: bool,
     health_timeout: Duration,
 ) -> Result<()> {
-    let mut factory = Factory::open(root)?;
+    // AGENTS_IMAGE is the line this command rewrites: a typo there must not block the
+    // repair, so it is not read. Every other setting is, as for `up`.
+    let mut factory = Factory::open_to_set_agents(root)?;
     let history = History::load(&factory.dir)?;
     let from = history
         .current()
@@ -48,9 +50,17 @@ pub(crate) fn rollback(
     if let Some(exact) = recorded_image(history.entries(), &target) {
         agents = AgentsImage::Reference(exact);
     }
-    // The new .env is worked out (and refused) before anything changes.
+    // The new .env is worked out, and found writable, before anything changes: a rollback
+    // that runs the version but cannot keep it would be undone by the next plain `up`.
     let env_path = factory.dotenv_file();
     let new_env = dotenv_with(&env_path, &target)?;
+    fsx::check_writable(&env_path, new_env.as_bytes()).with_context(|| {
+        format!("rollback keeps its choice in .env (AGENTS_IMAGE={target}), which cannot be written; nothing was changed")
+    })?;
+    let was = factory.config.agents_in_dotenv.clone();
+    let runs = agents
+        .resolved(&factory.config.registry)
+        .unwrap_or_default();
     factory.config.agents = agents;
     let rollout = Rollout {
         outcome: Outcome::RolledBack,
@@ -69,9 +79,19 @@ pub(crate) fn rollback(
         return Ok(());
     }
     // A new .env (there was none) is private from the start, as `init` makes it.
-    match env_path.exists() {
-        true => fsx::write_atomic(&env_path, new_env.as_bytes())?,
-        false => fsx::write_atomic_private(&env_path, new_env.as_bytes())?,
+    let written = match env_path.exists() {
+        true => fsx::write_atomic(&env_path, new_env.as_bytes()),
+        false => fsx::write_atomic_private(&env_path, new_env.as_bytes()),
+    };
+    if let Err(e) = written {
+        let next = match was {
+            Some(was) => format!("AGENTS_IMAGE={was:?}"),
+            None => "what AGENTS_IMAGE says then".into(),
+        };
+        bail!(
+            "agents runs {target} ({runs}) and is healthy, but {} was not changed ({e:#}): set AGENTS_IMAGE={target} in it by hand, or the next plain `disinto up` runs {next}",
+            env_path.display()
+        );
     }
     println!(
         "rolled back: {from} → {target} ({} now says AGENTS_IMAGE={target})",

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use super::images::{keep_tag, pull_and_pin};
-use crate::engine::health::wait_healthy;
+use crate::engine::health::{wait_healthy, wait_healthy_to_recover};
 use crate::engine::{docker, Runner};
 use crate::factory::Factory;
 use crate::fsx;
@@ -38,6 +38,7 @@ pub struct Rollout {
 struct Previous {
     /// A local tag on the exact image (see [`super::images::KEEP_REPOSITORY`]).
     keep: String,
+    image_id: String,
     version: String,
 }
 
@@ -96,6 +97,10 @@ impl Rollout {
             }
         }
         let mut history = History::load(&factory.dir)?;
+        if !self.dry_run && self.waits_for_agents() {
+            // A rollout the history cannot record is refused before anything changes.
+            history.check_writable()?;
+        }
         let mut input = ComposeInput::from(config);
         // Images this rollout does not start keep what runs now: `up agents` moves agents,
         // and nothing else.
@@ -127,6 +132,8 @@ impl Rollout {
             false => None,
         };
         let old_compose = std::fs::read(factory.compose_file()).ok();
+        // The last moment an interrupt stops the rollout with nothing changed.
+        crate::signals::check()?;
         factory.write_compose(&input, &model)?;
         let up = runner
             .exec(factory.compose(sh, &args))
@@ -143,41 +150,89 @@ impl Rollout {
             .unwrap_or_else(|| config.agents.as_setting().to_string());
         let result = up
             .and_then(|()| factory.container(sh, "agents"))
-            .and_then(|c| wait_healthy(&c, self.health_timeout).map(|()| c));
-        match result {
+            .and_then(|c| wait_healthy(&c, self.health_timeout).map(|()| c))
+            // An interrupt is a failed rollout, even one that came as agents turned healthy.
+            .and_then(|c| crate::signals::check().map(|()| c));
+        let why = match result {
             Ok(container) => {
-                let (image, image_id) = running_image(&container)?;
-                let entry = record(&version, &image, &image_id, self.outcome);
-                history.append(entry)?;
-                super::images::keep_recent(history.entries());
+                self.record_healthy(&mut history, &container, &version);
                 eprintln!("agents is healthy ({})", input.agents);
-                Ok(())
+                return Ok(());
             }
-            Err(why) => {
-                let tried = input
-                    .pinned
-                    .get(AGENTS.name)
-                    .cloned()
-                    .unwrap_or_else(|| input.agents.to_string());
-                let id = docker::image_id(&tried).unwrap_or_default();
-                let Some(previous) = previous else {
-                    restore_compose(factory, old_compose.as_deref());
-                    let _ = history.append(record(&version, &tried, &id, Outcome::Failed));
-                    return Err(why.context(format!(
-                        "agents on {tried} is not healthy, and nothing ran before it to go back to"
-                    )));
-                };
-                eprintln!(
-                    "agents on {tried} failed ({why:#}): putting {} back",
-                    previous.version
-                );
-                self.revert(&runner, factory, &input, &previous)?;
-                history.append(record(&version, &tried, &id, Outcome::Reverted))?;
-                bail!(
-                    "rollout of AGENTS_IMAGE={version:?} failed ({why:#}); reverted: agents runs {} again and is healthy",
-                    previous.version
-                )
+            Err(why) => why,
+        };
+        // SIGINT or SIGTERM while agents was not yet found healthy: reverted as a timeout is.
+        let failure = match crate::signals::interrupted() {
+            true => "interrupted (SIGINT or SIGTERM) before agents turned healthy".to_string(),
+            false => format!("{why:#}"),
+        };
+        let tried = input
+            .pinned
+            .get(AGENTS.name)
+            .cloned()
+            .unwrap_or_else(|| input.agents.to_string());
+        let id = docker::image_id(&tried).unwrap_or_default();
+        let Some(previous) = previous else {
+            restore_compose(factory, old_compose.as_deref());
+            let note = unrecorded(history.append(record(&version, &tried, &id, Outcome::Failed)));
+            bail!(
+                "rollout of AGENTS_IMAGE={version:?} failed ({failure}), and nothing ran before it to go back to: {}{note}",
+                what_runs(sh, factory)
+            );
+        };
+        eprintln!(
+            "agents on {tried} failed ({failure}): putting {} back{}",
+            previous.version,
+            match crate::signals::interrupted() {
+                true => " (a second signal stops at once, and leaves agents as it is then)",
+                false => "",
             }
+        );
+        let reverted = self.revert(&runner, factory, &input, &previous);
+        // What runs decides the record: the image from before (even if it is not healthy
+        // either), or still the one tried.
+        let back = factory
+            .running(sh, "agents")
+            .and_then(|c| running_image(&c).ok())
+            .is_some_and(|(_, image_id)| image_id == previous.image_id);
+        let outcome = match back {
+            true => Outcome::Reverted,
+            false => Outcome::Failed,
+        };
+        let note = unrecorded(history.append(record(&version, &tried, &id, outcome)));
+        match reverted {
+            Ok(()) => bail!(
+                "rollout of AGENTS_IMAGE={version:?} failed ({failure}); reverted: agents runs {} again and is healthy{note}",
+                previous.version
+            ),
+            Err(e) => bail!(
+                "rollout of AGENTS_IMAGE={version:?} failed ({failure}), and putting {} back failed too ({e:#}): {}{note}",
+                previous.version,
+                what_runs(sh, factory)
+            ),
+        }
+    }
+
+    /// Records a healthy rollout. A record that cannot be written is a warning saying what
+    /// runs, never a failure of the rollout: agents runs, healthy, whatever the disk says.
+    fn record_healthy(&self, history: &mut History, container: &str, version: &str) {
+        let file = history.path();
+        let lost = format!(
+            "until a record is written, {} (status's \"deployed\", rollback's \"previous\") does not know of this rollout",
+            file.display()
+        );
+        let (image, image_id) = match running_image(container) {
+            Ok(found) => found,
+            Err(e) => {
+                eprintln!("warning: agents runs AGENTS_IMAGE={version}, healthy, but cannot be inspected to record it ({e:#}); {lost}");
+                return;
+            }
+        };
+        match history.append(record(version, &image, &image_id, self.outcome)) {
+            Ok(()) => super::images::keep_recent(history.entries()),
+            Err(e) => eprintln!(
+                "warning: agents runs {image} (AGENTS_IMAGE={version}), healthy, but it cannot be recorded ({e:#}); {lost}"
+            ),
         }
     }
 
@@ -223,10 +278,16 @@ impl Rollout {
             .filter(|d| d.image_id == image_id)
             .map(|d| d.version.clone())
             .unwrap_or_else(|| keep.clone());
-        Ok(Some(Previous { keep, version }))
+        Ok(Some(Previous {
+            keep,
+            image_id: image_id.to_string(),
+            version,
+        }))
     }
 
-    /// Puts the kept image back on agents and waits for it to be healthy again.
+    /// Puts the kept image back on agents and waits for it to be healthy again. A deferred
+    /// interrupt does not stop it: a revert, once begun, finishes (a second signal ends the
+    /// process, see [`crate::signals`]).
     fn revert(
         &self,
         runner: &Runner<'_>,
@@ -239,15 +300,34 @@ impl Rollout {
         input.pinned.insert(AGENTS.name, previous.keep.clone());
         factory.write_compose(&input, &compose::model(&input))?;
         runner
-            .exec(factory.compose(runner.sh, &["up", "--detach", "--no-deps", "agents"]))
+            .exec_to_recover(factory.compose(runner.sh, &["up", "--detach", "--no-deps", "agents"]))
             .context("cannot put the previous agents image back")?;
         let container = factory.container(runner.sh, "agents")?;
-        wait_healthy(&container, self.health_timeout).with_context(|| {
+        wait_healthy_to_recover(&container, self.health_timeout).with_context(|| {
             format!(
                 "the previous agents image ({}) is not healthy either",
                 previous.version
             )
         })
+    }
+}
+
+/// `; ` and why the history could not record a failed rollout, or nothing when it did.
+fn unrecorded(appended: Result<()>) -> String {
+    match appended {
+        Ok(()) => String::new(),
+        Err(e) => format!("; and the history could not record this ({e:#})"),
+    }
+}
+
+/// What agents runs now, in words: for the message of a rollout that did not go as planned.
+fn what_runs(sh: &Shell, factory: &Factory) -> String {
+    match factory.running(sh, "agents").map(|c| running_image(&c)) {
+        Some(Ok((image, _))) => {
+            format!("agents runs {image}, not found healthy (`disinto status` shows it now)")
+        }
+        Some(Err(_)) => "an agents container runs (`disinto status` shows what)".into(),
+        None => "no agents container runs".into(),
     }
 }
 

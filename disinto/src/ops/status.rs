@@ -41,7 +41,14 @@ impl Row {
 const HEADER: [&str; 6] = ["SERVICE", "IMAGE", "DIGEST", "VERSION", "STATE", "HEALTH"];
 
 pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
-    let factory = Factory::open(root)?;
+    // Status looks, whatever `.env` says: a bad AGENTS_IMAGE is what an operator looks at
+    // the factory to repair. It is a warning of what the next `up` refuses.
+    let (factory, problem) = Factory::open_to_look(root)?;
+    if let Some(problem) = problem {
+        eprintln!(
+            "warning: {problem:#}: `disinto up` refuses it until it is fixed (`disinto rollback VERSION` sets AGENTS_IMAGE)"
+        );
+    }
     docker::require_daemon()?;
     if !factory.compose_file().is_file() {
         bail!(
@@ -56,8 +63,12 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
         }
     }
     rows.sort_by(|a, b| a.service.cmp(&b.service));
-    let history = History::load(&factory.dir)?;
-    let (current, previous) = (history.current(), history.previous());
+    // An unreadable history hides only what it would have said.
+    let history = History::load(&factory.dir)
+        .map_err(|e| eprintln!("warning: {e:#}: what was deployed when is not shown"))
+        .ok();
+    let current = history.as_ref().and_then(History::current);
+    let previous = history.as_ref().and_then(History::previous);
     if json {
         let value = serde_json::json!({
             "services": rows,
@@ -70,7 +81,8 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     if rows.is_empty() {
-        println!("no containers: `disinto up` starts the factory");
+        // Words, not data: standard error, so a script reading the table reads no prose.
+        eprintln!("no containers: `disinto up` starts the factory");
     } else {
         let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
         print!("{}", table::render(HEADER, &cells));

@@ -82,7 +82,7 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {
-        println!("no services in stack {stack_name}: `disinto swarm deploy` starts it");
+        eprintln!("no services in stack {stack_name}: `disinto swarm deploy` starts it");
     } else {
         let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
         print!("{}", table::render(HEADER, &cells));
