@@ -58,6 +58,9 @@ pub struct Statement {
     /// The bytes after the separator (after the key when bare) up to the end of the statement's
     /// last line, line ending excluded: what [`set`] replaces.
     pub rest: Range<usize>,
+    /// Where the statement starts (its `export`, or its key): `start..rest.end` is the
+    /// statement as written.
+    pub start: usize,
 }
 
 /// The values of a `.env` file, resolved.
@@ -324,6 +327,7 @@ impl Reader<'_> {
             }
         }
         let line = self.line;
+        let begin = self.pos;
         let rest = &self.text[self.pos..];
         // Go's `\s` after `export`: `export\vKEY` is a key with a space in it.
         if rest.starts_with("export") && rest[6..].starts_with(['\t', '\n', '\u{c}', '\r', ' ']) {
@@ -356,6 +360,7 @@ impl Reader<'_> {
                     line,
                     raw,
                     rest,
+                    start: begin,
                 }));
             }
             // `A B=1`: compose refuses a space in a name, but takes a tab as part of it.
@@ -399,6 +404,7 @@ impl Reader<'_> {
             line,
             raw,
             rest: separator_end..self.line_end(separator_end),
+            start: begin,
         }))
     }
 
