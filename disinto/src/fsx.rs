@@ -85,6 +85,26 @@ pub fn write_private_if_changed(path: &Path, contents: &str) -> Result<Written> 
     write_changed(path, contents, NEW_PRIVATE_MODE)
 }
 
+/// Fails, with the error the write would give, when `path` cannot be written as
+/// [`write_atomic`] writes it, without writing anything: what the path names (a directory, a
+/// socket, a symlink loop) and, for a file to replace, a directory to hold its temp file. A
+/// command that writes several files checks them all first. What only a write can tell (no
+/// permission, a full disk) is left to the write.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if let Target::Replace { path: real, .. } = target(path)? {
+        let (_, dir) =
+            name_and_dir(&real).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+        if !dir.is_dir() {
+            bail!(
+                "cannot write {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn write_changed(path: &Path, contents: &str, new_mode: u32) -> Result<Written> {
     let unchanged = fs::metadata(path).is_ok_and(|m| m.is_file())
         && fs::read(path).is_ok_and(|old| old == contents.as_bytes());
@@ -224,15 +244,7 @@ fn replace(
     existing: Option<&fs::Metadata>,
     new_mode: u32,
 ) -> std::result::Result<(), String> {
-    // "out.yml/" names a directory; Path would quietly drop the slash and create out.yml.
-    let name = match path.file_name() {
-        Some(name) if !path.as_os_str().as_bytes().ends_with(b"/") => name,
-        _ => return Err("it does not name a file".into()),
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let (name, dir) = name_and_dir(path)?;
     let tmp = dir.join(temp_name(name));
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -267,6 +279,20 @@ fn replace(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The file name of `path` (no symlink) and the directory its temp file goes to.
+fn name_and_dir(path: &Path) -> std::result::Result<(&OsStr, &Path), String> {
+    // "out.yml/" names a directory; Path would quietly drop the slash and create out.yml.
+    let name = match path.file_name() {
+        Some(name) if !path.as_os_str().as_bytes().ends_with(b"/") => name,
+        _ => return Err("it does not name a file".into()),
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((name, dir))
 }
 
 /// Gives `file` the owner and group of `old`, and returns the mode it should have: the old

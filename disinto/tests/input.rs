@@ -137,3 +137,17 @@ fn add_missing_keys_appends_the_example_lines_never_the_environment_values() {
     let compose = std::fs::read_to_string(dir.path().join("docker-compose.yml")).unwrap();
     assert!(!compose.contains("s3cret"));
 }
+
+#[test]
+fn init_changes_nothing_when_its_compose_file_cannot_be_written() {
+    let (dir, env) = templated_factory("compose-dir");
+    std::fs::create_dir(dir.path().join("docker-compose.yml")).unwrap();
+    let out = init_with_a_token(dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".env")).unwrap(),
+        env
+    );
+    assert!(!dir.path().join("projects").exists());
+}

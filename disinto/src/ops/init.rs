@@ -1,7 +1,7 @@
 //! `disinto init`: `.env` from `.env.example` when there is none (never rewritten, except that
 //! `--add-missing-keys` appends the keys it lacks), `projects/`, and the compose file. All of it
-//! is worked out and checked before anything is written. `.env.example` is built into the
-//! binary, so no checkout is needed.
+//! is worked out and checked before anything is written, and a write that still fails undoes
+//! the ones before it. `.env.example` is built into the binary, so no checkout is needed.
 //!
 //! The example's lines are templates: they are copied or appended as written, so
 //! `GITHUB_TOKEN=${GITHUB_TOKEN}` stays that line and compose resolves it when it runs. Never
@@ -9,7 +9,7 @@
 //! the environment holds into `.env`, a file it was not in.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -143,12 +143,13 @@ fn init_in(root: &Path, add_missing_keys: bool, process: Environment) -> Result<
     let origin = env_path.display().to_string();
     // Work out and validate everything `.env` and the compose file will be made of before
     // writing anything at all, so a failure leaves the factory as it was.
+    let old_env = read_dotenv_file(&env_path)?;
     let mut new_env = None;
     let message;
-    let dotenv = if let Some(text) = read_dotenv_file(&env_path)? {
-        let current = process.read_dotenv(&text, &origin)?.values;
+    let dotenv = if let Some(text) = &old_env {
+        let current = process.read_dotenv(text, &origin)?.values;
         // Every key a statement names counts, a bare one unset in the environment too.
-        let existing: Vec<String> = dotenv::statements(&text, &origin)?
+        let existing: Vec<String> = dotenv::statements(text, &origin)?
             .into_iter()
             .map(|s| s.key)
             .collect();
@@ -158,7 +159,7 @@ fn init_in(root: &Path, add_missing_keys: bool, process: Environment) -> Result<
             message = format!("Unchanged {origin}: it has every key of .env.example");
             current
         } else if add_missing_keys {
-            let text = with_missing_lines(&text, &missing, &origin)?;
+            let text = with_missing_lines(text, &missing, &origin)?;
             // Read as compose will read it: the appended templates resolved in `.env`.
             let dotenv = process.read_dotenv(&text, &origin).map_err(|e| {
                 anyhow!("{origin} left unchanged: with {names} appended from {}, it would not read: {e:#}", example.origin)
@@ -184,6 +185,7 @@ fn init_in(root: &Path, add_missing_keys: bool, process: Environment) -> Result<
     let input = ComposeInput::from(&factory.config);
     let model = compose::model(&input);
     render(&input, &model)?;
+    // Every path init writes can be written: what a path is, not only what goes in it.
     let projects = root.join(PROJECTS_DIR);
     if projects.symlink_metadata().is_ok() && !projects.is_dir() {
         bail!(
@@ -191,18 +193,94 @@ fn init_in(root: &Path, add_missing_keys: bool, process: Environment) -> Result<
             projects.display()
         );
     }
-    if let Some(text) = new_env {
-        // Private: `.env` holds, or will hold, the factory's secrets.
-        fsx::write_atomic_private(&env_path, &text)?;
+    if new_env.is_some() {
+        fsx::check_writable(&env_path)?;
+    }
+    fsx::check_writable(&factory.compose_file())?;
+
+    // What only a write can tell (no permission, a full disk) undoes the writes before it.
+    let mut done = Done::default();
+    let applied = (|| -> Result<()> {
+        if let Some(text) = &new_env {
+            // Private: `.env` holds, or will hold, the factory's secrets.
+            fsx::write_atomic_private(&env_path, text)?;
+            done.env = Some((env_path.clone(), old_env.clone()));
+        }
+        if !projects.is_dir() {
+            std::fs::create_dir(&projects)
+                .with_context(|| format!("cannot create {}", projects.display()))?;
+            done.projects = Some(projects.clone());
+        }
+        factory.write_compose(&input, &model)?;
+        Ok(())
+    })();
+    if let Err(e) = applied {
+        return Err(match done.undo() {
+            None => e,
+            Some(clause) => anyhow!("{e:#} {clause}"),
+        });
     }
     eprintln!("{message}");
-    if !projects.is_dir() {
-        std::fs::create_dir_all(&projects)
-            .with_context(|| format!("cannot create {}", projects.display()))?;
+    if let Some(projects) = &done.projects {
         eprintln!("Created {}", projects.display());
     }
-    factory.write_compose(&input, &model)?;
     Ok(())
+}
+
+/// What `init` has written so far, to be undone when a later write fails.
+#[derive(Default)]
+struct Done {
+    /// `.env` written, and what it held before (`None`: it was created).
+    env: Option<(PathBuf, Option<Vec<u8>>)>,
+    /// `projects/` created.
+    projects: Option<PathBuf>,
+}
+
+impl Done {
+    /// Undoes the writes, newest first, each whatever became of the others: the clause an
+    /// error ends with, saying what was undone and what is left.
+    fn undo(self) -> Option<String> {
+        let mut undone = Vec::new();
+        let mut left = Vec::new();
+        if let Some(projects) = self.projects {
+            // Created just now and empty: remove_dir refuses anything else.
+            match std::fs::remove_dir(&projects) {
+                Ok(()) => undone.push(format!("{} removed", projects.display())),
+                Err(e) => left.push(format!(
+                    "{} is left: {}",
+                    projects.display(),
+                    fsx::reason(&e)
+                )),
+            }
+        }
+        if let Some((path, old)) = self.env {
+            let result = match &old {
+                Some(text) => fsx::write_atomic_private(&path, text),
+                // Created: remove the file, where a dangling symlink pointed too.
+                None => path
+                    .canonicalize()
+                    .and_then(std::fs::remove_file)
+                    .map_err(|e| anyhow!("{}", fsx::reason(&e))),
+            };
+            match (result, old) {
+                (Ok(()), Some(_)) => undone.push(format!("{} restored", path.display())),
+                (Ok(()), None) => undone.push(format!("{} removed", path.display())),
+                (Err(e), _) => left.push(format!(
+                    "{} is left as init wrote it: {e:#}",
+                    path.display()
+                )),
+            }
+        }
+        match (undone.is_empty(), left.is_empty()) {
+            (true, true) => None,
+            (false, true) => Some(format!("({}: init changed nothing)", undone.join(", "))),
+            _ => Some(format!(
+                "(undone: {}; {})",
+                undone.join(", "),
+                left.join("; ")
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -467,5 +545,63 @@ PLAIN=http://localhost:80/x
         init_in(dir.path(), false, secret_env()).unwrap();
         let created = std::fs::read_to_string(dir.path().join(DOTENV_FILE)).unwrap();
         assert_eq!(created, TEMPLATE_EXAMPLE);
+    }
+
+    /// Every entry of `dir` with its bytes (a directory as `None`).
+    fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                (name, std::fs::read(&path).ok())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_path_init_cannot_write_fails_it_before_anything_is_written() {
+        let env = "AGENTS_IMAGE=v0.1.1\n";
+        for add_missing_keys in [true, false] {
+            // docker-compose.yml is a directory: neither .env nor projects/ may change.
+            let dir = factory(env, TEMPLATE_EXAMPLE);
+            std::fs::create_dir(dir.path().join("docker-compose.yml")).unwrap();
+            let before = snapshot(dir.path());
+            let e = init_in(dir.path(), add_missing_keys, secret_env()).unwrap_err();
+            assert_eq!(format!("{e:#}").lines().count(), 1);
+            assert_eq!(snapshot(dir.path()), before);
+            // No .env yet: none is created.
+            std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+            let before = snapshot(dir.path());
+            assert!(init_in(dir.path(), add_missing_keys, secret_env()).is_err());
+            assert_eq!(snapshot(dir.path()), before);
+        }
+        // .env is a directory (compose reads no settings from it): init cannot create it.
+        let dir = factory(env, TEMPLATE_EXAMPLE);
+        std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+        std::fs::create_dir(dir.path().join(DOTENV_FILE)).unwrap();
+        let before = snapshot(dir.path());
+        assert!(init_in(dir.path(), false, secret_env()).is_err());
+        assert_eq!(snapshot(dir.path()), before);
+    }
+
+    #[test]
+    fn a_write_that_fails_late_undoes_the_writes_before_it() {
+        // A compose file that passes every check but cannot be replaced: /proc holds no temp
+        // file, even for root. The failure comes after .env and projects/ are written.
+        let env = "AGENTS_IMAGE=v0.1.1\n";
+        for had_env in [true, false] {
+            let dir = factory(env, TEMPLATE_EXAMPLE);
+            if !had_env {
+                std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+            }
+            std::os::unix::fs::symlink("/proc/version", dir.path().join("docker-compose.yml"))
+                .unwrap();
+            let before = snapshot(dir.path());
+            let e = format!("{:#}", init_in(dir.path(), true, secret_env()).unwrap_err());
+            assert_eq!(e.lines().count(), 1, "{e}");
+            assert!(e.contains("init changed nothing"), "{e}");
+            assert_eq!(snapshot(dir.path()), before, "{e}");
+        }
     }
 }
