@@ -110,7 +110,11 @@ pub enum Origin {
 impl Settings {
     /// Reads the process environment and `<dir>/.env` (which may be missing), as compose does.
     pub fn load(dir: &Path) -> Result<Settings> {
-        let process = Environment::current();
+        Settings::load_with(dir, Environment::current())
+    }
+
+    /// [`Settings::load`] with `process` as the process environment.
+    pub fn load_with(dir: &Path, process: Environment) -> Result<Settings> {
         let path = dir.join(".env");
         let dotenv = match read_dotenv_file(&path)? {
             Some(text) => {
