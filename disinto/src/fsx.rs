@@ -258,15 +258,7 @@ fn replace(
     new_mode: u32,
     commit: bool,
 ) -> std::result::Result<(), String> {
-    // "out.yml/" names a directory; Path would quietly drop the slash and create out.yml.
-    let name = match path.file_name() {
-        Some(name) if !path.as_os_str().as_bytes().ends_with(b"/") => name,
-        _ => return Err("it does not name a file".into()),
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let (name, dir) = name_and_dir(path)?;
     let mut tmp = temp_file(dir, name).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => format!("directory {} does not exist", dir.display()),
         _ => format!(
@@ -296,6 +288,20 @@ fn replace(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The file name of `path` (no symlink) and the directory its temp file goes to.
+fn name_and_dir(path: &Path) -> std::result::Result<(&OsStr, &Path), String> {
+    // "out.yml/" names a directory; Path would quietly drop the slash and create out.yml.
+    let name = match path.file_name() {
+        Some(name) if !path.as_os_str().as_bytes().ends_with(b"/") => name,
+        _ => return Err("it does not name a file".into()),
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((name, dir))
 }
 
 /// Gives `file` the owner and group of `old`, and returns the mode it should have: the old

@@ -289,7 +289,25 @@ fn table() -> Vec<Case> {
         refused("B=$\u{17f}x\n", &["B"]),
         refused("export\nA=1\n", &["A"]),
         refused("=b\nA=1\n", &["A"]),
+        // A NUL byte in a value: compose's setenv refuses the file, whatever the quoting; in a
+        // comment, or replaced by a later statement, it is read.
+        same("A=a\0b\n", &[], &[]),
+        same("B=1\nA='a\0b'\n", &[], &[]),
+        same("A=\"a\0b\"\n", &[], &[]),
+        same("A=\"x\\0000\"\n", &[], &[]),
+        same("A='\0'\nB=${A}\nA=1\n", &[], &[]),
+        same("# a\0b\nA=1 #c\0d\nB='x' #\0\n", &[], &[]),
+        same("A=a\0b\nA=1\n", &[], &[]),
     ];
+    // `${…}` nested as deep as disinto reads, and deeper: compose reads any depth.
+    let nested = |depth: usize| {
+        let word = format!("{}x{}", "${Y:-".repeat(depth), "}".repeat(depth));
+        format!("A={word}\n")
+    };
+    let deepest = disinto::model::dotenv::MAX_NESTING;
+    cases.push(same(&nested(deepest), &[], &[]));
+    cases.push(refused(&nested(deepest + 1), &["A"]));
+    cases.push(refused(&nested(1000), &["A"]));
     cases.push(Case {
         text: b"A=\xff\n".to_vec(),
         env: BTreeMap::new(),

@@ -210,3 +210,63 @@ fn rollback_refuses_before_anything_when_env_cannot_be_written() {
     );
     assert!(!dir.path().join("gone").exists());
 }
+
+/// A factory with `.env` pinned and its own `.env.example` whose lines refer to the
+/// environment.
+fn templated_factory(prefix: &str) -> (TempDir, &'static str) {
+    let dir = TempDir::new(prefix).unwrap();
+    let env = "AGENTS_IMAGE=v0.1.0\n";
+    std::fs::write(dir.path().join(".env"), env).unwrap();
+    std::fs::write(
+        dir.path().join(".env.example"),
+        "AGENTS_IMAGE=\nGITHUB_TOKEN=${GITHUB_TOKEN}\nPOLL_INTERVAL=60\n",
+    )
+    .unwrap();
+    (dir, env)
+}
+
+fn init_with_a_token(dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_disinto"))
+        .args(["init", "--add-missing-keys"])
+        .current_dir(dir)
+        .env_remove("DISINTO_ROOT")
+        .env_remove("AGENTS_IMAGE")
+        .env_remove("DISINTO_REGISTRY")
+        .env("GITHUB_TOKEN", "ghp_s3cretTOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn add_missing_keys_appends_the_example_lines_never_the_environment_values() {
+    let (dir, env) = templated_factory("template");
+    let out = init_with_a_token(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = std::fs::read_to_string(dir.path().join(".env")).unwrap();
+    assert!(after.starts_with(env), "{after}");
+    assert!(
+        after.contains("\nGITHUB_TOKEN=${GITHUB_TOKEN}\n"),
+        "{after}"
+    );
+    assert!(!after.contains("s3cret"), "{after}");
+    let compose = std::fs::read_to_string(dir.path().join("docker-compose.yml")).unwrap();
+    assert!(!compose.contains("s3cret"));
+}
+
+#[test]
+fn init_changes_nothing_when_its_compose_file_cannot_be_written() {
+    let (dir, env) = templated_factory("compose-dir");
+    std::fs::create_dir(dir.path().join("docker-compose.yml")).unwrap();
+    let out = init_with_a_token(dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".env")).unwrap(),
+        env
+    );
+    assert!(!dir.path().join("projects").exists());
+}

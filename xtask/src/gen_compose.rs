@@ -1,13 +1,21 @@
-//! `cargo xtask gen-compose`: writes the factory's `docker-compose.yml` for this checkout's
+//! `cargo xtask gen-compose`: writes a factory's `docker-compose.yml` from that factory's
 //! settings, or with `--check` fails with a diff when a committed file is stale.
+//!
+//! Which `.env` applies is compose's rule: the one in the compose file's directory (compose's
+//! project directory is the directory of its first `-f` file). So `--output
+//! /srv/factory/docker-compose.yml` reads `/srv/factory/.env`, the settings compose will run
+//! that file with, never the checkout's; without `--output` the file and its `.env` are the
+//! checkout's. The process environment comes first, as always.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use disinto::factory::{COMPOSE_FILE, DOTENV_FILE};
 use disinto::fsx::{self, Written};
-use disinto::model::compose::{generate, ComposeInput};
-use disinto::model::config::{FactoryConfig, Settings};
+use disinto::model::compose::{generate, ComposeInput, AGENTS_DOCKERFILE};
+use disinto::model::config::{Environment, FactoryConfig, Settings};
+use disinto::model::image_ref::AgentsImage;
 use similar::{Algorithm, DiffTag};
 
 use crate::Checkout;
@@ -15,7 +23,8 @@ use crate::Checkout;
 /// `cargo xtask gen-compose`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenCompose {
-    /// Where to write the file [default: docker-compose.yml at the repository root]
+    /// Where to write the file; the .env beside it applies [default: docker-compose.yml at the
+    /// repository root]
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Write nothing; exit 1 with a diff when FILE differs from what would be generated
@@ -25,12 +34,18 @@ pub struct GenCompose {
 
 impl GenCompose {
     pub fn run(self, checkout: &Checkout) -> Result<()> {
-        let config = FactoryConfig::from_settings(&Settings::load(checkout.root())?)?;
-        let input = ComposeInput::from(&config);
-        let text = generate(&input)?;
+        self.run_with(checkout, Environment::current())
+    }
+
+    /// [`GenCompose::run`] with `process` as the process environment.
+    pub fn run_with(self, checkout: &Checkout, process: Environment) -> Result<()> {
         let output = self
             .output
-            .unwrap_or_else(|| checkout.root().join("docker-compose.yml"));
+            .unwrap_or_else(|| checkout.root().join(COMPOSE_FILE));
+        let dir = settings_dir(&output)?;
+        let config = FactoryConfig::from_settings(&Settings::load_with(&dir, process)?)?;
+        let input = ComposeInput::from(&config);
+        let text = generate(&input)?;
         if self.check {
             return check(&output, &text);
         }
@@ -38,8 +53,35 @@ impl GenCompose {
             Written::Generated => "Generated",
             Written::Unchanged => "Unchanged",
         };
-        eprintln!("{verb} {} ({})", output.display(), input.agents);
+        let dotenv = dir.join(DOTENV_FILE);
+        let settings = match dotenv.is_file() {
+            true => format!("settings from the environment and {}", dotenv.display()),
+            false => format!("no {}: settings from the environment", dotenv.display()),
+        };
+        eprintln!("{verb} {} ({}; {settings})", output.display(), input.agents);
+        // Dev mode builds from the compose file's directory: where that holds no sources, the
+        // file only works with `--project-directory CHECKOUT`, which is worth a line.
+        if config.agents == AgentsImage::Dev && !dir.join(AGENTS_DOCKERFILE).is_file() {
+            eprintln!(
+                "warning: dev mode, but {} has no {AGENTS_DOCKERFILE} to build: set AGENTS_IMAGE \
+                 in {} to pin a release",
+                dir.display(),
+                dotenv.display()
+            );
+        }
         Ok(())
+    }
+}
+
+/// The directory whose `.env` applies to a compose file at `output`: the file's own, as
+/// compose takes it for the project directory (the absolute path's directory, symlinks not
+/// followed; a relative path is relative to the working directory, where the file is written).
+fn settings_dir(output: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(output)
+        .with_context(|| format!("cannot resolve {}", output.display()))?;
+    match absolute.parent() {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => bail!("{} names no file", output.display()),
     }
 }
 
@@ -148,6 +190,71 @@ mod tests {
         let d = diff_summary("a\nb\nc\n", "a\nB\nc\nd\n");
         assert_eq!(d, "-   2 | b\n+   2 | B\n+   4 | d\n");
         assert_eq!(diff_summary("same\n", "same\n"), "");
+    }
+
+    /// A directory holding a `.env` of `text`.
+    fn with_env(prefix: &str, text: &str) -> fsx::TempDir {
+        let dir = fsx::TempDir::new(prefix).unwrap();
+        std::fs::write(dir.path().join(DOTENV_FILE), text).unwrap();
+        dir
+    }
+
+    fn gen(
+        checkout: &Path,
+        output: Option<PathBuf>,
+        check: bool,
+        env: &[(&str, &str)],
+    ) -> Result<()> {
+        let env: std::collections::BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        GenCompose { output, check }.run_with(&Checkout::at(checkout), env.into())
+    }
+
+    #[test]
+    fn the_env_beside_the_output_applies_not_the_checkouts() {
+        let checkout = with_env("checkout", "AGENTS_IMAGE=v0.2.0\n");
+        let factory = with_env("factory", "AGENTS_IMAGE=v0.1.1\n");
+        let file = factory.path().join(COMPOSE_FILE);
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+        gen(checkout.path(), Some(file.clone()), false, &[]).unwrap();
+        assert!(read(&file).contains("agents:v0.1.1"), "{}", read(&file));
+        assert!(!read(&file).contains("v0.2.0"));
+        // --check holds the factory's file to the factory's settings too.
+        gen(checkout.path(), Some(file.clone()), true, &[]).unwrap();
+        // The process environment comes first, as everywhere.
+        gen(
+            checkout.path(),
+            Some(file.clone()),
+            false,
+            &[("AGENTS_IMAGE", "v0.3.0")],
+        )
+        .unwrap();
+        assert!(read(&file).contains("agents:v0.3.0"));
+        // Without --output: the checkout's file, from the checkout's .env.
+        gen(checkout.path(), None, false, &[]).unwrap();
+        assert!(read(&checkout.path().join(COMPOSE_FILE)).contains("agents:v0.2.0"));
+        // A directory with no .env: the environment alone (here: dev mode), never the checkout's.
+        let bare = fsx::TempDir::new("bare").unwrap();
+        let file = bare.path().join(COMPOSE_FILE);
+        gen(checkout.path(), Some(file.clone()), false, &[]).unwrap();
+        assert!(read(&file).contains("build:"), "{}", read(&file));
+        // A bad value in the factory's .env is the factory's error, and writes nothing.
+        let broken = with_env("broken", "AGENTS_IMAGE=v1.2\n");
+        let file = broken.path().join(COMPOSE_FILE);
+        assert!(gen(checkout.path(), Some(file.clone()), false, &[]).is_err());
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn the_settings_directory_is_the_output_path_s_own() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(settings_dir(Path::new("docker-compose.yml")).unwrap(), cwd);
+        assert_eq!(settings_dir(Path::new("f/x.yml")).unwrap(), cwd.join("f"));
+        // As compose: the path as given, a symlink's target not followed.
+        let dir = settings_dir(Path::new("/srv/factory/docker-compose.yml")).unwrap();
+        assert_eq!(dir, Path::new("/srv/factory"));
     }
 
     #[test]

@@ -110,7 +110,11 @@ pub enum Origin {
 impl Settings {
     /// Reads the process environment and `<dir>/.env` (which may be missing), as compose does.
     pub fn load(dir: &Path) -> Result<Settings> {
-        let process = Environment::current();
+        Settings::load_with(dir, Environment::current())
+    }
+
+    /// [`Settings::load`] with `process` as the process environment.
+    pub fn load_with(dir: &Path, process: Environment) -> Result<Settings> {
         let path = dir.join(".env");
         let dotenv = match read_dotenv_file(&path)? {
             Some(text) => {
@@ -235,10 +239,16 @@ pub fn set_in_dotenv(text: &str, key: &str, value: &str) -> Result<String> {
     dotenv::set(text, key, value, ".env")
 }
 
+/// The largest `.env` disinto reads: far above any settings file (a few KiB), and a bound on
+/// what a link to `/dev/zero` or a runaway file makes it hold in memory. Compose has none: on
+/// `/dev/zero` it reads until memory runs out.
+pub const MAX_DOTENV_BYTES: usize = 1 << 20;
+
 /// The bytes of a `.env` file, or `None` where compose reads none: nothing there, a dangling
 /// symbolic link, or a directory. Anything else that cannot be read (a symbolic link loop, a
-/// FIFO, no permission) is a one-line error, as it is for compose.
+/// FIFO, no permission, more than [`MAX_DOTENV_BYTES`]) is a one-line error.
 pub fn read_dotenv_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
     use std::os::unix::fs::FileTypeExt;
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
@@ -255,9 +265,24 @@ pub fn read_dotenv_file(path: &Path) -> Result<Option<Vec<u8>>> {
     if !kind.is_file() && !kind.is_char_device() {
         bail!("cannot read {shown}: it is not a regular file");
     }
-    std::fs::read(path)
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("cannot read {shown}: {}", crate::fsx::reason(&e)))
+    let too_big = || {
+        anyhow::anyhow!(
+            "cannot read {shown}: it is larger than {} KiB, which no settings file is",
+            MAX_DOTENV_BYTES >> 10
+        )
+    };
+    if kind.is_file() && meta.len() > MAX_DOTENV_BYTES as u64 {
+        return Err(too_big());
+    }
+    // A device has no length to check first: read one byte past the bound at most.
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_DOTENV_BYTES as u64 + 1).read_to_end(&mut text))
+        .map_err(|e| anyhow::anyhow!("cannot read {shown}: {}", crate::fsx::reason(&e)))?;
+    if text.len() > MAX_DOTENV_BYTES {
+        return Err(too_big());
+    }
+    Ok(Some(text))
 }
 
 /// Parses a `.env` file with the rules Docker Compose applies, against this process's
@@ -445,5 +470,27 @@ mod tests {
         std::fs::write(&env, "AGENTS_IMAGE_TEST_ONLY=${NOT_SET_HERE:-v1}").unwrap();
         let s = Settings::load(dir.path()).unwrap();
         assert_eq!(s.dotenv_value("AGENTS_IMAGE_TEST_ONLY"), Some("v1"));
+    }
+
+    #[test]
+    fn an_endless_or_huge_env_is_an_error_not_all_of_memory() {
+        let dir = crate::fsx::TempDir::new("settings").unwrap();
+        let env = dir.path().join(".env");
+        // Compose reads /dev/zero until memory runs out; disinto stops past the bound.
+        std::os::unix::fs::symlink("/dev/zero", &env).unwrap();
+        let e = format!("{:#}", Settings::load(dir.path()).unwrap_err());
+        assert!(
+            e.starts_with(&format!("cannot read {}: ", env.display())),
+            "{e}"
+        );
+        std::fs::remove_file(&env).unwrap();
+        let line = "A=1\n".repeat(MAX_DOTENV_BYTES / 4);
+        std::fs::write(&env, &line).unwrap();
+        assert_eq!(
+            read_dotenv_file(&env).unwrap().unwrap().len(),
+            MAX_DOTENV_BYTES
+        );
+        std::fs::write(&env, format!("{line}\n")).unwrap();
+        assert!(read_dotenv_file(&env).is_err());
     }
 }

@@ -25,6 +25,10 @@
 //! it as another statement), spaces or non-ASCII letters in keys, `{` or `}` inside `${…}`,
 //! `$` before the letters `ſ` or `K` (Go matches them as `s` and `k`), `export` alone, a line
 //! that starts with `=`, and text that is not UTF-8.
+//!
+//! Limits are one-line errors, never a crash: a value that holds a NUL byte is refused, as
+//! compose refuses it (its setenv fails); `${…}` nested deeper than [`MAX_NESTING`] is refused,
+//! although compose reads it, because each level is recursion on the stack.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -54,6 +58,9 @@ pub struct Statement {
     /// The bytes after the separator (after the key when bare) up to the end of the statement's
     /// last line, line ending excluded: what [`set`] replaces.
     pub rest: Range<usize>,
+    /// Where the statement starts (its `export`, or its key): `start..rest.end` is the
+    /// statement as written.
+    pub start: usize,
 }
 
 /// The values of a `.env` file, resolved.
@@ -80,6 +87,8 @@ pub fn parse(text: &[u8], origin: &str, env: Lookup) -> Result<Dotenv> {
 /// keys defined before.
 pub fn resolve(statements: &[Statement], origin: &str, env: Lookup) -> Result<Dotenv> {
     let mut out = Dotenv::default();
+    // The line of the statement that gave each key its value, for the NUL check below.
+    let mut lines = BTreeMap::new();
     for s in statements {
         let fail = |e: anyhow::Error| anyhow!("{origin}:{}: {}: {e:#}", s.line, s.key);
         let value = {
@@ -101,7 +110,20 @@ pub fn resolve(statements: &[Statement], origin: &str, env: Lookup) -> Result<Do
         if !out.values.contains_key(&s.key) {
             out.order.push(s.key.clone());
         }
+        lines.insert(s.key.as_str(), s.line);
         out.values.insert(s.key.clone(), value);
+    }
+    // Compose hands every value of the file to setenv, which refuses a NUL byte, so it fails
+    // on the whole file ("setenv: invalid argument", naming nothing). Only a key's last value
+    // counts, as in compose: a NUL that a later statement replaces is no error.
+    for key in &out.order {
+        if out.values[key].contains('\0') {
+            let line = lines.get(key.as_str()).copied().unwrap_or(0);
+            bail!(
+                "{origin}:{line}: {key}: the value holds a NUL byte, so compose refuses the file \
+                 too (setenv: invalid argument)"
+            );
+        }
     }
     Ok(out)
 }
@@ -139,6 +161,9 @@ pub fn statements(text: &[u8], origin: &str) -> Result<Vec<Statement>> {
 /// changed from its separator to the end of its line, every other byte kept; appended when
 /// there is none. The value is quoted as [`quote`] does, so it reads back as itself.
 pub fn set(text: &str, key: &str, value: &str, origin: &str) -> Result<String> {
+    if value.contains('\0') {
+        bail!("{origin}: cannot set {key} to a value that holds a NUL byte: compose refuses it");
+    }
     let all = statements(text.as_bytes(), origin)?;
     let quoted = quote(value);
     let out = match all.iter().rfind(|s| s.key == key) {
@@ -302,6 +327,7 @@ impl Reader<'_> {
             }
         }
         let line = self.line;
+        let begin = self.pos;
         let rest = &self.text[self.pos..];
         // Go's `\s` after `export`: `export\vKEY` is a key with a space in it.
         if rest.starts_with("export") && rest[6..].starts_with(['\t', '\n', '\u{c}', '\r', ' ']) {
@@ -334,6 +360,7 @@ impl Reader<'_> {
                     line,
                     raw,
                     rest,
+                    start: begin,
                 }));
             }
             // `A B=1`: compose refuses a space in a name, but takes a tab as part of it.
@@ -377,6 +404,7 @@ impl Reader<'_> {
             line,
             raw,
             rest: separator_end..self.line_end(separator_end),
+            start: begin,
         }))
     }
 
@@ -491,6 +519,7 @@ pub fn interpolate(template: &str, lookup: Lookup) -> Result<String> {
         text: template,
         pos: 0,
         strict: false,
+        depth: 0,
     };
     t.sequence(false, lookup)
 }
@@ -503,6 +532,7 @@ pub fn interpolate_strict(template: &str, lookup: Lookup) -> Result<String> {
         text: template,
         pos: 0,
         strict: true,
+        depth: 0,
     };
     t.sequence(false, lookup)
 }
@@ -512,7 +542,14 @@ struct Template<'a> {
     pos: usize,
     /// An unset variable without a default is an error (see [`interpolate_strict`]).
     strict: bool,
+    /// How many `${` are open here: bounded by [`MAX_NESTING`].
+    depth: usize,
 }
+
+/// How deep `${…}` may nest in a word. Each level is a few frames of recursion, so without a
+/// bound a long enough `${Y:-${Y:-…}}` overflows the stack and aborts the process. Compose
+/// (Go, whose stacks grow) reads any depth; no settings file needs more than two or three.
+pub const MAX_NESTING: usize = 32;
 
 /// Letters Go's case-insensitive `[a-z]` also matches (long s, Kelvin sign): compose takes them
 /// into a variable's name.
@@ -614,8 +651,22 @@ impl Template<'_> {
         }
     }
 
-    /// After a `${`.
+    /// After a `${`: one level deeper, refused past [`MAX_NESTING`].
     fn braced(&mut self, lookup: Lookup) -> Result<String> {
+        if self.depth == MAX_NESTING {
+            bail!(
+                "${{…}} nested more than {MAX_NESTING} deep: docker compose reads it, but \
+                 disinto refuses it (it would exhaust the stack)"
+            );
+        }
+        self.depth += 1;
+        let value = self.braced_word(lookup);
+        self.depth -= 1;
+        value
+    }
+
+    /// The rest of a `${…}`, after its `${`.
+    fn braced_word(&mut self, lookup: Lookup) -> Result<String> {
         let invalid = |t: &Self| {
             anyhow!(
                 "invalid interpolation in {:?}: compose refuses it too (write $$ for a literal $)",
@@ -887,6 +938,57 @@ mod tests {
         assert_eq!(set("X=1", "a b"), "X=1\nK='a b'\n");
         assert_eq!(set("K=\"x\"\n", "it's $HOME"), "K=\"it's \\$HOME\"\n");
         assert!(super::set("K='x", "K", "v", "f").is_err());
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_value_is_refused_as_compose_refuses_it() {
+        for (text, want) in [
+            ("A=a\0b\n", "f/.env:1: A: the value holds a NUL byte"),
+            ("X=1\nA='a\0b'\n", "f/.env:2: A: the value holds a NUL byte"),
+            ("A=\"a\0b\"\n", "f/.env:1: A: the value holds a NUL byte"),
+            // An octal escape makes one too.
+            ("A=\"x\\0000\"\n", "f/.env:1: A: the value holds a NUL byte"),
+            // Interpolated into another key: that key's value holds it.
+            (
+                "A='\0'\nB=${A}\nA=1\n",
+                "f/.env:2: B: the value holds a NUL byte",
+            ),
+        ] {
+            let e = error(text);
+            assert!(e.starts_with(want), "{text:?}: {e}");
+        }
+        // Compose reads these: a NUL in a comment, or in a value a later statement replaces.
+        assert_eq!(one("# a\0b\nA=1 #c\0d\n", "A"), "1");
+        assert_eq!(one("A=a\0b\nA=1\n", "A"), "1");
+        assert_eq!(one("A='x' #c\0\n", "A"), "x");
+        assert!(set("K=1\n", "K", "a\0b", "f").is_err());
+    }
+
+    /// `${Y:-${Y:-…x}}`, `depth` deep.
+    fn nested(depth: usize) -> String {
+        format!("{}x{}", "${Y:-".repeat(depth), "}".repeat(depth))
+    }
+
+    #[test]
+    fn deep_nesting_is_a_one_line_error_not_a_crash() {
+        assert_eq!(one(&format!("A={}", nested(MAX_NESTING)), "A"), "x");
+        let strict = interpolate_strict(&nested(MAX_NESTING), &no_env);
+        assert_eq!(strict.unwrap(), "x");
+        // Past the bound, and far past it (this overflowed the stack and aborted the
+        // process): one line naming file, line and variable, in every mode.
+        for depth in [MAX_NESTING + 1, 100_000] {
+            let e = error(&format!("X=1\nA={}\n", nested(depth)));
+            assert!(e.starts_with("f/.env:2: A: ${…} nested more than"), "{e}");
+            assert!(e.len() < 200, "{e}");
+            let e = format!(
+                "{:#}",
+                interpolate_strict(&nested(depth), &no_env).unwrap_err()
+            );
+            assert!(e.starts_with("${…} nested more than"), "{e}");
+        }
+        // Depth counts open braces only: many in a row are fine.
+        let wide = "${Y:-a}".repeat(10_000);
+        assert_eq!(one(&format!("A={wide}"), "A"), "a".repeat(10_000));
     }
 
     /// A small deterministic generator (xorshift): random cases without a dependency.

@@ -1,18 +1,23 @@
 //! `disinto init`: `.env` from `.env.example` when there is none (never rewritten, except that
 //! `--add-missing-keys` appends the keys it lacks), `projects/`, and the compose file. All of it
-//! is worked out and checked before anything is written. `.env.example` is built into the
-//! binary, so no checkout is needed.
+//! is worked out and checked before anything is written, and a write that still fails undoes
+//! the ones before it. `.env.example` is built into the binary, so no checkout is needed.
+//!
+//! The example's lines are templates: they are copied or appended as written, so
+//! `GITHUB_TOKEN=${GITHUB_TOKEN}` stays that line and compose resolves it when it runs. Never
+//! their values resolved against this process's environment: that would write whatever secret
+//! the environment holds into `.env`, a file it was not in.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::factory::{Factory, DOTENV_FILE, PROJECTS_DIR};
 use crate::fsx;
 use crate::model::compose::{self, render, ComposeInput};
 use crate::model::config::{read_dotenv_file, Environment, Settings};
-use crate::model::dotenv;
+use crate::model::dotenv::{self, Raw, Statement};
 
 /// The `.env.example` of the release this binary was built from.
 const EMBEDDED_EXAMPLE: &str = include_str!("../../../.env.example");
@@ -38,80 +43,89 @@ impl Example {
         })
     }
 
-    /// Its variables, in the file's order (a map would sort them).
-    fn pairs(&self, env: &Environment) -> Result<Vec<(String, String)>> {
-        example_pairs(&self.text, &self.origin, env)
+    /// Its statements for the keys `existing` lacks, as written (see [`missing_lines`]).
+    fn missing(&self, existing: &[String]) -> Result<Vec<Line>> {
+        missing_lines(&self.text, &self.origin, existing)
     }
 }
 
-/// The example's values as compose would read them once copied to `.env`, in the file's order.
-/// A key the example leaves bare (`KEY` alone) is left out: its value is the process
-/// environment's, which compose reads anyway, and appending it would write that value (maybe a
-/// secret) into `.env`.
-fn example_pairs(text: &[u8], origin: &str, env: &Environment) -> Result<Vec<(String, String)>> {
-    let mut bare = BTreeSet::new();
-    for s in dotenv::statements(text, origin)? {
-        match s.raw {
-            dotenv::Raw::Bare => bare.insert(s.key),
-            _ => bare.remove(&s.key),
-        };
-    }
-    let mut example = env.read_dotenv(text, origin)?;
-    Ok(example
-        .order
-        .into_iter()
-        .filter(|k| !bare.contains(k))
-        .filter_map(|k| example.values.remove(&k).map(|v| (k, v)))
+/// A statement of the example, as written.
+#[derive(Debug, Clone, PartialEq)]
+struct Line {
+    key: String,
+    raw: Raw,
+    /// The statement's text, from its `export` or key to the end of its last line.
+    text: String,
+}
+
+/// The example's statements for the keys `existing` lacks, as written and in the example's
+/// order: every statement of such a key, so the appended lines read as they do in the example.
+/// A key the example only leaves bare (`KEY` alone) is left out: its value is the process
+/// environment's, which compose reads anyway.
+fn missing_lines(example: &[u8], origin: &str, existing: &[String]) -> Result<Vec<Line>> {
+    let all = dotenv::statements(example, origin)?;
+    // Valid UTF-8: the statements were read from it.
+    let text = String::from_utf8_lossy(example);
+    let have: BTreeSet<&str> = existing.iter().map(String::as_str).collect();
+    let given: BTreeSet<&str> = all
+        .iter()
+        .filter(|s| s.raw != Raw::Bare)
+        .map(|s| s.key.as_str())
+        .collect();
+    Ok(all
+        .iter()
+        .filter(|s| given.contains(s.key.as_str()) && !have.contains(s.key.as_str()))
+        .map(|s| Line {
+            key: s.key.clone(),
+            raw: s.raw.clone(),
+            text: text[s.start..s.rest.end].to_string(),
+        })
         .collect())
 }
 
-/// Keys of `example` that `existing` lacks, in the example's order.
-pub(crate) fn missing_keys(
-    existing: &[String],
-    example: &[(String, String)],
-) -> Vec<(String, String)> {
-    let have: BTreeSet<&str> = existing.iter().map(String::as_str).collect();
-    example
+/// The keys of `lines`, each once, in order.
+fn keys(lines: &[Line]) -> Vec<&str> {
+    let mut seen = BTreeSet::new();
+    lines
         .iter()
-        .filter(|(k, _)| !have.contains(k.as_str()))
-        .cloned()
+        .map(|l| l.key.as_str())
+        .filter(|k| seen.insert(*k))
         .collect()
 }
 
-/// `.env` `text` with `missing` appended, each value written so it reads back as itself.
-/// The result is read back before it is returned: what `init` writes is what it checked.
-fn with_missing_keys(
-    text: &[u8],
-    missing: &[(String, String)],
-    origin: &str,
-    env: &Environment,
-) -> Result<(Vec<u8>, BTreeMap<String, String>)> {
-    let read = |text: &[u8]| env.read_dotenv(text, origin).map(|d| d.values);
-    let mut expected = read(text)?;
+/// `.env` `text` with `lines` appended as written. The result is read back before it is
+/// returned: its statements must be the old ones and then the appended ones, unchanged, so
+/// what `init` writes is what it checked.
+fn with_missing_lines(text: &[u8], lines: &[Line], origin: &str) -> Result<Vec<u8>> {
     let mut new = text.to_vec();
     if !new.is_empty() && !new.ends_with(b"\n") {
         new.push(b'\n');
     }
     new.extend_from_slice(b"# Added by `disinto init --add-missing-keys` from .env.example:\n");
-    for (k, v) in missing {
-        new.extend_from_slice(format!("{k}={}\n", dotenv::quote(v)).as_bytes());
-        expected.insert(k.clone(), v.clone());
+    for line in lines {
+        new.extend_from_slice(line.text.as_bytes());
+        new.push(b'\n');
     }
-    let got = read(&new)?;
-    if let Some(key) = expected
-        .keys()
-        .chain(got.keys())
-        .find(|k| got.get(*k) != expected.get(*k))
-    {
+    let shape = |s: Vec<Statement>| s.into_iter().map(|s| (s.key, s.raw)).collect::<Vec<_>>();
+    let mut expected = shape(dotenv::statements(text, origin)?);
+    expected.extend(lines.iter().map(|l| (l.key.clone(), l.raw.clone())));
+    let got = dotenv::statements(&new, origin).map(shape);
+    if got.ok().as_ref() != Some(&expected) {
         bail!(
-            "{origin} left unchanged: with the missing keys appended, {key} would not read back \
-             as it should (check the end of the file, or add the keys by hand)"
+            "{origin} left unchanged: with the missing keys appended, its lines would not read \
+             as they do in .env.example (check the end of the file, or add the keys by hand)"
         );
     }
-    Ok((new, got))
+    Ok(new)
 }
 
 pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
+    init_in(root, add_missing_keys, Environment::current())
+}
+
+/// [`init`] with `process` as the process environment (one snapshot: `.env` is resolved
+/// against it, as compose will).
+fn init_in(root: &Path, add_missing_keys: bool, process: Environment) -> Result<()> {
     if root.exists() && !root.is_dir() {
         bail!(
             "factory directory {} is not a directory: point --root at the directory that holds .env",
@@ -127,33 +141,35 @@ pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
     let example = Example::find(root)?;
     let env_path = root.join(DOTENV_FILE);
     let origin = env_path.display().to_string();
-    // One snapshot of the process environment: `.env` is resolved against it, as compose will.
-    let process = Environment::current();
     // Work out and validate everything `.env` and the compose file will be made of before
     // writing anything at all, so a failure leaves the factory as it was.
+    let old_env = read_dotenv_file(&env_path)?;
     let mut new_env = None;
     let message;
-    let dotenv = if let Some(text) = read_dotenv_file(&env_path)? {
-        let current = process.read_dotenv(&text, &origin)?.values;
+    let dotenv = if let Some(text) = &old_env {
+        let current = process.read_dotenv(text, &origin)?.values;
         // Every key a statement names counts, a bare one unset in the environment too.
-        let existing: Vec<String> = dotenv::statements(&text, &origin)?
+        let existing: Vec<String> = dotenv::statements(text, &origin)?
             .into_iter()
             .map(|s| s.key)
             .collect();
-        let missing = missing_keys(&existing, &example.pairs(&process)?);
-        let names: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+        let missing = example.missing(&existing)?;
+        let names = keys(&missing).join(", ");
         if missing.is_empty() {
             message = format!("Unchanged {origin}: it has every key of .env.example");
             current
         } else if add_missing_keys {
-            let (text, dotenv) = with_missing_keys(&text, &missing, &origin, &process)?;
-            message = format!("Appended to {origin}: {}", names.join(", "));
+            let text = with_missing_lines(text, &missing, &origin)?;
+            // Read as compose will read it: the appended templates resolved in `.env`.
+            let dotenv = process.read_dotenv(&text, &origin).map_err(|e| {
+                anyhow!("{origin} left unchanged: with {names} appended from {}, it would not read: {e:#}", example.origin)
+            })?;
+            message = format!("Appended to {origin}: {names}");
             new_env = Some(text);
-            dotenv
+            dotenv.values
         } else {
             message = format!(
-                "Unchanged {origin}; it lacks {} (defaults apply; `disinto init --add-missing-keys` appends them)",
-                names.join(", ")
+                "Unchanged {origin}; it lacks {names} (defaults apply; `disinto init --add-missing-keys` appends them)"
             );
             current
         }
@@ -169,6 +185,7 @@ pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
     let input = ComposeInput::from(&factory.config);
     let model = compose::model(&input);
     render(&input, &model)?;
+    // Every path init writes can be written: what a path is, not only what goes in it.
     let projects = root.join(PROJECTS_DIR);
     if projects.symlink_metadata().is_ok() && !projects.is_dir() {
         bail!(
@@ -176,50 +193,124 @@ pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
             projects.display()
         );
     }
-    if let Some(text) = new_env {
-        // Private: `.env` holds, or will hold, the factory's secrets.
-        fsx::write_atomic_private(&env_path, &text)?;
+    if let Some(text) = &new_env {
+        fsx::check_writable(&env_path, text)?;
+    }
+    let compose_text = render(&input, &model)?;
+    fsx::check_writable(&factory.compose_file(), compose_text.as_bytes())?;
+
+    // What only a write can tell (no permission, a full disk) undoes the writes before it.
+    let mut done = Done::default();
+    let applied = (|| -> Result<()> {
+        if let Some(text) = &new_env {
+            // Private: `.env` holds, or will hold, the factory's secrets.
+            fsx::write_atomic_private(&env_path, text)?;
+            done.env = Some((env_path.clone(), old_env.clone()));
+        }
+        if !projects.is_dir() {
+            std::fs::create_dir(&projects)
+                .with_context(|| format!("cannot create {}", projects.display()))?;
+            done.projects = Some(projects.clone());
+        }
+        factory.write_compose(&input, &model)?;
+        Ok(())
+    })();
+    if let Err(e) = applied {
+        return Err(match done.undo() {
+            None => e,
+            Some(clause) => anyhow!("{e:#} {clause}"),
+        });
     }
     eprintln!("{message}");
-    if !projects.is_dir() {
-        std::fs::create_dir_all(&projects)
-            .with_context(|| format!("cannot create {}", projects.display()))?;
+    if let Some(projects) = &done.projects {
         eprintln!("Created {}", projects.display());
     }
-    factory.write_compose(&input, &model)?;
     Ok(())
+}
+
+/// What `init` has written so far, to be undone when a later write fails.
+#[derive(Default)]
+struct Done {
+    /// `.env` written, and what it held before (`None`: it was created).
+    env: Option<(PathBuf, Option<Vec<u8>>)>,
+    /// `projects/` created.
+    projects: Option<PathBuf>,
+}
+
+impl Done {
+    /// Undoes the writes, newest first, each whatever became of the others: the clause an
+    /// error ends with, saying what was undone and what is left.
+    fn undo(self) -> Option<String> {
+        let mut undone = Vec::new();
+        let mut left = Vec::new();
+        if let Some(projects) = self.projects {
+            // Created just now and empty: remove_dir refuses anything else.
+            match std::fs::remove_dir(&projects) {
+                Ok(()) => undone.push(format!("{} removed", projects.display())),
+                Err(e) => left.push(format!(
+                    "{} is left: {}",
+                    projects.display(),
+                    fsx::reason(&e)
+                )),
+            }
+        }
+        if let Some((path, old)) = self.env {
+            let result = match &old {
+                Some(text) => fsx::write_atomic_private(&path, text),
+                // Created: remove the file, where a dangling symlink pointed too.
+                None => path
+                    .canonicalize()
+                    .and_then(std::fs::remove_file)
+                    .map_err(|e| anyhow!("{}", fsx::reason(&e))),
+            };
+            match (result, old) {
+                (Ok(()), Some(_)) => undone.push(format!("{} restored", path.display())),
+                (Ok(()), None) => undone.push(format!("{} removed", path.display())),
+                (Err(e), _) => left.push(format!(
+                    "{} is left as init wrote it: {e:#}",
+                    path.display()
+                )),
+            }
+        }
+        match (undone.is_empty(), left.is_empty()) {
+            (true, true) => None,
+            (false, true) => Some(format!("({}: init changed nothing)", undone.join(", "))),
+            _ => Some(format!(
+                "(undone: {}; {})",
+                undone.join(", "),
+                left.join("; ")
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
     use crate::model::config::{parse_dotenv, parse_dotenv_bytes};
     use crate::model::image_ref::AgentsImage;
 
+    fn names(lines: &[Line]) -> Vec<&str> {
+        lines.iter().map(|l| l.key.as_str()).collect()
+    }
+
     #[test]
-    fn missing_keys_keep_the_example_order() {
-        let example = vec![
-            ("AGENTS_IMAGE".to_string(), String::new()),
-            ("DISINTO_REGISTRY".to_string(), String::new()),
-            ("POLL_INTERVAL".to_string(), "60".to_string()),
-        ];
+    fn missing_lines_keep_the_example_order_and_text() {
+        let example = b"AGENTS_IMAGE=\nexport  DISINTO_REGISTRY = r # c\nPOLL_INTERVAL=60\n";
         let existing = vec!["POLL_INTERVAL".to_string(), "OTHER".to_string()];
-        let missing = missing_keys(&existing, &example);
-        let names: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, ["AGENTS_IMAGE", "DISINTO_REGISTRY"]);
+        let missing = missing_lines(example, "example", &existing).unwrap();
+        assert_eq!(names(&missing), ["AGENTS_IMAGE", "DISINTO_REGISTRY"]);
+        let texts: Vec<&str> = missing.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["AGENTS_IMAGE=", "export  DISINTO_REGISTRY = r # c"]);
     }
 
     #[test]
     fn the_example_documents_the_image_variables_first() {
-        let pairs = example_pairs(
-            EMBEDDED_EXAMPLE.as_bytes(),
-            "built-in",
-            &Environment::default(),
-        )
-        .unwrap();
-        let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        let lines = missing_lines(EMBEDDED_EXAMPLE.as_bytes(), "built-in", &[]).unwrap();
+        let names = keys(&lines);
         assert_eq!(&names[..2], ["AGENTS_IMAGE", "DISINTO_REGISTRY"]);
         // Every variable the generated compose file reads is documented.
         let text = compose::generate(&ComposeInput {
@@ -259,14 +350,22 @@ mod tests {
         .collect()
     }
 
+    /// An example that gives each of `pairs` its value, in the form [`dotenv::quote`] writes.
+    fn example_of(pairs: &[(String, String)]) -> String {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", dotenv::quote(v)))
+            .collect()
+    }
+
     #[test]
-    fn appended_values_read_back_as_themselves() {
+    fn appended_lines_read_as_they_do_in_the_example() {
         let old = "# mine\nAGENTS_IMAGE=v0.1.1\nKEEP='$HOME'"; // no final newline
-        let (text, map) =
-            with_missing_keys(old.as_bytes(), &tricky(), "test", &Environment::default()).unwrap();
-        // Read back with the crate's own reader, as `disinto up` reads it.
-        let again = parse_dotenv_bytes(&text, "test").unwrap();
-        assert_eq!(again, map);
+        let example = example_of(&tricky());
+        let lines = missing_lines(example.as_bytes(), "example", &[]).unwrap();
+        let text = with_missing_lines(old.as_bytes(), &lines, "test").unwrap();
+        let env = Environment::default();
+        let again = env.read_dotenv(&text, "test").unwrap().values;
         let mut expected = BTreeMap::from([
             ("AGENTS_IMAGE".to_string(), "v0.1.1".to_string()),
             ("KEEP".to_string(), "$HOME".to_string()),
@@ -274,23 +373,20 @@ mod tests {
         expected.extend(tricky());
         assert_eq!(again, expected, "{}", String::from_utf8_lossy(&text));
         let text = String::from_utf8(text).unwrap();
-        assert!(text.starts_with(&format!("{old}\n# Added by")), "{text}");
-        assert!(
-            text.contains("\nPLAIN=http://localhost:80/a_b-c.d,e+f=g@h\n"),
-            "{text}"
+        assert_eq!(
+            text,
+            format!(
+                "{old}\n# Added by `disinto init --add-missing-keys` from .env.example:\n{example}"
+            )
         );
-        assert!(text.contains("\nEMPTY=\n"), "{text}");
     }
 
     #[test]
-    fn bare_example_keys_are_never_appended_with_the_environment_value() {
-        let env = Environment::from(BTreeMap::from([
-            ("TOKEN".to_string(), "s3cret".to_string()),
-            ("HOST".to_string(), "h".to_string()),
-        ]));
-        let pairs = example_pairs(b"A=1\nTOKEN\nHOST\nHOST=${HOST:-x}\n", "example", &env);
-        let names: Vec<String> = pairs.unwrap().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(names, ["A", "HOST"]);
+    fn bare_example_keys_are_never_appended_alone() {
+        let example = b"A=1\nTOKEN\nHOST\nHOST=${HOST:-x}\n";
+        let lines = missing_lines(example, "example", &[]).unwrap();
+        assert_eq!(names(&lines), ["A", "HOST", "HOST"]);
+        assert_eq!(lines[2].text, "HOST=${HOST:-x}");
     }
 
     #[test]
@@ -309,9 +405,10 @@ mod tests {
         let env = Environment::from(BTreeMap::from([("HOME".to_string(), "/h".to_string())]));
         for _ in 0..128 {
             let value: String = (0..below(7)).map(|_| pieces[below(pieces.len())]).collect();
-            let missing = [("K".to_string(), value.clone())];
-            let (_, map) = with_missing_keys(b"A=1", &missing, "test", &env).unwrap();
-            assert_eq!(map["K"], value);
+            let example = example_of(&[("K".to_string(), value.clone())]);
+            let lines = missing_lines(example.as_bytes(), "example", &[]).unwrap();
+            let text = with_missing_lines(b"A=1", &lines, "test").unwrap();
+            assert_eq!(env.read_dotenv(&text, "test").unwrap().values["K"], value);
         }
     }
 
@@ -408,5 +505,105 @@ PLAIN=http://localhost:80/x
             "{text}"
         );
         assert!(!dir.path().join(DOTENV_FILE).exists());
+    }
+
+    /// A process environment holding a secret and a host name.
+    fn secret_env() -> Environment {
+        Environment::from(BTreeMap::from([
+            ("GITHUB_TOKEN".to_string(), "ghp_s3cretTOKEN".to_string()),
+            ("HOST".to_string(), "forge.example".to_string()),
+        ]))
+    }
+
+    /// An example whose lines refer to the environment.
+    const TEMPLATE_EXAMPLE: &str = "AGENTS_IMAGE=v0.1.1\nGITHUB_TOKEN=${GITHUB_TOKEN}\n\
+        export FORGE_URL=\"https://${HOST:-localhost}/git\" # where\nPOLL_INTERVAL=60\n";
+
+    #[test]
+    fn example_lines_are_appended_as_written_never_resolved() {
+        let env = "AGENTS_IMAGE=v0.1.1\nPOLL_INTERVAL=30\n";
+        let dir = factory(env, TEMPLATE_EXAMPLE);
+        init_in(dir.path(), true, secret_env()).unwrap();
+        let after = std::fs::read_to_string(dir.path().join(DOTENV_FILE)).unwrap();
+        assert_eq!(
+            after,
+            format!(
+                "{env}# Added by `disinto init --add-missing-keys` from .env.example:\n\
+                 GITHUB_TOKEN=${{GITHUB_TOKEN}}\n\
+                 export FORGE_URL=\"https://${{HOST:-localhost}}/git\" # where\n"
+            )
+        );
+        // The secret lands in no file init writes.
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(!text.contains("s3cret"), "{}: {text}", path.display());
+            }
+        }
+        // A new .env is the example as written too.
+        std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+        init_in(dir.path(), false, secret_env()).unwrap();
+        let created = std::fs::read_to_string(dir.path().join(DOTENV_FILE)).unwrap();
+        assert_eq!(created, TEMPLATE_EXAMPLE);
+    }
+
+    /// Every entry of `dir` with its bytes (a directory as `None`).
+    fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                (name, std::fs::read(&path).ok())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_path_init_cannot_write_fails_it_before_anything_is_written() {
+        let env = "AGENTS_IMAGE=v0.1.1\n";
+        for add_missing_keys in [true, false] {
+            // docker-compose.yml is a directory: neither .env nor projects/ may change.
+            let dir = factory(env, TEMPLATE_EXAMPLE);
+            std::fs::create_dir(dir.path().join("docker-compose.yml")).unwrap();
+            let before = snapshot(dir.path());
+            let e = init_in(dir.path(), add_missing_keys, secret_env()).unwrap_err();
+            assert_eq!(format!("{e:#}").lines().count(), 1);
+            assert_eq!(snapshot(dir.path()), before);
+            // No .env yet: none is created.
+            std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+            let before = snapshot(dir.path());
+            assert!(init_in(dir.path(), add_missing_keys, secret_env()).is_err());
+            assert_eq!(snapshot(dir.path()), before);
+        }
+        // .env is a directory (compose reads no settings from it): init cannot create it.
+        let dir = factory(env, TEMPLATE_EXAMPLE);
+        std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+        std::fs::create_dir(dir.path().join(DOTENV_FILE)).unwrap();
+        let before = snapshot(dir.path());
+        assert!(init_in(dir.path(), false, secret_env()).is_err());
+        assert_eq!(snapshot(dir.path()), before);
+    }
+
+    #[test]
+    fn a_compose_file_that_cannot_be_replaced_changes_nothing() {
+        // A compose file that cannot be replaced: /proc holds no temp file, even for root.
+        // fsx::check_writable makes the temp file it would (and removes it), so this fails
+        // before .env and projects/ are written; a failure only the write sees (a full disk)
+        // is undone after.
+        let env = "AGENTS_IMAGE=v0.1.1\n";
+        for had_env in [true, false] {
+            let dir = factory(env, TEMPLATE_EXAMPLE);
+            if !had_env {
+                std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
+            }
+            std::os::unix::fs::symlink("/proc/version", dir.path().join("docker-compose.yml"))
+                .unwrap();
+            let before = snapshot(dir.path());
+            let e = format!("{:#}", init_in(dir.path(), true, secret_env()).unwrap_err());
+            assert_eq!(e.lines().count(), 1, "{e}");
+            assert_eq!(snapshot(dir.path()), before, "{e}");
+        }
     }
 }
