@@ -33,6 +33,55 @@ struct Cli {
     command: Command,
 }
 
+/// How a rollout goes (`up`, `rollback`).
+#[derive(Debug, clap::Args)]
+struct RolloutFlags {
+    /// Print the commands and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Seconds to wait for agents to turn healthy
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    health_timeout: u64,
+    /// Seconds to watch agents once healthy: a restart, exit or failing health reverts it
+    /// (0: no watch)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "DISINTO_WATCH",
+        default_value_t = 30
+    )]
+    watch: u64,
+    #[command(flatten)]
+    drain: DrainFlags,
+}
+
+/// Letting the agent session in flight end before agents stops (`up`, `rollback`, `down`).
+#[derive(Debug, clap::Args)]
+struct DrainFlags {
+    /// Seconds the agent session in flight may take to end before agents is replaced or
+    /// stopped; then the command refuses, unless --force
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    drain_timeout: u64,
+    /// When the drain timeout is up, go ahead and cut the session (recorded in the history)
+    #[arg(long)]
+    force: bool,
+}
+
+impl RolloutFlags {
+    fn rollout(&self, services: Vec<String>) -> ops::rollout::Rollout {
+        ops::rollout::Rollout {
+            drain_timeout: Duration::from_secs(self.drain.drain_timeout),
+            force: self.drain.force,
+            watch: Duration::from_secs(self.watch),
+            ..ops::rollout::Rollout::new(
+                services,
+                self.dry_run,
+                Duration::from_secs(self.health_timeout),
+            )
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write docker-compose.yml, and .env from .env.example when there is none
@@ -45,12 +94,8 @@ enum Command {
     Up {
         /// Services to bring up, without their dependencies [default: the whole stack]
         services: Vec<String>,
-        /// Print the commands and change nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Seconds to wait for agents to turn healthy
-        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-        health_timeout: u64,
+        #[command(flatten)]
+        rollout: RolloutFlags,
     },
     /// Stop the factory; named volumes are kept unless --volumes
     Down {
@@ -60,17 +105,15 @@ enum Command {
         /// Print the commands and change nothing
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        drain: DrainFlags,
     },
     /// Put an earlier version back and keep it in .env [default: the previous deployment]
     Rollback {
         /// The version (or image reference) to go back to
         version: Option<String>,
-        /// Print the commands and change nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Seconds to wait for agents to turn healthy
-        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-        health_timeout: u64,
+        #[command(flatten)]
+        rollout: RolloutFlags,
     },
     /// Per service: image, digest, version, state and health; what is deployed since when
     Status {
@@ -165,10 +208,10 @@ fn try_main() -> Result<()> {
     sh.change_dir(&root);
     // A rollout stopped by SIGINT or SIGTERM while it waits for health would leave an
     // unverified image running, unrecorded: the signal makes it fail, and revert, instead.
-    if let Command::Up { dry_run: false, .. } | Command::Rollback { dry_run: false, .. } =
-        cli.command
-    {
-        crate::signals::defer_interrupts();
+    if let Command::Up { rollout, .. } | Command::Rollback { rollout, .. } = &cli.command {
+        if !rollout.dry_run {
+            crate::signals::defer_interrupts();
+        }
     }
     // Every command that changes the factory holds its lock for its whole run (a dry run
     // changes nothing and takes none).
@@ -186,29 +229,24 @@ fn try_main() -> Result<()> {
         Command::Doctor { json } => ops::doctor::doctor(&sh, &root, json),
         Command::Watch { json } => ops::watch::watch(&sh, &root, json),
         Command::Init { add_missing_keys } => ops::init::init(&root, add_missing_keys),
-        Command::Up {
-            services,
+        Command::Up { services, rollout } => ops::up::up(&sh, &root, rollout.rollout(services)),
+        Command::Rollback { version, rollout } => {
+            ops::rollback::rollback(&sh, &root, version, rollout.rollout(vec!["agents".into()]))
+        }
+        Command::Down {
+            volumes,
             dry_run,
-            health_timeout,
-        } => ops::up::up(
+            drain,
+        } => ops::down::down(
             &sh,
             &root,
-            services,
+            volumes,
             dry_run,
-            Duration::from_secs(health_timeout),
+            ops::drain::DrainPolicy {
+                timeout: Duration::from_secs(drain.drain_timeout),
+                force: drain.force,
+            },
         ),
-        Command::Rollback {
-            version,
-            dry_run,
-            health_timeout,
-        } => ops::rollback::rollback(
-            &sh,
-            &root,
-            version,
-            dry_run,
-            Duration::from_secs(health_timeout),
-        ),
-        Command::Down { volumes, dry_run } => ops::down::down(&sh, &root, volumes, dry_run),
         Command::Status { json } => ops::status::status(&sh, &root, json),
         Command::History { json } => ops::history::history(&root, json),
         Command::Swarm { stack, command } => {
@@ -224,8 +262,8 @@ impl Command {
     /// The command's name when it changes the factory (and is no dry run): it takes the lock.
     fn changes(&self) -> Option<&'static str> {
         match self {
-            Command::Up { dry_run: false, .. } => Some("up"),
-            Command::Rollback { dry_run: false, .. } => Some("rollback"),
+            Command::Up { rollout, .. } if !rollout.dry_run => Some("up"),
+            Command::Rollback { rollout, .. } if !rollout.dry_run => Some("rollback"),
             Command::Down { dry_run: false, .. } => Some("down"),
             Command::Swarm { command, .. } => match command {
                 SwarmCommand::Deploy { dry_run: false, .. } => Some("swarm deploy"),

@@ -522,7 +522,8 @@ impl Stage {
         let mut cmd = Command::new(&self.disinto);
         cmd.arg("--root")
             .arg(&self.factory)
-            .args(["up", "agents"])
+            // The figures are "until healthy": the watch after the gate is not timed here.
+            .args(["up", "agents", "--watch", "0"])
             .env("AGENTS_IMAGE", version)
             .env("DISINTO_REGISTRY", self.registry.namespace())
             .env("COMPOSE_PROJECT_NAME", &self.project);

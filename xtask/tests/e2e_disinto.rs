@@ -26,6 +26,9 @@ impl Operator {
             .env("DISINTO_BIN", disinto_bin())
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .env("DOCKER_CONFIG", &self.docker_config)
+            // The watch after the health gate is e2e_work's subject; here it would only
+            // add half a minute to every rollout.
+            .env("DISINTO_WATCH", "0")
             .env_remove("DISINTO_ROOT")
             .env_remove("DISINTO_REGISTRY")
             .env_remove("AGENTS_IMAGE");

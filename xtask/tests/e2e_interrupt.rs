@@ -43,6 +43,8 @@ impl Factory {
             .current_dir(self.dir.path())
             .env("DISINTO_BIN", disinto_bin())
             .env("COMPOSE_PROJECT_NAME", &self.project)
+            // The watch after the health gate is e2e_work's subject.
+            .env("DISINTO_WATCH", "0")
             .env_remove("DISINTO_ROOT")
             .env_remove("DISINTO_REGISTRY")
             .env_remove("AGENTS_IMAGE");

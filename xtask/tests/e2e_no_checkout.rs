@@ -40,7 +40,9 @@ impl Host {
             .env("PATH", SYSTEM_PATH)
             .env("HOME", self.dir.path())
             .env("DOCKER_CONFIG", self.docker_config.path())
-            .env("COMPOSE_PROJECT_NAME", &self.project);
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            // The watch after the health gate is e2e_work's subject.
+            .env("DISINTO_WATCH", "0");
         output(&mut cmd)
     }
 

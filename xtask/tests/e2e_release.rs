@@ -44,6 +44,8 @@ impl Bench {
             .arg(self.factory.path())
             .env("DISINTO_MIRRORS", "mirror, not-a-remote")
             .env("DISINTO_PUSH_ATTEMPTS", "2")
+            // restart-agents' watch after the health gate is e2e_work's subject.
+            .env("DISINTO_WATCH", "0")
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .env("DOCKER_CONFIG", self.client_config.path())
             .env_remove("AGENTS_IMAGE");

@@ -100,6 +100,62 @@ fn health_probe(container: &str) -> Option<Vec<String>> {
     Some(args)
 }
 
+/// How many failures of the image's own health command in a row, while watching, make
+/// agents unhealthy (Docker's `--retries` for agents).
+const WATCH_FAILURES: u32 = 3;
+
+/// Watches a container that passed its health gate for `span`: it fails when the container
+/// restarts, exits, turns unhealthy by Docker's verdict, or fails its own health command
+/// [`WATCH_FAILURES`] times in a row (Docker, between checks 10 s apart, would say so only
+/// half a minute later). Zero watches nothing.
+pub fn watch(container: &str, span: Duration) -> Result<()> {
+    if span.is_zero() {
+        return Ok(());
+    }
+    let probe = health_probe(container);
+    let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
+    let id = short(container);
+    let logs = format!("see `docker logs {container}`");
+    let mut restarts_before: Option<String> = None;
+    let mut failures = 0;
+    let mut last_probe: Option<Instant> = None;
+    let watched = poll::until(span, Duration::from_millis(500), |_| {
+        let state = docker::read(
+            &["inspect", "--format", format, container],
+            &format!("inspect container {container}"),
+        )?;
+        let fields: Vec<&str> = state.split_whitespace().collect();
+        let before = restarts_before
+            .get_or_insert_with(|| fields.get(2).map(|r| r.to_string()).unwrap_or_default());
+        match fields.as_slice() {
+            [_, _, restarts] if restarts != before => {
+                bail!("container {id} restarted after it turned healthy: {logs}")
+            }
+            [_, "unhealthy", _] => bail!("container {id} turned unhealthy after its gate: {logs}"),
+            [state, _, _] if *state != "running" => {
+                bail!("container {id} is {state} after it turned healthy: {logs}")
+            }
+            _ => {}
+        }
+        let due = last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
+        if let (true, Some(args)) = (due, &probe) {
+            last_probe = Some(Instant::now());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match docker::run_for(&args, Duration::from_secs(5)) {
+                Ok(_) => failures = 0,
+                Err(_) => failures += 1,
+            }
+            if failures >= WATCH_FAILURES {
+                bail!("container {id} failed its health command {failures} times in a row after its gate: {logs}");
+            }
+        }
+        Ok(Look::<()>::Wait(state.trim().to_string()))
+    })?;
+    // The whole span went by without a failure: `Err` here is only "the time is up".
+    let _ = watched;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,10 +37,11 @@ const O_NONBLOCK: i32 = 0o4000;
 const NAMED_SKIPS: usize = 5;
 
 /// How a rollout ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The new agents turned healthy and runs.
+    #[default]
     Deployed,
     /// The new agents did not turn healthy, or the rollout was interrupted (SIGINT,
     /// SIGTERM): the previous image runs again.
@@ -50,10 +51,16 @@ pub enum Outcome {
     /// The new agents did not turn healthy (or the rollout was interrupted), and what ran
     /// before could not be put back: there was nothing, or the revert itself failed.
     Failed,
+    /// The new agents passed the health gate, then restarted, exited or turned unhealthy
+    /// while the rollout watched it: the previous image runs again.
+    RevertedLate,
+    /// The rollout's process was killed (`kill -9`, a crash, a power cut) before it could
+    /// record how it ended; the next command that takes the lock records it.
+    Interrupted,
 }
 
 /// One rollout of agents (and runner, which shares its image).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Deployment {
     /// When the rollout ended, RFC 3339 UTC.
     pub time: String,
@@ -67,6 +74,54 @@ pub struct Deployment {
     /// The Swarm stack the rollout ran on (`disinto swarm`); none for compose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swarm: Option<String>,
+    /// Who ran it (`user@host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The agent session `--force` went ahead over, as the work probe described it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_session: Option<String>,
+    /// The rollout attempt this records (its in-flight marker's id): a crash is recorded once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
+}
+
+/// Where a rollout in flight is marked, relative to the factory directory: written before
+/// anything running changes, removed once the rollout's row is in the history. Found with
+/// the lock free, it is a rollout whose process died.
+pub const IN_FLIGHT_FILE: &str = "state/rollout.json";
+
+/// A rollout in flight: what it tried, so a crash can be recorded truthfully.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub attempt: String,
+    pub started: String,
+    pub version: String,
+    /// The exact image it was bringing up.
+    pub image: String,
+    pub by: String,
+}
+
+impl InFlight {
+    /// Marks the rollout in flight (atomically: a crash leaves the old marker or this one).
+    pub fn mark(&self, factory_dir: &Path) -> Result<()> {
+        let text = serde_json::to_string(self)? + "\n";
+        crate::fsx::write_atomic(&factory_dir.join(IN_FLIGHT_FILE), text.as_bytes())
+    }
+
+    /// The marker of a rollout in flight (or killed), if there is one that reads.
+    pub fn find(factory_dir: &Path) -> Option<InFlight> {
+        let path = factory_dir.join(IN_FLIGHT_FILE);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.is_file() || meta.len() > 64 * 1024 {
+            return None;
+        }
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+
+    /// Removes the marker (the rollout's row is written).
+    pub fn clear(factory_dir: &Path) {
+        let _ = std::fs::remove_file(factory_dir.join(IN_FLIGHT_FILE));
+    }
 }
 
 impl Deployment {
@@ -444,7 +499,7 @@ mod tests {
             image: format!("r/agents:{version}@sha256:{}", "a".repeat(64)),
             image_id: format!("sha256:{}", "b".repeat(64)),
             outcome,
-            swarm: None,
+            ..Deployment::default()
         }
     }
 

@@ -1,15 +1,23 @@
-//! `disinto down`: stop the factory. Named volumes (all agent data) are kept unless
-//! `--volumes` says otherwise, and then the command names them first.
+//! `disinto down`: stop the factory. The agent session in flight ends first (or `--force`
+//! cuts it); named volumes (all agent data) are kept unless `--volumes` says otherwise, and
+//! then the command names them first.
 
 use std::path::Path;
 
 use anyhow::{bail, Result};
 use xshell::Shell;
 
+use super::drain::{self, DrainPolicy};
 use crate::engine::{docker, Runner};
 use crate::factory::Factory;
 
-pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Result<()> {
+pub(crate) fn down(
+    sh: &Shell,
+    root: &Path,
+    volumes: bool,
+    dry_run: bool,
+    policy: DrainPolicy,
+) -> Result<()> {
     let factory = Factory::open_to_stop(root)?;
     let runner = Runner::new(sh, dry_run);
     docker::require_client()?;
@@ -29,7 +37,28 @@ pub(crate) fn down(sh: &Shell, root: &Path, volumes: bool, dry_run: bool) -> Res
         );
         args.push("--volumes");
     }
-    runner.exec(factory.compose(sh, &args))?;
+    runner.note(&format!(
+        "let the agent session in flight end first (at most {}s{})",
+        policy.timeout.as_secs(),
+        if policy.force {
+            ", then cut it"
+        } else {
+            ", else refuse"
+        }
+    ));
+    let drained = match (dry_run, factory.running(sh, "agents")) {
+        (false, Some(agents)) => Some(drain::drain(&agents, policy)?),
+        _ => None,
+    };
+    if let Err(e) = runner.exec(factory.compose(sh, &args)) {
+        if let Some(d) = &drained {
+            d.lift();
+        }
+        return Err(e);
+    }
+    if let Some(session) = drained.and_then(|d| d.interrupted) {
+        eprintln!("--force: the agent session in flight was cut ({session})");
+    }
     if !volumes && !dry_run {
         eprintln!("Named volumes kept (agent data is safe); `disinto down --volumes` deletes them");
     }

@@ -3,7 +3,6 @@
 //! AGENTS_IMAGE line of `.env` is changed in place, so the next plain `up` stays on it.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use xshell::Shell;
@@ -21,9 +20,9 @@ pub(crate) fn rollback(
     sh: &Shell,
     root: &Path,
     version: Option<String>,
-    dry_run: bool,
-    health_timeout: Duration,
+    rollout: Rollout,
 ) -> Result<()> {
+    let dry_run = rollout.dry_run;
     // AGENTS_IMAGE is the line this command rewrites: a typo there must not block the
     // repair, so it is not read. Every other setting is, as for `up`.
     let mut factory = Factory::open_to_set_agents(root)?;
@@ -65,7 +64,7 @@ pub(crate) fn rollback(
     let rollout = Rollout {
         outcome: Outcome::RolledBack,
         version: Some(target.clone()),
-        ..Rollout::new(vec!["agents".into()], dry_run, health_timeout)
+        ..rollout
     };
     rollout.run(sh, &factory)?;
 

@@ -1,21 +1,26 @@
 //! The rollout every command that starts agents runs (`disinto up`, `disinto rollback`, the
 //! release's restart-agents): the target images are pulled and pinned by digest before
 //! anything running is touched; compose brings the services up; agents must turn healthy, or
-//! the image it ran before is put back and the rollout fails. Planned first, applied through
-//! the [`Runner`], so `--dry-run` prints what a real run executes.
+//! the image it ran before is put back and the rollout fails. Before agents is replaced, the
+//! agent session in flight is let end ([`super::drain`]); after agents turns healthy it is
+//! watched a while, and a restart, exit or failing health then reverts it too
+//! (`reverted-late`). A rollout in flight is marked under `state/`, so one whose process is
+//! killed is recorded (`interrupted`) by the next. Planned first, applied through the
+//! [`Runner`], so `--dry-run` prints what a real run executes.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
+use super::drain::{self, DrainPolicy};
 use super::images::{keep_tag, pull_and_pin};
-use crate::engine::health::{wait_healthy, wait_healthy_to_recover};
+use crate::engine::health::{self, wait_healthy, wait_healthy_to_recover};
 use crate::engine::{docker, Runner};
 use crate::factory::Factory;
 use crate::fsx;
 use crate::model::compose::{self, Compose, ComposeInput, SERVICES};
-use crate::model::history::{Deployment, History, Outcome};
+use crate::model::history::{Deployment, History, InFlight, Outcome};
 use crate::model::image_ref::{AgentsImage, OurImage, AGENTS, OUR_IMAGES};
 use crate::model::time::now_rfc3339;
 
@@ -32,7 +37,18 @@ pub struct Rollout {
     /// The version the history records [default: AGENTS_IMAGE as configured]; a rollback
     /// runs the exact image it kept, and records the version the operator knows.
     pub version: Option<String>,
+    /// How long the agent session in flight may take to end before agents is replaced.
+    pub drain_timeout: Duration,
+    /// Replace agents when the drain timeout is up, cutting the session (recorded).
+    pub force: bool,
+    /// How long agents is watched after it turns healthy; zero watches nothing.
+    pub watch: Duration,
 }
+
+/// The drain timeout of a rollout unless told otherwise.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The watch after the health gate unless told otherwise.
+pub const DEFAULT_WATCH: Duration = Duration::from_secs(30);
 
 /// What agents ran before the rollout: enough to put it back exactly.
 struct Previous {
@@ -50,6 +66,9 @@ impl Rollout {
             health_timeout,
             outcome: Outcome::Deployed,
             version: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            force: false,
+            watch: DEFAULT_WATCH,
         }
     }
 
@@ -100,6 +119,7 @@ impl Rollout {
         if !self.dry_run && self.waits_for_agents() {
             // A rollout the history cannot record is refused before anything changes.
             history.check_writable()?;
+            record_interrupted(factory, &mut history);
         }
         let mut input = ComposeInput::from(config);
         // Images this rollout does not start keep what runs now: `up agents` moves agents,
@@ -121,20 +141,77 @@ impl Rollout {
             runner.exec(factory.compose(sh, &args))?;
             if self.waits_for_agents() {
                 runner.note(&format!(
-                    "wait until agents is healthy (at most {}s); if it is not, put the image it runs now back",
-                    self.health_timeout.as_secs()
+                    "let the agent session in flight end first (at most {}s{})",
+                    self.drain_timeout.as_secs(),
+                    if self.force {
+                        ", then cut it"
+                    } else {
+                        ", else refuse"
+                    }
+                ));
+                runner.note(&format!(
+                    "wait until agents is healthy (at most {}s), then watch it for {}s; if it fails, put the image it runs now back",
+                    self.health_timeout.as_secs(),
+                    self.watch.as_secs()
                 ));
             }
             return Ok(());
         }
+        // The session in flight ends before agents is replaced; a rollout that stops before
+        // it replaces agents lifts the drain, so the loop runs on.
+        let drained = match (self.waits_for_agents(), factory.running(sh, "agents")) {
+            (true, Some(container)) => Some(drain::drain(
+                &container,
+                DrainPolicy {
+                    timeout: self.drain_timeout,
+                    force: self.force,
+                },
+            )?),
+            _ => None,
+        };
+        let lift = |e: anyhow::Error| {
+            if let Some(d) = &drained {
+                d.lift();
+            }
+            e
+        };
         let previous = match self.waits_for_agents() {
-            true => self.keep_previous(sh, factory, &history)?,
+            true => self.keep_previous(sh, factory, &history).map_err(lift)?,
             false => None,
         };
+        let version = self
+            .version
+            .clone()
+            .unwrap_or_else(|| config.agents.as_setting().to_string());
+        let tried = input
+            .pinned
+            .get(AGENTS.name)
+            .cloned()
+            .unwrap_or_else(|| input.agents.to_string());
+        let attempt = InFlight {
+            attempt: format!("{}-{}", now_rfc3339(), std::process::id()),
+            started: now_rfc3339(),
+            version: version.clone(),
+            image: tried.clone(),
+            by: crate::lock::Holder::me("").who(),
+        };
+        // Every row this rollout writes names the attempt and the session it cut, if any.
+        let stamp = |mut row: Deployment| {
+            row.attempt = Some(attempt.attempt.clone());
+            row.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
+            row
+        };
+        if self.waits_for_agents() {
+            attempt.mark(&factory.dir).map_err(lift)?;
+        }
         let old_compose = std::fs::read(factory.compose_file()).ok();
         // The last moment an interrupt stops the rollout with nothing changed.
-        crate::signals::check()?;
-        factory.write_compose(&input, &model)?;
+        let unchanged =
+            crate::signals::check().and_then(|()| factory.write_compose(&input, &model).map(drop));
+        if let Err(e) = unchanged {
+            InFlight::clear(&factory.dir);
+            return Err(lift(e));
+        }
         let up = runner
             .exec(factory.compose(sh, &args))
             .context("docker compose up failed");
@@ -144,18 +221,23 @@ impl Rollout {
             }
             return up;
         }
-        let version = self
-            .version
-            .clone()
-            .unwrap_or_else(|| config.agents.as_setting().to_string());
-        let result = up
+        let gate = up
             .and_then(|()| factory.container(sh, "agents"))
             .and_then(|c| wait_healthy(&c, self.health_timeout).map(|()| c))
             // An interrupt is a failed rollout, even one that came as agents turned healthy.
             .and_then(|c| crate::signals::check().map(|()| c));
+        // Healthy once is not enough: a crash loop starts after the gate.
+        let (result, late) = match gate {
+            Ok(c) => match health::watch(&c, self.watch) {
+                Ok(()) => (Ok(c), false),
+                Err(e) => (Err(e), !crate::signals::interrupted()),
+            },
+            Err(e) => (Err(e), false),
+        };
         let why = match result {
             Ok(container) => {
-                self.record_healthy(&mut history, &container, &version);
+                self.record_healthy(&mut history, &container, &version, &stamp);
+                InFlight::clear(&factory.dir);
                 eprintln!("agents is healthy ({})", input.agents);
                 return Ok(());
             }
@@ -166,15 +248,12 @@ impl Rollout {
             true => "interrupted (SIGINT or SIGTERM) before agents turned healthy".to_string(),
             false => format!("{why:#}"),
         };
-        let tried = input
-            .pinned
-            .get(AGENTS.name)
-            .cloned()
-            .unwrap_or_else(|| input.agents.to_string());
         let id = docker::image_id(&tried).unwrap_or_default();
         let Some(previous) = previous else {
             restore_compose(factory, old_compose.as_deref());
-            let note = unrecorded(history.append(record(&version, &tried, &id, Outcome::Failed)));
+            let row = stamp(record(&version, &tried, &id, Outcome::Failed));
+            let note = unrecorded(history.append(row));
+            InFlight::clear(&factory.dir);
             bail!(
                 "rollout of AGENTS_IMAGE={version:?} failed ({failure}), and nothing ran before it to go back to: {}{note}",
                 what_runs(sh, factory)
@@ -195,11 +274,13 @@ impl Rollout {
             .running(sh, "agents")
             .and_then(|c| running_image(&c).ok())
             .is_some_and(|(_, image_id)| image_id == previous.image_id);
-        let outcome = match back {
-            true => Outcome::Reverted,
-            false => Outcome::Failed,
+        let outcome = match (back, late) {
+            (true, false) => Outcome::Reverted,
+            (true, true) => Outcome::RevertedLate,
+            (false, _) => Outcome::Failed,
         };
-        let note = unrecorded(history.append(record(&version, &tried, &id, outcome)));
+        let note = unrecorded(history.append(stamp(record(&version, &tried, &id, outcome))));
+        InFlight::clear(&factory.dir);
         match reverted {
             Ok(()) => bail!(
                 "rollout of AGENTS_IMAGE={version:?} failed ({failure}); reverted: agents runs {} again and is healthy{note}",
@@ -215,7 +296,13 @@ impl Rollout {
 
     /// Records a healthy rollout. A record that cannot be written is a warning saying what
     /// runs, never a failure of the rollout: agents runs, healthy, whatever the disk says.
-    fn record_healthy(&self, history: &mut History, container: &str, version: &str) {
+    fn record_healthy(
+        &self,
+        history: &mut History,
+        container: &str,
+        version: &str,
+        stamp: &dyn Fn(Deployment) -> Deployment,
+    ) {
         let file = history.path();
         let lost = format!(
             "until a record is written, {} (status's \"deployed\", rollback's \"previous\") does not know of this rollout",
@@ -228,7 +315,7 @@ impl Rollout {
                 return;
             }
         };
-        match history.append(record(version, &image, &image_id, self.outcome)) {
+        match history.append(stamp(record(version, &image, &image_id, self.outcome))) {
             Ok(()) => super::images::keep_recent(history.entries()),
             Err(e) => eprintln!(
                 "warning: agents runs {image} (AGENTS_IMAGE={version}), healthy, but it cannot be recorded ({e:#}); {lost}"
@@ -355,8 +442,42 @@ pub(crate) fn record(version: &str, image: &str, image_id: &str, outcome: Outcom
         image: image.to_string(),
         image_id: image_id.to_string(),
         outcome,
-        swarm: None,
+        by: Some(crate::lock::Holder::me("").who()),
+        ..Deployment::default()
     }
+}
+
+/// A rollout whose process was killed left its in-flight marker: its row (`interrupted`) is
+/// written now, once (a row naming its attempt means it was written before the kill).
+fn record_interrupted(factory: &Factory, history: &mut History) {
+    let Some(killed) = InFlight::find(&factory.dir) else {
+        return;
+    };
+    let recorded = history
+        .entries()
+        .iter()
+        .any(|d| d.attempt.as_deref() == Some(killed.attempt.as_str()));
+    if !recorded {
+        eprintln!(
+            "warning: the rollout of AGENTS_IMAGE={} started {} by {} was killed before it ended: recorded as interrupted",
+            killed.version, killed.started, killed.by
+        );
+        let row = Deployment {
+            time: now_rfc3339(),
+            version: killed.version.clone(),
+            image: killed.image.clone(),
+            image_id: docker::image_id(&killed.image).unwrap_or_default(),
+            outcome: Outcome::Interrupted,
+            by: Some(killed.by.clone()),
+            attempt: Some(killed.attempt.clone()),
+            ..Deployment::default()
+        };
+        if let Err(e) = history.append(row) {
+            eprintln!("warning: and it cannot be recorded ({e:#})");
+            return;
+        }
+    }
+    InFlight::clear(&factory.dir);
 }
 
 /// The configured image and the image id of a running container.

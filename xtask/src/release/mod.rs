@@ -64,6 +64,14 @@ pub struct Release {
     /// Seconds restart-agents waits for the new agents to turn healthy
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub health_timeout: u64,
+    /// Seconds restart-agents watches the new agents once healthy (0: no watch)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "DISINTO_WATCH",
+        default_value_t = 30
+    )]
+    pub watch: u64,
 }
 
 /// `cargo xtask push vX.Y.Z`: the push-image step alone, for CI jobs that build elsewhere.
@@ -105,6 +113,7 @@ pub(crate) struct Options {
     pub refresh_packages: bool,
     pub factory: Option<PathBuf>,
     pub health_timeout: u64,
+    pub watch: u64,
 }
 
 impl Options {
@@ -116,6 +125,7 @@ impl Options {
             refresh_packages: false,
             factory: None,
             health_timeout: 0,
+            watch: 0,
         }
     }
 }
@@ -371,6 +381,7 @@ impl Release {
             refresh_packages: self.refresh_packages,
             factory: self.factory.clone(),
             health_timeout: self.health_timeout,
+            watch: self.watch,
         }
     }
 
@@ -571,6 +582,7 @@ mod tests {
             cache: false,
             factory: None,
             health_timeout: 1,
+            watch: 0,
         }
     }
 

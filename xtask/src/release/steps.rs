@@ -568,11 +568,14 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
         );
         factory.config.registry = run.plan.config.registry.clone();
     }
-    Rollout::new(
-        vec!["agents".into()],
-        run.opts.dry_run,
-        Duration::from_secs(run.opts.health_timeout),
-    )
+    Rollout {
+        watch: Duration::from_secs(run.opts.watch),
+        ..Rollout::new(
+            vec!["agents".into()],
+            run.opts.dry_run,
+            Duration::from_secs(run.opts.health_timeout),
+        )
+    }
     .run(run.sh(), &factory)
 }
 
