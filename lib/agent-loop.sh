@@ -75,6 +75,14 @@ disinto_session_ended() {
   printf '%s end pid=%s status=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" >>"$DISINTO_SESSIONS" || true
 }
 
+disinto_stop_session() {
+  [ -n "$1" ] || return 0
+  kill -TERM -- "-$1" 2>/dev/null || true
+  local status=0
+  wait "$1" 2>/dev/null || status=$?
+  disinto_session_ended "$1" "$status"
+}
+
 disinto_log() {
   # A log that cannot be written must not stop the loop.
   printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | { tee -a "$DISINTO_LOG" || true; } >&2
@@ -88,7 +96,9 @@ disinto_loop() {
   mkdir -p "$(dirname "$DISINTO_LOG")"
   started=$(date -u +%s)
   # AGENT_CMD runs in its own process group, so stopping reaches everything it started.
-  trap 'disinto_log "stopping"; [ -n "$agent_pid" ] && kill -TERM -- "-$agent_pid" 2>/dev/null; exit 0' TERM INT
+  # On stop, the session in flight gets SIGTERM (its whole process group) and the time left
+  # of the container's stop grace period to end cleanly; its end is recorded.
+  trap 'disinto_log "stopping"; disinto_stop_session "$agent_pid"; exit 0' TERM INT
   # A session or a drain request left by the container this one replaces is not ours.
   rm -f "$DISINTO_SESSION"
   disinto_draining || disinto_undrain

@@ -27,6 +27,10 @@ const FORGEJO_IMAGE: &str = "codeberg.org/forgejo/forgejo:11.0.7";
 const WOODPECKER_SERVER_IMAGE: &str = "woodpeckerci/woodpecker-server:v3.10.0";
 const WOODPECKER_AGENT_IMAGE: &str = "woodpeckerci/woodpecker-agent:v3.10.0";
 
+/// How long agents may take to stop: the loop passes SIGTERM to the session in flight and
+/// waits for it (a drained rollout has none; `--force` and `down` may).
+pub const AGENTS_STOP_GRACE: &str = "60s";
+
 /// Every service of the factory, in the model's order; a test holds the two equal, so a
 /// service name can be checked before a model is built.
 pub const SERVICES: [&str; 7] = [
@@ -85,6 +89,10 @@ pub struct Service {
     pub volumes: Vec<Mount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networks: Option<serde_yaml::Value>,
+    /// How long a stopping container may take before it is killed: agents' session in
+    /// flight gets the time to end cleanly (compose and Swarm read the same key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<String>,
     /// Only in the stack file (see [`crate::model::stack`]); compose ignores most of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<Deploy>,
@@ -372,6 +380,7 @@ pub fn model(input: &ComposeInput) -> Compose {
         Service {
             restart: Some("unless-stopped".into()),
             depends_on: depends(&["forgejo", "woodpecker"]),
+            stop_grace_period: Some(AGENTS_STOP_GRACE.into()),
             ..agents_image_service(input)
         },
     );

@@ -174,6 +174,7 @@ pub fn stack(input: &StackInput) -> Result<Compose> {
                 ports,
                 volumes,
                 networks: service.networks,
+                stop_grace_period: service.stop_grace_period,
                 deploy: Some(deploy),
                 ..Service::default()
             },
