@@ -60,3 +60,16 @@ pub fn drain(container: &str, on: bool) -> Result<()> {
         ),
     }
 }
+
+/// Whether a container of that id (running or not) is still there.
+pub fn exists(container: &str) -> bool {
+    docker::run(&[
+        "inspect",
+        "--type",
+        "container",
+        "--format",
+        "{{.Id}}",
+        container,
+    ])
+    .is_ok()
+}

@@ -50,13 +50,9 @@ pub(crate) fn down(
         (false, Some(agents)) => Some(drain::drain(&agents, policy)?),
         _ => None,
     };
-    if let Err(e) = runner.exec(factory.compose(sh, &args)) {
-        if let Some(d) = &drained {
-            d.lift();
-        }
-        return Err(e);
-    }
-    if let Some(session) = drained.and_then(|d| d.interrupted) {
+    // A failed `down` drops `drained`, which lifts the drain of what still runs.
+    runner.exec(factory.compose(sh, &args))?;
+    if let Some(session) = drained.as_ref().and_then(|d| d.interrupted.clone()) {
         eprintln!("--force: the agent session in flight was cut ({session})");
     }
     if !volumes && !dry_run {

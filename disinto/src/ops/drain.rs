@@ -26,8 +26,10 @@ impl Default for DrainPolicy {
     }
 }
 
-/// A container asked to drain: lift it when the change does not happen (a failed or refused
-/// rollout), so the loop runs on.
+/// A container asked to drain. The drain is lifted when this is dropped, however the command
+/// ends: a container that still runs (a refused or failed change, or one the change left as
+/// it was) starts sessions again; a replaced one is gone, and its successor's loop ignores a
+/// drain that names another container.
 #[derive(Debug)]
 pub struct Drained {
     container: String,
@@ -35,12 +37,11 @@ pub struct Drained {
     pub interrupted: Option<String>,
 }
 
-impl Drained {
-    /// The loop in the container starts sessions again (best effort: it says when it cannot).
-    pub fn lift(&self) {
-        if let Err(e) = work::drain(&self.container, false) {
+impl Drop for Drained {
+    fn drop(&mut self) {
+        if work::drain(&self.container, false).is_err() && work::exists(&self.container) {
             eprintln!(
-                "warning: {e:#}; run `docker exec {} disinto-entrypoint undrain`",
+                "warning: cannot lift the drain of agents: run `docker exec {} disinto-entrypoint undrain`",
                 self.container
             );
         }
@@ -88,20 +89,17 @@ pub fn drain(container: &str, policy: DrainPolicy) -> Result<Drained> {
             Work::Idle | Work::NoProbe => Look::Done(()),
         })
     });
+    // Returning an error drops `drained`, which lifts the drain.
     let session = match waited {
         Ok(Ok(())) => return Ok(drained),
         Ok(Err(session)) => session,
-        Err(e) => {
-            drained.lift();
-            return Err(e);
-        }
+        Err(e) => return Err(e),
     };
     if policy.force {
         eprintln!("--force: going ahead over the agent session in flight ({session})");
         drained.interrupted = Some(session);
         return Ok(drained);
     }
-    drained.lift();
     bail!(
         "an agent session is still running after {}s ({session}): nothing was changed; wait, raise --drain-timeout, or --force to cut it",
         policy.timeout.as_secs()

@@ -169,14 +169,9 @@ impl Rollout {
             )?),
             _ => None,
         };
-        let lift = |e: anyhow::Error| {
-            if let Some(d) = &drained {
-                d.lift();
-            }
-            e
-        };
+        // `drained` lifts the drain when it goes, however this ends.
         let previous = match self.waits_for_agents() {
-            true => self.keep_previous(sh, factory, &history).map_err(lift)?,
+            true => self.keep_previous(sh, factory, &history)?,
             false => None,
         };
         let version = self
@@ -202,7 +197,7 @@ impl Rollout {
             row
         };
         if self.waits_for_agents() {
-            attempt.mark(&factory.dir).map_err(lift)?;
+            attempt.mark(&factory.dir)?;
         }
         let old_compose = std::fs::read(factory.compose_file()).ok();
         // The last moment an interrupt stops the rollout with nothing changed.
@@ -210,7 +205,7 @@ impl Rollout {
             crate::signals::check().and_then(|()| factory.write_compose(&input, &model).map(drop));
         if let Err(e) = unchanged {
             InFlight::clear(&factory.dir);
-            return Err(lift(e));
+            return Err(e);
         }
         let up = runner
             .exec(factory.compose(sh, &args))
