@@ -67,6 +67,15 @@ struct DrainFlags {
     force: bool,
 }
 
+impl DrainFlags {
+    fn policy(&self) -> ops::drain::DrainPolicy {
+        ops::drain::DrainPolicy {
+            timeout: Duration::from_secs(self.drain_timeout),
+            force: self.force,
+        }
+    }
+}
+
 impl RolloutFlags {
     fn rollout(&self, services: Vec<String>) -> ops::rollout::Rollout {
         ops::rollout::Rollout {
@@ -171,6 +180,8 @@ enum SwarmCommand {
         /// Seconds to wait for agents to settle (healthy and watched, or rolled back)
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         timeout: u64,
+        #[command(flatten)]
+        drain: DrainFlags,
     },
     /// Per service: image, digest, version, replicas and where its last update stands
     Status {
@@ -186,6 +197,8 @@ enum SwarmCommand {
         /// Seconds to wait for agents to run its previous image, healthy
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         timeout: u64,
+        #[command(flatten)]
+        drain: DrainFlags,
     },
     /// Remove the stack; named volumes are kept unless --volumes
     Rm {
@@ -195,6 +208,8 @@ enum SwarmCommand {
         /// Print the commands and change nothing
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        drain: DrainFlags,
     },
 }
 
@@ -237,16 +252,7 @@ fn try_main() -> Result<()> {
             volumes,
             dry_run,
             drain,
-        } => ops::down::down(
-            &sh,
-            &root,
-            volumes,
-            dry_run,
-            ops::drain::DrainPolicy {
-                timeout: Duration::from_secs(drain.drain_timeout),
-                force: drain.force,
-            },
-        ),
+        } => ops::down::down(&sh, &root, volumes, dry_run, drain.policy()),
         Command::Status { json } => ops::status::status(&sh, &root, json),
         Command::History { json } => ops::history::history(&root, json),
         Command::Swarm { stack, command } => {
@@ -284,14 +290,36 @@ fn swarm(
 ) -> Result<()> {
     use crate::ops::swarm;
     match command {
-        SwarmCommand::Deploy { dry_run, timeout } => {
-            swarm::deploy::deploy(sh, root, stack, dry_run, Duration::from_secs(timeout))
-        }
+        SwarmCommand::Deploy {
+            dry_run,
+            timeout,
+            drain,
+        } => swarm::deploy::deploy(
+            sh,
+            root,
+            stack,
+            dry_run,
+            Duration::from_secs(timeout),
+            drain.policy(),
+        ),
         SwarmCommand::Status { json } => swarm::status::status(stack, json),
-        SwarmCommand::Rollback { dry_run, timeout } => {
-            swarm::rollback::rollback(sh, root, stack, dry_run, Duration::from_secs(timeout))
-        }
-        SwarmCommand::Rm { volumes, dry_run } => swarm::rm::rm(sh, stack, volumes, dry_run),
+        SwarmCommand::Rollback {
+            dry_run,
+            timeout,
+            drain,
+        } => swarm::rollback::rollback(
+            sh,
+            root,
+            stack,
+            dry_run,
+            Duration::from_secs(timeout),
+            drain.policy(),
+        ),
+        SwarmCommand::Rm {
+            volumes,
+            dry_run,
+            drain,
+        } => swarm::rm::rm(sh, stack, volumes, dry_run, drain.policy()),
     }
 }
 

@@ -200,6 +200,13 @@ pub fn stack_services(stack: &str) -> Result<Vec<(ServiceState, String)>> {
         .collect())
 }
 
+/// The container of `service`'s running task on this node, if one runs here.
+pub fn local_container(service: &str) -> Option<String> {
+    let filter = format!("label=com.docker.swarm.service.name={service}");
+    let ids = docker::run(&["ps", "--quiet", "--filter", &filter]).ok()?;
+    ids.split_whitespace().next().map(str::to_string)
+}
+
 /// Waits until no container of the stack is left on this node (Swarm stops them after
 /// `docker stack rm` returns).
 pub fn wait_gone(stack: &str, limit: Duration) -> Result<()> {

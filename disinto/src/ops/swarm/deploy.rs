@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::{check_stack_name, follow, settle};
+use super::{check_stack_name, drain_agents, follow, settle};
 use crate::engine::swarm::{nodes, require_manager, service_name};
 use crate::engine::{docker, Runner};
 use crate::factory::{Factory, PROJECTS_DIR};
@@ -18,6 +18,7 @@ use crate::model::compose::{ComposeInput, PROJECT_NAME_VAR};
 use crate::model::history::{History, Outcome};
 use crate::model::image_ref::{AgentsImage, ImageRef, OUR_IMAGES};
 use crate::model::stack::{self, Node, StackInput, STACK_FILE, VOLUMES_LABEL};
+use crate::ops::drain::DrainPolicy;
 use crate::ops::images::pull_and_pin;
 use crate::ops::rollout::record;
 
@@ -27,6 +28,7 @@ pub(crate) fn deploy(
     stack_name: &str,
     dry_run: bool,
     timeout: Duration,
+    policy: DrainPolicy,
 ) -> Result<()> {
     check_stack_name(stack_name)?;
     let runner = Runner::new(sh, dry_run);
@@ -97,6 +99,8 @@ pub(crate) fn deploy(
     if !dry_run {
         write_stack(&factory, &file, &input)?;
     }
+    // Held until the deploy has settled; dropping it lifts the drain of a task left running.
+    let _drained = drain_agents(&runner, stack_name, policy)?;
     // --resolve-image never: the file pins our images by digest already, and asking a registry
     // for the third-party images' digests would only fail where no registry is reachable.
     runner

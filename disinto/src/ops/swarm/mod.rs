@@ -13,10 +13,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::engine::poll::{self, Look};
-use crate::engine::swarm::{inspect, service_name, tasks, ServiceState, Task};
+use crate::engine::swarm::{inspect, local_container, service_name, tasks, ServiceState, Task};
 use crate::engine::Runner;
 use crate::factory::project_name_in;
 use crate::model::config::{Environment, Settings};
+use crate::ops::drain::{self, DrainPolicy, Drained};
 
 /// The stack `disinto swarm` works on: `--stack` (or DISINTO_STACK) when given, else the
 /// factory's compose project, so a factory moved from `disinto up` to a swarm keeps its volumes
@@ -52,6 +53,37 @@ fn check_stack_name(name: &str) -> Result<()> {
         bail!("--stack {name:?} is not a stack name Swarm takes: lower-case letters, digits, '_' and '-', starting with a letter or digit, at most 46 characters (e.g. disinto)");
     }
     Ok(())
+}
+
+/// Lets the agent session in flight end before Swarm stops agents' task, when that task runs
+/// on this node (the probe is asked with `docker exec`, which reaches this node only).
+fn drain_agents(
+    runner: &Runner<'_>,
+    stack_name: &str,
+    policy: DrainPolicy,
+) -> Result<Option<Drained>> {
+    runner.note(&format!(
+        "let the agent session in flight end first (at most {}s{})",
+        policy.timeout.as_secs(),
+        if policy.force {
+            ", then cut it"
+        } else {
+            ", else refuse"
+        }
+    ));
+    if runner.dry_run {
+        return Ok(None);
+    }
+    let agents = service_name(stack_name, "agents");
+    match local_container(&agents) {
+        Some(container) => Ok(Some(drain::drain(&container, policy)?)),
+        None => {
+            if inspect(&agents).is_ok() {
+                eprintln!("note: {agents} runs on another node: its work probe cannot be asked from here, so its session in flight is not waited for");
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Where an update of a service stands.

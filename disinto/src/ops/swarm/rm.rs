@@ -6,12 +6,19 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
-use super::check_stack_name;
+use super::{check_stack_name, drain_agents};
 use crate::engine::swarm::{require_manager, stack_services, wait_gone};
 use crate::engine::{docker, Runner};
 use crate::model::stack::{self, VOLUMES_LABEL};
+use crate::ops::drain::DrainPolicy;
 
-pub(crate) fn rm(sh: &Shell, stack_name: &str, volumes: bool, dry_run: bool) -> Result<()> {
+pub(crate) fn rm(
+    sh: &Shell,
+    stack_name: &str,
+    volumes: bool,
+    dry_run: bool,
+    policy: DrainPolicy,
+) -> Result<()> {
     check_stack_name(stack_name)?;
     let runner = Runner::new(sh, dry_run);
     let names = stack::volume_names(stack_name);
@@ -22,6 +29,7 @@ pub(crate) fn rm(sh: &Shell, stack_name: &str, volumes: bool, dry_run: bool) -> 
         );
     }
     if dry_run {
+        drain_agents(&runner, stack_name, policy)?;
         runner.exec(cmd!(sh, "docker stack rm {stack_name}"))?;
         if volumes {
             runner.note("wait until the stack's containers are gone (volumes in use cannot go)");
@@ -36,6 +44,7 @@ pub(crate) fn rm(sh: &Shell, stack_name: &str, volumes: bool, dry_run: bool) -> 
     if stack_services(stack_name)?.is_empty() {
         bail!("no stack {stack_name} runs on this swarm: nothing to remove (and no volume is deleted)");
     }
+    let _drained = drain_agents(&runner, stack_name, policy)?;
     runner.exec(cmd!(sh, "docker stack rm {stack_name}").ignore_stdout())?;
     if !volumes {
         eprintln!(

@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::{check_stack_name, follow, settle};
+use super::{check_stack_name, drain_agents, follow, settle};
 use crate::engine::swarm::{inspect, require_manager, service_name};
 use crate::engine::{docker, Runner};
 use crate::factory::Factory;
 use crate::model::history::{History, Outcome};
 use crate::model::image_ref::ImageRef;
+use crate::ops::drain::DrainPolicy;
 use crate::ops::rollout::record;
 
 pub(crate) fn rollback(
@@ -21,6 +22,7 @@ pub(crate) fn rollback(
     stack_name: &str,
     dry_run: bool,
     timeout: Duration,
+    policy: DrainPolicy,
 ) -> Result<()> {
     check_stack_name(stack_name)?;
     let runner = Runner::new(sh, dry_run);
@@ -30,6 +32,7 @@ pub(crate) fn rollback(
         timeout.as_secs()
     );
     if dry_run {
+        drain_agents(&runner, stack_name, policy)?;
         runner.exec(cmd!(sh, "docker service rollback --detach {agents}"))?;
         runner.note(&wait);
         return Ok(());
@@ -52,6 +55,8 @@ pub(crate) fn rollback(
     if previous == before.image {
         bail!("{agents}'s earlier spec runs the same image ({previous}): nothing to go back to; {instead}");
     }
+    // Held until the rollback has settled; dropping it lifts the drain of a task left running.
+    let _drained = drain_agents(&runner, stack_name, policy)?;
     runner
         .exec(cmd!(sh, "docker service rollback --detach {agents}").ignore_stdout())
         .with_context(|| format!("docker service rollback {agents} failed"))?;
