@@ -22,12 +22,18 @@ pub(crate) fn history(root: &Path, json: bool) -> Result<()> {
             continue;
         }
         let outcome = serde_json::to_value(d.outcome)?;
-        let on = match &d.swarm {
+        let mut on = match &d.swarm {
             Some(stack) => format!("  (swarm stack {stack})"),
             None => String::new(),
         };
+        if let Some(by) = &d.by {
+            on.push_str(&format!("  by {by}"));
+        }
+        if let Some(session) = &d.interrupted_session {
+            on.push_str(&format!("  (--force cut the session {session})"));
+        }
         println!(
-            "{}  {:<11}  {:<10}  {}{on}",
+            "{}  {:<13}  {:<10}  {}{on}",
             d.time,
             outcome.as_str().unwrap_or("-"),
             d.shown_version(),
