@@ -28,43 +28,30 @@ pub fn wait_healthy_to_recover(container: &str, limit: Duration) -> Result<()> {
 }
 
 fn wait(container: &str, limit: Duration, on_interrupt: OnInterrupt) -> Result<()> {
-    let probe = health_probe(container);
-    let mut last_probe: Option<Instant> = None;
+    let mut probe = Probe::of(container, Duration::from_secs(1));
     // Restarts count from now: a container compose left as it was may have recovered
     // from a crash long ago.
-    let mut restarts_before: Option<String> = None;
-    let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
+    let mut restarts = Restarts::default();
     let logs = format!("see `docker logs {container}`");
     let id = short(container);
     let waited = poll::until_with(limit, Duration::from_millis(200), on_interrupt, |left| {
-        let state = docker::read(
-            &["inspect", "--format", format, container],
-            &format!("inspect container {container}"),
-        )?;
-        let fields: Vec<&str> = state.split_whitespace().collect();
-        let before = restarts_before
-            .get_or_insert_with(|| fields.get(2).map(|r| r.to_string()).unwrap_or_default());
-        match fields.as_slice() {
-            [_, _, restarts] if restarts != before => {
-                bail!("container {id} restarted (it exited): {logs}")
-            }
-            [_, "healthy", _] | ["running", "none", _] => return Ok(Look::Done(())),
-            [_, "unhealthy", _] => bail!("container {id} turned unhealthy: {logs}"),
-            ["exited" | "dead" | "restarting", _, _] => bail!("container {id} exited: {logs}"),
-            ["running", "starting", _] => {
-                let due = last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-                if let (true, Some(args)) = (due, &probe) {
-                    last_probe = Some(Instant::now());
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    // A hanging health command must not hang the rollout.
-                    if docker::run_for(&args, left.min(Duration::from_secs(5))).is_ok() {
-                        return Ok(Look::Done(()));
-                    }
-                }
+        let life = Life::of(container)?;
+        if restarts.grew(&life) {
+            bail!("container {id} restarted (it exited): {logs}")
+        }
+        match (life.state.as_str(), life.health.as_str()) {
+            (_, "healthy") | ("running", "none") => return Ok(Look::Done(())),
+            (_, "unhealthy") => bail!("container {id} turned unhealthy: {logs}"),
+            ("exited" | "dead" | "restarting", _) => bail!("container {id} exited: {logs}"),
+            // A hanging health command must not hang the rollout.
+            ("running", "starting")
+                if probe.run(left.min(Duration::from_secs(5))) == Some(true) =>
+            {
+                return Ok(Look::Done(()))
             }
             _ => {}
         }
-        Ok(Look::Wait(state.trim().to_string()))
+        Ok(Look::Wait(life.words))
     })?;
     waited.map_err(|state| {
         anyhow::anyhow!(
@@ -72,6 +59,70 @@ fn wait(container: &str, limit: Duration, on_interrupt: OnInterrupt) -> Result<(
             limit.as_secs()
         )
     })
+}
+
+/// What Docker says of a container's life now: its state, its health (`none` without a
+/// check) and its restart count, and the words as Docker gave them, for messages.
+struct Life {
+    state: String,
+    health: String,
+    restarts: String,
+    words: String,
+}
+
+impl Life {
+    fn of(container: &str) -> Result<Life> {
+        let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
+        let words = docker::read(
+            &["inspect", "--format", format, container],
+            &format!("inspect container {container}"),
+        )?;
+        let mut fields = words.split_whitespace().map(str::to_string);
+        Ok(Life {
+            state: fields.next().unwrap_or_default(),
+            health: fields.next().unwrap_or_default(),
+            restarts: fields.next().unwrap_or_default(),
+            words: words.trim().to_string(),
+        })
+    }
+}
+
+/// The restart count first seen, and whether it grew since.
+#[derive(Default)]
+struct Restarts(Option<String>);
+
+impl Restarts {
+    fn grew(&mut self, life: &Life) -> bool {
+        *self.0.get_or_insert_with(|| life.restarts.clone()) != life.restarts
+    }
+}
+
+/// The image's own health command, run in the container at most once every `every`.
+struct Probe {
+    args: Option<Vec<String>>,
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl Probe {
+    fn of(container: &str, every: Duration) -> Probe {
+        Probe {
+            args: health_probe(container),
+            every,
+            last: None,
+        }
+    }
+
+    /// Whether the command passed, when it was due (and the image has one); within `budget`.
+    fn run(&mut self, budget: Duration) -> Option<bool> {
+        let args = self.args.as_ref()?;
+        if self.last.is_some_and(|t| t.elapsed() < self.every) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Some(docker::run_for(&args, budget).is_ok())
+    }
 }
 
 /// `docker exec` arguments that run `container`'s own health check command, if it has one.
@@ -112,47 +163,34 @@ pub fn watch(container: &str, span: Duration) -> Result<()> {
     if span.is_zero() {
         return Ok(());
     }
-    let probe = health_probe(container);
-    let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}";
+    let mut probe = Probe::of(container, Duration::from_secs(2));
+    let mut restarts = Restarts::default();
+    let mut failures = 0;
     let id = short(container);
     let logs = format!("see `docker logs {container}`");
-    let mut restarts_before: Option<String> = None;
-    let mut failures = 0;
-    let mut last_probe: Option<Instant> = None;
-    let watched = poll::until(span, Duration::from_millis(500), |_| {
-        let state = docker::read(
-            &["inspect", "--format", format, container],
-            &format!("inspect container {container}"),
-        )?;
-        let fields: Vec<&str> = state.split_whitespace().collect();
-        let before = restarts_before
-            .get_or_insert_with(|| fields.get(2).map(|r| r.to_string()).unwrap_or_default());
-        match fields.as_slice() {
-            [_, _, restarts] if restarts != before => {
-                bail!("container {id} restarted after it turned healthy: {logs}")
-            }
-            [_, "unhealthy", _] => bail!("container {id} turned unhealthy after its gate: {logs}"),
-            [state, _, _] if *state != "running" => {
+    // The whole span going by is the good end: the "time is up" it returns is no failure.
+    let _time_is_up = poll::until(span, Duration::from_millis(500), |_| {
+        let life = Life::of(container)?;
+        if restarts.grew(&life) {
+            bail!("container {id} restarted after it turned healthy: {logs}")
+        }
+        match (life.state.as_str(), life.health.as_str()) {
+            (_, "unhealthy") => bail!("container {id} turned unhealthy after its gate: {logs}"),
+            (state, _) if state != "running" => {
                 bail!("container {id} is {state} after it turned healthy: {logs}")
             }
             _ => {}
         }
-        let due = last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
-        if let (true, Some(args)) = (due, &probe) {
-            last_probe = Some(Instant::now());
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            match docker::run_for(&args, Duration::from_secs(5)) {
-                Ok(_) => failures = 0,
-                Err(_) => failures += 1,
-            }
-            if failures >= WATCH_FAILURES {
-                bail!("container {id} failed its health command {failures} times in a row after its gate: {logs}");
-            }
+        match probe.run(Duration::from_secs(5)) {
+            Some(true) => failures = 0,
+            Some(false) => failures += 1,
+            None => {}
         }
-        Ok(Look::<()>::Wait(state.trim().to_string()))
+        if failures >= WATCH_FAILURES {
+            bail!("container {id} failed its health command {failures} times in a row after its gate: {logs}");
+        }
+        Ok(Look::<()>::Wait(life.words))
     })?;
-    // The whole span went by without a failure: `Err` here is only "the time is up".
-    let _ = watched;
     Ok(())
 }
 

@@ -37,15 +37,7 @@ pub(crate) fn down(
         );
         args.push("--volumes");
     }
-    runner.note(&format!(
-        "let the agent session in flight end first (at most {}s{})",
-        policy.timeout.as_secs(),
-        if policy.force {
-            ", then cut it"
-        } else {
-            ", else refuse"
-        }
-    ));
+    runner.note(&policy.plan());
     let drained = match (dry_run, factory.running(sh, "agents")) {
         (false, Some(agents)) => Some(drain::drain(&agents, policy)?),
         _ => None,

@@ -17,6 +17,21 @@ pub struct DrainPolicy {
     pub force: bool,
 }
 
+impl DrainPolicy {
+    /// The line of a dry run's plan that says what draining would do.
+    pub fn plan(&self) -> String {
+        format!(
+            "let the agent session in flight end first (at most {}s{})",
+            self.timeout.as_secs(),
+            if self.force {
+                ", then cut it"
+            } else {
+                ", else refuse"
+            }
+        )
+    }
+}
+
 impl Default for DrainPolicy {
     fn default() -> DrainPolicy {
         DrainPolicy {

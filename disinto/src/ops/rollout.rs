@@ -72,6 +72,13 @@ impl Rollout {
         }
     }
 
+    fn drain_policy(&self) -> DrainPolicy {
+        DrainPolicy {
+            timeout: self.drain_timeout,
+            force: self.force,
+        }
+    }
+
     fn touches_agents_image(&self) -> bool {
         self.services.is_empty() || self.services.iter().any(|s| s == "agents" || s == "runner")
     }
@@ -140,15 +147,7 @@ impl Rollout {
             ));
             runner.exec(factory.compose(sh, &args))?;
             if self.waits_for_agents() {
-                runner.note(&format!(
-                    "let the agent session in flight end first (at most {}s{})",
-                    self.drain_timeout.as_secs(),
-                    if self.force {
-                        ", then cut it"
-                    } else {
-                        ", else refuse"
-                    }
-                ));
+                runner.note(&self.drain_policy().plan());
                 runner.note(&format!(
                     "wait until agents is healthy (at most {}s), then watch it for {}s; if it fails, put the image it runs now back",
                     self.health_timeout.as_secs(),
@@ -160,13 +159,7 @@ impl Rollout {
         // The session in flight ends before agents is replaced; a rollout that stops before
         // it replaces agents lifts the drain, so the loop runs on.
         let drained = match (self.waits_for_agents(), factory.running(sh, "agents")) {
-            (true, Some(container)) => Some(drain::drain(
-                &container,
-                DrainPolicy {
-                    timeout: self.drain_timeout,
-                    force: self.force,
-                },
-            )?),
+            (true, Some(container)) => Some(drain::drain(&container, self.drain_policy())?),
             _ => None,
         };
         // `drained` lifts the drain when it goes, however this ends.

@@ -62,15 +62,7 @@ fn drain_agents(
     stack_name: &str,
     policy: DrainPolicy,
 ) -> Result<Option<Drained>> {
-    runner.note(&format!(
-        "let the agent session in flight end first (at most {}s{})",
-        policy.timeout.as_secs(),
-        if policy.force {
-            ", then cut it"
-        } else {
-            ", else refuse"
-        }
-    ));
+    runner.note(&policy.plan());
     if runner.dry_run {
         return Ok(None);
     }
