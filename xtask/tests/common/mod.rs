@@ -102,17 +102,27 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Builds the agents image from this checkout (once per test binary) and returns its tag.
+/// The tag names the checkout: test binaries of several checkouts (worktrees) build at once
+/// on one engine, and a tag they shared would be whichever build finished last.
 pub fn agents_image() -> &'static str {
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    const TAG: &str = "disinto-agents:e2e";
+    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
+        // FNV-1a of the checkout's path: stable across runs, so reruns reuse the tag.
+        let hash = root()
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let tag = format!("disinto-agents:e2e-{:08x}", hash as u32);
         ok(Command::new("docker")
-            .args(["build", "-q", "-f", "docker/agents/Dockerfile", "-t", TAG])
+            .args(["build", "-q", "-f", "docker/agents/Dockerfile", "-t", &tag])
             .args(["--build-arg", "VERSION=v0.0.0-e2e"])
             .arg(".")
             .current_dir(root()));
-    });
-    TAG
+        tag
+    })
 }
 
 /// A compose project in its own directory, taken down with its volumes on drop.
