@@ -36,6 +36,11 @@ pub struct Drained {
 }
 
 impl Drained {
+    /// The container asked to drain.
+    pub fn container(&self) -> &str {
+        &self.container
+    }
+
     /// The loop in the container starts sessions again (best effort: it says when it cannot).
     pub fn lift(&self) {
         if let Err(e) = work::drain(&self.container, false) {

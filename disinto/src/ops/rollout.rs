@@ -238,6 +238,7 @@ impl Rollout {
             Ok(container) => {
                 self.record_healthy(&mut history, &container, &version, &stamp);
                 InFlight::clear(&factory.dir);
+                lift_if_kept(drained.as_ref(), &container);
                 eprintln!("agents is healthy ({})", input.agents);
                 return Ok(());
             }
@@ -270,10 +271,14 @@ impl Rollout {
         let reverted = self.revert(&runner, factory, &input, &previous);
         // What runs decides the record: the image from before (even if it is not healthy
         // either), or still the one tried.
-        let back = factory
-            .running(sh, "agents")
-            .and_then(|c| running_image(&c).ok())
+        let now = factory.running(sh, "agents");
+        let back = now
+            .as_deref()
+            .and_then(|c| running_image(c).ok())
             .is_some_and(|(_, image_id)| image_id == previous.image_id);
+        if let Some(now) = &now {
+            lift_if_kept(drained.as_ref(), now);
+        }
         let outcome = match (back, late) {
             (true, false) => Outcome::Reverted,
             (true, true) => Outcome::RevertedLate,
@@ -396,6 +401,16 @@ impl Rollout {
                 previous.version
             )
         })
+    }
+}
+
+/// Lifts the drain when `agents` (the container that runs agents now) is the one asked to
+/// drain: compose left it as it was (nothing of it changed, as on a second `up`), so nothing
+/// else ends the drain and its loop would never start a session again. A replaced container
+/// took the drain with it.
+fn lift_if_kept(drained: Option<&drain::Drained>, agents: &str) {
+    if let Some(d) = drained.filter(|d| d.container() == agents) {
+        d.lift();
     }
 }
 
