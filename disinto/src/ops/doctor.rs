@@ -1,8 +1,9 @@
 //! `disinto doctor`: a read-only verdict on a factory. Does the compose file say what this
 //! binary makes from `.env`; do the running images equal its pins; are the images kept for
 //! rollback still here; does any service of ours write into an anonymous volume; is the
-//! factory locked or frozen; has agents restarted since the last deployment; is there room
-//! for the next pull. Exit 0 clean, 1 drift, 2 when it could not look.
+//! factory locked or frozen; was a rollout killed before it ended; has agents restarted since
+//! the last deployment; is there room for the next pull. Exit 0 clean, 1 drift, 2 when it
+//! could not look.
 
 use std::path::Path;
 
@@ -15,7 +16,7 @@ use crate::engine::{container, docker};
 use crate::factory::Factory;
 use crate::lock;
 use crate::model::compose::{render, ComposeInput};
-use crate::model::history::History;
+use crate::model::history::{History, InFlight, IN_FLIGHT_FILE};
 use crate::model::image_ref::OUR_IMAGES;
 use crate::Exit;
 
@@ -85,6 +86,7 @@ pub(crate) fn doctor(sh: &Shell, root: &Path, json: bool) -> Result<()> {
 fn look(sh: &Shell, factory: &Factory) -> Vec<Check> {
     let mut checks = vec![compose_file(factory)];
     checks.extend(lock_and_freeze(factory));
+    checks.push(in_flight(factory));
     if !factory.compose_file().is_file() {
         // Nothing was brought up from it: nothing runs to check.
         return checks;
@@ -164,6 +166,51 @@ fn lock_and_freeze(factory: &Factory) -> Vec<Check> {
         Err(e) => checks.push(check("freeze", Verdict::Error, format!("{e:#}"))),
     }
     checks
+}
+
+/// A rollout marked in flight (`state/rollout.json`): one running now, whose process holds
+/// the lock, or one whose process was killed before it wrote its row; the next rollout
+/// records that one as interrupted.
+fn in_flight(factory: &Factory) -> Check {
+    let path = factory.dir.join(IN_FLIGHT_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return check("rollout", Verdict::Ok, "no rollout in flight")
+        }
+        Err(e) => {
+            return check(
+                "rollout",
+                Verdict::Error,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        }
+        Ok(_) => {}
+    }
+    let Some(marker) = InFlight::find(&factory.dir) else {
+        return check(
+            "rollout",
+            Verdict::Drift,
+            format!("{} is not a rollout marker: remove it", path.display()),
+        );
+    };
+    let what = format!(
+        "the rollout of AGENTS_IMAGE={} ({}) started {} by {}",
+        marker.version, marker.image, marker.started, marker.by
+    );
+    match lock::holder(&factory.dir) {
+        Some(holder) if Some(holder.pid) == marker.pid() => check(
+            "rollout",
+            Verdict::Info,
+            format!("{what} is in flight ({holder})"),
+        ),
+        _ => check(
+            "rollout",
+            Verdict::Drift,
+            format!(
+                "{what} was killed before it ended, so agents may run either image: the next `disinto up` records it as interrupted and rolls out what .env says"
+            ),
+        ),
+    }
 }
 
 /// Each service of ours that runs, runs the reference the compose file pins.

@@ -188,13 +188,7 @@ impl Rollout {
             .get(AGENTS.name)
             .cloned()
             .unwrap_or_else(|| input.agents.to_string());
-        let attempt = InFlight {
-            attempt: format!("{}-{}", now_rfc3339(), std::process::id()),
-            started: now_rfc3339(),
-            version: version.clone(),
-            image: tried.clone(),
-            by: crate::lock::Holder::me("").who(),
-        };
+        let attempt = InFlight::new(&version, &tried, &crate::lock::Holder::me("").who());
         // Every row this rollout writes names the attempt and the session it cut, if any.
         let stamp = |mut row: Deployment| {
             row.attempt = Some(attempt.attempt.clone());
