@@ -15,9 +15,9 @@ use super::images::keep_tag;
 use crate::engine::{container, docker};
 use crate::factory::Factory;
 use crate::lock;
-use crate::model::compose::{render, ComposeInput};
+use crate::model::compose::{render, Compose, ComposeInput};
 use crate::model::history::{History, InFlight, IN_FLIGHT_FILE};
-use crate::model::image_ref::OUR_IMAGES;
+use crate::model::image_ref::{ImageRef, OUR_IMAGES};
 use crate::Exit;
 
 /// How one check came out.
@@ -130,7 +130,41 @@ fn compose_file(factory: &Factory) -> Check {
         );
     };
     let mut input = ComposeInput::from(&factory.config);
-    input.pinned = factory.current_pins(|_| true);
+    // A pin (the exact image a rollout ran, by digest or as the local tag it found) stands
+    // for what `.env` names only when it is that repository and tag: a pin of another
+    // version (a rollout killed after it wrote the file, `AGENTS_IMAGE=... up` over `.env`)
+    // is what the next plain `up` changes.
+    let mut other = vec![];
+    for (name, pin) in file_images(&text) {
+        let want = OUR_IMAGES
+            .into_iter()
+            .find(|i| i.name == name)
+            .and_then(|i| {
+                factory
+                    .config
+                    .agents
+                    .resolved_for(i, &factory.config.registry)
+            });
+        if want.as_deref().is_some_and(|want| same_version(&pin, want)) {
+            input.pinned.insert(name, pin);
+        } else {
+            other.push(format!(
+                "{name} is pinned to {pin}, .env makes {}",
+                want.as_deref().unwrap_or("a build from source")
+            ));
+        }
+    }
+    if !other.is_empty() {
+        return check(
+            "compose",
+            Verdict::Drift,
+            format!(
+                "{}: {}; `disinto up` rewrites it as .env says",
+                path.display(),
+                other.join("; ")
+            ),
+        );
+    }
     match render(&input, &crate::model::compose::model(&input)) {
         Ok(want) if want == text => check(
             "compose",
@@ -166,6 +200,35 @@ fn lock_and_freeze(factory: &Factory) -> Vec<Check> {
         Err(e) => checks.push(check("freeze", Verdict::Error, format!("{e:#}"))),
     }
     checks
+}
+
+/// The image references of our images' services in the compose file `text` that name an
+/// exact image (a reference, not an interpolated `${DISINTO_REGISTRY}` one nor a build).
+fn file_images(text: &str) -> Vec<(&'static str, String)> {
+    let Ok(compose) = serde_yaml::from_str::<Compose>(text) else {
+        return vec![];
+    };
+    OUR_IMAGES
+        .into_iter()
+        .filter_map(|image| {
+            let service = compose.services.get(image.name)?;
+            let reference = service.image.as_ref()?;
+            (service.build.is_none() && ImageRef::parse(reference).is_ok())
+                .then(|| (image.name, reference.clone()))
+        })
+        .collect()
+}
+
+/// Whether the reference `pin` is `want` (repository and tag), pinned or not.
+fn same_version(pin: &str, want: &str) -> bool {
+    match (ImageRef::parse(pin), ImageRef::parse(want)) {
+        (Ok(pin), Ok(want)) => {
+            pin.repository() == want.repository()
+                && pin.tag() == want.tag()
+                && want.digest().is_none_or(|d| pin.digest() == Some(d))
+        }
+        _ => false,
+    }
 }
 
 /// A rollout marked in flight (`state/rollout.json`): one running now, whose process holds
@@ -332,5 +395,35 @@ fn disk(factory: &Factory) -> Check {
             ),
         ),
         Err(e) => check("disk", Verdict::Error, format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_stands_for_env_only_when_it_is_the_same_version() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let want = "127.0.0.1:5000/d/agents:v0.1.0";
+        assert!(same_version(want, want));
+        assert!(same_version(&format!("{want}@{digest}"), want));
+        // A killed rollout's pin, or an image kept for a revert, is not what .env makes.
+        assert!(!same_version("127.0.0.1:5000/d/agents:v0.2.0", want));
+        assert!(!same_version("disinto-keep/agents:0123456789ab", want));
+        // A digest .env names must be the one pinned.
+        let other = format!("{want}@sha256:{}", "b".repeat(64));
+        assert!(!same_version(&other, &format!("{want}@{digest}")));
+        assert!(!same_version("${DISINTO_REGISTRY:-x}/agents:v0.1.0", want));
+    }
+
+    #[test]
+    fn the_files_exact_images_are_read_and_templates_and_builds_left_out() {
+        let text = "services:\n  agents:\n    image: r/agents:v0.2.0\n  edge:\n    image: ${DISINTO_REGISTRY:-ghcr.io/disinto}/edge:v0.1.0\n  reproduce:\n    image: r/reproduce:v0.1.0\n    build:\n      context: .\n";
+        assert_eq!(
+            file_images(text),
+            vec![("agents", "r/agents:v0.2.0".to_string())]
+        );
+        assert!(file_images("not: [yaml").is_empty());
     }
 }
