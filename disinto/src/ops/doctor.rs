@@ -1,9 +1,9 @@
 //! `disinto doctor`: a read-only verdict on a factory. Does the compose file say what this
 //! binary makes from `.env`; do the running images equal its pins; are the images kept for
 //! rollback still here; does any service of ours write into an anonymous volume; is the
-//! factory locked or frozen; was a rollout killed before it ended; has agents restarted since
-//! the last deployment; is there room for the next pull. Exit 0 clean, 1 drift, 2 when it
-//! could not look.
+//! factory locked or frozen; was a rollout killed before it ended; is agents left drained by
+//! a command that is gone; has agents restarted since the last deployment; is there room for
+//! the next pull. Exit 0 clean, 1 drift, 2 when it could not look.
 
 use std::path::Path;
 
@@ -12,7 +12,7 @@ use serde::Serialize;
 use xshell::Shell;
 
 use super::images::keep_tag;
-use crate::engine::{container, docker};
+use crate::engine::{container, docker, work};
 use crate::factory::Factory;
 use crate::lock;
 use crate::model::compose::{render, Compose, ComposeInput};
@@ -113,6 +113,12 @@ fn look(sh: &Shell, factory: &Factory) -> Vec<Check> {
         Err(e) => checks.push(check("history", Verdict::Error, format!("{e:#}"))),
     }
     checks.push(restarts(&containers));
+    if let Some(agents) = containers
+        .iter()
+        .find(|c| c.service == "agents" && c.state == "running")
+    {
+        checks.push(drained(factory, &agents.id));
+    }
     checks.push(disk(factory));
     checks
 }
@@ -273,6 +279,33 @@ fn in_flight(factory: &Factory) -> Check {
                 "{what} was killed before it ended, so agents may run either image: the next `disinto up` records it as interrupted and rolls out what .env says"
             ),
         ),
+    }
+}
+
+/// Agents asked to start no new session while no command holds the lock: the command that
+/// drained it was killed, and no session starts until a rollout (or `undrain`) lifts it.
+fn drained(factory: &Factory, agents: &str) -> Check {
+    let short = crate::engine::health::short(agents);
+    match (work::draining(agents), lock::holder(&factory.dir)) {
+        (Ok(Some(true)), Some(holder)) => check(
+            "drain",
+            Verdict::Info,
+            format!("agents starts no new session while {holder} changes the factory"),
+        ),
+        (Ok(Some(true)), None) => check(
+            "drain",
+            Verdict::Drift,
+            format!(
+                "agents starts no new session (drained), and no command holds the lock: the one that drained it was stopped; `disinto up` lifts it (or `docker exec {short} disinto-entrypoint undrain`)"
+            ),
+        ),
+        (Ok(Some(false)), _) => check("drain", Verdict::Ok, "agents starts sessions"),
+        (Ok(None), _) => check(
+            "drain",
+            Verdict::Info,
+            "agents runs an image without the drain probe (released before it)",
+        ),
+        (Err(e), _) => check("drain", Verdict::Error, format!("{e:#}")),
     }
 }
 
