@@ -5,6 +5,7 @@
 #   busy        the work probe: prints the session in flight and exits 0, or exits 1 when idle
 #   drain       start no new session in this container (the one in flight goes on)
 #   undrain     lift the drain
+#   draining    exits 0 while this container is asked to start no new session, 1 otherwise
 #   CMD ...     anything else runs once as `agent` (the runner's approved actions)
 # Started as root only to give the volumes to `agent`; everything else runs as uid 1000.
 set -euo pipefail
@@ -17,6 +18,7 @@ case "${1:-run}" in
   busy) disinto_busy; exit ;;
   drain) disinto_drain; exit ;;
   undrain) disinto_undrain; exit ;;
+  draining) disinto_draining; exit ;;
 esac
 
 if [ "$(id -u)" = 0 ]; then

@@ -71,12 +71,13 @@ impl Factory {
         (!id.is_empty()).then(|| id.to_string())
     }
 
-    /// The image id agents runs now (empty when none runs).
+    /// The image id agents runs now (empty when none runs, or when the container went away
+    /// between `ps` and `inspect`: a rollout may be replacing it while the test looks).
     fn agents_image_id(&self) -> String {
         let image = |c: String| {
-            ok(Command::new("docker").args(["inspect", "--format", "{{.Image}}", &c]))
-                .trim()
-                .to_string()
+            let out =
+                output(Command::new("docker").args(["inspect", "--format", "{{.Image}}", &c]));
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
         self.agents().map(image).unwrap_or_default()
     }

@@ -1,6 +1,7 @@
-//! The agents image's work probe (`disinto-entrypoint busy|drain|undrain`, run in the
-//! container): is a session in flight, and asking the loop to start no new one. An image
-//! older than the probe answers neither; it is taken as idle, and the caller says so.
+//! The agents image's work probe (`disinto-entrypoint busy|drain|undrain|draining`, run in
+//! the container): is a session in flight, asking the loop to start no new one, and whether
+//! it is asked. An image older than the probe answers none; it is taken as idle, and the
+//! caller says so.
 
 use std::process::Command;
 use std::time::Duration;
@@ -72,4 +73,20 @@ pub fn exists(container: &str) -> bool {
         container,
     ])
     .is_ok()
+}
+
+/// Whether the loop in `container` is asked to start no new session (`None`: the image has
+/// no such probe, being older than it).
+pub fn draining(container: &str) -> Result<Option<bool>> {
+    let out = entrypoint(container, "draining")?;
+    Ok(match out.status.code() {
+        Some(0) => Some(true),
+        Some(1) => Some(false),
+        Some(126 | 127) => None,
+        code => bail!(
+            "the work probe of {container} (draining) failed ({}): {}",
+            code.map_or("killed".into(), |c| format!("exit {c}")),
+            docker::last_line(&out.stderr)
+        ),
+    })
 }

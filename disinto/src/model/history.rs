@@ -102,6 +102,25 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// A rollout of `version` (the exact `image`) by `by`, starting now in this process. Its
+    /// attempt id is the time and this process's id, so a marker names the process it
+    /// belongs to.
+    pub fn new(version: &str, image: &str, by: &str) -> InFlight {
+        let started = crate::model::time::now_rfc3339();
+        InFlight {
+            attempt: format!("{started}-{}", std::process::id()),
+            started,
+            version: version.to_string(),
+            image: image.to_string(),
+            by: by.to_string(),
+        }
+    }
+
+    /// The id of the process that made this marker (the end of its attempt id).
+    pub fn pid(&self) -> Option<u32> {
+        self.attempt.rsplit_once('-')?.1.parse().ok()
+    }
+
     /// Marks the rollout in flight (atomically: a crash leaves the old marker or this one).
     pub fn mark(&self, factory_dir: &Path) -> Result<()> {
         let text = serde_json::to_string(self)? + "\n";
@@ -501,6 +520,18 @@ mod tests {
             outcome,
             ..Deployment::default()
         }
+    }
+
+    #[test]
+    fn a_marker_names_the_process_that_made_it() {
+        let marker = InFlight::new("v0.2.0", "r/agents:v0.2.0", "ops@host");
+        assert_eq!(marker.pid(), Some(std::process::id()));
+        assert_eq!(marker.started, marker.attempt[..marker.started.len()]);
+        let other = InFlight {
+            attempt: "not an attempt id".into(),
+            ..marker
+        };
+        assert_eq!(other.pid(), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `disinto doctor`: a read-only verdict on a factory. Does the compose file say what this
 //! binary makes from `.env`; do the running images equal its pins; are the images kept for
 //! rollback still here; does any service of ours write into an anonymous volume; is the
-//! factory locked or frozen; has agents restarted since the last deployment; is there room
-//! for the next pull. Exit 0 clean, 1 drift, 2 when it could not look.
+//! factory locked or frozen; was a rollout killed before it ended; is agents left drained by
+//! a command that is gone; has agents restarted since the last deployment; is there room for
+//! the next pull. Exit 0 clean, 1 drift, 2 when it could not look.
 
 use std::path::Path;
 
@@ -11,12 +12,12 @@ use serde::Serialize;
 use xshell::Shell;
 
 use super::images::keep_tag;
-use crate::engine::{container, docker};
+use crate::engine::{container, docker, work};
 use crate::factory::Factory;
 use crate::lock;
-use crate::model::compose::{render, ComposeInput};
-use crate::model::history::History;
-use crate::model::image_ref::OUR_IMAGES;
+use crate::model::compose::{render, Compose, ComposeInput};
+use crate::model::history::{History, InFlight, IN_FLIGHT_FILE};
+use crate::model::image_ref::{ImageRef, OUR_IMAGES};
 use crate::Exit;
 
 /// How one check came out.
@@ -85,6 +86,7 @@ pub(crate) fn doctor(sh: &Shell, root: &Path, json: bool) -> Result<()> {
 fn look(sh: &Shell, factory: &Factory) -> Vec<Check> {
     let mut checks = vec![compose_file(factory)];
     checks.extend(lock_and_freeze(factory));
+    checks.push(in_flight(factory));
     if !factory.compose_file().is_file() {
         // Nothing was brought up from it: nothing runs to check.
         return checks;
@@ -111,6 +113,12 @@ fn look(sh: &Shell, factory: &Factory) -> Vec<Check> {
         Err(e) => checks.push(check("history", Verdict::Error, format!("{e:#}"))),
     }
     checks.push(restarts(&containers));
+    if let Some(agents) = containers
+        .iter()
+        .find(|c| c.service == "agents" && c.state == "running")
+    {
+        checks.push(drained(factory, &agents.id));
+    }
     checks.push(disk(factory));
     checks
 }
@@ -128,7 +136,41 @@ fn compose_file(factory: &Factory) -> Check {
         );
     };
     let mut input = ComposeInput::from(&factory.config);
-    input.pinned = factory.current_pins(|_| true);
+    // A pin (the exact image a rollout ran, by digest or as the local tag it found) stands
+    // for what `.env` names only when it is that repository and tag: a pin of another
+    // version (a rollout killed after it wrote the file, `AGENTS_IMAGE=... up` over `.env`)
+    // is what the next plain `up` changes.
+    let mut other = vec![];
+    for (name, pin) in file_images(&text) {
+        let want = OUR_IMAGES
+            .into_iter()
+            .find(|i| i.name == name)
+            .and_then(|i| {
+                factory
+                    .config
+                    .agents
+                    .resolved_for(i, &factory.config.registry)
+            });
+        if want.as_deref().is_some_and(|want| same_version(&pin, want)) {
+            input.pinned.insert(name, pin);
+        } else {
+            other.push(format!(
+                "{name} is pinned to {pin}, .env makes {}",
+                want.as_deref().unwrap_or("a build from source")
+            ));
+        }
+    }
+    if !other.is_empty() {
+        return check(
+            "compose",
+            Verdict::Drift,
+            format!(
+                "{}: {}; `disinto up` rewrites it as .env says",
+                path.display(),
+                other.join("; ")
+            ),
+        );
+    }
     match render(&input, &crate::model::compose::model(&input)) {
         Ok(want) if want == text => check(
             "compose",
@@ -164,6 +206,107 @@ fn lock_and_freeze(factory: &Factory) -> Vec<Check> {
         Err(e) => checks.push(check("freeze", Verdict::Error, format!("{e:#}"))),
     }
     checks
+}
+
+/// The image references of our images' services in the compose file `text` that name an
+/// exact image (a reference, not an interpolated `${DISINTO_REGISTRY}` one nor a build).
+fn file_images(text: &str) -> Vec<(&'static str, String)> {
+    let Ok(compose) = serde_yaml::from_str::<Compose>(text) else {
+        return vec![];
+    };
+    OUR_IMAGES
+        .into_iter()
+        .filter_map(|image| {
+            let service = compose.services.get(image.name)?;
+            let reference = service.image.as_ref()?;
+            (service.build.is_none() && ImageRef::parse(reference).is_ok())
+                .then(|| (image.name, reference.clone()))
+        })
+        .collect()
+}
+
+/// Whether the reference `pin` is `want` (repository and tag), pinned or not.
+fn same_version(pin: &str, want: &str) -> bool {
+    match (ImageRef::parse(pin), ImageRef::parse(want)) {
+        (Ok(pin), Ok(want)) => {
+            pin.repository() == want.repository()
+                && pin.tag() == want.tag()
+                && want.digest().is_none_or(|d| pin.digest() == Some(d))
+        }
+        _ => false,
+    }
+}
+
+/// A rollout marked in flight (`state/rollout.json`): one running now, whose process holds
+/// the lock, or one whose process was killed before it wrote its row; the next rollout
+/// records that one as interrupted.
+fn in_flight(factory: &Factory) -> Check {
+    let path = factory.dir.join(IN_FLIGHT_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return check("rollout", Verdict::Ok, "no rollout in flight")
+        }
+        Err(e) => {
+            return check(
+                "rollout",
+                Verdict::Error,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        }
+        Ok(_) => {}
+    }
+    let Some(marker) = InFlight::find(&factory.dir) else {
+        return check(
+            "rollout",
+            Verdict::Drift,
+            format!("{} is not a rollout marker: remove it", path.display()),
+        );
+    };
+    let what = format!(
+        "the rollout of AGENTS_IMAGE={} ({}) started {} by {}",
+        marker.version, marker.image, marker.started, marker.by
+    );
+    match lock::holder(&factory.dir) {
+        Some(holder) if Some(holder.pid) == marker.pid() => check(
+            "rollout",
+            Verdict::Info,
+            format!("{what} is in flight ({holder})"),
+        ),
+        _ => check(
+            "rollout",
+            Verdict::Drift,
+            format!(
+                "{what} was killed before it ended, so agents may run either image: the next `disinto up` records it as interrupted and rolls out what .env says"
+            ),
+        ),
+    }
+}
+
+/// Agents asked to start no new session while no command holds the lock: the command that
+/// drained it was killed, and no session starts until a rollout (or `undrain`) lifts it.
+fn drained(factory: &Factory, agents: &str) -> Check {
+    let short = crate::engine::health::short(agents);
+    match (work::draining(agents), lock::holder(&factory.dir)) {
+        (Ok(Some(true)), Some(holder)) => check(
+            "drain",
+            Verdict::Info,
+            format!("agents starts no new session while {holder} changes the factory"),
+        ),
+        (Ok(Some(true)), None) => check(
+            "drain",
+            Verdict::Drift,
+            format!(
+                "agents starts no new session (drained), and no command holds the lock: the one that drained it was stopped; `disinto up` lifts it (or `docker exec {short} disinto-entrypoint undrain`)"
+            ),
+        ),
+        (Ok(Some(false)), _) => check("drain", Verdict::Ok, "agents starts sessions"),
+        (Ok(None), _) => check(
+            "drain",
+            Verdict::Info,
+            "agents runs an image without the drain probe (released before it)",
+        ),
+        (Err(e), _) => check("drain", Verdict::Error, format!("{e:#}")),
+    }
 }
 
 /// Each service of ours that runs, runs the reference the compose file pins.
@@ -285,5 +428,35 @@ fn disk(factory: &Factory) -> Check {
             ),
         ),
         Err(e) => check("disk", Verdict::Error, format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_stands_for_env_only_when_it_is_the_same_version() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let want = "127.0.0.1:5000/d/agents:v0.1.0";
+        assert!(same_version(want, want));
+        assert!(same_version(&format!("{want}@{digest}"), want));
+        // A killed rollout's pin, or an image kept for a revert, is not what .env makes.
+        assert!(!same_version("127.0.0.1:5000/d/agents:v0.2.0", want));
+        assert!(!same_version("disinto-keep/agents:0123456789ab", want));
+        // A digest .env names must be the one pinned.
+        let other = format!("{want}@sha256:{}", "b".repeat(64));
+        assert!(!same_version(&other, &format!("{want}@{digest}")));
+        assert!(!same_version("${DISINTO_REGISTRY:-x}/agents:v0.1.0", want));
+    }
+
+    #[test]
+    fn the_files_exact_images_are_read_and_templates_and_builds_left_out() {
+        let text = "services:\n  agents:\n    image: r/agents:v0.2.0\n  edge:\n    image: ${DISINTO_REGISTRY:-ghcr.io/disinto}/edge:v0.1.0\n  reproduce:\n    image: r/reproduce:v0.1.0\n    build:\n      context: .\n";
+        assert_eq!(
+            file_images(text),
+            vec![("agents", "r/agents:v0.2.0".to_string())]
+        );
+        assert!(file_images("not: [yaml").is_empty());
     }
 }

@@ -176,13 +176,7 @@ impl Rollout {
             .get(AGENTS.name)
             .cloned()
             .unwrap_or_else(|| input.agents.to_string());
-        let attempt = InFlight {
-            attempt: format!("{}-{}", now_rfc3339(), std::process::id()),
-            started: now_rfc3339(),
-            version: version.clone(),
-            image: tried.clone(),
-            by: crate::lock::Holder::me("").who(),
-        };
+        let attempt = InFlight::new(&version, &tried, &crate::lock::Holder::me("").who());
         // Every row this rollout writes names the attempt and the session it cut, if any.
         let stamp = |mut row: Deployment| {
             row.attempt = Some(attempt.attempt.clone());
@@ -258,9 +252,10 @@ impl Rollout {
         let reverted = self.revert(&runner, factory, &input, &previous);
         // What runs decides the record: the image from before (even if it is not healthy
         // either), or still the one tried.
-        let back = factory
-            .running(sh, "agents")
-            .and_then(|c| running_image(&c).ok())
+        let now = factory.running(sh, "agents");
+        let back = now
+            .as_deref()
+            .and_then(|c| running_image(c).ok())
             .is_some_and(|(_, image_id)| image_id == previous.image_id);
         let outcome = match (back, late) {
             (true, false) => Outcome::Reverted,
