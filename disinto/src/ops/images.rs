@@ -95,8 +95,22 @@ pub fn keep_tag(image_id: &str) -> String {
 }
 
 /// Tags the images of the last few deployments under [`KEEP_REPOSITORY`] and removes the
-/// other keep tags. Best effort: a failure here costs disk space, not the rollout.
+/// keep tags of this factory's older deployments. Only this factory's: the repository is
+/// shared by every factory on the host, and another one's kept images are its registry-free
+/// rollback. Best effort: a failure here costs disk space, not the rollout.
 pub fn keep_recent(deployments: &[Deployment]) {
+    let (wanted, older) = keep_plan(deployments);
+    for (id, tag) in &wanted {
+        let _ = docker::run(&["tag", id, tag]);
+    }
+    for tag in older {
+        let _ = docker::run(&["rmi", "--no-prune", &tag]);
+    }
+}
+
+/// The image ids to keep tagged (the last [`KEPT_DEPLOYMENTS`] that ran) with their tags, and
+/// the keep tags of this history's other images, to remove.
+fn keep_plan(deployments: &[Deployment]) -> (Vec<(String, String)>, Vec<String>) {
     let mut ids: Vec<&str> = vec![];
     for d in deployments.iter().rev().filter(|d| d.runs()) {
         if !d.image_id.is_empty() && !ids.contains(&d.image_id.as_str()) {
@@ -106,26 +120,52 @@ pub fn keep_recent(deployments: &[Deployment]) {
             break;
         }
     }
-    let wanted: Vec<String> = ids.iter().map(|id| keep_tag(id)).collect();
-    for (id, tag) in ids.iter().zip(&wanted) {
-        let _ = docker::run(&["tag", id, tag]);
-    }
-    let listed = docker::run(&[
-        "image",
-        "ls",
-        "--format",
-        "{{.Repository}}:{{.Tag}}",
-        KEEP_REPOSITORY,
-    ])
-    .unwrap_or_default();
-    for tag in listed.lines().filter(|t| !wanted.iter().any(|w| w == t)) {
-        let _ = docker::run(&["rmi", "--no-prune", tag]);
-    }
+    let wanted: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| (id.to_string(), keep_tag(id)))
+        .collect();
+    let mut older: Vec<String> = deployments
+        .iter()
+        .filter(|d| !d.image_id.is_empty())
+        .map(|d| keep_tag(&d.image_id))
+        .filter(|tag| !wanted.iter().any(|(_, w)| w == tag))
+        .collect();
+    older.sort();
+    older.dedup();
+    (wanted, older)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::history::Outcome;
+
+    #[test]
+    fn only_this_factorys_older_keep_tags_go() {
+        let row = |n: u8, outcome| Deployment {
+            image_id: format!("sha256:{}", (b'a' + n) as char).repeat(1) + &"0".repeat(63),
+            outcome,
+            ..Deployment::default()
+        };
+        let rows: Vec<Deployment> = (0..5).map(|n| row(n, Outcome::Deployed)).collect();
+        let (wanted, older) = keep_plan(&rows);
+        let wanted: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            wanted,
+            [&rows[4].image_id, &rows[3].image_id, &rows[2].image_id]
+        );
+        // The two older ones of this history go, and nothing else: another factory's keep
+        // tags are never named.
+        assert_eq!(
+            older,
+            [keep_tag(&rows[0].image_id), keep_tag(&rows[1].image_id)]
+        );
+        // A reverted rollout's image is not kept, but is this factory's to remove.
+        let mut rows = rows;
+        rows.push(row(9, Outcome::Reverted));
+        let (_, older) = keep_plan(&rows);
+        assert!(older.contains(&keep_tag(&rows[5].image_id)));
+    }
 
     #[test]
     fn the_digest_of_the_references_repository_is_picked() {
