@@ -144,11 +144,24 @@ enum Command {
         json: bool,
     },
     /// One look at agents for a timer: restarted, exited or unhealthy since the last look?
-    /// (exit 0 fine, 3 failing)
+    /// (exit 0 fine, 3 failing, 4 failing and reverted with --revert)
     Watch {
         /// Print JSON for scripts
         #[arg(long)]
         json: bool,
+        /// When agents is failing, go back to the previous deployment (exit 4)
+        #[arg(long)]
+        revert: bool,
+        /// With --revert: only when the current deployment is at most SECONDS old
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 3600,
+            requires = "revert"
+        )]
+        since: u64,
+        #[command(flatten)]
+        rollout: RolloutFlags,
     },
     /// Freeze the factory: every command that changes it refuses until `disinto unlock`
     Lock {
@@ -242,7 +255,20 @@ fn try_main() -> Result<()> {
         Command::Lock { message } => ops::freeze::lock(&root, &message),
         Command::Unlock => ops::freeze::unlock(&root),
         Command::Doctor { json } => ops::doctor::doctor(&sh, &root, json),
-        Command::Watch { json } => ops::watch::watch(&sh, &root, json),
+        Command::Watch {
+            json,
+            revert,
+            since,
+            rollout,
+        } => ops::watch::watch(
+            &sh,
+            &root,
+            json,
+            revert.then(|| ops::watch::Revert {
+                since: Duration::from_secs(since),
+                rollout: rollout.rollout(vec!["agents".into()]),
+            }),
+        ),
         Command::Init { add_missing_keys } => ops::init::init(&root, add_missing_keys),
         Command::Up { services, rollout } => ops::up::up(&sh, &root, rollout.rollout(services)),
         Command::Rollback { version, rollout } => {
@@ -271,6 +297,7 @@ impl Command {
             Command::Up { rollout, .. } if !rollout.dry_run => Some("up"),
             Command::Rollback { rollout, .. } if !rollout.dry_run => Some("rollback"),
             Command::Down { dry_run: false, .. } => Some("down"),
+            Command::Watch { revert: true, .. } => Some("watch --revert"),
             Command::Swarm { command, .. } => match command {
                 SwarmCommand::Deploy { dry_run: false, .. } => Some("swarm deploy"),
                 SwarmCommand::Rollback { dry_run: false, .. } => Some("swarm rollback"),

@@ -16,6 +16,7 @@ pub(crate) mod up;
 pub(crate) mod watch;
 
 // Shared by the commands (and `rollout` by the release's restart-agents).
+pub(crate) mod back;
 pub(crate) mod drain;
 pub(crate) mod images;
 pub mod rollout;

@@ -1,19 +1,26 @@
 //! `disinto watch`: a one-shot look at agents for a timer or cron, after the rollout's own
 //! watch has ended. Compared with the last look (kept in `state/watch.json`), has agents
 //! restarted, exited or turned unhealthy since the last deployment? One line, and an exit
-//! status a timer can act on: 0 fine, 3 failing; `--json` for scripts.
+//! status a timer can act on: 0 fine, 3 failing, 4 failing and reverted; `--json` for
+//! scripts. `--revert` goes back to the previous deployment ([`super::back`]) when the
+//! current one is failing and was deployed within `--since` seconds: an old deployment that
+//! fails now is a person's to look at, not a timer's to undo.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
+use super::back::back_to;
+use super::rollout::Rollout;
 use crate::engine::{container, docker};
 use crate::factory::Factory;
 use crate::fsx;
 use crate::model::history::History;
-use crate::model::time::now_rfc3339;
+use crate::model::time::{now_rfc3339, parse_rfc3339};
 use crate::Exit;
 
 /// Where the last look is kept, relative to the factory directory.
@@ -21,6 +28,9 @@ pub const WATCH_FILE: &str = "state/watch.json";
 
 /// The exit status of a look that found agents failing.
 pub const FAILING: u8 = 3;
+/// The exit status of a look that found agents failing and went back to the previous
+/// deployment.
+pub const REVERTED: u8 = 4;
 
 /// What one look saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +49,16 @@ struct Look {
     why: String,
 }
 
-pub(crate) fn watch(sh: &Shell, root: &Path, json: bool) -> Result<()> {
+/// What `--revert` may do.
+#[derive(Debug, Clone)]
+pub(crate) struct Revert {
+    /// Only a deployment at most this old is reverted.
+    pub since: Duration,
+    /// How the rollout back goes (health timeout, drain, watch).
+    pub rollout: Rollout,
+}
+
+pub(crate) fn watch(sh: &Shell, root: &Path, json: bool, revert: Option<Revert>) -> Result<()> {
     let factory = Factory::open_to_stop(root)?;
     docker::require_daemon()?;
     let history = History::load(&factory.dir)?;
@@ -105,10 +124,41 @@ pub(crate) fn watch(sh: &Shell, root: &Path, json: bool) -> Result<()> {
             look.state, look.health
         );
     }
-    match look.failing {
-        true => Err(Exit(FAILING).into()),
-        false => Ok(()),
+    if !look.failing {
+        return Ok(());
     }
+    let Some(revert) = revert else {
+        return Err(Exit(FAILING).into());
+    };
+    let Some(deployed) = history.current() else {
+        eprintln!("not reverted: no deployment is recorded to go back from");
+        return Err(Exit(FAILING).into());
+    };
+    let at = parse_rfc3339(&deployed.time).with_context(|| {
+        format!(
+            "the last deployment's time {:?} does not read: not reverting",
+            deployed.time
+        )
+    })?;
+    let now = parse_rfc3339(&now_rfc3339()).unwrap_or(0);
+    if at > now {
+        bail!(
+            "the last deployment ({}) is later than this machine's clock ({}): the clock went back; not reverting",
+            deployed.time,
+            now_rfc3339()
+        );
+    }
+    if now - at > revert.since.as_secs() {
+        eprintln!(
+            "not reverted: {} was deployed {}s ago, more than --since {}s",
+            deployed.shown_version(),
+            now - at,
+            revert.since.as_secs()
+        );
+        return Err(Exit(FAILING).into());
+    }
+    back_to(sh, root, None, revert.rollout)?;
+    Err(Exit(REVERTED).into())
 }
 
 /// The last look, if one was kept and reads; a bad file is a first look.
