@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the one test command (README, `.ci/run`).
 //! Provisions the real testbed, then runs fmt, clippy and every test, end-to-end ones
-//! included (the long swarm test beside the rest).
+//! included (the longest in lanes of their own, beside the rest).
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
@@ -41,47 +41,108 @@ impl Test {
             .run()
             .context("tests failed");
         }
-        // One build for both runs below.
+        // One build for every lane below.
         cmd!(sh, "cargo test --workspace --locked --no-run --quiet")
             .run()
             .context("the tests do not build")?;
-        // The swarm test spends most of its minutes waiting on Swarm, and shares nothing with
-        // the others (its own registry, stack, images and volumes): it runs beside them.
-        let log = crate::target_dir(&sh.current_dir()).join("e2e-swarm.log");
+        let root = sh.current_dir();
+        let background = BACKGROUND
+            .iter()
+            .map(|lane| Lane::start(&root, lane))
+            .collect::<Result<Vec<_>>>()?;
+        let targets = foreground_targets(&root)?;
+        let mut args: Vec<String> = vec![];
+        for target in &targets {
+            args.extend(["--test".to_string(), target.clone()]);
+        }
+        let rest = cmd!(
+            sh,
+            "cargo test --workspace --locked --lib --bins {args...} -- --include-ignored"
+        )
+        .run()
+        .context("tests failed");
+        background
+            .into_iter()
+            .map(Lane::finish)
+            .fold(rest, |all, lane| all.and(lane))
+    }
+}
+
+/// The test targets that run in lanes of their own beside the rest: they spend minutes
+/// waiting (on Swarm) or building (releases: cargo and docker), and share nothing with the
+/// others (their own registries, projects, stacks, images and volumes). Every other test
+/// target runs in the foreground; a test holds the lanes to the test files.
+const BACKGROUND: [&[&str]; 2] = [
+    &["e2e_swarm"],
+    &["e2e_release", "e2e_no_checkout", "bench_tiny"],
+];
+
+/// The crates whose `tests/` hold test targets.
+const TEST_DIRS: [&str; 2] = ["disinto/tests", "xtask/tests"];
+
+/// Every test target (a `tests/*.rs` file) that no background lane runs.
+fn foreground_targets(root: &std::path::Path) -> Result<Vec<String>> {
+    let mut targets = vec![];
+    for dir in TEST_DIRS {
+        let dir = root.join(dir);
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                if let Some(name) = path.file_stem().and_then(|s| s.to_str()) {
+                    targets.push(name.to_string());
+                }
+            }
+        }
+    }
+    targets.retain(|t| !BACKGROUND.iter().any(|lane| lane.contains(&t.as_str())));
+    targets.sort();
+    Ok(targets)
+}
+
+/// A lane of test targets run in its own process, its output kept in a file until it ends.
+struct Lane {
+    name: String,
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Lane {
+    fn start(root: &std::path::Path, targets: &[&str]) -> Result<Lane> {
+        let name = targets.join(", ");
+        let log = crate::target_dir(root).join(format!("lane-{}.log", targets[0]));
         let out = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let swarm = std::process::Command::new("cargo")
-            .current_dir(sh.current_dir())
-            .args(["test", "--locked", "-p", "xtask", "--test", "e2e_swarm"])
+        let mut cmd = std::process::Command::new("cargo");
+        cmd.current_dir(root)
+            .args(["test", "--locked", "-p", "xtask"]);
+        for target in targets {
+            cmd.args(["--test", target]);
+        }
+        let child = cmd
             .args(["--", "--include-ignored"])
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
-            .context("cannot start the swarm test")?;
-        let rest = cmd!(
-            sh,
-            "cargo test --workspace --locked -- --include-ignored --skip {SWARM_TEST}"
-        )
-        .run()
-        .context("tests failed");
-        let swarm = wait_and_show(swarm, &log);
-        rest.and(swarm)
+            .with_context(|| format!("cannot start the tests {name}"))?;
+        Ok(Lane { name, child, log })
     }
-}
 
-/// The one test of `xtask/tests/e2e_swarm.rs`, run on its own beside the others.
-const SWARM_TEST: &str = "swarm_rolls_a_failing_release_back_and_keeps_the_data";
-
-/// Waits for the swarm test's run and prints what it printed.
-fn wait_and_show(mut child: std::process::Child, log: &std::path::Path) -> Result<()> {
-    let status = child.wait().context("cannot wait for the swarm test")?;
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    eprintln!("--- the swarm test (run beside the others) ---\n{text}");
-    if !status.success() {
-        anyhow::bail!("the swarm test failed ({status}): see above");
+    /// Waits for the lane and prints what it printed.
+    fn finish(mut self) -> Result<()> {
+        let status = self
+            .child
+            .wait()
+            .with_context(|| format!("cannot wait for the tests {}", self.name))?;
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        eprintln!("--- {} (run beside the others) ---\n{text}", self.name);
+        if !status.success() {
+            anyhow::bail!("the tests {} failed ({status}): see above", self.name);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// check-volumes on the generated compose file in both modes (dev and pinned).
@@ -106,4 +167,36 @@ fn check_generated_volumes(sh: &Shell) -> Result<()> {
         eprintln!("check-volumes: generated file ({agents}): every VOLUME is mounted");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_test_target_runs_in_exactly_one_lane() {
+        let root = crate::project_root();
+        let foreground = foreground_targets(&root).unwrap();
+        let mut all: Vec<String> = foreground.clone();
+        for lane in BACKGROUND {
+            for target in lane {
+                let file = root.join("xtask/tests").join(format!("{target}.rs"));
+                assert!(
+                    file.is_file(),
+                    "{} is in a lane but not a test file",
+                    file.display()
+                );
+                all.push(target.to_string());
+            }
+        }
+        let mut sorted = all.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), all.len(), "a target is in two lanes: {all:?}");
+        assert!(foreground.contains(&"layout".to_string()), "{foreground:?}");
+        assert!(
+            !foreground.contains(&"e2e_swarm".to_string()),
+            "{foreground:?}"
+        );
+    }
 }
