@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::engine::{docker, Runner};
 use crate::model::config::FactoryConfig;
-use crate::model::history::Deployment;
+use crate::model::history::{Deployment, Outcome};
 use crate::model::image_ref::{ImageRef, OurImage};
 
 /// The local repository that keeps the images agents ran, so a revert needs no registry and
@@ -95,20 +95,12 @@ pub fn keep_tag(image_id: &str) -> String {
 }
 
 /// Tags the images of the last few deployments under [`KEEP_REPOSITORY`] and removes the
-/// other keep tags. Best effort: a failure here costs disk space, not the rollout.
+/// keep tags of this factory's older deployments. Best effort: a failure here costs disk
+/// space, not the rollout.
 pub fn keep_recent(deployments: &[Deployment]) {
-    let mut ids: Vec<&str> = vec![];
-    for d in deployments.iter().rev().filter(|d| d.runs()) {
-        if !d.image_id.is_empty() && !ids.contains(&d.image_id.as_str()) {
-            ids.push(&d.image_id);
-        }
-        if ids.len() == KEPT_DEPLOYMENTS {
-            break;
-        }
-    }
-    let wanted: Vec<String> = ids.iter().map(|id| keep_tag(id)).collect();
-    for (id, tag) in ids.iter().zip(&wanted) {
-        let _ = docker::run(&["tag", id, tag]);
+    let ids = recent_images(deployments);
+    for id in &ids {
+        let _ = docker::run(&["tag", id, &keep_tag(id)]);
     }
     let listed = docker::run(&[
         "image",
@@ -118,14 +110,77 @@ pub fn keep_recent(deployments: &[Deployment]) {
         KEEP_REPOSITORY,
     ])
     .unwrap_or_default();
-    for tag in listed.lines().filter(|t| !wanted.iter().any(|w| w == t)) {
-        let _ = docker::run(&["rmi", "--no-prune", tag]);
+    for tag in stale_keep_tags(deployments, &ids, listed.lines()) {
+        let _ = docker::run(&["rmi", "--no-prune", &tag]);
     }
+}
+
+/// The image ids of the last [`KEPT_DEPLOYMENTS`] deployments that ran, newest first.
+fn recent_images(deployments: &[Deployment]) -> Vec<&str> {
+    let mut ids: Vec<&str> = vec![];
+    for d in deployments.iter().rev().filter(|d| d.runs()) {
+        if !d.image_id.is_empty() && !ids.contains(&d.image_id.as_str()) {
+            ids.push(&d.image_id);
+        }
+        if ids.len() == KEPT_DEPLOYMENTS {
+            break;
+        }
+    }
+    ids
+}
+
+/// The keep tags among `listed` to remove: those of images this factory ran once (and so
+/// kept), no longer among its `recent` ones. The repository is the host's, shared by every
+/// factory on it: another factory's keep tags are its own (a revert of its may be using one
+/// now), and so is the keep tag of an image this factory only tried.
+fn stale_keep_tags(
+    deployments: &[Deployment],
+    recent: &[&str],
+    listed: impl Iterator<Item = impl AsRef<str>>,
+) -> Vec<String> {
+    let wanted: Vec<String> = recent.iter().map(|id| keep_tag(id)).collect();
+    let ours: Vec<String> = deployments
+        .iter()
+        // An interrupted rollout's image may have run, and been kept by the next rollout.
+        .filter(|d| d.runs() || d.outcome == Outcome::Interrupted)
+        .filter(|d| !d.image_id.is_empty())
+        .map(|d| keep_tag(&d.image_id))
+        .collect();
+    listed
+        .map(|t| t.as_ref().to_string())
+        .filter(|t| ours.contains(t) && !wanted.contains(t))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_factorys_older_keep_tags_are_removed() {
+        let id = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let row = |c: char, outcome: Outcome| Deployment {
+            image_id: id(c),
+            outcome,
+            ..Deployment::default()
+        };
+        let history = [
+            row('a', Outcome::Deployed),
+            row('b', Outcome::Deployed),
+            row('c', Outcome::Reverted),
+            row('d', Outcome::Deployed),
+            row('e', Outcome::RolledBack),
+            row('f', Outcome::Deployed),
+        ];
+        let recent = recent_images(&history);
+        assert_eq!(recent, [id('f'), id('e'), id('d')]);
+        let listed = ['a', 'b', 'c', 'd', 'e', 'f', '9'].map(|c| keep_tag(&id(c)));
+        // '9' is another factory's, and 'c' was only tried here: neither is ours to remove.
+        assert_eq!(
+            stale_keep_tags(&history, &recent, listed.iter()),
+            [keep_tag(&id('a')), keep_tag(&id('b'))]
+        );
+    }
 
     #[test]
     fn the_digest_of_the_references_repository_is_picked() {
