@@ -94,6 +94,18 @@ pub fn keep_tag(image_id: &str) -> String {
     format!("{KEEP_REPOSITORY}:{hex}")
 }
 
+/// The local references that still name a deployment's exact image here, in the order a
+/// rollback tries them: the reference it ran by, then its keep tag. Either spares the
+/// registry.
+pub fn local_references(d: &Deployment) -> impl Iterator<Item = String> + '_ {
+    [d.image.clone(), keep_tag(&d.image_id)]
+        .into_iter()
+        .filter(move |r| {
+            !r.is_empty()
+                && docker::image_id(r).is_some_and(|id| d.image_id.is_empty() || id == d.image_id)
+        })
+}
+
 /// Tags the images of the last few deployments under [`KEEP_REPOSITORY`] and removes the
 /// keep tags of this factory's older deployments. Best effort: a failure here costs disk
 /// space, not the rollout.
