@@ -14,6 +14,7 @@ use crate::model::compose::{
 };
 use crate::model::config::{FactoryConfig, Settings};
 use crate::model::image_ref::{AgentsImage, ImageRef, OurImage, OUR_IMAGES};
+use crate::ops::images::KEEP_REPOSITORY;
 
 /// The compose file of a factory, relative to its directory.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
@@ -114,8 +115,11 @@ impl Factory {
         self.dir.join(DOTENV_FILE)
     }
 
-    /// The digest pins the compose file holds now, for the images `keep` selects: what a
-    /// partial rollout leaves running as it is.
+    /// The pins the compose file holds now, for the images `keep` selects: what a partial
+    /// rollout leaves running as it is. A pin is what a rollout writes: a digest; a keep tag
+    /// (`disinto-keep/agents:…`, an exact local image), which a revert or a rollback puts on
+    /// agents; or, for an image no registry gave a digest (built or loaded here), the
+    /// configured reference as given. Anything else (a hand edit) is not read as a pin.
     pub fn current_pins(&self, keep: impl Fn(&OurImage) -> bool) -> BTreeMap<&'static str, String> {
         let Ok(text) = std::fs::read_to_string(self.compose_file()) else {
             return BTreeMap::new();
@@ -129,7 +133,14 @@ impl Factory {
             .filter_map(|image| {
                 let service = compose.services.get(image.name)?;
                 let reference = service.image.as_ref()?;
-                let pinned = ImageRef::parse(reference).is_ok_and(|r| r.digest().is_some());
+                let parsed = ImageRef::parse(reference).ok()?;
+                let as_given = self
+                    .config
+                    .agents
+                    .resolved_for(image, &self.config.registry);
+                let pinned = parsed.digest().is_some()
+                    || parsed.repository() == KEEP_REPOSITORY
+                    || as_given.as_deref() == Some(reference.as_str());
                 (pinned && service.build.is_none()).then(|| (image.name, reference.clone()))
             })
             .collect()
@@ -220,4 +231,55 @@ pub(crate) fn require_build_context(dir: &Path, agents: &AgentsImage) -> Result<
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::image_ref::AGENTS;
+
+    #[test]
+    fn what_a_rollout_pins_is_read_back_as_a_pin_and_a_hand_edit_is_not() {
+        let dir = fsx::TempDir::new("factory").unwrap();
+        let settings = Settings::from_maps(
+            BTreeMap::new(),
+            [
+                ("AGENTS_IMAGE".to_string(), "v0.1.0".to_string()),
+                (
+                    "DISINTO_REGISTRY".to_string(),
+                    "127.0.0.1:5000/d".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        let factory = Factory::with_settings(dir.path(), settings).unwrap();
+        let mut input = ComposeInput::from(&factory.config);
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let pins = [
+            // A revert's or a rollback's.
+            format!("{KEEP_REPOSITORY}:0123456789ab"),
+            format!("127.0.0.1:5000/d/agents:v0.1.0@{digest}"),
+            // An image built or loaded here, which no registry gave a digest.
+            "127.0.0.1:5000/d/agents:v0.1.0".to_string(),
+        ];
+        let write = |input: &ComposeInput| {
+            let model = crate::model::compose::model(input);
+            factory.write_compose(input, &model).unwrap();
+        };
+        for agents in pins {
+            input.pinned = [(AGENTS.name, agents.clone())].into();
+            write(&input);
+            assert_eq!(factory.current_pins(|_| true), input.pinned, "{agents}");
+        }
+        // The model's own reference (the registry interpolated by compose), or a tag another
+        // hand wrote, is no pin.
+        for agents in [None, Some("127.0.0.1:5000/d/agents:v0.2.0")] {
+            input.pinned = agents
+                .map(|a| (AGENTS.name, a.to_string()))
+                .into_iter()
+                .collect();
+            write(&input);
+            assert!(factory.current_pins(|_| true).is_empty(), "{agents:?}");
+        }
+    }
 }

@@ -8,9 +8,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use xshell::Shell;
 
-use super::images::keep_tag;
+use super::images::local_references;
 use super::rollout::Rollout;
-use crate::engine::{docker, Runner};
+use crate::engine::Runner;
 use crate::factory::Factory;
 use crate::fsx;
 use crate::model::config::{read_dotenv_file, set_in_dotenv, var};
@@ -121,10 +121,5 @@ fn recorded_image(deployments: &[Deployment], version: &str) -> Option<String> {
         .iter()
         .rev()
         .find(|d| d.runs() && d.version == version)?;
-    let candidates = [d.image.clone(), keep_tag(&d.image_id)];
-    candidates.into_iter().find(|r| {
-        !r.is_empty()
-            && AgentsImage::parse(Some(r)).is_ok()
-            && docker::image_id(r).is_some_and(|id| d.image_id.is_empty() || id == d.image_id)
-    })
+    local_references(d).find(|r| AgentsImage::parse(Some(r)).is_ok())
 }

@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde::Serialize;
 use xshell::Shell;
 
-use super::images::keep_tag;
+use super::images::{keep_tag, local_references};
 use crate::engine::{container, docker, work};
 use crate::factory::Factory;
 use crate::lock;
@@ -356,7 +356,8 @@ fn anonymous(containers: &[container::Container]) -> Check {
     }
 }
 
-/// The images of the deployments a rollback goes back to are still tagged here.
+/// The images of the deployments a rollback goes back to are still here, by a reference
+/// the rollback finds them by (their own, or their keep tag).
 fn kept(history: &History) -> Check {
     let missing: Vec<String> = history
         .entries()
@@ -364,7 +365,7 @@ fn kept(history: &History) -> Check {
         .rev()
         .filter(|d| d.runs() && d.swarm.is_none() && !d.image_id.is_empty())
         .take(3)
-        .filter(|d| docker::image_id(&keep_tag(&d.image_id)).is_none())
+        .filter(|d| local_references(d).next().is_none())
         .map(|d| format!("{} ({})", d.shown_version(), keep_tag(&d.image_id)))
         .collect();
     match missing.is_empty() {

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::engine::{docker, Runner};
 use crate::model::config::FactoryConfig;
-use crate::model::history::Deployment;
+use crate::model::history::{Deployment, Outcome};
 use crate::model::image_ref::{ImageRef, OurImage};
 
 /// The local repository that keeps the images agents ran, so a revert needs no registry and
@@ -94,23 +94,41 @@ pub fn keep_tag(image_id: &str) -> String {
     format!("{KEEP_REPOSITORY}:{hex}")
 }
 
+/// The local references that still name a deployment's exact image here, in the order a
+/// rollback tries them: the reference it ran by, then its keep tag. Either spares the
+/// registry.
+pub fn local_references(d: &Deployment) -> impl Iterator<Item = String> + '_ {
+    [d.image.clone(), keep_tag(&d.image_id)]
+        .into_iter()
+        .filter(move |r| {
+            !r.is_empty()
+                && docker::image_id(r).is_some_and(|id| d.image_id.is_empty() || id == d.image_id)
+        })
+}
+
 /// Tags the images of the last few deployments under [`KEEP_REPOSITORY`] and removes the
-/// keep tags of this factory's older deployments. Only this factory's: the repository is
-/// shared by every factory on the host, and another one's kept images are its registry-free
-/// rollback. Best effort: a failure here costs disk space, not the rollout.
+/// keep tags of this factory's older deployments. Best effort: a failure here costs disk
+/// space, not the rollout.
 pub fn keep_recent(deployments: &[Deployment]) {
-    let (wanted, older) = keep_plan(deployments);
-    for (id, tag) in &wanted {
-        let _ = docker::run(&["tag", id, tag]);
+    let ids = recent_images(deployments);
+    for id in &ids {
+        let _ = docker::run(&["tag", id, &keep_tag(id)]);
     }
-    for tag in older {
+    let listed = docker::run(&[
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        KEEP_REPOSITORY,
+    ])
+    .unwrap_or_default();
+    for tag in stale_keep_tags(deployments, &ids, listed.lines()) {
         let _ = docker::run(&["rmi", "--no-prune", &tag]);
     }
 }
 
-/// The image ids to keep tagged (the last [`KEPT_DEPLOYMENTS`] that ran) with their tags, and
-/// the keep tags of this history's other images, to remove.
-fn keep_plan(deployments: &[Deployment]) -> (Vec<(String, String)>, Vec<String>) {
+/// The image ids of the last [`KEPT_DEPLOYMENTS`] deployments that ran, newest first.
+fn recent_images(deployments: &[Deployment]) -> Vec<&str> {
     let mut ids: Vec<&str> = vec![];
     for d in deployments.iter().rev().filter(|d| d.runs()) {
         if !d.image_id.is_empty() && !ids.contains(&d.image_id.as_str()) {
@@ -120,19 +138,30 @@ fn keep_plan(deployments: &[Deployment]) -> (Vec<(String, String)>, Vec<String>)
             break;
         }
     }
-    let wanted: Vec<(String, String)> = ids
+    ids
+}
+
+/// The keep tags among `listed` to remove: those of images this factory ran once (and so
+/// kept), no longer among its `recent` ones. The repository is the host's, shared by every
+/// factory on it: another factory's keep tags are its own (a revert of its may be using one
+/// now), and so is the keep tag of an image this factory only tried.
+fn stale_keep_tags(
+    deployments: &[Deployment],
+    recent: &[&str],
+    listed: impl Iterator<Item = impl AsRef<str>>,
+) -> Vec<String> {
+    let wanted: Vec<String> = recent.iter().map(|id| keep_tag(id)).collect();
+    let ours: Vec<String> = deployments
         .iter()
-        .map(|id| (id.to_string(), keep_tag(id)))
-        .collect();
-    let mut older: Vec<String> = deployments
-        .iter()
+        // An interrupted rollout's image may have run, and been kept by the next rollout.
+        .filter(|d| d.runs() || d.outcome == Outcome::Interrupted)
         .filter(|d| !d.image_id.is_empty())
         .map(|d| keep_tag(&d.image_id))
-        .filter(|tag| !wanted.iter().any(|(_, w)| w == tag))
         .collect();
-    older.sort();
-    older.dedup();
-    (wanted, older)
+    listed
+        .map(|t| t.as_ref().to_string())
+        .filter(|t| ours.contains(t) && !wanted.contains(t))
+        .collect()
 }
 
 #[cfg(test)]
@@ -141,30 +170,29 @@ mod tests {
     use crate::model::history::Outcome;
 
     #[test]
-    fn only_this_factorys_older_keep_tags_go() {
-        let row = |n: u8, outcome| Deployment {
-            image_id: format!("sha256:{}", (b'a' + n) as char).repeat(1) + &"0".repeat(63),
+    fn only_this_factorys_older_keep_tags_are_removed() {
+        let id = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let row = |c: char, outcome: Outcome| Deployment {
+            image_id: id(c),
             outcome,
             ..Deployment::default()
         };
-        let rows: Vec<Deployment> = (0..5).map(|n| row(n, Outcome::Deployed)).collect();
-        let (wanted, older) = keep_plan(&rows);
-        let wanted: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
+        let history = [
+            row('a', Outcome::Deployed),
+            row('b', Outcome::Deployed),
+            row('c', Outcome::Reverted),
+            row('d', Outcome::Deployed),
+            row('e', Outcome::RolledBack),
+            row('f', Outcome::Deployed),
+        ];
+        let recent = recent_images(&history);
+        assert_eq!(recent, [id('f'), id('e'), id('d')]);
+        let listed = ['a', 'b', 'c', 'd', 'e', 'f', '9'].map(|c| keep_tag(&id(c)));
+        // '9' is another factory's, and 'c' was only tried here: neither is ours to remove.
         assert_eq!(
-            wanted,
-            [&rows[4].image_id, &rows[3].image_id, &rows[2].image_id]
+            stale_keep_tags(&history, &recent, listed.iter()),
+            [keep_tag(&id('a')), keep_tag(&id('b'))]
         );
-        // The two older ones of this history go, and nothing else: another factory's keep
-        // tags are never named.
-        assert_eq!(
-            older,
-            [keep_tag(&rows[0].image_id), keep_tag(&rows[1].image_id)]
-        );
-        // A reverted rollout's image is not kept, but is this factory's to remove.
-        let mut rows = rows;
-        rows.push(row(9, Outcome::Reverted));
-        let (_, older) = keep_plan(&rows);
-        assert!(older.contains(&keep_tag(&rows[5].image_id)));
     }
 
     #[test]

@@ -365,6 +365,14 @@ impl Rollout {
         tried: &ComposeInput,
         previous: &Previous,
     ) -> Result<()> {
+        // The keep tag is a name on the host, which anyone may have removed since the rollout
+        // made it (`docker rmi`, an image prune, another factory's cleanup): compose would
+        // pull a missing one from Docker Hub. The image id is what was kept; name it again.
+        docker::read(
+            &["tag", &previous.image_id, &previous.keep],
+            "keep the previous agents image",
+        )
+        .context("cannot put the previous agents image back")?;
         // Only agents goes back; everything else stays as the rollout left it.
         let mut input = tried.clone();
         input.pinned.insert(AGENTS.name, previous.keep.clone());

@@ -1,0 +1,488 @@
+//! End-to-end: rollouts that respect the work (issue 18's "Done when", for compose) on the real
+//! engine. One change at a time: a second `up` refuses at once, or waits with `--lock-wait`; a
+//! frozen factory refuses until `unlock`; an `up` lets the agent session in flight end, or
+//! refuses after `--drain-timeout` (and the loop runs on), or cuts it with `--force`
+//! (recorded); an image that fails after its health gate is reverted (`reverted-late`); and
+//! `doctor` and `watch` judge the factory. Cheap: no release, no registry: the agents image
+//! built from this checkout, and images made FROM it, tagged locally under a namespace of
+//! this run.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// An agent session of ~8 s that then says which container ran it to its end.
+const SHORT_SESSION: &str = "sleep 8; echo $HOSTNAME >> /home/agent/data/done";
+/// An agent session that outlasts any drain timeout of this test.
+const LONG_SESSION: &str = "sleep 600";
+/// No agent session at all: the loop idles, and drains at once.
+const NO_SESSION: &str = "";
+/// The loop's record of every session's start and end.
+const SESSIONS_LOG: &str = "/home/agent/disinto/state/sessions.log";
+/// A drain request, while it exists.
+const DRAIN_FILE: &str = "/home/agent/disinto/state/drain";
+/// `disinto watch`'s last look, in the factory directory.
+const WATCH_FILE: &str = "state/watch.json";
+
+/// A factory with only a `.env`, run through `bin/disinto` as an operator runs it.
+struct Factory {
+    /// The disinto binary, found once: a panic in `drop` (a stale binary) would abort the
+    /// run and leave everything behind.
+    bin: PathBuf,
+    dir: TempDir,
+    project: String,
+    /// Registry and namespace of its images: they are local tags, never pulled.
+    ns: String,
+    /// The tags this test made (its images, and the keep tags rollouts made of them).
+    tags: Vec<String>,
+}
+
+impl Factory {
+    /// A factory on `images` (version, Dockerfile lines after FROM the agents image), each
+    /// built for this run alone (a label makes each its own image), so every keep tag a
+    /// rollout makes of them is this test's to remove; agents runs the first, with
+    /// `session`. Returns the factory and the images' ids.
+    fn new(images: &[(&str, &str)], session: &str) -> (Factory, Vec<String>) {
+        bench();
+        let base = agents_image();
+        let mut f = Factory {
+            bin: disinto_bin(),
+            dir: TempDir::new("work").unwrap(),
+            project: unique("work"),
+            ns: format!("127.0.0.1:9/{}", unique("work")),
+            tags: vec![],
+        };
+        let mut ids = vec![];
+        for (version, extra) in images {
+            let tag = format!("{}/agents:{version}", f.ns);
+            let label = format!("LABEL disinto.e2e-work=\"{} {version}\"\n", f.ns);
+            build_from_stdin(&tag, &format!("FROM {base}\n{label}{extra}"));
+            let id = inspect(&tag, "{{.Id}}");
+            f.tags.push(tag);
+            f.tags.push(keep_tag(&id));
+            ids.push(id);
+        }
+        let env = format!(
+            "AGENTS_IMAGE={}\nDISINTO_REGISTRY={}\nPOLL_INTERVAL=1\n",
+            images[0].0, f.ns
+        );
+        std::fs::write(f.dir.path().join(".env"), env).unwrap();
+        f.ok(&["init"]);
+        ok(&mut f.up(images[0].0, session, &[]));
+        assert_eq!(f.agents_image_id(), ids[0]);
+        (f, ids)
+    }
+
+    fn disinto(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(root().join("bin/disinto"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("DISINTO_BIN", &self.bin)
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            // Watching after the gate costs its span on every rollout: only the test of a late
+            // failure asks for it.
+            .env("DISINTO_WATCH", "0")
+            .env_remove("DISINTO_ROOT")
+            .env_remove("DISINTO_REGISTRY")
+            .env_remove("AGENTS_IMAGE")
+            .env_remove("AGENT_CMD");
+        cmd
+    }
+
+    /// `disinto up agents` on `version`, the agents container running `session`.
+    fn up(&self, version: &str, session: &str, flags: &[&str]) -> Command {
+        let mut args = vec!["up", "agents", "--health-timeout", "60"];
+        args.extend(flags);
+        let mut cmd = self.disinto(&args);
+        cmd.env("AGENTS_IMAGE", version).env("AGENT_CMD", session);
+        cmd
+    }
+
+    /// Standard output of `disinto ARGS`, which must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        ok(&mut self.disinto(args))
+    }
+
+    /// A path in the factory directory.
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// The container running agents now, if one runs.
+    fn agents(&self) -> Option<String> {
+        let id = ok(Command::new("docker")
+            .args(["ps", "-q", "--no-trunc", "--filter"])
+            .arg(format!("label=com.docker.compose.project={}", self.project))
+            .args(["--filter", "label=com.docker.compose.service=agents"]));
+        let id = id.trim();
+        (!id.is_empty()).then(|| id.to_string())
+    }
+
+    fn agents_running(&self) -> String {
+        self.agents().expect("no agents container runs")
+    }
+
+    /// The image id agents runs now (empty when none runs).
+    fn agents_image_id(&self) -> String {
+        self.agents()
+            .map(|c| inspect(&c, "{{.Image}}"))
+            .unwrap_or_default()
+    }
+
+    /// Every record, as `disinto history --json` prints them.
+    fn rows(&self) -> Vec<Value> {
+        self.ok(&["history", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// A file in agents' volumes, as the running container reads it (empty when missing).
+    fn read(&self, path: &str) -> String {
+        let out =
+            output(Command::new("docker").args(["exec", &self.agents_running(), "cat", path]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether the work probe says a session runs in agents now.
+    fn busy(&self) -> bool {
+        let agents = self.agents_running();
+        let out =
+            output(Command::new("docker").args(["exec", &agents, "disinto-entrypoint", "busy"]));
+        match out.status.code() {
+            Some(0) => true,
+            Some(1) => false,
+            _ => panic!("the work probe failed: {out:?}"),
+        }
+    }
+
+    /// The pid the lock file names as its holder, if a holder wrote itself there.
+    fn lock_holder(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.path(disinto::lock::LOCK_FILE)).ok()?;
+        serde_json::from_str::<Value>(text.trim()).ok()?["pid"].as_u64()
+    }
+
+    /// Starts `cmd` in the background and returns once it holds the factory's lock.
+    fn spawn_holding_the_lock(&self, cmd: Command) -> Background {
+        let mut started = self.spawn(cmd);
+        wait_for("the lock taken", Duration::from_secs(10), || {
+            assert!(started.running(), "it ended before it held the lock");
+            self.lock_holder() == Some(started.pid())
+        });
+        started
+    }
+
+    /// Starts `cmd` in the background; it is killed if the test fails before it ends.
+    fn spawn(&self, mut cmd: Command) -> Background {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Background(Some(child))
+    }
+}
+
+impl Drop for Factory {
+    fn drop(&mut self) {
+        // Whatever state a failed test left: no freeze, no session to wait for.
+        let _ = self.disinto(&["unlock"]).output();
+        let _ = self
+            .disinto(&["down", "--volumes", "--force", "--drain-timeout", "0"])
+            .args(["--lock-wait", "30"])
+            .output();
+        for tag in &self.tags {
+            let _ = Command::new("docker").args(["rmi", tag]).output();
+        }
+    }
+}
+
+/// A command running in the background: bin/disinto execs the program, so its pid is
+/// disinto's.
+struct Background(Option<Child>);
+
+impl Background {
+    fn pid(&self) -> u64 {
+        self.0.as_ref().unwrap().id().into()
+    }
+
+    fn running(&mut self) -> bool {
+        self.0.as_mut().unwrap().try_wait().unwrap().is_none()
+    }
+
+    fn wait(mut self, limit: Duration) -> Output {
+        let start = Instant::now();
+        while self.running() {
+            assert!(
+                start.elapsed() < limit,
+                "a command did not end in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn inspect(object: &str, format: &str) -> String {
+    ok(Command::new("docker").args(["inspect", "--format", format, object]))
+        .trim()
+        .to_string()
+}
+
+/// The exit code of `out` and its standard error, for assertion messages.
+fn ended(out: &Output) -> (Option<i32>, String) {
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until `done` holds (panics after `limit`, naming `what`).
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The tag a rollout keeps an image under (`disinto-keep/agents:<12 hex digits>`).
+fn keep_tag(image_id: &str) -> String {
+    let hex: String = image_id
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect();
+    format!("disinto-keep/agents:{hex}")
+}
+
+fn field<'a>(row: &'a Value, key: &str) -> &'a str {
+    row[key].as_str().unwrap_or("")
+}
+
+/// How many lines of `text` are `line`.
+fn count(text: &str, line: &str) -> usize {
+    text.lines().filter(|l| *l == line).count()
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn rollouts_take_turns_and_let_the_work_end() {
+    let (f, ids) = Factory::new(&[("v0.1.0", ""), ("v0.2.0", "")], SHORT_SESSION);
+    let (id1, id2) = (ids[0].as_str(), ids[1].as_str());
+
+    // A freeze refuses `up` (--force included) and changes nothing; status shows it while
+    // it lasts; unlock lifts it.
+    f.ok(&["lock", "-m", "incident 7"]);
+    assert_eq!(f.status()["freeze"]["command"], "incident 7");
+    let (agents, rows) = (f.agents(), f.rows());
+    let compose = std::fs::read(f.path(disinto::factory::COMPOSE_FILE)).unwrap();
+    for flags in [&[][..], &["--force", "--drain-timeout", "0"]] {
+        let (code, stderr) = ended(&output(&mut f.up("v0.2.0", SHORT_SESSION, flags)));
+        assert_eq!(
+            code,
+            Some(1),
+            "a frozen factory ran up {flags:?}:\n{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    assert_eq!(f.agents(), agents);
+    assert_eq!(f.rows(), rows);
+    assert_eq!(
+        std::fs::read(f.path(disinto::factory::COMPOSE_FILE)).unwrap(),
+        compose
+    );
+    f.ok(&["unlock"]);
+    assert!(f.status()["freeze"].is_null());
+
+    // An `up` while a session runs waits for it to end (the session writes its marker), then
+    // the new version runs; a second `up` meanwhile refuses at once, and changes nothing.
+    let old = f.agents_running();
+    let hostname: String = old.chars().take(12).collect();
+    let finished = count(&f.read("/home/agent/data/done"), &hostname);
+    wait_for("a session runs", Duration::from_secs(30), || f.busy());
+    let mut first = f.spawn_holding_the_lock(f.up("v0.2.0", SHORT_SESSION, &[]));
+    let rows = f.rows();
+    let start = Instant::now();
+    let second = output(&mut f.up("v0.1.0", SHORT_SESSION, &[]));
+    let (code, stderr) = ended(&second);
+    assert_eq!(code, Some(1), "a second up ran:\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(5), "it waited");
+    assert!(
+        first.running(),
+        "the first up ended before the second was refused"
+    );
+    assert_eq!(f.rows(), rows, "the refused up recorded something");
+    let out = first.wait(Duration::from_secs(120));
+    succeeded(&out, "the up that waited for the session");
+    assert_eq!(f.agents_image_id(), id2);
+    let done = f.read("/home/agent/data/done");
+    assert!(
+        count(&done, &hostname) > finished,
+        "the session in flight did not end before {hostname} was replaced:\n{done}"
+    );
+    let rows = f.rows();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(field(&rows[1], "version"), "v0.2.0");
+    assert_eq!(field(&rows[1], "outcome"), "deployed");
+    assert!(rows[1]["interrupted_session"].is_null(), "{rows:?}");
+    assert!(!f.path(disinto::model::history::IN_FLIGHT_FILE).exists());
+
+    // With --lock-wait, a second `up` runs once the first (which waits for a session) has
+    // ended.
+    wait_for("a session runs", Duration::from_secs(30), || f.busy());
+    let mut first = f.spawn_holding_the_lock(f.up("v0.1.0", NO_SESSION, &[]));
+    let mut second = f.up("v0.2.0", LONG_SESSION, &[]);
+    second.args(["--lock-wait", "120"]);
+    let mut second = f.spawn(second);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        first.running(),
+        "the first up ended before the second started"
+    );
+    assert!(second.running(), "the second up did not wait for the lock");
+    succeeded(&first.wait(Duration::from_secs(120)), "the first up");
+    succeeded(
+        &second.wait(Duration::from_secs(120)),
+        "the up that waited for the lock",
+    );
+    let rows = f.rows();
+    let versions: Vec<&str> = rows.iter().map(|r| field(r, "version")).collect();
+    assert_eq!(versions, ["v0.1.0", "v0.2.0", "v0.1.0", "v0.2.0"]);
+    assert_eq!(f.agents_image_id(), id2);
+
+    // A session longer than --drain-timeout: refused, the old version runs on, and the drain
+    // is lifted (the loop starts a session again once this one ends).
+    wait_for("a session runs", Duration::from_secs(30), || f.busy());
+    let (agents, rows) = (f.agents_running(), f.rows());
+    let out = output(&mut f.up("v0.1.0", LONG_SESSION, &["--drain-timeout", "2"]));
+    let (code, stderr) = ended(&out);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(f.agents_running(), agents);
+    assert_eq!(f.agents_image_id(), id2);
+    assert_eq!(f.rows(), rows);
+    assert!(!f.path(disinto::model::history::IN_FLIGHT_FILE).exists());
+    let starts = || {
+        f.read(SESSIONS_LOG)
+            .lines()
+            .filter(|l| l.contains(" start "))
+            .count()
+    };
+    let started = starts();
+    // The session ends (cut short by hand): the loop, no longer drained, starts the next.
+    ok(Command::new("docker").args(["exec", &agents, "pkill", "-x", "sleep"]));
+    wait_for("a new session starts", Duration::from_secs(30), || {
+        starts() > started && f.busy()
+    });
+    assert_eq!(
+        output(Command::new("docker").args(["exec", &agents, "test", "-e", DRAIN_FILE]))
+            .status
+            .code(),
+        Some(1),
+        "the drain request is still there"
+    );
+    // With --force, it goes ahead and the record names the session it cut.
+    ok(&mut f.up("v0.1.0", NO_SESSION, &["--drain-timeout", "2", "--force"]));
+    assert_eq!(f.agents_image_id(), id1);
+    let rows = f.rows();
+    let last = rows.last().unwrap();
+    assert_eq!(field(last, "version"), "v0.1.0");
+    assert_eq!(field(last, "outcome"), "deployed");
+    assert!(
+        field(last, "interrupted_session").contains(LONG_SESSION),
+        "{last}"
+    );
+    // Every row says who ran it.
+    assert!(rows.iter().all(|r| !field(r, "by").is_empty()), "{rows:?}");
+
+    // A keep tag gone (a prune, another factory's cleanup) with the image still here by its
+    // own tag: a rollback to it needs no registry, and doctor finds nothing wrong.
+    let _ = output(Command::new("docker").args(["rmi", &keep_tag(id2)]));
+    f.ok(&["doctor"]);
+}
+
+/// Diverges from the image it is built FROM only in its health check, which passes while
+/// the loop started less than 8 s ago: a gate passes, and the watch after it fails.
+const FAILS_AFTER_THE_GATE: &str = "HEALTHCHECK --interval=2s --timeout=2s --retries=2 CMD \
+    s=$(sed -n 's/^started=//p' /home/agent/disinto/state/heartbeat) \
+    && [ -n \"$s\" ] && [ $(( $(date -u +%s) - s )) -lt 8 ]\n";
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn a_failure_after_the_gate_is_reverted_and_doctor_and_watch_judge() {
+    let (f, ids) = Factory::new(
+        &[("v0.1.0", ""), ("v0.3.0", FAILS_AFTER_THE_GATE)],
+        NO_SESSION,
+    );
+    let (id1, id3) = (ids[0].as_str(), ids[1].as_str());
+
+    // An image that turns unhealthy after a passing gate, watched: reverted late, even when
+    // the keep tag of the image to go back to is removed meanwhile (`docker rmi`, a prune,
+    // another factory's cleanup: the image is still here). Rolled out as an operator does:
+    // the version set in .env, and a plain `up`.
+    let env = std::fs::read_to_string(f.dir.path().join(".env")).unwrap();
+    let env = env.replace("AGENTS_IMAGE=v0.1.0", "AGENTS_IMAGE=v0.3.0");
+    std::fs::write(f.dir.path().join(".env"), env).unwrap();
+    let start = Instant::now();
+    let mut up = f.up("v0.3.0", NO_SESSION, &["--watch", "30"]);
+    up.env_remove("AGENTS_IMAGE"); // .env says it
+    let up = f.spawn(up);
+    wait_for("agents runs v0.3.0", Duration::from_secs(60), || {
+        f.agents_image_id() == id3
+    });
+    // (It may be gone already: the keep tags share one repository on the host.)
+    let _ = output(Command::new("docker").args(["rmi", &keep_tag(id1)]));
+    assert!(
+        !output(Command::new("docker").args(["inspect", &keep_tag(id1)]))
+            .status
+            .success()
+    );
+    let out = up.wait(Duration::from_secs(120));
+    let (code, stderr) = ended(&out);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(f.agents_image_id(), id1, "v0.1.0 is not back:\n{stderr}");
+    let rows = f.rows();
+    let last = rows.last().unwrap();
+    assert_eq!(field(last, "version"), "v0.3.0");
+    assert_eq!(field(last, "outcome"), "reverted-late", "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!f.path(disinto::model::history::IN_FLIGHT_FILE).exists());
+
+    // doctor and watch on the healthy (reverted) factory; then agents restarts (its main
+    // process ends, and the restart policy starts it again), and watch says so.
+    f.ok(&["doctor"]);
+    f.ok(&["watch"]);
+    let agents = f.agents_running();
+    ok(Command::new("docker").args(["exec", &agents, "kill", "-TERM", "1"]));
+    wait_for("agents restarts", Duration::from_secs(30), || {
+        inspect(&agents, "{{.RestartCount}}") != "0"
+    });
+    let (code, stderr) = ended(&output(&mut f.disinto(&["watch"])));
+    assert_eq!(code, Some(3), "{stderr}");
+    let look: Value =
+        serde_json::from_str(&std::fs::read_to_string(f.path(WATCH_FILE)).unwrap()).unwrap();
+    assert_eq!(look["failing"], true, "{look}");
+}
