@@ -238,23 +238,12 @@ impl Factory {
     }
 
     fn agents(&self) -> Option<String> {
-        let id = ok(Command::new("docker")
-            .args(["ps", "-q", "--filter"])
-            .arg(format!("label=com.docker.compose.project={}", self.project))
-            .args(["--filter", "label=com.docker.compose.service=agents"]));
-        let id = id.trim();
-        (!id.is_empty()).then(|| id.to_string())
+        agents_of(&self.project)
     }
 
     /// The image id agents runs now (empty when none runs).
     fn agents_image_id(&self) -> String {
-        self.agents()
-            .map(|c| {
-                ok(Command::new("docker").args(["inspect", "--format", "{{.Image}}", &c]))
-                    .trim()
-                    .to_string()
-            })
-            .unwrap_or_default()
+        agents_image_id_of(&self.project)
     }
 
     /// The AGENTS_IMAGE `.env` says now.

@@ -63,23 +63,13 @@ impl Factory {
 
     /// The container running agents now, if one runs.
     fn agents(&self) -> Option<String> {
-        let id = ok(Command::new("docker")
-            .args(["ps", "-q", "--filter"])
-            .arg(format!("label=com.docker.compose.project={}", self.project))
-            .args(["--filter", "label=com.docker.compose.service=agents"]));
-        let id = id.trim();
-        (!id.is_empty()).then(|| id.to_string())
+        agents_of(&self.project)
     }
 
     /// The image id agents runs now (empty when none runs, or when the container went away
     /// between `ps` and `inspect`: a rollout may be replacing it while the test looks).
     fn agents_image_id(&self) -> String {
-        let image = |c: String| {
-            let out =
-                output(Command::new("docker").args(["inspect", "--format", "{{.Image}}", &c]));
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        self.agents().map(image).unwrap_or_default()
+        agents_image_id_of(&self.project)
     }
 
     /// (version, outcome) of every record, as `disinto history --json` prints them.

@@ -115,12 +115,7 @@ impl Factory {
 
     /// The container running agents now, if one runs.
     fn agents(&self) -> Option<String> {
-        let id = ok(Command::new("docker")
-            .args(["ps", "-q", "--no-trunc", "--filter"])
-            .arg(format!("label=com.docker.compose.project={}", self.project))
-            .args(["--filter", "label=com.docker.compose.service=agents"]));
-        let id = id.trim();
-        (!id.is_empty()).then(|| id.to_string())
+        agents_of(&self.project)
     }
 
     fn agents_running(&self) -> String {

@@ -449,3 +449,23 @@ pub fn succeeded(out: &Output, what: &str) -> String {
     assert!(out.status.success(), "{what} failed:\n{text}");
     text
 }
+
+/// The container running agents in compose project `project`, if one runs.
+pub fn agents_of(project: &str) -> Option<String> {
+    let id = ok(Command::new("docker")
+        .args(["ps", "-q", "--no-trunc", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .args(["--filter", "label=com.docker.compose.service=agents"]));
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// The image id agents runs in `project` (empty when none runs, or when the container went
+/// away between `ps` and `inspect`: a rollout may be replacing it while the test looks).
+pub fn agents_image_id_of(project: &str) -> String {
+    let image = |c: String| {
+        let out = output(Command::new("docker").args(["inspect", "--format", "{{.Image}}", &c]));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    agents_of(project).map(image).unwrap_or_default()
+}
