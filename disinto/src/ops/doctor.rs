@@ -16,8 +16,8 @@ use crate::engine::{container, docker, work};
 use crate::factory::Factory;
 use crate::lock;
 use crate::model::compose::{render, Compose, ComposeInput};
-use crate::model::history::{History, InFlight, IN_FLIGHT_FILE};
-use crate::model::image_ref::{ImageRef, OUR_IMAGES};
+use crate::model::history::{Deployment, History, InFlight, IN_FLIGHT_FILE};
+use crate::model::image_ref::{ImageRef, AGENTS, OUR_IMAGES};
 use crate::Exit;
 
 /// How one check came out.
@@ -84,7 +84,11 @@ pub(crate) fn doctor(sh: &Shell, root: &Path, json: bool) -> Result<()> {
 
 /// Every check on an opened factory; each says what it found, none stops the others.
 fn look(sh: &Shell, factory: &Factory) -> Vec<Check> {
-    let mut checks = vec![compose_file(factory)];
+    // What runs, by the history: a revert's pin (the kept image) stands for it.
+    let current = History::load(&factory.dir)
+        .ok()
+        .and_then(|h| h.current().cloned());
+    let mut checks = vec![compose_file(factory, current.as_ref())];
     checks.extend(lock_and_freeze(factory));
     checks.push(in_flight(factory));
     if !factory.compose_file().is_file() {
@@ -123,7 +127,7 @@ fn look(sh: &Shell, factory: &Factory) -> Vec<Check> {
     checks
 }
 
-fn compose_file(factory: &Factory) -> Check {
+fn compose_file(factory: &Factory, current: Option<&Deployment>) -> Check {
     let path = factory.compose_file();
     let Ok(text) = std::fs::read_to_string(&path) else {
         return check(
@@ -141,7 +145,18 @@ fn compose_file(factory: &Factory) -> Check {
     // version (a rollout killed after it wrote the file, `AGENTS_IMAGE=... up` over `.env`)
     // is what the next plain `up` changes.
     let mut other = vec![];
+    let mut reverted = None;
     for (name, pin) in file_images(&text) {
+        // A revert pins agents to the kept image of the deployment that runs by the history,
+        // while `.env` still names the release that failed: consistent, and worth saying.
+        let revert_pin = current
+            .filter(|d| name == AGENTS.name && !d.image_id.is_empty())
+            .filter(|d| pin == keep_tag(&d.image_id));
+        if let Some(d) = revert_pin {
+            reverted = Some(d.shown_version().to_string());
+            input.pinned.insert(name, pin);
+            continue;
+        }
         let want = OUR_IMAGES
             .into_iter()
             .find(|i| i.name == name)
@@ -172,6 +187,16 @@ fn compose_file(factory: &Factory) -> Check {
         );
     }
     match render(&input, &crate::model::compose::model(&input)) {
+        Ok(want) if want == text && reverted.is_some() => check(
+            "compose",
+            Verdict::Info,
+            format!(
+                "agents runs the kept image of {} (a rollout was reverted), and .env still names {}: set AGENTS_IMAGE there, or `disinto rollback {}`, before the next `disinto up`",
+                reverted.as_deref().unwrap_or("-"),
+                factory.config.agents.as_setting(),
+                reverted.as_deref().unwrap_or("-"),
+            ),
+        ),
         Ok(want) if want == text => check(
             "compose",
             Verdict::Ok,
