@@ -44,6 +44,12 @@ disinto_health() {
 # before it stops or replaces agents).
 disinto_busy() {
   local pid
+  [ -f "$DISINTO_SESSION" ] || return 1
+  # A session about to start (the loop has not forked it yet) is work too.
+  if grep -q '^starting=1$' "$DISINTO_SESSION" 2>/dev/null; then
+    cat "$DISINTO_SESSION"
+    return 0
+  fi
   pid=$(sed -n 's/^pid=//p' "$DISINTO_SESSION" 2>/dev/null) || return 1
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
   cat "$DISINTO_SESSION"
@@ -63,9 +69,22 @@ disinto_draining() {
   [ "$(cat "$DISINTO_DRAIN" 2>/dev/null)" = "${HOSTNAME:-unknown}" ]
 }
 
+# The session's command as the probe shows it: its first word only, because AGENT_CMD comes
+# from the operator's private .env and may carry a token; the probe's words reach the history.
+disinto_session_command() {
+  local first="${AGENT_CMD%%[[:space:]]*}"
+  [ "$first" = "$AGENT_CMD" ] && printf '%s' "$first" || printf '%s …' "$first"
+}
+
+disinto_session_starting() {
+  local tmp="$DISINTO_SESSION.tmp"
+  printf 'started=%s\nstarting=1\ncommand=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(disinto_session_command)" >"$tmp"
+  mv "$tmp" "$DISINTO_SESSION"
+}
+
 disinto_session_started() {
   local tmp="$DISINTO_SESSION.tmp"
-  printf 'started=%s\npid=%s\ncommand=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$AGENT_CMD" >"$tmp"
+  printf 'started=%s\npid=%s\ncommand=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$(disinto_session_command)" >"$tmp"
   mv "$tmp" "$DISINTO_SESSION"
   printf '%s start pid=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >>"$DISINTO_SESSIONS" || true
 }
@@ -114,12 +133,18 @@ disinto_loop() {
     fi
     # One AGENT_CMD at a time: a slow run delays the next one, it never stacks up; while
     # draining, none starts.
-    if [ -n "${AGENT_CMD:-}" ] && [ "$now" -ge "$next_run" ] && [ -z "$agent_pid" ] \
-       && ! disinto_draining; then
-      setsid bash -c "$AGENT_CMD" >>"$DISINTO_LOG" 2>&1 &
-      agent_pid=$!
-      disinto_session_started "$agent_pid"
-      next_run=$((now + interval))
+    # The session is marked before the drain is looked at, so a drain asked in between
+    # sees it (busy) instead of an idle loop that then starts one.
+    if [ -n "${AGENT_CMD:-}" ] && [ "$now" -ge "$next_run" ] && [ -z "$agent_pid" ]; then
+      disinto_session_starting
+      if disinto_draining; then
+        rm -f "$DISINTO_SESSION"
+      else
+        setsid bash -c "$AGENT_CMD" >>"$DISINTO_LOG" 2>&1 &
+        agent_pid=$!
+        disinto_session_started "$agent_pid"
+        next_run=$((now + interval))
+      fi
     fi
     sleep "$DISINTO_TICK" &
     wait $! || true

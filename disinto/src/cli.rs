@@ -236,10 +236,10 @@ fn try_main() -> Result<()> {
     sh.change_dir(&root);
     // A rollout stopped by SIGINT or SIGTERM while it waits for health would leave an
     // unverified image running, unrecorded: the signal makes it fail, and revert, instead.
-    if let Command::Up { rollout, .. } | Command::Rollback { rollout, .. } = &cli.command {
-        if !rollout.dry_run {
-            crate::signals::defer_interrupts();
-        }
+    // The same for every command that changes the factory: a drain it waits on is lifted,
+    // and a rollout it runs reverts, when it stops (a second signal ends it at once).
+    if cli.command.changes().is_some() {
+        crate::signals::defer_interrupts();
     }
     // Every command that changes the factory holds its lock for its whole run (a dry run
     // changes nothing and takes none).
@@ -252,7 +252,9 @@ fn try_main() -> Result<()> {
         _ => None,
     };
     match cli.command {
-        Command::Lock { message } => ops::freeze::lock(&root, &message),
+        Command::Lock { message } => {
+            ops::freeze::lock(&root, &message, Duration::from_secs(cli.lock_wait))
+        }
         Command::Unlock => ops::freeze::unlock(&root),
         Command::Doctor { json } => ops::doctor::doctor(&sh, &root, json),
         Command::Watch {
@@ -297,7 +299,11 @@ impl Command {
             Command::Up { rollout, .. } if !rollout.dry_run => Some("up"),
             Command::Rollback { rollout, .. } if !rollout.dry_run => Some("rollback"),
             Command::Down { dry_run: false, .. } => Some("down"),
-            Command::Watch { revert: true, .. } => Some("watch --revert"),
+            Command::Watch {
+                revert: true,
+                rollout,
+                ..
+            } if !rollout.dry_run => Some("watch --revert"),
             Command::Swarm { command, .. } => match command {
                 SwarmCommand::Deploy { dry_run: false, .. } => Some("swarm deploy"),
                 SwarmCommand::Rollback { dry_run: false, .. } => Some("swarm rollback"),

@@ -32,6 +32,10 @@ pub struct Holder {
     pub user: String,
     pub host: String,
     pub since: String,
+    /// The holder's start time, in clock ticks since boot (`/proc/PID/stat`): with the pid it
+    /// names one process, so a pid reused after a `kill -9` is not taken for the holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
 }
 
 impl Holder {
@@ -43,6 +47,7 @@ impl Holder {
             user: user(),
             host: host(),
             since: now_rfc3339(),
+            started: start_time(std::process::id()),
         }
     }
 
@@ -143,8 +148,10 @@ impl Drop for Lock {
 /// Who holds the lock of the factory in `dir` now, if a live process does.
 pub fn holder(dir: &Path) -> Option<Holder> {
     let holder = read_holder(&dir.join(LOCK_FILE))?;
-    // A holder killed with -9 leaves its record; the kernel lock went with it.
-    let alive = holder.host != host() || Path::new(&format!("/proc/{}", holder.pid)).exists();
+    // A holder killed with -9 leaves its record; the kernel lock went with it. The pid may
+    // have been given to another process since: its start time tells them apart.
+    let alive = holder.host != host()
+        || (holder.started.is_some() && start_time(holder.pid) == holder.started);
     alive.then_some(holder)
 }
 
@@ -166,6 +173,7 @@ pub fn frozen(dir: &Path) -> Result<Option<Holder>> {
             user: "?".into(),
             host: "?".into(),
             since: "?".into(),
+            started: None,
         }
     })))
 }
@@ -215,6 +223,14 @@ fn refuse_symlink(path: &Path) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`,
+/// counted after the command name, which may hold spaces and parentheses).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Who runs this: the user behind sudo, else the login name, else the uid.
@@ -296,6 +312,32 @@ mod tests {
         // A freeze that does not read still freezes.
         std::fs::write(dir.path().join(FREEZE_FILE), "garbage").unwrap();
         assert!(Lock::acquire(dir.path(), "up", Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn a_holder_is_one_process_not_a_pid() {
+        let me = Holder::me("up");
+        assert!(me.started.is_some());
+        assert_eq!(start_time(std::process::id()), me.started);
+        // The same pid with another start time is a process that reused it.
+        let dir = crate::fsx::TempDir::new("lock").unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        let reused = Holder {
+            started: me.started.map(|t| t + 1),
+            ..me.clone()
+        };
+        std::fs::write(
+            dir.path().join(LOCK_FILE),
+            serde_json::to_string(&reused).unwrap(),
+        )
+        .unwrap();
+        assert!(holder(dir.path()).is_none());
+        std::fs::write(
+            dir.path().join(LOCK_FILE),
+            serde_json::to_string(&me).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(holder(dir.path()).map(|h| h.command), Some("up".into()));
     }
 
     #[test]

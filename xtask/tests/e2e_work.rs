@@ -403,7 +403,8 @@ fn rollouts_take_turns_and_let_the_work_end() {
     assert_eq!(field(last, "version"), "v0.1.0");
     assert_eq!(field(last, "outcome"), "deployed");
     assert!(
-        field(last, "interrupted_session").contains(LONG_SESSION),
+        // The probe shows the command's first word only: AGENT_CMD may carry a secret.
+        field(last, "interrupted_session").contains("command=sleep …"),
         "{last}"
     );
     // Every row says who ran it.

@@ -35,18 +35,26 @@ fn entrypoint(container: &str, verb: &str) -> Result<std::process::Output> {
 pub fn busy(container: &str) -> Result<Work> {
     let out = entrypoint(container, "busy")?;
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok(match out.status.code() {
-        Some(0) => Work::Busy(said.replace('\n', ", ")),
-        Some(1) => Work::Idle,
-        // `exec busy` in an image without the probe: command not found (127) or not
-        // executable (126).
-        Some(126 | 127) => Work::NoProbe,
-        code => bail!(
-            "the work probe of {container} failed ({}): {}",
+    read_busy(out.status.code(), &said, &out.stderr)
+        .map_err(|why| anyhow::anyhow!("the work probe of {container} failed ({why})"))
+}
+
+/// What `busy`'s exit status and output say. Only the probe's own answers count: 0 with the
+/// session, 1 with nothing on stderr (idle), 127 (`exec busy` in an image without the
+/// probe: not found). Anything else is Docker's own failure (a container restarting or gone,
+/// an exec the runtime refused), never taken for idle: a drain must not end mid-session.
+fn read_busy(code: Option<i32>, said: &str, stderr: &[u8]) -> std::result::Result<Work, String> {
+    let quiet = String::from_utf8_lossy(stderr).trim().is_empty();
+    match code {
+        Some(0) => Ok(Work::Busy(said.replace('\n', ", "))),
+        Some(1) if quiet => Ok(Work::Idle),
+        Some(127) => Ok(Work::NoProbe),
+        code => Err(format!(
+            "{}: {}",
             code.map_or("killed".into(), |c| format!("exit {c}")),
-            docker::last_line(&out.stderr)
-        ),
-    })
+            docker::last_line(stderr)
+        )),
+    }
 }
 
 /// Asks the loop in `container` to start no new session (`undrain` lifts it).
@@ -89,4 +97,31 @@ pub fn draining(container: &str) -> Result<Option<bool>> {
             docker::last_line(&out.stderr)
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_probes_own_answers_count() {
+        assert_eq!(
+            read_busy(Some(0), "started=t\npid=7", b""),
+            Ok(Work::Busy("started=t, pid=7".into()))
+        );
+        assert_eq!(read_busy(Some(1), "", b""), Ok(Work::Idle));
+        assert_eq!(
+            read_busy(Some(127), "", b"exec: busy: not found"),
+            Ok(Work::NoProbe)
+        );
+        // Docker's own failures are never idle.
+        assert!(read_busy(
+            Some(1),
+            "",
+            b"Error response from daemon: container is restarting"
+        )
+        .is_err());
+        assert!(read_busy(Some(126), "", b"OCI runtime exec failed").is_err());
+        assert!(read_busy(None, "", b"").is_err());
+    }
 }

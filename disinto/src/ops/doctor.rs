@@ -48,8 +48,15 @@ fn check(check: &'static str, verdict: Verdict, detail: impl Into<String>) -> Ch
 }
 
 pub(crate) fn doctor(sh: &Shell, root: &Path, json: bool) -> Result<()> {
-    let checks = match Factory::open(root) {
-        Ok(factory) => look(sh, &factory),
+    // A bad setting is one finding, not a blindfold: the lock, the freeze, a killed rollout,
+    // a drain left behind and the history are looked at whatever `.env` says.
+    let checks = match Factory::open_to_look(root) {
+        Ok((factory, None)) => look(sh, &factory),
+        Ok((factory, Some(problem))) => {
+            let mut checks = vec![check("config", Verdict::Error, format!("{problem:#}"))];
+            checks.extend(look(sh, &factory));
+            checks
+        }
         Err(e) => vec![check("config", Verdict::Error, format!("{e:#}"))],
     };
     let worst = checks

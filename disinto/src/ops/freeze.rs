@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::factory::Factory;
 use crate::lock::{self, Lock};
 
-pub(crate) fn lock(root: &Path, why: &str) -> Result<()> {
+pub(crate) fn lock(root: &Path, why: &str, wait: Duration) -> Result<()> {
+    // A mistyped --root must not become a new factory, frozen.
+    let root = Factory::open_to_stop(root)?.dir;
+    let root = root.as_path();
     if why.trim().is_empty() {
         bail!("disinto lock needs a reason: -m \"why\" (every refusal names it)");
     }
@@ -22,7 +26,7 @@ pub(crate) fn lock(root: &Path, why: &str) -> Result<()> {
         );
     }
     // Taken while the freeze is written, so it never lands in the middle of a rollout.
-    let _held = Lock::acquire(root, "lock", Duration::ZERO)?;
+    let _held = Lock::acquire(root, "lock", wait)?;
     let freeze = lock::freeze(root, why)?;
     eprintln!(
         "{} is frozen by {} ({why}): `disinto unlock` lifts it",
@@ -33,6 +37,8 @@ pub(crate) fn lock(root: &Path, why: &str) -> Result<()> {
 }
 
 pub(crate) fn unlock(root: &Path) -> Result<()> {
+    let root = Factory::open_to_stop(root)?.dir;
+    let root = root.as_path();
     match lock::unfreeze(root)? {
         Some(freeze) => eprintln!(
             "unfrozen: {} froze it since {} ({})",

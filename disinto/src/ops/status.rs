@@ -75,7 +75,10 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
             "deployed": current,
             "previous": previous,
             "lock": lock::holder(&factory.dir),
-            "freeze": lock::frozen(&factory.dir).ok().flatten(),
+            "freeze": match lock::frozen(&factory.dir) {
+                Ok(freeze) => serde_json::to_value(freeze)?,
+                Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+            },
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -101,7 +104,7 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
             freeze.command
         ),
         Ok(None) => {}
-        Err(e) => println!("frozen: {e:#}"),
+        Err(e) => eprintln!("frozen: {e:#}"),
     }
     Ok(())
 }

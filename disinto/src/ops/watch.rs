@@ -19,7 +19,7 @@ use super::rollout::Rollout;
 use crate::engine::{container, docker};
 use crate::factory::Factory;
 use crate::fsx;
-use crate::model::history::History;
+use crate::model::history::{History, Outcome};
 use crate::model::time::{now_rfc3339, parse_rfc3339};
 use crate::Exit;
 
@@ -105,11 +105,17 @@ pub(crate) fn watch(sh: &Shell, root: &Path, json: bool, revert: Option<Revert>)
         }
     };
     let text = serde_json::to_string(&look)? + "\n";
-    let path = factory.dir.join(WATCH_FILE);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // A dry run of --revert changes nothing, the last look included: the next look counts
+    // restarts from the last real one.
+    let dry_run = revert.as_ref().is_some_and(|r| r.rollout.dry_run);
+    if !dry_run {
+        let path = factory.dir.join(WATCH_FILE);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        fsx::write_atomic(&path, text.as_bytes())?;
     }
-    fsx::write_atomic(&path, text.as_bytes())?;
     if json {
         print!("{text}");
     } else if look.failing {
@@ -157,8 +163,21 @@ pub(crate) fn watch(sh: &Shell, root: &Path, json: bool, revert: Option<Revert>)
         );
         return Err(Exit(FAILING).into());
     }
+    // A deployment that is itself a going back is not gone back from again: a failure with
+    // a cause outside the image would flip the factory between two versions for ever.
+    if deployed.outcome == Outcome::RolledBack {
+        eprintln!(
+            "not reverted: {} is itself a rollback; what fails now is for a person to look at",
+            deployed.shown_version()
+        );
+        return Err(Exit(FAILING).into());
+    }
+    let dry_run = revert.rollout.dry_run;
     back_to(sh, root, None, revert.rollout)?;
-    Err(Exit(REVERTED).into())
+    match dry_run {
+        true => Err(Exit(FAILING).into()),
+        false => Err(Exit(REVERTED).into()),
+    }
 }
 
 /// The last look, if one was kept and reads; a bad file is a first look.

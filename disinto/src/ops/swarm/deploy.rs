@@ -100,7 +100,7 @@ pub(crate) fn deploy(
         write_stack(&factory, &file, &input)?;
     }
     // Held until the deploy has settled; dropping it lifts the drain of a task left running.
-    let _drained = drain_agents(&runner, stack_name, policy)?;
+    let drained = drain_agents(&runner, stack_name, policy)?;
     // --resolve-image never: the file pins our images by digest already, and asking a registry
     // for the third-party images' digests would only fail where no registry is reachable.
     runner
@@ -139,6 +139,7 @@ pub(crate) fn deploy(
         outcome,
     );
     entry.swarm = Some(stack_name.to_string());
+    entry.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
     History::load(&factory.dir)?.append(entry)?;
     if rolled_back {
         bail!(

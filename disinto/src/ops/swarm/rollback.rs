@@ -56,7 +56,7 @@ pub(crate) fn rollback(
         bail!("{agents}'s earlier spec runs the same image ({previous}): nothing to go back to; {instead}");
     }
     // Held until the rollback has settled; dropping it lifts the drain of a task left running.
-    let _drained = drain_agents(&runner, stack_name, policy)?;
+    let drained = drain_agents(&runner, stack_name, policy)?;
     runner
         .exec(cmd!(sh, "docker service rollback --detach {agents}").ignore_stdout())
         .with_context(|| format!("docker service rollback {agents} failed"))?;
@@ -76,6 +76,7 @@ pub(crate) fn rollback(
         Outcome::RolledBack,
     );
     entry.swarm = Some(stack_name.to_string());
+    entry.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
     History::load(&factory.dir)?.append(entry)?;
     // Swarm's rollback is not written into .env (the operator's file): say what to change.
     let setting = Factory::open(root).map(|f| f.config.agents.as_setting().to_string());
