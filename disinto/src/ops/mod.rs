@@ -1,7 +1,8 @@
 //! One module per command of `disinto`: each plans with the [`crate::model`] first, then
 //! applies through the [`crate::engine::Runner`]. Commands never import each other (a test
 //! holds them to it); what several share lives in the shared modules: `rollout` (the
-//! health-gated rollout), `images` (pull, pin, keep) and `table`.
+//! health-gated rollout), `back` (going back to an earlier deployment), `drain` (letting the
+//! session in flight end), `images` (pull, pin, keep) and `table`.
 
 // Commands.
 pub(crate) mod doctor;
