@@ -140,6 +140,14 @@ impl Rollout {
         let args = self.compose_args(factory, &input, &model);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if self.dry_run {
+            // In the order a real run goes.
+            if self.waits_for_agents() {
+                runner.note(&self.drain_policy().plan());
+                runner.note(&format!(
+                    "keep the image agents runs now as {}:<its id>, to put it back without a registry",
+                    super::images::KEEP_REPOSITORY
+                ));
+            }
             runner.note(&format!(
                 "write {} (agents: {})",
                 factory.compose_file().display(),
@@ -147,7 +155,6 @@ impl Rollout {
             ));
             runner.exec(factory.compose(sh, &args))?;
             if self.waits_for_agents() {
-                runner.note(&self.drain_policy().plan());
                 runner.note(&format!(
                     "wait until agents is healthy (at most {}s), then watch it for {}s; if it fails, put the image it runs now back",
                     self.health_timeout.as_secs(),
