@@ -439,10 +439,14 @@ fn a_rollout_or_rollback_killed_anywhere_is_described_by_doctor_and_mended_by_on
             code: 1,
             points: vec![
                 point("after the revert's compose up", "compose * up *", 2),
+                // The revert's wait starts by reading the image's health check (the gate's
+                // did first): a kill there is during the revert's health wait. Not the health
+                // command itself: with a 1 s start interval, Docker may call the kept image
+                // healthy before disinto's own probe is due.
                 point(
                     "during the revert's health wait",
-                    "exec * */disinto-entrypoint health",
-                    1,
+                    "inspect --format {{json .Config.Healthcheck}} *",
+                    2,
                 ),
                 point(
                     "after the revert's last look, before its row",
