@@ -345,43 +345,63 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
 }
 
 /// `cargo build --release -p disinto` stamped with this commit, copied into the agents build
-/// context. A target directory can be shared (CARGO_TARGET_DIR), so the copy is checked to
-/// say this version and revision, and built again if another build replaced it meanwhile.
+/// context, and checked to say this version and revision. A target directory can be shared
+/// (CARGO_TARGET_DIR, the tests' scratch target): the build, the copy and the check hold a
+/// lock on it, so another checkout's release never builds its binary in between.
 fn build_disinto(run: &Run<'_>, revision: &str) -> Result<()> {
     let sh = run.sh();
-    let built = crate::target_dir(run.plan.root()).join("release/disinto");
+    let target = crate::target_dir(run.plan.root());
+    let built = target.join("release/disinto");
     let dist = run.plan.root().join(DIST_BINARY);
     let want = format!("disinto {} (revision {revision})", run.plan.version);
-    for _ in 0..3 {
+    let _building = match run.opts.dry_run {
+        true => None,
+        false => Some(build_lock(&target)?),
+    };
+    run.runner
+        .exec(
+            cmd!(sh, "cargo build --quiet --release --locked -p disinto")
+                .env("DISINTO_REVISION", revision),
+        )
+        .context("building the disinto binary failed")?;
+    if run.opts.dry_run {
         run.runner
-            .exec(
-                cmd!(sh, "cargo build --quiet --release --locked -p disinto")
-                    .env("DISINTO_REVISION", revision),
-            )
-            .context("building the disinto binary failed")?;
-        if run.opts.dry_run {
-            run.runner
-                .note(&format!("copy {} to {DIST_BINARY}", built.display()));
-            return Ok(());
-        }
-        if let Some(dir) = dist.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::copy(&built, &dist)
-            .with_context(|| format!("cannot copy {} to {}", built.display(), dist.display()))?;
-        let says = cmd!(sh, "{dist} --version")
-            .quiet()
-            .read()
-            .unwrap_or_default();
-        if says.trim() == want {
-            return Ok(());
-        }
-        eprintln!(
-            "  {DIST_BINARY} says {:?}, not {want:?}: building it again",
+            .note(&format!("copy {} to {DIST_BINARY}", built.display()));
+        return Ok(());
+    }
+    if let Some(dir) = dist.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::copy(&built, &dist)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), dist.display()))?;
+    let says = cmd!(sh, "{dist} --version")
+        .quiet()
+        .read()
+        .unwrap_or_default();
+    if says.trim() != want {
+        bail!(
+            "the disinto binary built for the release says {:?}, not {want:?}: check `cargo build --release -p disinto`",
             says.trim()
         );
     }
-    bail!("the disinto binary built for the release does not say {want:?}: check `cargo build --release -p disinto`")
+    Ok(())
+}
+
+/// An exclusive lock on `target` for one release's binary build (waited for, not refused:
+/// another release's build takes seconds). The kernel drops it with the process.
+fn build_lock(target: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(target)
+        .with_context(|| format!("cannot create {}", target.display()))?;
+    let path = target.join(".disinto-release-build.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
 }
 
 /// The previous release of `repository` as a local image (pulled when it is not here and
