@@ -8,10 +8,7 @@ use common::*;
 #[test]
 fn a_tiny_bench_run_writes_a_table_and_json_that_read_back() {
     let out = TempDir::new("bench-out").unwrap();
-    // The release build the bench makes shares its dependencies with the releases the
-    // end-to-end tests build (the scratch target), instead of compiling them once more.
     let run = ok(xtask()
-        .env("CARGO_TARGET_DIR", xtask::scratch::shared_target(&root()))
         .args(["bench", "--quick", "--only", "gen-compose", "--out"])
         .arg(out.path()));
     let json = std::fs::read_to_string(out.path().join("bench.json")).unwrap();
