@@ -208,22 +208,11 @@ impl Factory {
 
     /// `disinto ARGS`, with the fake docker first on its PATH when `killable`.
     fn disinto(&self, args: &[&str], agents_image: Option<&str>, killable: bool) -> Command {
-        let mut cmd = Command::new(root().join("bin/disinto"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("DISINTO_BIN", disinto_bin())
-            .env("COMPOSE_PROJECT_NAME", &self.project)
-            // The watch after the gate is e2e_work's subject; here it would only add time.
-            .env("DISINTO_WATCH", "0")
-            .env_remove("DISINTO_ROOT")
-            .env_remove("DISINTO_REGISTRY")
-            .env_remove("AGENTS_IMAGE");
+        let mut cmd = operator(self.dir.path(), &self.project, agents_image);
+        cmd.args(args);
         if killable {
             let path = std::env::var("PATH").unwrap_or_default();
             cmd.env("PATH", format!("{}:{path}", self.fake.dir.display()));
-        }
-        if let Some(image) = agents_image {
-            cmd.env("AGENTS_IMAGE", image);
         }
         cmd
     }

@@ -20,21 +20,8 @@ struct Operator {
 
 impl Operator {
     fn disinto(&self, args: &[&str], agents_image: Option<&str>) -> Output {
-        let mut cmd = Command::new(root().join("bin/disinto"));
-        cmd.args(args)
-            .current_dir(&self.factory)
-            .env("DISINTO_BIN", disinto_bin())
-            .env("COMPOSE_PROJECT_NAME", &self.project)
-            .env("DOCKER_CONFIG", &self.docker_config)
-            // The watch after the health gate is e2e_work's subject; here it would only
-            // add half a minute to every rollout.
-            .env("DISINTO_WATCH", "0")
-            .env_remove("DISINTO_ROOT")
-            .env_remove("DISINTO_REGISTRY")
-            .env_remove("AGENTS_IMAGE");
-        if let Some(image) = agents_image {
-            cmd.env("AGENTS_IMAGE", image);
-        }
+        let mut cmd = operator(&self.factory, &self.project, agents_image);
+        cmd.args(args).env("DOCKER_CONFIG", &self.docker_config);
         output(&mut cmd)
     }
 

@@ -38,19 +38,8 @@ impl Factory {
     }
 
     fn disinto(&self, args: &[&str], agents_image: Option<&str>) -> Command {
-        let mut cmd = Command::new(root().join("bin/disinto"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("DISINTO_BIN", disinto_bin())
-            .env("COMPOSE_PROJECT_NAME", &self.project)
-            // The watch after the health gate is e2e_work's subject.
-            .env("DISINTO_WATCH", "0")
-            .env_remove("DISINTO_ROOT")
-            .env_remove("DISINTO_REGISTRY")
-            .env_remove("AGENTS_IMAGE");
-        if let Some(image) = agents_image {
-            cmd.env("AGENTS_IMAGE", image);
-        }
+        let mut cmd = operator(self.dir.path(), &self.project, agents_image);
+        cmd.args(args);
         cmd
     }
 

@@ -469,3 +469,22 @@ pub fn agents_image_id_of(project: &str) -> String {
     };
     agents_of(project).map(image).unwrap_or_default()
 }
+
+/// `bin/disinto` as an operator runs it on the factory in `dir` (compose project `project`):
+/// this workspace's binary, nothing of the test's own environment that would change what it
+/// does, AGENTS_IMAGE when given. The watch after the health gate is e2e_work's subject;
+/// elsewhere it would only add its span to every rollout.
+pub fn operator(dir: &Path, project: &str, agents_image: Option<&str>) -> Command {
+    let mut cmd = Command::new(root().join("bin/disinto"));
+    cmd.current_dir(dir)
+        .env("DISINTO_BIN", disinto_bin())
+        .env("COMPOSE_PROJECT_NAME", project)
+        .env("DISINTO_WATCH", "0")
+        .env_remove("DISINTO_ROOT")
+        .env_remove("DISINTO_REGISTRY")
+        .env_remove("AGENTS_IMAGE");
+    if let Some(image) = agents_image {
+        cmd.env("AGENTS_IMAGE", image);
+    }
+    cmd
+}
