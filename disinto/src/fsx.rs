@@ -27,7 +27,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -102,6 +102,62 @@ pub fn check_writable(path: &Path, contents: &[u8]) -> Result<()> {
             .map(drop)
             .map_err(|e| anyhow!("cannot write {}: {}", path.display(), reason(&e))),
     }
+}
+
+/// The bytes of a file disinto keeps (its state, its records), `None` when there is none.
+/// Only a regular file is read, opened non-blocking so a FIFO in its place cannot hang the
+/// open, and at most `max` bytes of it: `/dev/zero` there is an error, not all of memory.
+pub fn read_regular(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    let shown = path.display();
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!("cannot read {shown}: {}", reason(&e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| anyhow!("cannot read {shown}: {}", reason(&e)))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        bail!("{shown} is {what}, not a regular file");
+    }
+    let too_big = || anyhow!("{shown} is bigger than {max} bytes");
+    if meta.len() > max {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    // Bounded again: the file may grow while it is read.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow!("cannot read {shown}: {}", reason(&e)))?;
+    if bytes.len() as u64 > max {
+        return Err(too_big());
+    }
+    Ok(Some(bytes))
+}
+
+/// A small JSON record disinto keeps (a marker, a lock holder, a last look), if there is one
+/// that reads: a missing, odd or garbled file is no record.
+pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = read_regular(path, 64 * 1024).ok()??;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Writes only when the content differs, so timestamps and watchers are left alone.

@@ -6,7 +6,7 @@
 //! (`disinto lock -m why`, `state/freeze`) stops every change until `disinto unlock`.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -158,15 +158,17 @@ pub fn holder(dir: &Path) -> Option<Holder> {
 /// The freeze of the factory in `dir`, if it is frozen.
 pub fn frozen(dir: &Path) -> Result<Option<Holder>> {
     let path = dir.join(FREEZE_FILE);
-    match std::fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("cannot read {}: {e}", path.display()),
-        Ok(m) if !m.is_file() => bail!("{} is not a regular file: remove it", path.display()),
-        Ok(_) => {}
-    }
-    let text = read_small(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let Some(bytes) = crate::fsx::read_regular(&path, MAX_RECORD).with_context(|| {
+        format!(
+            "{} must be disinto's freeze record: remove it",
+            path.display()
+        )
+    })?
+    else {
+        return Ok(None);
+    };
     // A freeze that does not read is still a freeze: nothing may change behind it.
-    Ok(Some(serde_json::from_str(&text).unwrap_or_else(|_| {
+    Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
         Holder {
             command: format!("unreadable freeze record: {}", path.display()),
             pid: 0,
@@ -197,20 +199,7 @@ pub fn unfreeze(dir: &Path) -> Result<Option<Holder>> {
 }
 
 fn read_holder(path: &Path) -> Option<Holder> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    serde_json::from_str(read_small(path).ok()?.trim()).ok()
-}
-
-/// A regular file's text, at most [`MAX_RECORD`] bytes of it.
-fn read_small(path: &Path) -> std::io::Result<String> {
-    let mut text = String::new();
-    File::open(path)?
-        .take(MAX_RECORD)
-        .read_to_string(&mut text)?;
-    Ok(text)
+    crate::fsx::read_record(path)
 }
 
 /// The lock must be a file of ours: a link could point the lock (and its truncation) at

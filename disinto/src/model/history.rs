@@ -13,7 +13,7 @@
 //! - only a regular file is read, and at most [`MAX_BYTES`] of it: a FIFO or `/dev/zero`
 //!   in its place is a one-line error, not a hang or a machine out of memory.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -28,10 +28,6 @@ pub const HISTORY_FILE: &str = "state/deployments.jsonl";
 
 /// The largest history read: some 200,000 rollouts. Anything bigger is not a history.
 pub const MAX_BYTES: u64 = 64 << 20;
-
-/// Linux's `O_NONBLOCK`: a FIFO opens at once instead of waiting for a writer (it is then
-/// refused as not a regular file).
-const O_NONBLOCK: i32 = 0o4000;
 
 /// How many skipped lines are named one by one; the rest are counted.
 const NAMED_SKIPS: usize = 5;
@@ -129,12 +125,7 @@ impl InFlight {
 
     /// The marker of a rollout in flight (or killed), if there is one that reads.
     pub fn find(factory_dir: &Path) -> Option<InFlight> {
-        let path = factory_dir.join(IN_FLIGHT_FILE);
-        let meta = std::fs::symlink_metadata(&path).ok()?;
-        if !meta.is_file() || meta.len() > 64 * 1024 {
-            return None;
-        }
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+        crate::fsx::read_record(&factory_dir.join(IN_FLIGHT_FILE))
     }
 
     /// Removes the marker (the rollout's row is written).
@@ -358,41 +349,12 @@ pub fn load(factory_dir: &Path) -> Result<Vec<Deployment>> {
     })
 }
 
-/// The bytes of the history file, `None` when there is none. Only a regular file is read
-/// (opened non-blocking, so a FIFO cannot hang the open), and at most [`MAX_BYTES`].
+/// The bytes of the history file, `None` when there is none: a regular file of at most
+/// [`MAX_BYTES`] ([`crate::fsx::read_regular`]).
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    let shown = path.display();
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NONBLOCK)
-        .open(path);
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("cannot read {shown}: {}", reason(&e)),
-    };
-    let meta = file
-        .metadata()
-        .map_err(|e| anyhow::anyhow!("cannot read {shown}: {}", reason(&e)))?;
-    require_regular(&meta, path)?;
-    let too_big = || {
-        anyhow::anyhow!(
-            "{shown} is bigger than a history ever grows ({} MiB): move it away, and the next rollout starts a new one",
-            MAX_BYTES >> 20
-        )
-    };
-    if meta.len() > MAX_BYTES {
-        return Err(too_big());
-    }
-    let mut bytes = Vec::new();
-    // Bounded again: the file may grow while it is read.
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("cannot read {shown}: {}", reason(&e)))?;
-    if bytes.len() as u64 > MAX_BYTES {
-        return Err(too_big());
-    }
-    Ok(Some(bytes))
+    crate::fsx::read_regular(path, MAX_BYTES).context(
+        "the history must be a regular file of at most 64 MiB: move it away, and the next rollout starts a new one",
+    )
 }
 
 /// Fails, in one line, unless `meta` (of `path`) is a regular file's.
@@ -431,7 +393,8 @@ fn open_for_append(path: &Path) -> Result<std::fs::File> {
         .read(true)
         .append(true)
         .create(true)
-        .custom_flags(O_NONBLOCK)
+        // A FIFO opens at once instead of waiting for a reader (it is then refused).
+        .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| anyhow::anyhow!("cannot open {} to record: {}", path.display(), reason(&e)))?;
     let meta = file

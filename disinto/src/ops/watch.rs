@@ -182,9 +182,5 @@ pub(crate) fn watch(sh: &Shell, root: &Path, json: bool, revert: Option<Revert>)
 
 /// The last look, if one was kept and reads; a bad file is a first look.
 fn read_last(path: &Path) -> Option<Look> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > 64 * 1024 {
-        return None;
-    }
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    fsx::read_record(path)
 }
