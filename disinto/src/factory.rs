@@ -13,8 +13,7 @@ use crate::model::compose::{
     project_name, render, Compose, ComposeInput, AGENTS_DOCKERFILE, PROJECT, PROJECT_NAME_VAR,
 };
 use crate::model::config::{FactoryConfig, Settings};
-use crate::model::image_ref::{AgentsImage, ImageRef, OurImage, OUR_IMAGES};
-use crate::ops::images::KEEP_REPOSITORY;
+use crate::model::image_ref::{AgentsImage, ImageRef, OurImage, KEEP_REPOSITORY, OUR_IMAGES};
 
 /// The compose file of a factory, relative to its directory.
 pub const COMPOSE_FILE: &str = "docker-compose.yml";

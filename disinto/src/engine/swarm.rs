@@ -1,6 +1,6 @@
 //! What Docker says about a swarm: is this engine a manager, its nodes, a service's spec
 //! and update state, its tasks, a stack's services and containers. Queries only; the
-//! commands that change a swarm are run by `ops::swarm` through the [`super::Runner`].
+//! commands that change a swarm are the swarm commands', run through the [`super::Runner`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -10,6 +10,10 @@ use container_image_dist_ref::ImgRef;
 /// The registry plus namespace releases are pushed to when `DISINTO_REGISTRY` is not set.
 pub const DEFAULT_REGISTRY: &str = "ghcr.io/disinto";
 
+/// The local repository that keeps the images agents ran, so a revert needs no registry and
+/// no tag that may have moved (`disinto-keep/agents:<first 12 hex of the image id>`).
+pub const KEEP_REPOSITORY: &str = "disinto-keep/agents";
+
 /// The repository name of the agents image below the registry namespace.
 pub const AGENTS_REPOSITORY: &str = "agents";
 

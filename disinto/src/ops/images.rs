@@ -12,9 +12,7 @@ use crate::model::config::FactoryConfig;
 use crate::model::history::{Deployment, Outcome};
 use crate::model::image_ref::{ImageRef, OurImage};
 
-/// The local repository that keeps the images agents ran, so a revert needs no registry and
-/// no tag that may have moved.
-pub const KEEP_REPOSITORY: &str = "disinto-keep/agents";
+pub use crate::model::image_ref::KEEP_REPOSITORY;
 
 /// How many deployments' images stay tagged under [`KEEP_REPOSITORY`], so a rollback to
 /// them needs no registry (and survives `docker image prune`).
