@@ -5,10 +5,26 @@
 use std::process::Command;
 
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let version = std::fs::read_to_string(root.join("VERSION"))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+    // Read at run time, not baked in with env!(): checkouts that share a target directory share
+    // this compiled script (cargo hashes a path package by its place in the workspace), and a
+    // baked-in path would read another checkout's VERSION, or none once it is gone.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = std::path::Path::new(&manifest).join("..");
+    // A release names its version (and revision) outright: cargo decides whether to run this
+    // script again by the VERSION file's mtime, which another checkout sharing the target
+    // directory can make look older than the last run.
+    let version = std::env::var("DISINTO_RELEASE_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.trim_start_matches('v').to_string())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string(root.join("VERSION"))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|_| {
+                    println!("cargo:warning=no VERSION file beside the workspace: --version says the crate's version");
+                    env!("CARGO_PKG_VERSION").to_string()
+                })
+        });
     let revision = std::env::var("DISINTO_REVISION")
         .ok()
         .filter(|r| !r.is_empty())
@@ -25,6 +41,7 @@ fn main() {
     println!("cargo:rustc-env=DISINTO_VERSION=v{version}");
     println!("cargo:rustc-env=DISINTO_GIT_REVISION={revision}");
     println!("cargo:rerun-if-env-changed=DISINTO_REVISION");
+    println!("cargo:rerun-if-env-changed=DISINTO_RELEASE_VERSION");
     println!("cargo:rerun-if-changed=../VERSION");
     // HEAD moves on commit and checkout; the ref it points at moves on commit. Asked of git,
     // because in a worktree `.git` is a file and these live elsewhere.

@@ -27,6 +27,7 @@ use latest::Latest;
 use registry::Session;
 pub use state::{Progress, Record, RecordStep, StepRecord};
 use step::{Status, Step};
+pub use steps::build_lock;
 
 /// `cargo xtask release`.
 #[derive(Debug, Clone, clap::Args)]

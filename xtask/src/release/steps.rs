@@ -361,7 +361,8 @@ fn build_disinto(run: &Run<'_>, revision: &str) -> Result<()> {
     run.runner
         .exec(
             cmd!(sh, "cargo build --quiet --release --locked -p disinto")
-                .env("DISINTO_REVISION", revision),
+                .env("DISINTO_REVISION", revision)
+                .env("DISINTO_RELEASE_VERSION", &run.plan.version),
         )
         .context("building the disinto binary failed")?;
     if run.opts.dry_run {
@@ -389,7 +390,7 @@ fn build_disinto(run: &Run<'_>, revision: &str) -> Result<()> {
 
 /// An exclusive lock on `target` for one release's binary build (waited for, not refused:
 /// another release's build takes seconds). The kernel drops it with the process.
-fn build_lock(target: &std::path::Path) -> Result<std::fs::File> {
+pub fn build_lock(target: &std::path::Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(target)
         .with_context(|| format!("cannot create {}", target.display()))?;
     let path = target.join(".disinto-release-build.lock");
