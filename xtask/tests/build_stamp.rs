@@ -20,7 +20,7 @@ fn build_and_ask(c: &Checkout, version: &str) -> String {
         .env("CARGO_TARGET_DIR", &target)
         .env("DISINTO_REVISION", c.head())
         .env("DISINTO_RELEASE_VERSION", version));
-    ok(&mut Command::new(target.join("release/disinto")).arg("--version"))
+    ok(Command::new(target.join("release/disinto")).arg("--version"))
 }
 
 #[test]
