@@ -38,6 +38,16 @@ fn main() {
             out.status.success().then(|| sha.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into());
+    // The public half of the key that signs this release (PEM), built in so a binary trusts
+    // its own releases. Named by the release as it builds; empty in a contributor's build.
+    let key = std::env::var("DISINTO_RELEASE_PUBLIC_KEY").unwrap_or_default();
+    let out = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR");
+    std::fs::write(
+        std::path::Path::new(&out).join("release_public_key.pem"),
+        key,
+    )
+    .expect("cannot write the release key into OUT_DIR");
+    println!("cargo:rerun-if-env-changed=DISINTO_RELEASE_PUBLIC_KEY");
     println!("cargo:rustc-env=DISINTO_VERSION=v{version}");
     println!("cargo:rustc-env=DISINTO_GIT_REVISION={revision}");
     println!("cargo:rerun-if-env-changed=DISINTO_REVISION");

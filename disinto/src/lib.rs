@@ -27,3 +27,8 @@ impl std::fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
+
+/// The public key (PEM) of the release this binary was built for: it trusts the images that
+/// release signed. Empty in a build that no release made (a contributor's, dev mode).
+pub const RELEASE_PUBLIC_KEY: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/release_public_key.pem"));
