@@ -5,7 +5,7 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,10 @@ const OLD_COMPOSE_PLUGIN: &str = "/usr/local/lib/docker/cli-plugins/docker-compo
 const OLD_COMPOSE_SHA256: &str = "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372";
 
 /// Tools the bench needs besides the engine, with the Debian package that provides each.
-const TOOLS: [(&str, &str); 4] = [
+const TOOLS: [(&str, &str); 5] = [
     ("debootstrap", "debootstrap"),
+    // Signs releases and is the interop oracle for the signatures disinto verifies.
+    ("cosign", "cosign"),
     ("htpasswd", "apache2-utils"),
     ("docker-registry", "docker-registry"),
     ("git", "git"),
@@ -509,6 +511,58 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A throwaway cosign key pair (`cosign generate-key-pair`), its password random: the
+/// release signs with it as CI would (`COSIGN_PRIVATE_KEY`, `COSIGN_PASSWORD`), and the
+/// factory trusts `public_key_file()` through `DISINTO_TRUSTED_KEYS`.
+#[derive(Debug)]
+pub struct SigningKey {
+    pub private_pem: String,
+    pub public_pem: String,
+    pub password: String,
+    dir: TempDir,
+}
+
+impl SigningKey {
+    pub fn generate() -> Result<SigningKey> {
+        let dir = TempDir::new("signing-key")?;
+        let password = random_token()?;
+        let out = Command::new("cosign")
+            .args(["generate-key-pair", "--output-key-prefix", "release"])
+            .current_dir(dir.path())
+            .env("COSIGN_PASSWORD", &password)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run cosign (Debian package cosign): run `cargo xtask testbed`")?;
+        if !out.status.success() {
+            bail!(
+                "cosign generate-key-pair failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let private_pem = fs::read_to_string(dir.path().join("release.key"))?;
+        let public_pem = fs::read_to_string(dir.path().join("release.pub"))?;
+        // The private half lives in memory only, as a CI secret would.
+        fs::remove_file(dir.path().join("release.key"))?;
+        Ok(SigningKey {
+            private_pem,
+            public_pem,
+            password,
+            dir,
+        })
+    }
+
+    /// The public key as a PEM file (for `DISINTO_TRUSTED_KEYS` and `cosign verify --key`).
+    pub fn public_key_file(&self) -> PathBuf {
+        self.dir.path().join("release.pub")
+    }
+
+    /// Gives `cmd` the key as CI gives it to a release.
+    pub fn sign_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("COSIGN_PRIVATE_KEY", &self.private_pem)
+            .env("COSIGN_PASSWORD", &self.password)
     }
 }
 
