@@ -1,6 +1,6 @@
 //! The pure floor: image references, `.env` and interpolation, the factory's configuration,
 //! the compose and stack models with one mount parser, the YAML writer of the stack file
-//! (every string quoted), and the deployment history. Nothing here starts a process or
+//! (every string quoted), and the deployment history, the release keys. Nothing here starts a process or
 //! touches the network (a test holds it to that).
 
 pub mod compose;
@@ -8,6 +8,7 @@ pub mod config;
 pub mod dotenv;
 pub mod history;
 pub mod image_ref;
+pub mod keys;
 pub mod mount;
 pub mod stack;
 pub mod time;
