@@ -301,13 +301,20 @@ impl Checkout {
     }
 }
 
+/// The release key of this test process: every release here is signed with it (as CI signs
+/// with its secret), and every factory here trusts it (`DISINTO_TRUSTED_KEYS`).
+pub fn signing_key() -> &'static xtask::testbed::SigningKey {
+    static KEY: std::sync::OnceLock<xtask::testbed::SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| xtask::testbed::SigningKey::generate().expect("a throwaway cosign key pair"))
+}
+
 /// `cargo xtask release VERSION` in `c` to `registry`, without restart-agents (the tests
 /// bring factories up themselves).
 pub fn release(c: &Checkout, registry: &xtask::testbed::Registry, version: &str) {
     let mut cmd = c.xtask();
     cmd.args(["release", version, "--no-pull", "--skip", "restart-agents"])
         .env_remove("DISINTO_MIRRORS");
-    let out = output(registry.release_env(&mut cmd));
+    let out = output(signing_key().sign_env(registry.release_env(&mut cmd)));
     assert!(
         out.status.success(),
         "release {version}: {}",
@@ -477,6 +484,7 @@ pub fn agents_image_id_of(project: &str) -> String {
 pub fn operator(dir: &Path, project: &str, agents_image: Option<&str>) -> Command {
     let mut cmd = Command::new(root().join("bin/disinto"));
     cmd.current_dir(dir)
+        .env("DISINTO_TRUSTED_KEYS", signing_key().public_key_file())
         .env("DISINTO_BIN", disinto_bin())
         .env("COMPOSE_PROJECT_NAME", project)
         .env("DISINTO_WATCH", "0")
