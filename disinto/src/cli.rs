@@ -163,6 +163,34 @@ enum Command {
         #[command(flatten)]
         rollout: RolloutFlags,
     },
+    /// Copy the agents' volumes (agent-state, agent-data) to backups/, agents drained meanwhile
+    Backup {
+        /// Also copy agent-repos (clones can be made again, so it is left out by default)
+        #[arg(long)]
+        include_repos: bool,
+        /// How many snapshots of this factory to keep (older ones are deleted)
+        #[arg(long, value_name = "N", default_value_t = crate::model::snapshot::KEEP_DEFAULT as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        keep: u64,
+        /// Print what would be done and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        drain: DrainFlags,
+    },
+    /// Put a snapshot from backups/ back into the agents' volumes (checked first)
+    Restore {
+        /// The archive (or its .json manifest): a name in backups/ or a path
+        backup: String,
+        /// Restore a snapshot taken on another version than the one that runs
+        #[arg(long)]
+        any_version: bool,
+        /// Check the snapshot, print what would be done and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        drain: DrainFlags,
+    },
     /// Freeze the factory: every command that changes it refuses until `disinto unlock`
     Lock {
         /// Why (recorded with who and when, and named by every refusal)
@@ -282,6 +310,25 @@ fn try_main() -> Result<()> {
             drain,
         } => ops::down::down(&sh, &root, volumes, dry_run, drain.policy()),
         Command::Status { json } => ops::status::status(&sh, &root, json),
+        Command::Backup {
+            include_repos,
+            keep,
+            dry_run,
+            drain,
+        } => ops::backup::backup(
+            &sh,
+            &root,
+            include_repos,
+            keep as usize,
+            dry_run,
+            drain.policy(),
+        ),
+        Command::Restore {
+            backup,
+            any_version,
+            dry_run,
+            drain,
+        } => ops::restore::restore(&sh, &root, &backup, any_version, dry_run, drain.policy()),
         Command::History { json } => ops::history::history(&root, json),
         Command::Swarm { stack, command } => {
             // Only status reads on past an unreadable .env: it changes nothing.
@@ -299,6 +346,8 @@ impl Command {
             Command::Up { rollout, .. } if !rollout.dry_run => Some("up"),
             Command::Rollback { rollout, .. } if !rollout.dry_run => Some("rollback"),
             Command::Down { dry_run: false, .. } => Some("down"),
+            Command::Backup { dry_run: false, .. } => Some("backup"),
+            Command::Restore { dry_run: false, .. } => Some("restore"),
             Command::Watch {
                 revert: true,
                 rollout,

@@ -115,12 +115,14 @@ fn only_the_engine_starts_processes() {
 }
 
 /// The command modules of `ops/`: each one command, importing no other.
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 15] = [
+    "backup",
     "doctor",
     "down",
     "freeze",
     "history",
     "init",
+    "restore",
     "rollback",
     "status",
     "up",
@@ -168,6 +170,7 @@ fn commands_never_import_each_other() {
         "drain",
         "images",
         "rollout",
+        "snapshot",
         "table",
         "swarm/mod",
     ];

@@ -9,6 +9,7 @@ pub mod health;
 pub mod poll;
 pub mod runner;
 pub mod swarm;
+pub mod volume;
 pub mod work;
 
 pub use runner::Runner;

@@ -10,6 +10,7 @@ pub mod history;
 pub mod image_ref;
 pub mod keys;
 pub mod mount;
+pub mod snapshot;
 pub mod stack;
 pub mod time;
 pub mod yaml;
