@@ -482,3 +482,162 @@ fn a_failure_after_the_gate_is_reverted_and_doctor_and_watch_judge() {
         serde_json::from_str(&std::fs::read_to_string(f.path(WATCH_FILE)).unwrap()).unwrap();
     assert_eq!(look["failing"], true, "{look}");
 }
+
+/// The archives (not manifests) in the factory's backups/, sorted.
+fn archives(f: &Factory) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(f.path("backups"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tar.gz"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn a_backup_is_restored_whole_and_a_bad_one_changes_nothing() {
+    let (f, _) = Factory::new(&[("v0.1.0", "")], NO_SESSION);
+    let agents = f.agents_running();
+    write_markers(&agents, "one");
+    let printed = f.ok(&["backup"]);
+    let taken = archives(&f);
+    assert_eq!(taken.len(), 1, "{printed}");
+    let archive = taken[0].clone();
+    assert!(printed.contains(&archive), "{printed}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(f.path(&format!("backups/{archive}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(manifest["version"], "v0.1.0");
+    assert_eq!(
+        manifest["volumes"],
+        serde_json::json!(["agent-state", "agent-data"])
+    );
+
+    // The agents' work goes on after the backup: new markers, a new file.
+    write_markers(&agents, "two");
+    ok(Command::new("docker").args([
+        "exec",
+        "-u",
+        "agent",
+        &agents,
+        "touch",
+        "/home/agent/data/later",
+    ]));
+
+    // Refused with nothing stopped: another factory's backup, a corrupt archive, a name
+    // that is not a backup.
+    let mut other = f.disinto(&["restore", &archive]);
+    other.env("COMPOSE_PROJECT_NAME", unique("other"));
+    let out = output(&mut other);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a backup of factory"), "{err}");
+    let path = f.path(&format!("backups/{archive}"));
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0xff;
+    std::fs::write(&path, &bad).unwrap();
+    let out = output(&mut f.disinto(&["restore", &archive]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not match its checksum"),
+        "{err}"
+    );
+    std::fs::write(&path, &good[..good.len() - 100]).unwrap();
+    let out = output(&mut f.disinto(&["restore", &archive]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("corrupt or truncated"),
+        "{err}"
+    );
+    let out = output(&mut f.disinto(&["restore", "nothing-here.tar.gz"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(
+        f.agents_running(),
+        agents,
+        "a refused restore stopped agents"
+    );
+    assert_eq!(read_markers(&agents), ["two"; 4]);
+    std::fs::write(&path, &good).unwrap();
+
+    // The real one: the snapshot's volumes go back whole (the later file gone), the others
+    // (agent-repos, the projects bind) are left as they are; agents runs healthy again.
+    let out = output(&mut f.disinto(&["restore", &archive]));
+    succeeded(&out, "restore");
+    assert_eq!(
+        f.agents_running(),
+        agents,
+        "restore stops and starts the same container"
+    );
+    wait_healthy(&agents, Duration::from_secs(60));
+    let markers = read_markers(&agents);
+    let by_path: Vec<(&str, &str)> = volume_paths()
+        .into_iter()
+        .zip(markers.iter().map(String::as_str))
+        .collect();
+    for (path, marker) in by_path {
+        let want = match path {
+            "/home/agent/data" | "/home/agent/disinto/state" => "one",
+            _ => "two",
+        };
+        assert_eq!(marker, want, "{path}");
+    }
+    assert!(
+        f.read("/home/agent/data/later").is_empty(),
+        "the later file survived the restore"
+    );
+    assert!(
+        f.read(DRAIN_FILE).is_empty(),
+        "the restore left agents drained"
+    );
+
+    // Only the newest --keep stay.
+    f.ok(&["backup", "--keep", "1"]);
+    let kept = archives(&f);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_ne!(kept[0], archive);
+
+    // A disk too small for the snapshot: refused before anything is drained or written.
+    let small = Mounted::tmpfs("8m");
+    std::fs::rename(f.path("backups"), f.path("backups.kept")).unwrap();
+    std::os::unix::fs::symlink(small.dir.path(), f.path("backups")).unwrap();
+    let out = output(&mut f.disinto(&["backup"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("MB free"), "{err}");
+    assert_eq!(std::fs::read_dir(small.dir.path()).unwrap().count(), 0);
+    assert!(
+        f.read(DRAIN_FILE).is_empty(),
+        "a refused backup left agents drained"
+    );
+}
+
+/// A tmpfs of `size` mounted on a temp dir (the bench runs as root), unmounted on drop.
+struct Mounted {
+    dir: TempDir,
+}
+
+impl Mounted {
+    fn tmpfs(size: &str) -> Mounted {
+        let dir = TempDir::new("small-disk").unwrap();
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path()));
+        Mounted { dir }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).output();
+    }
+}

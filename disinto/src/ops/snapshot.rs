@@ -131,6 +131,12 @@ pub fn take(
         bytes,
         reason,
     );
+    if dir.join(&manifest.archive).exists() {
+        bail!(
+            "a snapshot named {} exists already (taken this second): retry",
+            manifest.archive
+        );
+    }
     tmp.persist(dir.join(&manifest.archive))
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", manifest.archive))?;
