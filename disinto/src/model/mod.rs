@@ -9,6 +9,7 @@ pub mod dotenv;
 pub mod history;
 pub mod image_ref;
 pub mod keys;
+pub mod migrate;
 pub mod mount;
 pub mod snapshot;
 pub mod stack;
