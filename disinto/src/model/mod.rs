@@ -14,4 +14,5 @@ pub mod mount;
 pub mod snapshot;
 pub mod stack;
 pub mod time;
+pub mod window;
 pub mod yaml;
