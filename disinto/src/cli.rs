@@ -163,6 +163,20 @@ enum Command {
         #[command(flatten)]
         rollout: RolloutFlags,
     },
+    /// Upgrade to VERSION: fetch and verify, drain, snapshot, migrate .env, replace the
+    /// extracted binary, roll out with the gate and the watch; all put back if it fails
+    Upgrade {
+        /// The release to upgrade to (vX.Y.Z)
+        version: String,
+        /// Go ahead without asking (needed when standard input is not a terminal)
+        #[arg(long, short)]
+        yes: bool,
+        /// Snapshot agent-repos too (clones can be made again, so it is left out by default)
+        #[arg(long)]
+        include_repos: bool,
+        #[command(flatten)]
+        rollout: RolloutFlags,
+    },
     /// Copy the agents' volumes (agent-state, agent-data) to backups/, agents drained meanwhile
     Backup {
         /// Also copy agent-repos (clones can be made again, so it is left out by default)
@@ -310,6 +324,21 @@ fn try_main() -> Result<()> {
             drain,
         } => ops::down::down(&sh, &root, volumes, dry_run, drain.policy()),
         Command::Status { json } => ops::status::status(&sh, &root, json),
+        Command::Upgrade {
+            version,
+            yes,
+            include_repos,
+            rollout,
+        } => ops::upgrade::upgrade(
+            &sh,
+            &root,
+            ops::upgrade::Upgrade {
+                version,
+                yes,
+                include_repos,
+                rollout: rollout.rollout(vec!["agents".into()]),
+            },
+        ),
         Command::Backup {
             include_repos,
             keep,
@@ -347,6 +376,7 @@ impl Command {
             Command::Rollback { rollout, .. } if !rollout.dry_run => Some("rollback"),
             Command::Down { dry_run: false, .. } => Some("down"),
             Command::Backup { dry_run: false, .. } => Some("backup"),
+            Command::Upgrade { rollout, .. } if !rollout.dry_run => Some("upgrade"),
             Command::Restore { dry_run: false, .. } => Some("restore"),
             Command::Watch {
                 revert: true,

@@ -115,7 +115,7 @@ fn only_the_engine_starts_processes() {
 }
 
 /// The command modules of `ops/`: each one command, importing no other.
-const COMMANDS: [&str; 15] = [
+const COMMANDS: [&str; 16] = [
     "backup",
     "doctor",
     "down",
@@ -126,6 +126,7 @@ const COMMANDS: [&str; 15] = [
     "rollback",
     "status",
     "up",
+    "upgrade",
     "watch",
     "swarm/deploy",
     "swarm/rm",

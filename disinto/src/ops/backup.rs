@@ -31,7 +31,7 @@ pub(crate) fn backup(
         return Ok(());
     }
     docker::require_daemon()?;
-    let m = snapshot::take(sh, &factory, include_repos, keep, "backup", policy)?;
+    let m = snapshot::take(sh, &factory, include_repos, keep, "backup", Some(policy))?;
     println!(
         "{} ({} bytes, sha256 {}): {} of {}",
         dir.join(&m.archive).display(),

@@ -72,7 +72,7 @@ impl Rollout {
         }
     }
 
-    fn drain_policy(&self) -> DrainPolicy {
+    pub(crate) fn drain_policy(&self) -> DrainPolicy {
         DrainPolicy {
             timeout: self.drain_timeout,
             force: self.force,

@@ -74,15 +74,16 @@ fn tool_image(sh: &Shell, factory: &Factory) -> Result<String> {
     bail!("no agents image is here to copy the volumes with: run `disinto up` first")
 }
 
-/// Takes a snapshot (agents drained while it copies), prunes this factory's older ones
-/// beyond `keep`, and returns its manifest.
+/// Takes a snapshot, prunes this factory's older ones beyond `keep`, and returns its
+/// manifest. Agents is drained while it copies: by this, with `policy`, or (None) by the
+/// caller, who holds the drain across more steps (an upgrade).
 pub fn take(
     sh: &Shell,
     factory: &Factory,
     include_repos: bool,
     keep: usize,
     reason: &str,
-    policy: DrainPolicy,
+    policy: Option<DrainPolicy>,
 ) -> Result<Manifest> {
     let mut keys: Vec<&str> = VOLUMES.to_vec();
     if include_repos {
@@ -103,9 +104,9 @@ pub fn take(
             SPARE_BYTES / 1_000_000
         );
     }
-    let _drained = match factory.running(sh, "agents") {
-        Some(agents) => Some(drain::drain(&agents, policy)?),
-        None => None,
+    let _drained = match (policy, factory.running(sh, "agents")) {
+        (Some(policy), Some(agents)) => Some(drain::drain(&agents, policy)?),
+        _ => None,
     };
     let project = factory.project_name()?;
     let version = version_of(factory);
