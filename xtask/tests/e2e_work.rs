@@ -641,3 +641,153 @@ impl Drop for Mounted {
         let _ = Command::new("umount").arg(self.dir.path()).output();
     }
 }
+
+/// A release's extra Dockerfile lines: its migrations, and in place of the disinto binary a
+/// script that says `version` and otherwise runs the real binary at `real` (a host path: the
+/// upgrade runs it on the host, as an operator's extracted binary).
+fn release_lines(version: &str, migrations: &str, real: &std::path::Path) -> String {
+    let script = format!(
+        "#!/bin/sh\\nif [ \"$1\" = --version ]; then echo \"disinto {version} (revision e2e)\"; exit 0; fi\\nexec {} \"$@\"\\n",
+        real.display()
+    );
+    format!(
+        "RUN printf '{}' > /opt/disinto/migrations.yml && rm /usr/local/bin/disinto \
+         && printf '{script}' > /usr/local/bin/disinto && chmod 755 /usr/local/bin/disinto\n",
+        migrations.replace('\n', "\\n")
+    )
+}
+
+/// Every file in `dir` with its bytes.
+fn files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn an_upgrade_migrates_replaces_the_binary_and_a_failed_one_puts_everything_back() {
+    // The operator's extracted binary (no launcher, no checkout), and the real one the
+    // releases' stand-in binaries run.
+    let bin = TempDir::new("operator-bin").unwrap();
+    let real = bin.path().join("disinto.real");
+    let extracted = bin.path().join("disinto");
+    std::fs::copy(disinto_bin(), &real).unwrap();
+    std::fs::copy(disinto_bin(), &extracted).unwrap();
+    let v2 = "migrations:\n  - version: v0.2.0\n    add: { FORGE_TIMEOUT: \"30\" }\n    rename: { OLD_NAME: NEW_NAME }\n";
+    let v3 = "migrations:\n  - version: v0.3.0\n    remove: [NEW_NAME]\n";
+    // v0.3.0 writes into agent-state and never turns healthy.
+    let v3_fails = "HEALTHCHECK --interval=1s --timeout=2s --retries=1 --start-period=0s CMD \
+                    touch /home/agent/disinto/state/v3-was-here && false\n";
+    let (f, ids) = Factory::new(
+        &[
+            ("v0.1.0", ""),
+            ("v0.2.0", &release_lines("v0.2.0", v2, &real)),
+            (
+                "v0.3.0",
+                &format!("{}{v3_fails}", release_lines("v0.3.0", v3, &real)),
+            ),
+        ],
+        NO_SESSION,
+    );
+    let operator = |args: &[&str]| {
+        let mut cmd = Command::new(&extracted);
+        cmd.args(args)
+            .current_dir(f.dir.path())
+            .env("COMPOSE_PROJECT_NAME", &f.project)
+            .env("DISINTO_WATCH", "0")
+            .env("AGENT_CMD", NO_SESSION)
+            .env_remove("DISINTO_BIN")
+            .env_remove("AGENTS_IMAGE")
+            .env_remove("DISINTO_REGISTRY");
+        cmd
+    };
+    let agents = f.agents_running();
+    write_markers(&agents, "one");
+    let env_path = f.path(".env");
+    let mut env = std::fs::read_to_string(&env_path).unwrap();
+    env.push_str("# the operator's own line\nOLD_NAME=kept # a comment\n");
+    std::fs::write(&env_path, &env).unwrap();
+
+    // Without a terminal, an upgrade needs --yes: nothing changed.
+    let out = output(&mut operator(&["upgrade", "v0.2.0"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--yes"), "{err}");
+    assert_eq!(std::fs::read_to_string(&env_path).unwrap(), env);
+
+    let out = output(&mut operator(&[
+        "upgrade",
+        "v0.2.0",
+        "--yes",
+        "--health-timeout",
+        "60",
+    ]));
+    let printed = succeeded(&out, "upgrade v0.2.0");
+    for step in [
+        "[1/6]",
+        "[3/6] snapshot",
+        "[4/6] migrate .env",
+        "[6/6] roll out v0.2.0",
+    ] {
+        assert!(printed.contains(step), "{printed}");
+    }
+    assert_eq!(f.agents_image_id(), ids[1]);
+    let upgraded = f.agents_running();
+    assert_eq!(read_markers(&upgraded), ["one"; 4]);
+    let after = std::fs::read_to_string(&env_path).unwrap();
+    let want = env
+        .replace("AGENTS_IMAGE=v0.1.0", "AGENTS_IMAGE=v0.2.0")
+        .replace("OLD_NAME=kept # a comment", "NEW_NAME=kept # a comment")
+        + "FORGE_TIMEOUT=30\n";
+    assert_eq!(after, want);
+    let replaced = std::fs::read_to_string(&extracted).unwrap();
+    assert!(replaced.contains("disinto v0.2.0"), "{replaced}");
+    assert_eq!(
+        std::fs::read(bin.path().join("disinto.prev")).unwrap(),
+        std::fs::read(&real).unwrap()
+    );
+    let row = f.rows().pop().unwrap();
+    assert_eq!(
+        (field(&row, "version"), field(&row, "outcome")),
+        ("v0.2.0", "deployed")
+    );
+    assert_eq!(archives(&f).len(), 1);
+
+    // v0.3.0 fails after writing into agent-state: images, .env, compose file, binaries and
+    // data all go back.
+    let bins_before = files(bin.path());
+    let compose_before = std::fs::read(f.path("docker-compose.yml")).unwrap();
+    let out = output(&mut operator(&[
+        "upgrade",
+        "v0.3.0",
+        "--yes",
+        "--health-timeout",
+        "20",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("restoring the snapshot"), "{err}");
+    assert_eq!(f.agents_image_id(), ids[1], "{err}");
+    assert_eq!(std::fs::read_to_string(&env_path).unwrap(), after);
+    assert_eq!(
+        std::fs::read(f.path("docker-compose.yml")).unwrap(),
+        compose_before
+    );
+    assert_eq!(files(bin.path()), bins_before);
+    assert!(
+        f.read("/home/agent/disinto/state/v3-was-here").is_empty(),
+        "v0.3.0's write survived"
+    );
+    assert_eq!(read_markers(&f.agents_running()), ["one"; 4]);
+    assert_eq!(archives(&f).len(), 2);
+    let row = f.rows().pop().unwrap();
+    assert_eq!(field(&row, "version"), "v0.3.0");
+    assert_eq!(field(&row, "outcome"), "reverted", "{err}");
+}
