@@ -3,6 +3,7 @@
 //! (every string quoted), and the deployment history, the release keys. Nothing here starts a process or
 //! touches the network (a test holds it to that).
 
+pub mod channel;
 pub mod compose;
 pub mod config;
 pub mod dotenv;
