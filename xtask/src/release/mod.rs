@@ -5,8 +5,11 @@
 pub mod config;
 mod formula;
 pub mod latest;
+pub mod provenance;
 pub mod refname;
 pub mod registry;
+pub mod sbom;
+mod sign;
 mod state;
 pub mod step;
 mod steps;
@@ -25,7 +28,7 @@ use config::ReleaseConfig;
 use formula::{Formula, FormulaStep};
 use latest::Latest;
 use registry::Session;
-pub use state::{Progress, Record, RecordStep, StepRecord};
+pub use state::{Attestation, BaseImage, Progress, Record, RecordStep, Signature, StepRecord};
 use step::{Status, Step};
 pub use steps::build_lock;
 
@@ -56,6 +59,10 @@ pub struct Release {
     /// release's unchanged layers are reused, and a new base image rebuilds them anyway
     #[arg(long)]
     pub refresh_packages: bool,
+    /// Release without signing: no signature, SBOM or provenance, no key built into the
+    /// disinto binary, and the record says unsigned (COSIGN_PRIVATE_KEY is then not needed)
+    #[arg(long)]
+    pub unsigned: bool,
     /// Accepted for older scripts: reusing cached layers is now the default
     #[arg(long, hide = true)]
     pub cache: bool,
@@ -112,6 +119,8 @@ pub(crate) struct Options {
     pub allow_branch: bool,
     pub no_pull: bool,
     pub refresh_packages: bool,
+    /// `--unsigned`: sign-image is left out and nothing needs the key.
+    pub unsigned: bool,
     pub factory: Option<PathBuf>,
     pub health_timeout: u64,
     pub watch: u64,
@@ -124,6 +133,8 @@ impl Options {
             allow_branch: true,
             no_pull: true,
             refresh_packages: false,
+            // `cargo xtask push` pushes alone; `release --only sign-image` signs.
+            unsigned: true,
             factory: None,
             health_timeout: 0,
             watch: 0,
@@ -249,6 +260,8 @@ pub(crate) struct State {
     pub version_absent: bool,
     /// In a dry run: what would stop the real run (the plan is still printed to the end).
     pub would_fail: Vec<String>,
+    /// The release key's public half, once cosign has been asked for it.
+    pub key: Option<sign::ReleaseKey>,
 }
 
 /// One invocation: the plan, its state, and the runner.
@@ -357,8 +370,18 @@ pub fn select(formula: &Formula, opts: &Release) -> Result<Vec<Step>> {
         .iter()
         .map(|s| parse_step("--skip", s))
         .collect::<Result<Vec<_>>>()?;
+    let unsigned_conflict = |flag: &str| {
+        anyhow::anyhow!("{flag} sign-image: pass --unsigned instead to release unsigned images on purpose (the record then says so)")
+    };
+    if skip.contains(&Step::SignImage) && !opts.unsigned {
+        return Err(unsigned_conflict("--skip"));
+    }
     if let Some(only) = &opts.only {
-        return Ok(vec![parse_step("--only", only)?]);
+        let only = parse_step("--only", only)?;
+        if only == Step::SignImage && opts.unsigned {
+            bail!("--only sign-image and --unsigned contradict each other: leave one out");
+        }
+        return Ok(vec![only]);
     }
     let from = match &opts.from {
         Some(from) => Some(parse_step("--from", from)?),
@@ -370,6 +393,7 @@ pub fn select(formula: &Formula, opts: &Release) -> Result<Vec<Step>> {
         .map(|s| s.step)
         .filter(|s| from.is_none_or(|from| *s >= from))
         .filter(|s| !skip.contains(s))
+        .filter(|s| !(opts.unsigned && *s == Step::SignImage))
         .collect())
 }
 
@@ -380,6 +404,7 @@ impl Release {
             allow_branch: self.allow_branch,
             no_pull: self.no_pull,
             refresh_packages: self.refresh_packages,
+            unsigned: self.unsigned,
             factory: self.factory.clone(),
             health_timeout: self.health_timeout,
             watch: self.watch,
@@ -580,6 +605,7 @@ mod tests {
             allow_branch: false,
             no_pull: false,
             refresh_packages: false,
+            unsigned: false,
             cache: false,
             factory: None,
             health_timeout: 1,
@@ -611,11 +637,26 @@ mod tests {
                 "build-image",
                 "tag-image",
                 "push-image",
+                "sign-image",
                 "commit-result"
             ]
         );
         let o = Release {
             from: Some("push-image".into()),
+            ..opts()
+        };
+        assert_eq!(
+            ids(select(&f, &o).unwrap()),
+            [
+                "push-image",
+                "sign-image",
+                "restart-agents",
+                "commit-result"
+            ]
+        );
+        let o = Release {
+            from: Some("push-image".into()),
+            unsigned: true,
             ..opts()
         };
         assert_eq!(
@@ -652,5 +693,28 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn leaving_signing_out_takes_unsigned_on_purpose() {
+        let f = formula();
+        let skip = Release {
+            skip: vec!["sign-image".into()],
+            ..opts()
+        };
+        let e = format!("{:#}", select(&f, &skip).unwrap_err());
+        assert!(e.starts_with("--skip sign-image: pass --unsigned"), "{e}");
+        let both = Release {
+            skip: vec!["sign-image".into()],
+            unsigned: true,
+            ..opts()
+        };
+        assert!(!select(&f, &both).unwrap().contains(&Step::SignImage));
+        let only = Release {
+            only: Some("sign-image".into()),
+            unsigned: true,
+            ..opts()
+        };
+        assert!(select(&f, &only).is_err());
     }
 }
