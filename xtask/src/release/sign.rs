@@ -48,7 +48,9 @@ pub(crate) fn public_key_line() -> String {
 
 /// The registry flags of a cosign command on `reference`: plain HTTP for loopback only.
 fn registry_flags(reference: &str) -> Vec<&'static str> {
-    match is_loopback(reference) {
+    // The repository decides, whatever follows it (a dry run's placeholder digest).
+    let repository = reference.split('@').next().unwrap_or(reference);
+    match is_loopback(repository) {
         true => vec!["--allow-http-registry"],
         false => vec![],
     }
