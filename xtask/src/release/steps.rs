@@ -461,15 +461,22 @@ fn base_image(root: &std::path::Path, dockerfile: &str) -> Option<super::state::
         "image",
         "inspect",
         "--format",
-        "{{.Id}} {{join .RepoDigests \" \"}}",
+        // Not `join`: an image without registry digests has them as a list `join` refuses.
+        "{{.Id}} {{range .RepoDigests}}{{.}} {{end}}",
         &name,
     ])
     .ok()?;
     let mut words = out.split_whitespace();
     let id = words.next()?.to_string();
+    // A registry digest of the base's own repository (it may have been pushed elsewhere too,
+    // under other digests); else the image id, which names the same bytes locally.
+    let repository = disinto::model::image_ref::ImageRef::parse(&name)
+        .map(|r| r.repository().to_string())
+        .unwrap_or_default();
     let digest = words
-        .filter_map(|d| d.split_once('@').map(|(_, digest)| digest.to_string()))
-        .next()
+        .filter_map(|d| d.split_once('@'))
+        .find(|(repo, _)| *repo == repository)
+        .map(|(_, digest)| digest.to_string())
         .unwrap_or(id);
     Some(super::state::BaseImage { name, digest })
 }
