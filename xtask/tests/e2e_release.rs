@@ -536,6 +536,8 @@ fn a_registry_outage_during_push_resumes_without_retagging_or_rebuilding() {
         "--skip",
         "push-image",
         "--skip",
+        "sign-image",
+        "--skip",
         "restart-agents",
         "--skip",
         "commit-result",

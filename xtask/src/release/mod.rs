@@ -370,12 +370,6 @@ pub fn select(formula: &Formula, opts: &Release) -> Result<Vec<Step>> {
         .iter()
         .map(|s| parse_step("--skip", s))
         .collect::<Result<Vec<_>>>()?;
-    let unsigned_conflict = |flag: &str| {
-        anyhow::anyhow!("{flag} sign-image: pass --unsigned instead to release unsigned images on purpose (the record then says so)")
-    };
-    if skip.contains(&Step::SignImage) && !opts.unsigned {
-        return Err(unsigned_conflict("--skip"));
-    }
     if let Some(only) = &opts.only {
         let only = parse_step("--only", only)?;
         if only == Step::SignImage && opts.unsigned {
@@ -696,25 +690,19 @@ mod tests {
     }
 
     #[test]
-    fn leaving_signing_out_takes_unsigned_on_purpose() {
+    fn unsigned_leaves_sign_image_out_and_cannot_be_asked_to_sign() {
         let f = formula();
-        let skip = Release {
-            skip: vec!["sign-image".into()],
-            ..opts()
-        };
-        let e = format!("{:#}", select(&f, &skip).unwrap_err());
-        assert!(e.starts_with("--skip sign-image: pass --unsigned"), "{e}");
-        let both = Release {
-            skip: vec!["sign-image".into()],
+        let unsigned = Release {
             unsigned: true,
             ..opts()
         };
-        assert!(!select(&f, &both).unwrap().contains(&Step::SignImage));
+        assert!(!select(&f, &unsigned).unwrap().contains(&Step::SignImage));
         let only = Release {
             only: Some("sign-image".into()),
             unsigned: true,
             ..opts()
         };
-        assert!(select(&f, &only).is_err());
+        let e = format!("{:#}", select(&f, &only).unwrap_err());
+        assert!(e.contains("contradict"), "{e}");
     }
 }
