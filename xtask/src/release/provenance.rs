@@ -11,7 +11,7 @@ pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
 
 /// The build type: what `externalParameters` mean (this formula, run by `cargo xtask release`).
 pub const BUILD_TYPE: &str =
-    "https://github.com/disinto/disinto/blob/main/docs/release.md#provenance";
+    "https://github.com/disinto/disinto/blob/main/docs/release.md#sbom-and-provenance";
 
 /// One step as it ran (or did not).
 #[derive(Debug, Clone)]
