@@ -465,16 +465,7 @@ impl Stage {
     /// What sign-image does, by hand: the packages listed, the digest signed, an SBOM and a
     /// provenance attested (the documents' generation is microseconds of Rust, left out).
     fn sign_by_hand(&self, config: &Path, local: &str, reference: &str, name: &str) -> Result<()> {
-        let dpkg = run_ok(Command::new("docker").args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "dpkg-query",
-            local,
-            "-W",
-        ]))?;
+        let dpkg = run_ok(&mut crate::release::sign::dpkg_cmd(local))?;
         if name == disinto::model::image_ref::AGENTS.name {
             run_ok(Command::new("cargo").current_dir(&self.work).args([
                 "tree", "--quiet", "--locked", "-p", "disinto", "-e", "normal",

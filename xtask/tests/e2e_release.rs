@@ -763,6 +763,10 @@ fn signing_resumes_where_it_stopped_and_signs_nothing_twice() {
         "commit-result",
     ]);
     assert_eq!(out.matches("$ cosign sign ").count(), 3, "{out}");
+    // What signing adds to every release of the suite (and of the benchmark), for the log.
+    if let Some(line) = out.lines().find(|l| l.contains("signed and attested")) {
+        eprintln!("sign-image: {}", line.trim());
+    }
     assert_eq!(out.matches("$ cosign attest ").count(), 6, "{out}");
     // As if sign-image had stopped after signing edge and before its attestations.
     let path = b

@@ -9,7 +9,7 @@ pub mod provenance;
 pub mod refname;
 pub mod registry;
 pub mod sbom;
-mod sign;
+pub(crate) mod sign;
 mod state;
 pub mod step;
 mod steps;
@@ -297,6 +297,19 @@ impl<'a> Run<'a> {
         disinto::engine::docker::image_id(reference).with_context(|| {
             format!("image {reference} is not in the local image store: build and tag it first (cargo xtask release {} --only build-image, then --only tag-image)", self.plan.version)
         })
+    }
+
+    /// The images whose progress lacks something (`lacks` says what), by name, in order.
+    pub fn images_lacking(
+        &self,
+        lacks: impl Fn(&state::ImageProgress) -> bool,
+    ) -> Vec<&'static str> {
+        self.plan
+            .images
+            .iter()
+            .map(|i| i.name())
+            .filter(|name| lacks(&self.state.progress.image(name)))
+            .collect()
     }
 
     /// Whether every image build-image made is still in the local store.

@@ -84,7 +84,7 @@ pub(crate) fn attest_cmd(kind: &str, predicate: &str, reference: &str) -> Comman
 }
 
 /// The SBOM query of an image, as run and printed.
-fn dpkg_cmd(image: &str) -> Command {
+pub(crate) fn dpkg_cmd(image: &str) -> Command {
     let mut cmd = Command::new("docker");
     cmd.args([
         "run",
@@ -177,13 +177,7 @@ pub(super) fn sign_image(run: &mut Run<'_>) -> Result<()> {
         ),
         _ => {}
     }
-    let undigested: Vec<&str> = run
-        .plan
-        .images
-        .iter()
-        .map(|i| i.name())
-        .filter(|name| run.state.progress.image(name).digest.is_none())
-        .collect();
+    let undigested = run.images_lacking(|p| p.digest.is_none());
     if !undigested.is_empty() {
         bail!(
             "push-image has not recorded a digest for {}: run `cargo xtask release {} --from push-image`",

@@ -680,13 +680,7 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
     let relative = run.plan.record_relative();
     // A record without a digest would claim a release that no registry holds, and the
     // version would then be refused forever.
-    let undigested: Vec<&str> = run
-        .plan
-        .images
-        .iter()
-        .map(|i| i.name())
-        .filter(|name| run.state.progress.image(name).digest.is_none())
-        .collect();
+    let undigested = run.images_lacking(|p| p.digest.is_none());
     if !undigested.is_empty() && !run.opts.dry_run {
         bail!(
             "push-image has not recorded a digest for {} of {}: run `cargo xtask release {}` (or --from push-image) first; {relative} is not written",
@@ -696,13 +690,7 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
         );
     }
     // Without --unsigned, a record never says unsigned by accident.
-    let unsigned: Vec<&str> = run
-        .plan
-        .images
-        .iter()
-        .map(|i| i.name())
-        .filter(|name| run.state.progress.image(name).signature.is_none())
-        .collect();
+    let unsigned = run.images_lacking(|p| p.signature.is_none());
     if !unsigned.is_empty() && !run.opts.unsigned && !run.opts.dry_run {
         bail!(
             "sign-image has not signed {} of {}: run `cargo xtask release {} --from sign-image` (or pass --unsigned to record an unsigned release on purpose); {relative} is not written",
