@@ -11,10 +11,11 @@ use disinto::engine::runner::shell_line;
 use disinto::model::image_ref::AGENTS;
 use disinto::model::time::now_rfc3339;
 use sha2::{Digest, Sha256};
+use xshell::Shell;
 
 use super::config::release_var::{COSIGN_PASSWORD, COSIGN_PRIVATE_KEY};
 use super::provenance::{self, ProvenanceInput, RanStep};
-use super::registry::{is_loopback, login_lines, LOGOUT_LINE};
+use super::registry::{is_loopback, login_lines, Session, LOGOUT_LINE};
 use super::sbom::{self, Binary, SbomInput, DPKG_FORMAT};
 use super::state::{Attestation, Signature};
 use super::step::Step;
@@ -187,17 +188,59 @@ pub(super) fn sign_image(run: &mut Run<'_>) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let crates = binary_crates(run)?;
-    for index in 0..run.plan.images.len() {
-        sign_one(run, index, &key, &crates)?;
+    let jobs = (0..run.plan.images.len())
+        .map(|index| job(run, index, &crates))
+        .collect::<Result<Vec<_>>>()?;
+    session(run)?;
+    let session = run.state.session.as_ref().context("no registry session")?;
+    // The images are independent and each is a few round trips to the registry and one
+    // container: signed side by side, a release waits for the slowest, not for the sum.
+    let results: Vec<(Done, Result<()>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                scope.spawn(|| {
+                    let mut done = Done::default();
+                    let result = sign_job(session, &key, job, &mut done);
+                    (done, result)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    (
+                        Done::default(),
+                        Err(anyhow::anyhow!("a signing thread panicked")),
+                    )
+                })
+            })
+            .collect()
+    });
+    // Whatever was made is recorded, failed or not, so a re-run makes only what is missing.
+    let mut first_error = None;
+    for (job, (done, result)) in jobs.iter().zip(results) {
+        let progress = run.state.progress.image_mut(job.name);
+        if let Some(signature) = done.signature {
+            progress.signature = Some(signature);
+        }
+        progress.attestations.extend(done.attestations);
+        if let Err(e) = result {
+            first_error.get_or_insert(e.context(format!("signing {}", job.reference)));
+        }
     }
     // The session's Docker config (with the credential) is deleted now, not at exit.
     run.state.session = None;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     eprintln!(
         "  signed and attested {} images in {:.1}s",
         run.plan.images.len(),
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    disinto::signals::check()
 }
 
 /// The crates of the disinto binary this checkout builds (for agents' SBOM).
@@ -220,98 +263,121 @@ fn binary_crates(run: &Run<'_>) -> Result<Vec<sbom::Crate>> {
     sbom::crates(&String::from_utf8_lossy(&out.stdout), &lock)
 }
 
-/// Signs and attests the image at `index`, skipping what the progress says is done.
-fn sign_one(
-    run: &mut Run<'_>,
-    index: usize,
-    key: &ReleaseKey,
-    crates: &[sbom::Crate],
-) -> Result<()> {
-    let sh = run.sh();
+/// What one image needs, fixed before the threads start: what is signed already, and the
+/// documents' inputs (the SBOM's packages are read in the thread, from the image).
+struct Job {
+    name: &'static str,
+    /// `REPOSITORY@DIGEST`.
+    reference: String,
+    sig_tag: String,
+    att_tag: String,
+    /// The local image build-image made, when it is still here.
+    local: Option<String>,
+    signed: bool,
+    attested: Vec<String>,
+    sbom: SbomInput,
+    provenance: ProvenanceInput,
+}
+
+/// What a thread made (recorded whether or not it finished).
+#[derive(Default)]
+struct Done {
+    signature: Option<Signature>,
+    attestations: Vec<Attestation>,
+}
+
+/// The job of the image at `index`.
+fn job(run: &Run<'_>, index: usize, crates: &[sbom::Crate]) -> Result<Job> {
     let image = &run.plan.images[index];
-    let (name, repository, dockerfile) = (
-        image.name(),
-        image.repository.clone(),
-        image.image.dockerfile,
-    );
+    let (name, repository) = (image.name(), image.repository.clone());
     let progress = run.state.progress.image(name);
     let digest = progress.digest.clone().context("no digest recorded")?;
-    let reference = format!("{repository}@{digest}");
-    let hex = digest.trim_start_matches("sha256:");
-    let sig_tag = format!("{repository}:sha256-{hex}.sig");
-    let att_tag = format!("{repository}:sha256-{hex}.att");
-
-    if progress
-        .signature
-        .as_ref()
-        .is_none_or(|s| s.key_id != key.id)
-    {
-        let session = session(run)?;
-        eprintln!("$ {}", shell_line(sign_cmd(&reference)));
-        session
-            .run(&format!("cosign sign {reference}"), || sign_cmd(&reference))
-            .map_err(|e| anyhow::anyhow!(scrub(&format!("{e:#}"))))?;
-        let signed = session.inspect(sh, &sig_tag)?.map(|r| r.digest);
-        run.state.progress.image_mut(name).signature = Some(Signature {
-            key_id: key.id.clone(),
-            tag: sig_tag.clone(),
-            digest: signed,
-        });
-    }
-
-    let done = |kind: &str, run: &Run<'_>| {
-        run.state
-            .progress
-            .image(name)
+    let hex = digest.trim_start_matches("sha256:").to_string();
+    let key_id = run.state.key.as_ref().map(|k| k.id.clone());
+    Ok(Job {
+        name,
+        reference: format!("{repository}@{digest}"),
+        sig_tag: format!("{repository}:sha256-{hex}.sig"),
+        att_tag: format!("{repository}:sha256-{hex}.att"),
+        local: progress
+            .image_id
+            .clone()
+            .filter(|id| disinto::engine::docker::image_present(id)),
+        signed: progress
+            .signature
+            .as_ref()
+            .is_some_and(|s| Some(&s.key_id) == key_id.as_ref()),
+        attested: progress
             .attestations
             .iter()
-            .any(|a| a.kind == kind)
-    };
-    if !done("spdxjson", run) {
-        let debs = sbom::parse_dpkg(&image_packages(run, name, &reference)?)
-            .with_context(|| format!("the SBOM of {name}"))?;
-        let input = SbomInput {
+            .map(|a| a.kind.clone())
+            .collect(),
+        sbom: SbomInput {
             name: name.to_string(),
             repository: repository.clone(),
             version: run.plan.version.clone(),
             digest: digest.clone(),
             created: now_rfc3339(),
             source_url: run.plan.config.source_url.clone(),
-            debs,
+            debs: vec![],
             binary: (name == AGENTS.name).then(|| Binary {
                 name: "disinto".into(),
                 version: run.plan.version.clone(),
                 path: BINARY_PATH.into(),
                 crates: crates.to_vec(),
             }),
-        };
-        let document = sbom::spdx(&input);
-        let summary = sbom::summary(&input);
-        attest(
-            run,
-            name,
+        },
+        provenance: provenance_input(run, name, image.image.dockerfile)?,
+    })
+}
+
+/// Signs and attests one image, skipping what is done; `done` gets what it makes.
+fn sign_job(session: &Session, key: &ReleaseKey, job: &Job, done: &mut Done) -> Result<()> {
+    // A shell of this thread's own: xshell's is not shared across threads.
+    let sh = Shell::new()?;
+    let reference = &job.reference;
+    if !job.signed {
+        eprintln!("$ {}", shell_line(sign_cmd(reference)));
+        session
+            .run(&format!("cosign sign {reference}"), || sign_cmd(reference))
+            .map_err(|e| anyhow::anyhow!(scrub(&format!("{e:#}"))))?;
+        let signed = session.inspect(&sh, &job.sig_tag)?.map(|r| r.digest);
+        done.signature = Some(Signature {
+            key_id: key.id.clone(),
+            tag: job.sig_tag.clone(),
+            digest: signed,
+        });
+    }
+    if !job.attested.iter().any(|k| k == "spdxjson") {
+        let mut input = job.sbom.clone();
+        input.debs = sbom::parse_dpkg(&image_packages(session, job)?)
+            .with_context(|| format!("the SBOM of {}", job.name))?;
+        let attestation = attest(
+            session,
+            &sh,
+            job,
             "spdxjson",
             "https://spdx.dev/Document",
-            &document,
-            summary,
-            &reference,
-            &att_tag,
+            &sbom::spdx(&input),
         )?;
+        done.attestations.push(Attestation {
+            summary: Some(sbom::summary(&input)),
+            ..attestation
+        });
     }
-    if !done(provenance::TYPE, run) {
-        let input = provenance_input(run, name, dockerfile)?;
-        let predicate = provenance::predicate(&input);
-        let summary = provenance::summary(&input);
-        attest(
-            run,
-            name,
+    if !job.attested.iter().any(|k| k == provenance::TYPE) {
+        let attestation = attest(
+            session,
+            &sh,
+            job,
             provenance::TYPE,
             provenance::PREDICATE_TYPE,
-            &predicate,
-            summary,
-            &reference,
-            &att_tag,
+            &provenance::predicate(&job.provenance),
         )?;
+        done.attestations.push(Attestation {
+            summary: Some(provenance::summary(&job.provenance)),
+            ..attestation
+        });
     }
     eprintln!("  signed {reference} (key {})", key.id);
     Ok(())
@@ -319,32 +385,27 @@ fn sign_one(
 
 /// `dpkg-query` in the image: the local image build-image made when it is still here, else
 /// the pushed digest, pulled in the session.
-fn image_packages(run: &mut Run<'_>, name: &str, reference: &str) -> Result<String> {
-    let local = run
-        .state
-        .progress
-        .image(name)
-        .image_id
-        .filter(|id| disinto::engine::docker::image_present(id));
-    let image = match local {
-        Some(id) => id,
+fn image_packages(session: &Session, job: &Job) -> Result<String> {
+    let reference = job.reference.as_str();
+    let image = match &job.local {
+        Some(id) => id.as_str(),
         None => {
-            let session = session(run)?;
             session.run(&format!("docker pull {reference}"), || {
                 let mut cmd = Command::new("docker");
                 cmd.args(["pull", "--quiet", reference]);
                 cmd
             })?;
-            reference.to_string()
+            reference
         }
     };
-    let out = dpkg_cmd(&image)
+    let out = dpkg_cmd(image)
         .stdin(Stdio::null())
         .output()
         .context("cannot run docker")?;
     if !out.status.success() {
         bail!(
-            "listing the Debian packages of {name} failed: {}",
+            "listing the Debian packages of {} failed: {}",
+            job.name,
             disinto::engine::docker::last_line(&out.stderr)
         );
     }
@@ -414,47 +475,37 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `predicate` to a temporary file, attests it, and records the attestation.
-#[allow(clippy::too_many_arguments)]
+/// Writes `predicate` to a temporary file (removed on return), attests it, and says what
+/// the registry now holds.
 fn attest(
-    run: &mut Run<'_>,
-    name: &str,
+    session: &Session,
+    sh: &Shell,
+    job: &Job,
     kind: &str,
     predicate_type: &str,
     predicate: &serde_json::Value,
-    summary: String,
-    reference: &str,
-    att_tag: &str,
-) -> Result<()> {
+) -> Result<Attestation> {
     let text = serde_json::to_vec(predicate)?;
-    // Removed when this function returns, whatever happens.
     let dir = disinto::fsx::TempDir::new("predicate")?;
     let file = dir.path().join(format!("{kind}.json"));
     std::fs::write(&file, &text).with_context(|| format!("cannot write {}", file.display()))?;
     let file = file.to_string_lossy().into_owned();
-    let sh = run.sh();
-    let session = session(run)?;
+    let reference = &job.reference;
     eprintln!("$ {}", shell_line(attest_cmd(kind, &file, reference)));
     session
         .run(&format!("cosign attest --type {kind} {reference}"), || {
             attest_cmd(kind, &file, reference)
         })
         .map_err(|e| anyhow::anyhow!(scrub(&format!("{e:#}"))))?;
-    let manifest = session.inspect_json(sh, att_tag)?;
-    let digest = manifest.and_then(|m| envelope_digest(&m, predicate_type));
-    run.state
-        .progress
-        .image_mut(name)
-        .attestations
-        .push(Attestation {
-            kind: kind.to_string(),
-            predicate_type: predicate_type.to_string(),
-            tag: att_tag.to_string(),
-            digest,
-            predicate_sha256: hex(&Sha256::digest(&text)),
-            summary: Some(summary),
-        });
-    Ok(())
+    let manifest = session.inspect_json(sh, &job.att_tag)?;
+    Ok(Attestation {
+        kind: kind.to_string(),
+        predicate_type: predicate_type.to_string(),
+        tag: job.att_tag.clone(),
+        digest: manifest.and_then(|m| envelope_digest(&m, predicate_type)),
+        predicate_sha256: hex(&Sha256::digest(&text)),
+        summary: None,
+    })
 }
 
 /// The digest of the newest envelope of `predicate_type` in a `.att` manifest
