@@ -118,9 +118,95 @@ pub fn helper_answer(bytes: &[u8]) -> Option<Credentials> {
     })
 }
 
+/// A registry's `WWW-Authenticate` challenge: `Basic`, or `Bearer` and where to get a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+/// Parses a `WWW-Authenticate` header (RFC 7235: a scheme, then `key="value"` pairs, values
+/// that may hold commas inside their quotes); `None` for a scheme no registry uses.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = BTreeMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
+        if key.is_empty() || chars.next() != Some('=') {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value.extend(std::iter::from_fn(|| chars.next_if(|c| *c != ',')));
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Some(Challenge::Basic),
+        "bearer" => Some(Challenge::Bearer {
+            realm: params.remove("realm")?,
+            service: params.remove("service"),
+            scope: params.remove("scope"),
+        }),
+        _ => None,
+    }
+}
+
+/// The token a registry's token service answers (`token`, or OAuth2's `access_token`).
+pub fn token_answer(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let a: Answer = serde_json::from_slice(bytes).ok()?;
+    a.token.or(a.access_token).filter(|t| !t.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn challenges_as_registries_send_them() {
+        assert_eq!(
+            parse_challenge(r#"Basic realm="disinto-test""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:disinto/agents:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://ghcr.io/token".into(),
+                service: Some("ghcr.io".into()),
+                scope: Some("repository:disinto/agents:pull,push".into()),
+            })
+        );
+        assert_eq!(parse_challenge("Bearer service=x"), None);
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(parse_challenge(""), None);
+        assert_eq!(token_answer(br#"{"access_token":"t"}"#), Some("t".into()));
+        assert_eq!(token_answer(br#"{"token":""}"#), None);
+    }
 
     #[test]
     fn docker_finds_credentials_in_this_order() {

@@ -557,7 +557,7 @@ mod tests {
         let (key, trusted) = signing(7);
         // A signature tag pointing at another image's signature manifest.
         let (manifest, blobs) = signed(&key, &payload(REPO, OTHER));
-        let e = check(&manifest, &blobs, &[trusted.clone()], REPO, DIGEST).unwrap_err();
+        let e = check(&manifest, &blobs, std::slice::from_ref(&trusted), REPO, DIGEST).unwrap_err();
         assert!(e.to_string().contains("another image"), "{e}");
         let (manifest, blobs) = signed(&key, &payload("127.0.0.1:5000/evil/agents", DIGEST));
         let e = check(&manifest, &blobs, &[trusted], REPO, DIGEST).unwrap_err();
@@ -681,7 +681,7 @@ mod tests {
             r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"{REPO}","digest":{{"sha256":"{hex}"}}}}],"predicateType":"{SLSA_PROVENANCE_V1}","predicate":{{"buildDefinition":{{"resolvedDependencies":[{{"uri":"git+https://x","digest":{{"gitCommit":"abc123"}}}}]}},"runDetails":{{"builder":{{"id":"https://ci.example/release"}},"metadata":{{"finishedOn":"2026-12-01T10:00:00Z"}}}}}}}}"#
         );
         let bytes = envelope(&key, IN_TOTO, &statement);
-        let att = verify_envelope(&bytes, &[trusted.clone()], DIGEST).unwrap();
+        let att = verify_envelope(&bytes, std::slice::from_ref(&trusted), DIGEST).unwrap();
         assert_eq!(att.key_id, trusted.id);
         assert_eq!(
             provenance(&att.predicate),
@@ -693,7 +693,7 @@ mod tests {
         );
         let e = verify_envelope(&bytes, &[other], DIGEST).unwrap_err();
         assert!(e.to_string().contains("trusted key"), "{e}");
-        let e = verify_envelope(&bytes, &[trusted.clone()], OTHER).unwrap_err();
+        let e = verify_envelope(&bytes, std::slice::from_ref(&trusted), OTHER).unwrap_err();
         assert!(e.to_string().contains("another image"), "{e}");
         // Signed over the payload alone (not PAE): refused.
         let sig: Signature = key.sign(statement.as_bytes());
@@ -702,7 +702,7 @@ mod tests {
             b64(statement.as_bytes()),
             b64(sig.to_der().as_bytes())
         );
-        assert!(verify_envelope(raw.as_bytes(), &[trusted.clone()], DIGEST).is_err());
+        assert!(verify_envelope(raw.as_bytes(), std::slice::from_ref(&trusted), DIGEST).is_err());
         assert!(verify_envelope(b"{", &[trusted], DIGEST).is_err());
     }
 

@@ -14,6 +14,7 @@ pub(crate) mod rollback;
 pub(crate) mod status;
 pub(crate) mod swarm;
 pub(crate) mod up;
+pub(crate) mod verify;
 pub(crate) mod watch;
 
 // Shared by the commands (and `rollout` by the release's restart-agents).
@@ -22,3 +23,4 @@ pub(crate) mod drain;
 pub(crate) mod images;
 pub mod rollout;
 pub(crate) mod table;
+pub(crate) mod trust;
