@@ -557,7 +557,14 @@ mod tests {
         let (key, trusted) = signing(7);
         // A signature tag pointing at another image's signature manifest.
         let (manifest, blobs) = signed(&key, &payload(REPO, OTHER));
-        let e = check(&manifest, &blobs, std::slice::from_ref(&trusted), REPO, DIGEST).unwrap_err();
+        let e = check(
+            &manifest,
+            &blobs,
+            std::slice::from_ref(&trusted),
+            REPO,
+            DIGEST,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("another image"), "{e}");
         let (manifest, blobs) = signed(&key, &payload("127.0.0.1:5000/evil/agents", DIGEST));
         let e = check(&manifest, &blobs, &[trusted], REPO, DIGEST).unwrap_err();

@@ -68,7 +68,8 @@ pub(crate) fn verify(root: &Path, target: Option<String>, json: bool, list: bool
     Ok(())
 }
 
-/// The images to verify: a release's three, or one image as named.
+/// The images to verify: a release's three (a version, or the factory's AGENTS_IMAGE), or
+/// the one image named.
 fn images(root: &Path, target: Option<String>) -> Result<Vec<ImageRef>> {
     let (agents, registry) = match target {
         None => {
@@ -78,10 +79,9 @@ fn images(root: &Path, target: Option<String>) -> Result<Vec<ImageRef>> {
         Some(target) => {
             let factory = Factory::open_to_set_agents(root)?;
             match AgentsImage::parse(Some(&target)) {
-                Ok(agents) => (agents, factory.config.registry),
-                // Any one image, named in full.
-                Err(_) => match ImageRef::parse(&target) {
-                    Ok(one) if target.contains('/') => return Ok(vec![one]),
+                Ok(release @ AgentsImage::Release(_)) => (release, factory.config.registry),
+                _ => match ImageRef::parse(&target) {
+                    Ok(one) if target.contains(['/', ':', '@']) => return Ok(vec![one]),
                     _ => bail!("{target:?} is neither a version (v0.1.1) nor an image reference"),
                 },
             }
