@@ -230,7 +230,7 @@ impl Registry {
         match challenge {
             Challenge::Basic => basic.with_context(|| {
                 format!(
-                    "{} asks for a login: `docker login {}`",
+                    "{} answered 401, asking for a login: `docker login {}`",
                     self.host, self.host
                 )
             }),
@@ -275,7 +275,7 @@ impl Registry {
                     .map_err(|e| self.unreachable(e))?;
                 if status != 200 {
                     bail!(
-                        "{}'s token service refused ({status}): `docker login {}`",
+                        "{}'s token service answered {status} (the registry answered 401): `docker login {}`",
                         self.host,
                         self.host
                     );
