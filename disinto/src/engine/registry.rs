@@ -425,6 +425,86 @@ pub fn attestations(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A registry on loopback that wants a Bearer token (from its own token service) and
+    /// serves one manifest, and a blob far bigger than its descriptor says.
+    fn fake_registry() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let mut auth = String::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("authorization:") {
+                        auth = v.trim().to_string();
+                    }
+                }
+                let reply = |stream: &mut std::net::TcpStream,
+                             status: &str,
+                             headers: &str,
+                             body: &[u8]| {
+                    let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n", body.len());
+                    let _ = stream.write_all(body);
+                };
+                if path.starts_with("/token?") {
+                    assert!(path.contains("scope=repository%3Ar%3Apull"), "{path}");
+                    reply(&mut stream, "200 OK", "", br#"{"token":"tok"}"#);
+                } else if auth != "bearer tok" {
+                    let challenge = format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\",scope=\"repository:r:pull\"\r\n");
+                    reply(&mut stream, "401 Unauthorized", &challenge, b"{}");
+                } else if path == "/v2/r/manifests/v1" {
+                    reply(&mut stream, "200 OK", "", br#"{"layers":[]}"#);
+                } else if path.starts_with("/v2/r/blobs/") {
+                    reply(&mut stream, "200 OK", "", &vec![b'x'; 200_000]);
+                } else {
+                    reply(&mut stream, "404 Not Found", "", b"{}");
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_bearer_challenge_is_answered_and_big_bodies_are_refused() {
+        let addr = fake_registry();
+        let registry = Registry::new(&addr).unwrap();
+        let (body, digest) = registry
+            .manifest("r", "v1", IMAGE_MANIFEST_TYPES)
+            .unwrap()
+            .unwrap();
+        assert_eq!(body, br#"{"layers":[]}"#);
+        assert_eq!(digest, signature::sha256_digest(&body));
+        assert!(registry
+            .manifest("r", "v2", IMAGE_MANIFEST_TYPES)
+            .unwrap()
+            .is_none());
+        let small = Descriptor {
+            media_type: signature::SIMPLE_SIGNING.into(),
+            digest: signature::sha256_digest(b"x"),
+            size: 1,
+            annotations: Default::default(),
+        };
+        let e = registry.blob("r", &small, 1024).unwrap_err();
+        assert!(e.to_string().contains("more than 1024 bytes"), "{e}");
+        let huge = Descriptor {
+            size: 1 << 40,
+            ..small
+        };
+        let e = registry.blob("r", &huge, 1024).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+    }
 
     #[test]
     fn plain_http_only_for_loopback_or_what_the_operator_names() {
