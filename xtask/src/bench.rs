@@ -911,25 +911,9 @@ impl Run {
             stage.released[0]
         );
         let config = TempDir::new("bench-verify")?;
-        crate::secret::login(
-            config.path(),
-            &stage.registry.addr,
-            &stage.registry.user,
-            &stage.registry.password,
-        )?;
+        stage.registry.login(config.path())?;
         let key = testbed::SigningKey::generate()?;
-        let mut sign = Command::new("cosign");
-        sign.args([
-            "sign",
-            "--yes",
-            "--key",
-            "env://COSIGN_PRIVATE_KEY",
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            &image,
-        ])
-        .env("DOCKER_CONFIG", config.path());
-        run_ok(key.sign_env(&mut sign))?;
+        run_ok(&mut key.cosign_sign(&image, config.path()))?;
         let mut samples = vec![];
         for _ in 0..self.reps(3, 10) {
             samples.push(timed(
@@ -1014,12 +998,7 @@ impl Run {
     /// Releases, each against the same builds, tags and pushes done by hand.
     fn release_overhead(&mut self, stage: &mut Stage) -> Result<()> {
         let config = TempDir::new("bench-docker-config")?;
-        crate::secret::login(
-            config.path(),
-            &stage.registry.addr,
-            &stage.registry.user,
-            &stage.registry.password,
-        )?;
+        stage.registry.login(config.path())?;
         let mut released = vec![];
         let mut bare = vec![];
         for i in 0..self.reps(2, 5) {

@@ -77,21 +77,9 @@ fn push(config: &Path, image: &str, tag: &str) -> String {
     digest
 }
 
-/// `cosign sign --key` as a release signs: the key from the environment, no transparency log.
+/// `cosign sign --key` of `repo@digest`, as a release signs.
 fn sign(config: &Path, key: &SigningKey, repo: &str, digest: &str) {
-    let mut cmd = Command::new("cosign");
-    cmd.args([
-        "sign",
-        "--yes",
-        "--key",
-        "env://COSIGN_PRIVATE_KEY",
-        "--tlog-upload=false",
-        "--allow-http-registry",
-        &format!("{repo}@{digest}"),
-    ])
-    .env("DOCKER_CONFIG", config)
-    .stdin(Stdio::null());
-    ok(key.sign_env(&mut cmd));
+    ok(&mut key.cosign_sign(&format!("{repo}@{digest}"), config));
 }
 
 /// `curl` on the registry's API with its user's credentials, which it reads from stdin.
@@ -192,13 +180,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     let ns = registry.namespace();
     let repo = format!("{ns}/agents");
     let config = TempDir::new("verify-config").unwrap();
-    xtask::secret::login(
-        config.path(),
-        &registry.addr,
-        &registry.user,
-        &registry.password,
-    )
-    .unwrap();
+    registry.login(config.path()).unwrap();
     let key = signing_key();
     let stranger = SigningKey::generate().unwrap();
 

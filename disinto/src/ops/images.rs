@@ -193,16 +193,7 @@ pub fn pin(reference: &str) -> String {
     if parsed.digest().is_some() {
         return reference.to_string();
     }
-    let digests = docker::run(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .RepoDigests}}",
-        reference,
-    ])
-    .ok()
-    .and_then(|json| serde_json::from_str::<Vec<String>>(json.trim()).ok())
-    .unwrap_or_default();
+    let digests = local_repo_digests(reference);
     registry_digest(&parsed, &digests)
         .map(|digest| parsed.with_digest(digest))
         .unwrap_or_else(|| reference.to_string())
