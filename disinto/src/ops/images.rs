@@ -132,8 +132,9 @@ fn verified_reference(
             .collect(),
     };
     let is_keep = image.repository() == KEEP_REPOSITORY;
-    let (repo, digest, key) = match trust.remembered(&candidates) {
-        Some((i, key)) => (candidates[i].0.clone(), candidates[i].1.clone(), key),
+    // The repository is the image's own, but for a keep tag's (where it came from).
+    let (digest, key) = match trust.remembered(&candidates) {
+        Some((i, key)) => (candidates[i].1.clone(), key),
         None => {
             let (repo, digest) = match candidates.first() {
                 Some(c) => c.clone(),
@@ -144,7 +145,7 @@ fn verified_reference(
             };
             let at = ImageRef::parse(&repo)?;
             let key = trust.verify(&at, &digest)?;
-            (repo, digest, key)
+            (digest, key)
         }
     };
     if is_keep {
@@ -153,17 +154,18 @@ fn verified_reference(
     }
     let run = image.with_digest(&digest);
     if !docker::image_present(&run) {
-        let by_digest = format!("{repo}@{digest}");
+        // By the verified digest (a tag may have moved since): `repo:tag@sha256:…` pulls the
+        // digest, and names the tag the operator asked for in what it prints.
         let sh = runner.sh;
         runner
-            .exec_captured(xshell::cmd!(sh, "docker pull --quiet {by_digest}"))
-            .with_context(|| format!("cannot pull {by_digest}"))?;
-        // The tag the operator named stays a name for it here, as a pull by tag leaves it.
+            .exec_captured(xshell::cmd!(sh, "docker pull --quiet {run}"))
+            .with_context(|| format!("cannot pull {run}"))?;
+        // The tag stays a name for it here, as a pull by tag leaves it.
         if image.tag().is_some() && image.digest().is_none() {
             let tag = image.without_digest();
             runner
-                .exec_captured(xshell::cmd!(sh, "docker tag {by_digest} {tag}"))
-                .with_context(|| format!("cannot tag {by_digest} as {tag}"))?;
+                .exec_captured(xshell::cmd!(sh, "docker tag {run} {tag}"))
+                .with_context(|| format!("cannot tag {run} as {tag}"))?;
         }
     }
     Ok((run, key))
