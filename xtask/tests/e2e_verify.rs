@@ -350,14 +350,58 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     let history = succeeded(&op.disinto(&["history"], &[]), "history");
     assert!(history.contains("NOT VERIFIED"), "{history}");
 
-    // `disinto verify`: the signed image's key; the unsigned one fails.
-    let out = op.disinto(&["verify", &format!("{repo}:v0.1.0"), "--json"], &[]);
+    // `disinto verify`: the signed image's key, and what `cosign attest` attached (DSSE
+    // envelopes as cosign writes them); the unsigned one fails.
+    let predicates = TempDir::new("predicates").unwrap();
+    let slsa = predicates.path().join("slsa.json");
+    std::fs::write(
+        &slsa,
+        r#"{"buildDefinition":{"buildType":"https://disinto.dev/release/v1","externalParameters":{},"resolvedDependencies":[{"uri":"git+file:///src","digest":{"gitCommit":"0123456789abcdef0123456789abcdef01234567"}}]},"runDetails":{"builder":{"id":"https://disinto.dev/e2e"},"metadata":{"finishedOn":"2026-12-01T10:00:00Z"}}}"#,
+    )
+    .unwrap();
+    let spdx = predicates.path().join("spdx.json");
+    std::fs::write(
+        &spdx,
+        r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"agents","dataLicense":"CC0-1.0","documentNamespace":"https://disinto.dev/e2e","creationInfo":{"created":"2026-12-01T10:00:00Z","creators":["Tool: e2e"]},"packages":[{"SPDXID":"SPDXRef-a","name":"bash","versionInfo":"5.2","downloadLocation":"NOASSERTION"},{"SPDXID":"SPDXRef-b","name":"anyhow","versionInfo":"1.0.0","downloadLocation":"NOASSERTION"}]}"#,
+    )
+    .unwrap();
+    for (kind, file) in [("slsaprovenance1", &slsa), ("spdxjson", &spdx)] {
+        let mut attest = Command::new("cosign");
+        attest
+            .args(["attest", "--yes", "--key", "env://COSIGN_PRIVATE_KEY"])
+            .args([
+                "--tlog-upload=false",
+                "--allow-http-registry",
+                "--type",
+                kind,
+            ])
+            .arg("--predicate")
+            .arg(file)
+            .arg(format!("{repo}@{}", digests["v0.1.0"]))
+            .env("DOCKER_CONFIG", config.path())
+            .stdin(Stdio::null());
+        ok(key.sign_env(&mut attest));
+    }
+    let out = op.disinto(
+        &["verify", &format!("{repo}:v0.1.0"), "--json", "--sbom"],
+        &[],
+    );
     let text = succeeded(&out, "verify v0.1.0");
     let report: serde_json::Value =
         serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
     assert_eq!(report[0]["verified"], true, "{text}");
     assert_eq!(report[0]["key"], key_id.as_str(), "{text}");
     assert_eq!(report[0]["digest"], digests["v0.1.0"].as_str(), "{text}");
+    assert_eq!(
+        report[0]["provenance"]["commit"], "0123456789abcdef0123456789abcdef01234567",
+        "{text}"
+    );
+    assert_eq!(
+        report[0]["provenance"]["builder"], "https://disinto.dev/e2e",
+        "{text}"
+    );
+    assert_eq!(report[0]["sbom"]["packages"], 2, "{text}");
+    assert_eq!(report[0]["sbom"]["list"][0]["name"], "bash", "{text}");
     let out = op.disinto(&["verify", &format!("{repo}:v0.3.0")], &[]);
     assert!(
         !out.status.success(),
