@@ -46,6 +46,9 @@ pub struct Rollout {
     pub watch: Duration,
     /// Run our images without checking their signatures (loud, and recorded).
     pub skip_verify: bool,
+    /// Keys this rollout trusts besides the built-in release key and `DISINTO_TRUSTED_KEYS`
+    /// (the release's restart-agents: the public half of the key it just signed with).
+    pub extra_keys: Vec<crate::model::keys::TrustedKey>,
 }
 
 /// The drain timeout of a rollout unless told otherwise.
@@ -73,6 +76,7 @@ impl Rollout {
             force: false,
             watch: DEFAULT_WATCH,
             skip_verify: false,
+            extra_keys: vec![],
         }
     }
 
@@ -140,6 +144,7 @@ impl Rollout {
         // is touched.
         let images = OUR_IMAGES.into_iter().filter(|i| self.starts(i));
         let mut trust = Trust::load(&factory.dir, self.skip_verify)?;
+        trust.keys.extend(self.extra_keys.iter().cloned());
         let pinned = pull_and_pin(&runner, config, images, &mut trust)?;
         let passed = pinned.passed;
         input.pinned.extend(pinned.refs);
