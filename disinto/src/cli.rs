@@ -53,6 +53,16 @@ struct RolloutFlags {
     watch: u64,
     #[command(flatten)]
     drain: DrainFlags,
+    #[command(flatten)]
+    verify: VerifyFlags,
+}
+
+/// The signature gate of a rollout (`up`, `rollback`, `watch --revert`, `swarm deploy`).
+#[derive(Debug, clap::Args)]
+struct VerifyFlags {
+    /// Run our images WITHOUT checking their cosign signatures (loud; recorded in the history)
+    #[arg(long)]
+    insecure_skip_verify: bool,
 }
 
 /// Letting the agent session in flight end before agents stops (`up`, `rollback`, `down`).
@@ -82,6 +92,7 @@ impl RolloutFlags {
             drain_timeout: Duration::from_secs(self.drain.drain_timeout),
             force: self.drain.force,
             watch: Duration::from_secs(self.watch),
+            skip_verify: self.verify.insecure_skip_verify,
             ..ops::rollout::Rollout::new(
                 services,
                 self.dry_run,
@@ -129,6 +140,18 @@ enum Command {
         /// Print JSON for scripts
         #[arg(long)]
         json: bool,
+    },
+    /// Check the signatures, provenance and SBOM of a release's images (default: AGENTS_IMAGE)
+    /// at their registry, with the trusted keys; changes nothing
+    Verify {
+        /// A version (v0.1.1) or an image reference [default: the factory's AGENTS_IMAGE]
+        target: Option<String>,
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+        /// Also print every package the SBOM lists
+        #[arg(long)]
+        sbom: bool,
     },
     /// Every rollout of this factory, oldest first (state/deployments.jsonl)
     History {
@@ -237,6 +260,8 @@ enum SwarmCommand {
         timeout: u64,
         #[command(flatten)]
         drain: DrainFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
     },
     /// Per service: image, digest, version, replicas and where its last update stands
     Status {
@@ -359,6 +384,7 @@ fn try_main() -> Result<()> {
             drain,
         } => ops::restore::restore(&sh, &root, &backup, any_version, dry_run, drain.policy()),
         Command::History { json } => ops::history::history(&root, json),
+        Command::Verify { target, json, sbom } => ops::verify::verify(&root, target, json, sbom),
         Command::Swarm { stack, command } => {
             // Only status reads on past an unreadable .env: it changes nothing.
             let lenient = matches!(command, SwarmCommand::Status { .. });
@@ -406,6 +432,7 @@ fn swarm(
             dry_run,
             timeout,
             drain,
+            verify,
         } => swarm::deploy::deploy(
             sh,
             root,
@@ -413,6 +440,7 @@ fn swarm(
             dry_run,
             Duration::from_secs(timeout),
             drain.policy(),
+            verify.insecure_skip_verify,
         ),
         SwarmCommand::Status { json } => swarm::status::status(stack, json),
         SwarmCommand::Rollback {

@@ -18,6 +18,7 @@ pub(crate) mod status;
 pub(crate) mod swarm;
 pub(crate) mod up;
 pub(crate) mod upgrade;
+pub(crate) mod verify;
 pub(crate) mod watch;
 
 // Shared by the commands (and `rollout` by the release's restart-agents).
@@ -27,3 +28,4 @@ pub(crate) mod images;
 pub mod rollout;
 pub(crate) mod snapshot;
 pub(crate) mod table;
+pub(crate) mod trust;

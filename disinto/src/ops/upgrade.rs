@@ -17,6 +17,7 @@ use super::drain;
 use super::images::pull_and_pin;
 use super::rollout::Rollout;
 use super::snapshot;
+use super::trust::Trust;
 use crate::engine::{docker, Runner};
 use crate::factory::Factory;
 use crate::fsx;
@@ -78,8 +79,10 @@ pub(crate) fn upgrade(sh: &Shell, root: &Path, ask: Upgrade) -> Result<()> {
     steps.next(&format!("fetch and verify {image}"));
     let mut with_target = factory.config.clone();
     with_target.agents = target.clone();
-    let pinned = pull_and_pin(&runner, &with_target, [AGENTS])?;
+    let mut trust = Trust::load(&factory.dir, ask.rollout.skip_verify)?;
+    let pinned = pull_and_pin(&runner, &with_target, [AGENTS], &mut trust)?;
     let pinned = pinned
+        .refs
         .get(AGENTS.name)
         .cloned()
         .unwrap_or_else(|| image.clone());
