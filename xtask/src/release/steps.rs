@@ -665,8 +665,19 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
         );
         factory.config.registry = run.plan.config.registry.clone();
     }
+    // The gate trusts the key this release signed with (the factory may not know it yet); an
+    // unsigned release has nothing to verify, and the rollout says so loudly and records it.
+    let extra_keys = match (run.opts.unsigned, run.opts.dry_run) {
+        (false, false) => {
+            let pem = super::sign::release_key(run)?.pem.clone();
+            disinto::model::keys::parse_keys(&pem, "the release key")?
+        }
+        _ => vec![],
+    };
     Rollout {
         watch: Duration::from_secs(run.opts.watch),
+        skip_verify: run.opts.unsigned,
+        extra_keys,
         ..Rollout::new(
             vec!["agents".into()],
             run.opts.dry_run,
