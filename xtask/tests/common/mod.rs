@@ -301,6 +301,22 @@ impl Checkout {
     }
 }
 
+/// `args` of a disinto command with `--insecure-skip-verify` added when it rolls out images
+/// (`up`, `rollback`, `upgrade`, `watch --revert`): for tests whose images are built here and
+/// never pushed, so no registry holds a signature for them. The gate is e2e_verify's subject.
+pub fn unverified<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    let rolls_out = match args.first() {
+        Some(&"up" | &"rollback" | &"upgrade") => true,
+        Some(&"watch") => args.contains(&"--revert"),
+        _ => false,
+    };
+    if rolls_out && !args.contains(&"--dry-run") {
+        args.push("--insecure-skip-verify");
+    }
+    args
+}
+
 /// The release key of this test process: every release here is signed with it (as CI signs
 /// with its secret), and every factory here trusts it (`DISINTO_TRUSTED_KEYS`).
 pub fn signing_key() -> &'static xtask::testbed::SigningKey {
