@@ -5,7 +5,7 @@
 pub mod config;
 mod formula;
 pub mod latest;
-mod packages;
+pub(crate) mod packages;
 pub mod refname;
 pub mod registry;
 mod state;
