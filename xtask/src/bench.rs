@@ -665,7 +665,13 @@ fn last_stage_layers(dockerfile: &str, sources: &[&str]) -> (usize, Vec<usize>) 
 /// base image.
 fn package_epoch() -> Result<String> {
     let created = disinto::engine::docker::read(
-        &["image", "inspect", "--format", "{{.Created}}", testbed::BASE_IMAGE],
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Created}}",
+            testbed::BASE_IMAGE,
+        ],
         "reading the base image's creation time",
     )?;
     Ok(format!(
@@ -677,7 +683,13 @@ fn package_epoch() -> Result<String> {
 /// The layer digests of a local image, bottom first.
 fn image_layers(image: &str) -> Result<Vec<String>> {
     let json = disinto::engine::docker::read(
-        &["image", "inspect", "--format", "{{json .RootFS.Layers}}", image],
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RootFS.Layers}}",
+            image,
+        ],
         "reading an image's layers",
     )?;
     serde_json::from_str(json.trim()).context("docker image inspect printed no layer list")
@@ -978,7 +990,14 @@ impl Run {
                 Command::new("docker")
                     .current_dir(ctx)
                     .args(["build", "--quiet", "--no-cache", "--target", "packages"])
-                    .args(["--build-arg", &epoch, "-f", "docker/agents/Dockerfile", "-t", tag])
+                    .args([
+                        "--build-arg",
+                        &epoch,
+                        "-f",
+                        "docker/agents/Dockerfile",
+                        "-t",
+                        tag,
+                    ])
                     .arg("."),
             )?;
             image_layers(tag)
@@ -1204,10 +1223,14 @@ mod tests {
     fn the_changed_layers_are_found_in_the_last_stage() {
         let file = "FROM x AS packages\nRUN apt-get install\nFROM ${PACKAGES}\nCOPY a /a\ncopy lib/ /lib/\nENV X=1\nCOPY bin/ /bin/\nCOPY docker/agents/dist/ /dist/\n";
         assert_eq!(last_stage_layers(file, &["lib/", "dist/"]), (4, vec![1, 3]));
-        let ours =
-            std::fs::read_to_string(crate::project_root().join("docker/agents/Dockerfile")).unwrap();
+        let ours = std::fs::read_to_string(crate::project_root().join("docker/agents/Dockerfile"))
+            .unwrap();
         let (count, wanted) = last_stage_layers(&ours, &["lib/", "dist/"]);
-        assert_eq!(wanted.len(), 2, "agents copies lib/ and dist/ in its last stage");
+        assert_eq!(
+            wanted.len(),
+            2,
+            "agents copies lib/ and dist/ in its last stage"
+        );
         assert!(wanted.iter().all(|i| *i < count));
     }
 

@@ -117,9 +117,9 @@ pub fn package_stages(text: &str) -> Result<String> {
     let (instructions, _) = instructions(text)?;
     let last = instructions
         .iter()
-        .filter(|i| i.keyword == "from")
+        .rev()
+        .find(|i| i.keyword == "from")
         .map(|i| i.line)
-        .last()
         .context("no FROM: this is not a Dockerfile")?;
     if let Some(i) = instructions.iter().find(|i| {
         i.line < last

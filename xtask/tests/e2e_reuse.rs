@@ -52,7 +52,9 @@ fn a_script_change_reuses_every_package_layer_whatever_the_cache_holds() {
     let registry = Registry::start().unwrap();
     let ns = registry.namespace();
     let _cleanup = Cleanup(ns.clone());
-    let c = Checkout::new("v0.1.0");
+    // Versions no other test releases: the local build tag (disinto-NAME:VERSION) is shared
+    // by every checkout on the engine, and another test's cleanup must not remove ours.
+    let c = Checkout::new("v1.4.0");
 
     // A warm machine: the package steps built twice from scratch before, so BuildKit holds
     // several results of them to choose from.
@@ -64,51 +66,51 @@ fn a_script_change_reuses_every_package_layer_whatever_the_cache_holds() {
                 .arg("."));
         }
     }
-    release(&c, &registry, "v0.1.0");
+    release(&c, &registry, "v1.4.0");
 
     let script = c.work().join("lib/agent-loop.sh");
     let mut text = std::fs::read_to_string(&script).unwrap();
     text.push_str("# one line more\n");
     std::fs::write(&script, text).unwrap();
     ok(git(&c.work()).args(["commit", "--quiet", "-am", "agent-loop: one line"]));
-    c.bump("v0.2.0");
-    release(&c, &registry, "v0.2.0");
+    c.bump("v1.5.0");
+    release(&c, &registry, "v1.5.0");
 
     let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.work().join("release/v0.2.0.json")).unwrap(),
+        &std::fs::read_to_string(c.work().join("release/v1.5.0.json")).unwrap(),
     )
     .unwrap();
     for image in disinto::model::image_ref::OUR_IMAGES {
         let name = image.name;
-        let v1 = remote(&registry, &format!("{ns}/{name}:v0.1.0"));
-        let v2 = remote(&registry, &format!("{ns}/{name}:v0.2.0"));
-        // The package image v0.1.0 built, published beside it, is what both are built on.
-        let packages = remote(&registry, &format!("{ns}/{name}:packages-v0.1.0"));
+        let v1 = remote(&registry, &format!("{ns}/{name}:v1.4.0"));
+        let v2 = remote(&registry, &format!("{ns}/{name}:v1.5.0"));
+        // The package image v1.4.0 built, published beside it, is what both are built on.
+        let packages = remote(&registry, &format!("{ns}/{name}:packages-v1.4.0"));
         let package_layers = digests(&packages);
         assert!(package_layers.len() >= 2, "{name}: {package_layers:?}");
         assert!(
             digests(&v1).starts_with(&package_layers),
-            "{name} v0.1.0 is not built on its package image"
+            "{name} v1.4.0 is not built on its package image"
         );
         assert!(
             digests(&v2).starts_with(&package_layers),
-            "{name} v0.2.0 does not share every package layer with v0.1.0:\n{:?}\n{:?}",
+            "{name} v1.5.0 does not share every package layer with v1.4.0:\n{:?}\n{:?}",
             digests(&v1),
             digests(&v2)
         );
         let entry = &record["images"][name];
         let note = entry["packages"].as_str().unwrap_or_default();
         assert!(
-            note.starts_with("reused from the previous release (v0.1.0)")
+            note.starts_with("reused from the previous release (v1.4.0)")
                 && note.contains("unchanged"),
             "{name}: {note}"
         );
         assert_eq!(
             entry["packages_image"].as_str(),
-            Some(format!("{ns}/{name}:packages-v0.1.0@{}", packages.digest).as_str()),
+            Some(format!("{ns}/{name}:packages-v1.4.0@{}", packages.digest).as_str()),
             "{name}"
         );
-        // No second package image for v0.2.0: nothing was rebuilt.
+        // No second package image for v1.5.0: nothing was rebuilt.
         let sh = xshell::Shell::new().unwrap();
         let credentials = Credentials {
             user: registry.user.clone(),
@@ -117,7 +119,7 @@ fn a_script_change_reuses_every_package_layer_whatever_the_cache_holds() {
         let session = Session::login(&registry.addr, &credentials, 4).unwrap();
         assert_eq!(
             session
-                .inspect(&sh, &format!("{ns}/{name}:packages-v0.2.0"))
+                .inspect(&sh, &format!("{ns}/{name}:packages-v1.5.0"))
                 .unwrap(),
             None,
             "{name}"
@@ -131,7 +133,7 @@ fn a_script_change_reuses_every_package_layer_whatever_the_cache_holds() {
             assert!(v2.download_from(&v1) <= above, "{name}");
             assert!(
                 v2.download_from(&v1) * 10 < v2.size(),
-                "agents v0.2.0 downloads {} of {} bytes",
+                "agents v1.5.0 downloads {} of {} bytes",
                 v2.download_from(&v1),
                 v2.size()
             );

@@ -152,7 +152,10 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
     );
     // Every image of the release, each on a package image named exactly (built here, or
     // the previous release's when its inputs are the same), the base pulled first.
-    assert!(stdout.contains("$ docker pull --quiet debian:bookworm-slim"), "{stdout}");
+    assert!(
+        stdout.contains("$ docker pull --quiet debian:bookworm-slim"),
+        "{stdout}"
+    );
     for image in ["agents", "edge", "reproduce"] {
         let packages = format!("127.0.0.1:5000/disinto/{image}:packages-v0.2.0");
         let built = position(&format!(

@@ -484,10 +484,32 @@ fn have_image(run: &Run<'_>, id: &str, reference: &str) -> Result<bool> {
         }
         return Ok(true);
     }
-    if run.opts.no_pull || disinto::engine::docker::run(&["pull", "--quiet", reference]).is_err() {
+    if run.opts.no_pull || !pull(run, reference) {
         return Ok(false);
     }
     Ok(disinto::engine::docker::image_id(reference).as_deref() == Some(id))
+}
+
+/// `docker pull reference` from the release's registry: logged in (a session of its own,
+/// gone when the pull is) when the token is set, as a private registry needs, else
+/// anonymously. False when it cannot be had.
+fn pull(run: &Run<'_>, reference: &str) -> bool {
+    let sh = run.sh();
+    let session = match run.plan.config.credentials() {
+        Ok(credentials) => {
+            let host = run.plan.registry_host();
+            Session::login(&host, credentials, run.plan.config.push_attempts).ok()
+        }
+        Err(_) => None,
+    };
+    let mut pull = cmd!(sh, "docker pull --quiet {reference}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr();
+    if let Some(session) = &session {
+        pull = pull.env("DOCKER_CONFIG", session.config_dir());
+    }
+    pull.run().is_ok()
 }
 /// `cargo build --release -p disinto` stamped with this commit, copied into the agents build
 /// context, and checked to say this version and revision. A target directory can be shared
@@ -557,10 +579,9 @@ fn previous_release(run: &Run<'_>, repository: &str) -> Option<String> {
     if disinto::engine::docker::image_present(&latest) {
         return Some(latest);
     }
-    if run.opts.no_pull {
+    if run.opts.no_pull || !pull(run, &latest) {
         return None;
     }
-    disinto::engine::docker::run(&["pull", "--quiet", &latest]).ok()?;
     Some(latest)
 }
 
