@@ -302,6 +302,7 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
         run.git(&["show", "-s", "--format=%cI", "HEAD"])?.trim()
     );
     let source = format!("SOURCE={}", run.plan.config.source_url);
+    let mut pulled = std::collections::BTreeSet::new();
     for index in 0..run.plan.images.len() {
         let image = &run.plan.images[index];
         let (name, tag, dockerfile, repository) = (
@@ -310,16 +311,20 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
             image.image.dockerfile,
             image.repository.clone(),
         );
-        let packages = package_image(run, name, dockerfile, &repository)?;
+        let packages = package_image(run, name, dockerfile, &repository, &mut pulled)?;
         let from = format!("{}={}", packages::ARG, packages.reference);
-        let labels: Vec<String> = packages
-            .inputs
-            .as_ref()
-            .map(|i| i.labels(&packages.image_id, &packages.tag))
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|l| ["--label".to_string(), l])
-            .collect();
+        let labels: Vec<String> = match &packages.inputs {
+            Some(inputs) => inputs.labels(&packages.image_id, &packages.tag),
+            // A dry run knows neither the inputs nor the package image yet.
+            None => packages::Inputs {
+                base: "<base image id>".into(),
+                hash: "<inputs>".into(),
+            }
+            .labels("<package image id>", &packages.tag),
+        }
+        .into_iter()
+        .flat_map(|l| ["--label".to_string(), l])
+        .collect();
         // No --pull and no --no-cache here: the package image is named exactly, and the
         // steps above it are the factory's own files, which the cache keys by content.
         run.runner
@@ -377,6 +382,7 @@ fn package_image(
     name: &str,
     dockerfile: &str,
     repository: &str,
+    pulled: &mut std::collections::BTreeSet<String>,
 ) -> Result<PackageImage> {
     let sh = run.sh();
     let path = run.plan.root().join(dockerfile);
@@ -392,7 +398,7 @@ fn package_image(
             )
         })?;
     // The base is pulled here, not by the build (--pull): its id is one of the inputs.
-    if !run.opts.no_pull {
+    if !run.opts.no_pull && pulled.insert(base.clone()) {
         run.runner
             .exec(cmd!(sh, "docker pull --quiet {base}"))
             .with_context(|| {
