@@ -130,6 +130,12 @@ fn a_script_change_reuses_every_package_layer_whatever_the_cache_holds() {
                 .iter()
                 .map(|(_, size)| size)
                 .sum();
+            eprintln!(
+                "agents: the upgrade downloads {} of {} bytes; the layers above the {} package layers are {above}",
+                v2.download_from(&v1),
+                v2.size(),
+                package_layers.len()
+            );
             assert!(v2.download_from(&v1) <= above, "{name}");
             assert!(
                 v2.download_from(&v1) * 10 < v2.size(),

@@ -517,6 +517,7 @@ fn pull(run: &Run<'_>, reference: &str) -> bool {
     }
     pull.run().is_ok()
 }
+
 /// `cargo build --release -p disinto` stamped with this commit, copied into the agents build
 /// context, and checked to say this version and revision. A target directory can be shared
 /// (CARGO_TARGET_DIR, the tests' scratch target): the build, the copy and the check hold a
