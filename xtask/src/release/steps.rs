@@ -579,17 +579,16 @@ pub fn build_lock(target: &std::path::Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// The previous release of `repository` as a local image (pulled when it is not here and
-/// the registry has it), whose labels name its package image; none for a first release.
+/// The previous release of `repository` as a local image, whose labels name its package
+/// image: the registry's latest (pulled, unless --no-pull: another machine may have released
+/// since this one did), else the local one; none for a first release.
 fn previous_release(run: &Run<'_>, repository: &str) -> Option<String> {
     let latest = format!("{repository}:latest");
-    if disinto::engine::docker::image_present(&latest) {
+    if (!run.opts.no_pull && pull(run, &latest)) || disinto::engine::docker::image_present(&latest)
+    {
         return Some(latest);
     }
-    if run.opts.no_pull || !pull(run, &latest) {
-        return None;
-    }
-    Some(latest)
+    None
 }
 
 /// The layer digests of a local image, bottom first.
