@@ -54,6 +54,21 @@ impl Drop for Operator {
     }
 }
 
+/// Removes this test's images of `repo` from the engine when the test ends, however it ends.
+struct Images {
+    repo: String,
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let listed =
+            output(Command::new("docker").args(["image", "ls", "--format", "{{.ID}}", &self.repo]));
+        for id in String::from_utf8_lossy(&listed.stdout).lines() {
+            let _ = Command::new("docker").args(["rmi", "--force", id]).output();
+        }
+    }
+}
+
 /// Tags `image` as `tag`, pushes it (client config `config`) and returns its registry digest;
 /// the local tag is then removed, so only a pull brings it back.
 fn push(config: &Path, image: &str, tag: &str) -> String {
@@ -179,6 +194,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     let mut registry = Registry::start().unwrap();
     let ns = registry.namespace();
     let repo = format!("{ns}/agents");
+    let _images = Images { repo: repo.clone() };
     let config = TempDir::new("verify-config").unwrap();
     registry.login(config.path()).unwrap();
     let key = signing_key();
