@@ -362,8 +362,11 @@ struct Stage {
     disinto: PathBuf,
     /// The source checkout the scratch checkout was made from.
     root: PathBuf,
-    /// The release key: every release here is signed, as a real one is.
+    /// The release key the stage's releases sign with, which its factory trusts.
     key: testbed::SigningKey,
+    /// The operator's Docker client config, logged in to the registry (the gate reads
+    /// signatures with it).
+    docker_config: TempDir,
 }
 
 impl Stage {
@@ -372,16 +375,20 @@ impl Stage {
         let work = scratch::checkout(root, tmp.path(), "v0.0.1")?;
         let factory = tmp.path().join("factory");
         std::fs::create_dir_all(factory.join("projects"))?;
+        let registry = Registry::start()?;
+        let docker_config = TempDir::new("bench-operator")?;
+        registry.login(docker_config.path())?;
         Ok(Stage {
             work,
             factory,
-            registry: Registry::start()?,
+            registry,
+            key: testbed::SigningKey::generate()?,
+            docker_config,
             project: format!("bench{}", &testbed::random_token()?[..8]),
             released: vec![],
             xtask: xtask.to_path_buf(),
             disinto: disinto.to_path_buf(),
             root: root.to_path_buf(),
-            key: testbed::SigningKey::generate()?,
             _tmp: tmp,
         })
     }
@@ -623,7 +630,14 @@ impl Stage {
             .env("AGENTS_IMAGE", version)
             .env("DISINTO_REGISTRY", self.registry.namespace())
             .env("COMPOSE_PROJECT_NAME", &self.project);
+        self.operator_env(&mut cmd);
         cmd
+    }
+
+    /// What the stage's operator has: the registry login and the release key trusted.
+    fn operator_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("DOCKER_CONFIG", self.docker_config.path())
+            .env("DISINTO_TRUSTED_KEYS", self.key.public_key_file())
     }
 
     fn doctor_cmd(&self) -> Command {
@@ -633,6 +647,7 @@ impl Stage {
             .arg("doctor")
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .env("DISINTO_REGISTRY", self.registry.namespace());
+        self.operator_env(&mut cmd);
         cmd
     }
 
@@ -1114,18 +1129,16 @@ impl Run {
             stage.registry.namespace(),
             stage.released[0]
         );
-        let config = TempDir::new("bench-verify")?;
-        stage.registry.login(config.path())?;
-        let key = testbed::SigningKey::generate()?;
-        run_ok(&mut key.cosign_sign(&image, config.path()))?;
+        // Signed here too: a signature more is harmless, and the figure needs one.
+        let key = &stage.key;
+        run_ok(&mut key.cosign_sign(&image, stage.docker_config.path()))?;
         let mut samples = vec![];
         for _ in 0..self.reps(3, 10) {
             samples.push(timed(
-                Command::new(&self.disinto)
+                stage
+                    .operator_env(&mut Command::new(&self.disinto))
                     .args(["verify", &image, "--json"])
                     .current_dir(&stage.factory)
-                    .env("DOCKER_CONFIG", config.path())
-                    .env("DISINTO_TRUSTED_KEYS", key.public_key_file())
                     .env_remove("DISINTO_ROOT"),
             )?);
         }

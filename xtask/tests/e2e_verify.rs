@@ -54,6 +54,21 @@ impl Drop for Operator {
     }
 }
 
+/// Removes this test's images of `repo` from the engine when the test ends, however it ends.
+struct Images {
+    repo: String,
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let listed =
+            output(Command::new("docker").args(["image", "ls", "--format", "{{.ID}}", &self.repo]));
+        for id in String::from_utf8_lossy(&listed.stdout).lines() {
+            let _ = Command::new("docker").args(["rmi", "--force", id]).output();
+        }
+    }
+}
+
 /// Tags `image` as `tag`, pushes it (client config `config`) and returns its registry digest;
 /// the local tag is then removed, so only a pull brings it back.
 fn push(config: &Path, image: &str, tag: &str) -> String {
@@ -179,6 +194,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     let mut registry = Registry::start().unwrap();
     let ns = registry.namespace();
     let repo = format!("{ns}/agents");
+    let _images = Images { repo: repo.clone() };
     let config = TempDir::new("verify-config").unwrap();
     registry.login(config.path()).unwrap();
     let key = signing_key();
@@ -309,9 +325,41 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     );
     refused(&op, &out, &first, "a private key as trusted keys");
 
-    // Another signed release, then back to v0.1.0 with the registry gone: its digest was
-    // verified before, and its image is here.
-    succeeded(&op.up("v0.5.0", &[]), "up v0.5.0");
+    // Another signed release, read with the credentials of a Docker credential helper (as
+    // `credsStore` names it; it answers from its environment), then back to v0.1.0 with the
+    // registry gone: its digest was verified before, and its image is here.
+    let helper = TempDir::new("cred-helper").unwrap();
+    std::fs::create_dir_all(helper.path().join("bin")).unwrap();
+    std::fs::create_dir_all(helper.path().join("config")).unwrap();
+    let script = helper.path().join("bin/docker-credential-e2everify");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nread -r host\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}' \"$host\" \"$E2E_REGISTRY_USER\" \"$E2E_REGISTRY_SECRET\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        helper.path().join("config/config.json"),
+        r#"{"credsStore":"e2everify"}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helper.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let helper_config = helper.path().join("config");
+    let out = op.disinto(
+        &["up", "agents"],
+        &[
+            ("AGENTS_IMAGE", "v0.5.0"),
+            ("DOCKER_CONFIG", helper_config.to_str().unwrap()),
+            ("PATH", &path),
+            ("E2E_REGISTRY_USER", &registry.user),
+            ("E2E_REGISTRY_SECRET", &registry.password),
+        ],
+    );
+    succeeded(&out, "up v0.5.0 with a credential helper");
     let second = agents_of(&op.project).unwrap();
     assert_ne!(second, first);
     registry.stop();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 
+use super::poll::{self, Look};
 use crate::model::docker_config::{
     credentials_for, helper_answer, parse_challenge, token_answer, Challenge, Credentials,
 };
@@ -292,7 +293,7 @@ impl Registry {
         if let Some(c) = self.credentials.borrow().as_ref() {
             return Ok(c.clone());
         }
-        let found = docker_credentials(&self.host)?;
+        let found = docker_credentials(&self.host, self.timeout)?;
         *self.credentials.borrow_mut() = Some(found.clone());
         Ok(found)
     }
@@ -307,7 +308,7 @@ fn docker_config_file() -> Option<PathBuf> {
 }
 
 /// The credentials the operator's Docker uses for `host`: a helper's answer, `auths`, or none.
-pub fn docker_credentials(host: &str) -> Result<Credentials> {
+pub fn docker_credentials(host: &str, timeout: Duration) -> Result<Credentials> {
     let Some(file) = docker_config_file() else {
         return Ok(Credentials::Anonymous);
     };
@@ -319,14 +320,14 @@ pub fn docker_credentials(host: &str) -> Result<Credentials> {
         other => other,
     };
     match credentials_for(&bytes, &file.display().to_string(), host)? {
-        Credentials::Helper(name) => ask_helper(&name, key),
+        Credentials::Helper(name) => ask_helper(&name, key, timeout),
         found => Ok(found),
     }
 }
 
 /// `docker-credential-NAME get`, the host on its stdin, as the docker CLI asks it; the secret
 /// comes back on its stdout and goes nowhere else. "Not found" is no credentials.
-fn ask_helper(name: &str, host: &str) -> Result<Credentials> {
+fn ask_helper(name: &str, host: &str, timeout: Duration) -> Result<Credentials> {
     if name.is_empty()
         || !name
             .bytes()
@@ -347,11 +348,37 @@ fn ask_helper(name: &str, host: &str) -> Result<Credentials> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(host.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("{program} get failed"))?;
-    Ok(match out.status.success() {
-        true => helper_answer(&out.stdout).unwrap_or(Credentials::Anonymous),
+    // A helper may wait on a keychain prompt nobody answers: it gets the registry's time.
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![];
+        if let Some(out) = stdout {
+            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(out, 1 << 20), &mut buf);
+        }
+        buf
+    });
+    let ended = poll::until(timeout, Duration::from_millis(20), |_| {
+        Ok(match child.try_wait()? {
+            Some(status) => Look::Done(status),
+            None => Look::Wait(format!("{program} get did not answer")),
+        })
+    });
+    let status = match ended {
+        Ok(Ok(status)) => status,
+        Ok(Err(why)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{why} within {}s", timeout.as_secs_f64());
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    Ok(match status.success() {
+        true => helper_answer(&out).unwrap_or(Credentials::Anonymous),
         false => Credentials::Anonymous,
     })
 }
