@@ -455,4 +455,44 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
         !out.status.success(),
         "verify passed a stranger's signature"
     );
+
+    // `update --check`: the registry's tags, newer than what runs, within the channel.
+    let check = |running: &str, extra: &[&str]| {
+        let mut args = vec!["update", "--check"];
+        args.extend(extra);
+        op.disinto(&args, &[("AGENTS_IMAGE", running)])
+    };
+    let out = check("v0.1.0", &[]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(10), "{said}");
+    assert!(said.contains("v0.2.0, v0.3.0, v0.4.0, v0.5.0"), "{said}");
+    assert!(said.contains("disinto upgrade v0.5.0"), "{said}");
+    let out = check("v0.1.0", &["--channel", "patch", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["newer"], serde_json::json!([]), "{report}");
+    assert_eq!(report["tag_moved"], false, "{report}");
+    // v0.5.0 ran here: up to date, and the registry still names the digest deployed...
+    let out = check("v0.5.0", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...until the tag is moved to another image: an alarm of its own, whatever is newer.
+    let moved = format!("{}-moved", base.replace(':', "-verify:"));
+    build_from_stdin(
+        &moved,
+        &format!("FROM {base}\nLABEL org.disinto.e2e-verify=\"moved\"\n"),
+    );
+    push(config.path(), &moved, &format!("{repo}:v0.5.0"));
+    let out = check("v0.5.0", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    assert!(
+        err.contains("ALARM") && err.contains(&digests["v0.5.0"]),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

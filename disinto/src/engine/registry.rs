@@ -32,6 +32,10 @@ pub const INSECURE_REGISTRIES_VAR: &str = "DISINTO_INSECURE_REGISTRIES";
 /// Seconds one request may take, all of it (connect, answer, body).
 pub const TIMEOUT_VAR: &str = "DISINTO_REGISTRY_TIMEOUT";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A page of a thousand tags is a few tens of KiB.
+const MAX_TAG_PAGE: u64 = 1 << 20;
+/// More tags than a release history has: a registry that pages forever is cut off here.
+const MAX_TAGS: usize = 100_000;
 /// A token answer or an error page is small.
 const MAX_SMALL: u64 = 64 << 10;
 
@@ -137,6 +141,37 @@ impl Registry {
                 Ok(Some((body, digest)))
             }
             (status, _) => bail!("{} answered {status} for {path}:{reference}", self.host),
+        }
+    }
+
+    /// Every tag of `path` (`/v2/<path>/tags/list`), page by page as the distribution spec
+    /// pages (`n` and `last`): a registry that answers fewer than asked has no more.
+    pub fn tags(&self, path: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        const PAGE: usize = 1000;
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let mut url = format!("{}/v2/{path}/tags/list?n={PAGE}", self.base);
+            if let Some(last) = all.last() {
+                url.push_str(&format!("&last={last}"));
+            }
+            let page = match self.get(path, &url, "application/json", MAX_TAG_PAGE)? {
+                (404, _) => bail!("{} has no repository {path}", self.host),
+                (200, body) => serde_json::from_slice::<Page>(&body).with_context(|| {
+                    format!("{} answered a tag list that is not JSON", self.host)
+                })?,
+                (status, _) => bail!("{} answered {status} for the tags of {path}", self.host),
+            };
+            let tags = page.tags.unwrap_or_default();
+            let done = tags.len() < PAGE || tags.last() == all.last();
+            all.extend(tags);
+            if done || all.len() > MAX_TAGS {
+                return Ok(all);
+            }
         }
     }
 
