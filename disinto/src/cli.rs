@@ -202,14 +202,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Upgrade to VERSION: fetch and verify, drain, snapshot, migrate .env, replace the
-    /// extracted binary, roll out with the gate and the watch; all put back if it fails
+    /// Upgrade to VERSION [default: the newest in --channel]: fetch and verify, drain,
+    /// snapshot, migrate .env, replace the extracted binary, roll out with the gate and the
+    /// watch; all put back if it fails
     Upgrade {
-        /// The release to upgrade to (vX.Y.Z)
-        version: String,
+        /// The release to upgrade to (vX.Y.Z) [default: the newest in the channel]
+        version: Option<String>,
+        /// How far the newest may be from the running release
+        #[arg(long, value_enum, default_value_t = crate::model::channel::Channel::Minor)]
+        channel: crate::model::channel::Channel,
+        /// Count pre-releases (vX.Y.Z-rc.N) too
+        #[arg(long)]
+        pre: bool,
         /// Go ahead without asking (needed when standard input is not a terminal)
         #[arg(long, short)]
         yes: bool,
+        /// For a timer: only inside --window, never while frozen, never across a major
+        /// version; otherwise exit 0 having changed nothing (implies --yes)
+        #[arg(long, requires = "window")]
+        auto: bool,
+        /// Local days and hours an --auto upgrade may run: "Sat 02:00-04:00", "Mon-Fri 01:00-03:00"
+        #[arg(long, value_name = "WINDOW", requires = "auto")]
+        window: Option<String>,
+        /// A webhook told of each episode: upgraded, reverted, failing still, resolved
+        #[arg(long, value_name = "URL")]
+        notify: Option<String>,
+        /// The webhook's message: plain text (ntfy, most chat webhooks) or JSON
+        #[arg(long, value_enum, default_value_t = crate::engine::notify::Format::Text, requires = "notify")]
+        notify_format: crate::engine::notify::Format,
         /// Snapshot agent-repos too (clones can be made again, so it is left out by default)
         #[arg(long)]
         include_repos: bool,
@@ -324,6 +344,23 @@ fn try_main() -> Result<()> {
     if cli.command.changes().is_some() {
         crate::signals::defer_interrupts();
     }
+    // A timer's `upgrade --auto` outside its window, or on a frozen factory, changes nothing
+    // and exits 0: asked before the lock, which a freeze would refuse.
+    let auto_window = match &cli.command {
+        Command::Upgrade {
+            auto: true,
+            window: Some(text),
+            ..
+        } => {
+            let window = crate::model::window::Window::parse(text)?;
+            if let Some(why) = ops::upgrade::auto_gate(&root, &window, text)? {
+                println!("{why}");
+                return Ok(());
+            }
+            Some(window)
+        }
+        _ => None,
+    };
     // Every command that changes the factory holds its lock for its whole run (a dry run
     // changes nothing and takes none).
     let _lock = match cli.command.changes() {
@@ -373,7 +410,13 @@ fn try_main() -> Result<()> {
         } => ops::update::check(&root, channel, pre, json),
         Command::Upgrade {
             version,
+            channel,
+            pre,
             yes,
+            auto: _,
+            window: _,
+            notify,
+            notify_format,
             include_repos,
             rollout,
         } => ops::upgrade::upgrade(
@@ -381,7 +424,11 @@ fn try_main() -> Result<()> {
             &root,
             ops::upgrade::Upgrade {
                 version,
+                channel,
+                pre,
                 yes,
+                auto: auto_window,
+                notify: notify.map(|url| (url, notify_format)),
                 include_repos,
                 rollout: rollout.rollout(vec!["agents".into()]),
             },

@@ -723,14 +723,54 @@ fn an_upgrade_migrates_replaces_the_binary_and_a_failed_one_puts_everything_back
     assert!(!out.status.success() && err.contains("--yes"), "{err}");
     assert_eq!(std::fs::read_to_string(&env_path).unwrap(), env);
 
+    // A timer's run outside its window, or on a frozen factory: nothing changed, exit 0.
+    let today = ok(Command::new("date").arg("+%u"))
+        .trim()
+        .parse::<usize>()
+        .unwrap()
+        - 1;
+    let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let closed = format!("{} 00:00-24:00", days[(today + 3) % 7]);
+    let open = "Mon-Sun 00:00-24:00";
     let out = output(&mut operator(&[
+        "upgrade", "v0.2.0", "--auto", "--window", &closed,
+    ]));
+    let said = succeeded(&out, "upgrade --auto outside its window");
+    assert!(said.contains("outside the window"), "{said}");
+    f.ok(&["lock", "-m", "quiet week"]);
+    let out = output(&mut operator(&[
+        "upgrade", "v0.2.0", "--auto", "--window", open,
+    ]));
+    let said = succeeded(&out, "upgrade --auto while frozen");
+    assert!(
+        said.contains("frozen") && said.contains("quiet week"),
+        "{said}"
+    );
+    f.ok(&["unlock"]);
+    assert_eq!(std::fs::read_to_string(&env_path).unwrap(), env);
+    assert_eq!(f.agents_running(), agents);
+
+    // Inside its window, told to a webhook: upgraded.
+    let hook = Webhook::start();
+    let notify = ["--notify", hook.url.as_str()];
+    let mut args = vec![
         "upgrade",
         "v0.2.0",
-        "--yes",
+        "--auto",
+        "--window",
+        open,
         "--health-timeout",
         "60",
-    ]));
+    ];
+    args.extend(notify);
+    let out = output(&mut operator(&args));
     let printed = succeeded(&out, "upgrade v0.2.0");
+    assert_eq!(hook.messages().len(), 1);
+    assert!(
+        hook.messages()[0].contains("upgraded v0.1.0 → v0.2.0"),
+        "{:?}",
+        hook.messages()
+    );
     for step in [
         "[1/6]",
         "[3/6] snapshot",
@@ -765,13 +805,9 @@ fn an_upgrade_migrates_replaces_the_binary_and_a_failed_one_puts_everything_back
     // data all go back.
     let bins_before = files(bin.path());
     let compose_before = std::fs::read(f.path("docker-compose.yml")).unwrap();
-    let out = output(&mut operator(&[
-        "upgrade",
-        "v0.3.0",
-        "--yes",
-        "--health-timeout",
-        "20",
-    ]));
+    let mut args = vec!["upgrade", "v0.3.0", "--yes", "--health-timeout", "20"];
+    args.extend(notify);
+    let out = output(&mut operator(&args));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("restoring the snapshot"), "{err}");
@@ -791,4 +827,57 @@ fn an_upgrade_migrates_replaces_the_binary_and_a_failed_one_puts_everything_back
     let row = f.rows().pop().unwrap();
     assert_eq!(field(&row, "version"), "v0.3.0");
     assert_eq!(field(&row, "outcome"), "reverted", "{err}");
+
+    // One message per episode: reverted, then failing still, then quiet while it fails.
+    for _ in 0..2 {
+        assert_eq!(output(&mut operator(&args)).status.code(), Some(1));
+    }
+    let said = hook.messages();
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert!(said[1].contains("failed and was reverted"), "{said:?}");
+    assert!(said[2].contains("failing still"), "{said:?}");
+}
+
+/// A webhook on loopback that answers 200 and keeps every body it was sent.
+struct Webhook {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/disinto", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(&stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+                let _ = (&stream).write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Webhook { url, bodies }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
 }

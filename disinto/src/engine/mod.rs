@@ -6,6 +6,7 @@ pub mod compose;
 pub mod container;
 pub mod docker;
 pub mod health;
+pub mod notify;
 pub mod poll;
 pub mod registry;
 pub mod runner;

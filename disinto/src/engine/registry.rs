@@ -437,6 +437,12 @@ pub fn resolve(image: &ImageRef) -> Result<String> {
     Ok(digest)
 }
 
+/// Every tag of `image`'s repository, from its registry.
+pub fn tags_of(image: &ImageRef) -> Result<Vec<String>> {
+    let at = Location::of(image)?;
+    at.registry.tags(&at.path)
+}
+
 /// Verifies the cosign signature of `digest` in `image`'s repository with `keys`.
 pub fn verify(image: &ImageRef, digest: &str, keys: &[TrustedKey]) -> Result<Signed> {
     let at = Location::of(image)?;

@@ -14,6 +14,7 @@ pub mod image_ref;
 pub mod keys;
 pub mod migrate;
 pub mod mount;
+pub mod notify;
 pub mod signature;
 pub mod snapshot;
 pub mod stack;

@@ -67,6 +67,27 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + hour * 3_600 + minute * 60 + second).ok()
 }
 
+/// Now in local time (the host's TZ, as cron and systemd timers read it): the weekday
+/// (Monday is 0) and the minute of the day.
+pub fn local_weekday_minute() -> (usize, u32) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as libc::time_t)
+        .unwrap_or(0);
+    // SAFETY: localtime_r writes only into the struct given; a zeroed tm is a valid start.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let filled = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };
+    if !filled {
+        let days = now / 86_400;
+        // 1970-01-01 was a Thursday (3, Monday being 0).
+        return (((days + 3) % 7) as usize, ((now % 86_400) / 60) as u32);
+    }
+    (
+        ((tm.tm_wday + 6) % 7) as usize,
+        (tm.tm_hour * 60 + tm.tm_min) as u32,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::{parse_rfc3339, rfc3339};

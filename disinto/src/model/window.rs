@@ -65,7 +65,12 @@ impl Window {
         let Some((start, end)) = span.split_once('-') else {
             return Err(bad(&format!("{span:?} is not a span HH:MM-HH:MM")));
         };
-        let (Some(start), Some(end)) = (minutes(start), minutes(end)) else {
+        // `24:00` ends a span at midnight: "Mon-Sun 00:00-24:00" is always open.
+        let end = match end {
+            "24:00" => Some(24 * 60),
+            other => minutes(other),
+        };
+        let (Some(start), Some(end)) = (minutes(start), end) else {
             return Err(bad(&format!("{span:?} is not a span HH:MM-HH:MM")));
         };
         if start == end {
@@ -110,6 +115,13 @@ mod tests {
         assert!(!w.is_open(SAT, at(2, 0)));
         let w = Window::parse("fri-mon,Wed 12:00-13:00").unwrap();
         assert!(w.is_open(SUN, at(12, 0)) && w.is_open(2, at(12, 30)) && !w.is_open(1, at(12, 0)));
+    }
+
+    #[test]
+    fn a_whole_day_ends_at_24_00() {
+        let w = Window::parse("Mon-Sun 00:00-24:00").unwrap();
+        assert!((0..7).all(|d| w.is_open(d, 0) && w.is_open(d, at(23, 59))));
+        assert!(Window::parse("Sat 24:00-02:00").is_err());
     }
 
     #[test]

@@ -18,13 +18,18 @@ use super::images::pull_and_pin;
 use super::rollout::Rollout;
 use super::snapshot;
 use super::trust::Trust;
-use crate::engine::{docker, Runner};
+use crate::engine::{docker, notify, registry, Runner};
 use crate::factory::Factory;
 use crate::fsx;
+use crate::model::channel::{self, Channel};
 use crate::model::config::{read_dotenv_file, set_in_dotenv, var};
+use crate::model::image_ref::ImageRef;
 use crate::model::image_ref::{parse_version, AgentsImage, AGENTS};
 use crate::model::migrate::{self, MIGRATIONS_FILE};
+use crate::model::notify::{Episode, Outcome, NOTIFY_FILE};
 use crate::model::snapshot::KEEP_DEFAULT;
+use crate::model::time::local_weekday_minute;
+use crate::model::window::Window;
 
 /// Where the agents image keeps what an upgrade reads from it.
 const IMAGE_MIGRATIONS: &str = "/opt/disinto/migrations.yml";
@@ -32,9 +37,16 @@ const IMAGE_BINARY: &str = "/usr/local/bin/disinto";
 
 /// What the operator asked for.
 pub(crate) struct Upgrade {
-    pub version: String,
+    /// The release to go to [default: the newest in `channel`].
+    pub version: Option<String>,
+    pub channel: Channel,
+    pub pre: bool,
     /// Go ahead without asking (a timer, a script).
     pub yes: bool,
+    /// `--auto`: for a timer, only inside this window (checked by [`auto_gate`] first).
+    pub auto: Option<Window>,
+    /// Where to tell how it went (`--notify URL`), and how.
+    pub notify: Option<(String, notify::Format)>,
     pub include_repos: bool,
     pub rollout: Rollout,
 }
@@ -52,19 +64,122 @@ impl Steps {
     }
 }
 
-pub(crate) fn upgrade(sh: &Shell, root: &Path, ask: Upgrade) -> Result<()> {
-    let dry_run = ask.rollout.dry_run;
-    let mut factory = Factory::open(root)?;
+/// Whether `upgrade --auto` should go on now: `Some(why not)` outside its window or while the
+/// factory is frozen (a timer's run that then changes nothing and exits 0). Asked before the
+/// lock is taken, which a freeze would refuse.
+pub(crate) fn auto_gate(root: &Path, window: &Window, text: &str) -> Result<Option<String>> {
+    let (weekday, minute) = local_weekday_minute();
+    if !window.is_open(weekday, minute) {
+        return Ok(Some(format!("outside the window {text:?}: nothing to do")));
+    }
+    if let Some(freeze) = crate::lock::frozen(root)? {
+        return Ok(Some(format!(
+            "frozen by {} since {} ({}): no unattended upgrade until `disinto unlock`",
+            freeze.who(),
+            freeze.since,
+            freeze.command
+        )));
+    }
+    Ok(None)
+}
+
+pub(crate) fn upgrade(sh: &Shell, root: &Path, mut ask: Upgrade) -> Result<()> {
+    let factory = Factory::open(root)?;
     let from = match &factory.config.agents {
         AgentsImage::Release(v) => v.clone(),
         AgentsImage::Dev => bail!("this factory runs dev mode (built from source): upgrade it with `git pull` and `disinto up`"),
         AgentsImage::Reference(r) => bail!("this factory runs the image {r}, not a release: set AGENTS_IMAGE to a version (vX.Y.Z) in .env first"),
     };
-    let to = ask.version.clone();
+    if let Some((url, _)) = &ask.notify {
+        notify::check_url(url)?;
+    }
+    if ask.auto.is_some() {
+        if ask.channel == Channel::Major {
+            bail!("--auto never crosses a major version: use --channel minor or patch (a major upgrade is `disinto upgrade VERSION` by hand)");
+        }
+        ask.yes = true;
+    }
+    let to = match ask.version.clone() {
+        Some(v) => v,
+        None => {
+            let reference = factory
+                .config
+                .agents
+                .resolved(&factory.config.registry)
+                .unwrap_or_default();
+            let tags = registry::tags_of(&ImageRef::parse(&reference)?)?;
+            let newer = channel::newer(&from, &tags, ask.channel, ask.pre)?;
+            match newer.last() {
+                Some(newest) => newest.clone(),
+                None => {
+                    println!(
+                        "{from} runs: up to date in the {} channel, nothing to do",
+                        ask.channel.name()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let notify_to = ask.notify.clone();
+    let project = factory.project_name()?;
+    let result = run(sh, root, factory, &from, &to, ask);
+    if let (Some((url, format)), false) = (notify_to, matches!(result, Ok(false))) {
+        let outcome = match &result {
+            Ok(_) => Outcome::Upgraded {
+                from: from.clone(),
+                to: to.clone(),
+            },
+            Err(e) => Outcome::Failed {
+                from: from.clone(),
+                to: to.clone(),
+                why: format!("{e:#}").lines().next().unwrap_or("").to_string(),
+            },
+        };
+        tell(root, &project, &url, format, &outcome);
+    }
+    result.map(drop)
+}
+
+/// Sends the message of this episode, if it has one; a webhook that fails is a warning.
+fn tell(root: &Path, project: &str, url: &str, format: notify::Format, outcome: &Outcome) {
+    let path = root.join(NOTIFY_FILE);
+    let episode: Episode = fsx::read_record(&path).unwrap_or_default();
+    let (episode, message) = crate::model::notify::next(&episode, project, outcome);
+    if let Some(message) = message {
+        if let Err(e) = notify::send(url, format, &message) {
+            eprintln!(
+                "warning: the {:?} message was not delivered ({e:#}); the upgrade's result stands",
+                message.event
+            );
+        }
+    }
+    if let Ok(json) = serde_json::to_string(&episode) {
+        if let Err(e) = fsx::write_atomic(&path, json.as_bytes()) {
+            eprintln!(
+                "warning: cannot write {} ({e:#}): the next run may notify again",
+                path.display()
+            );
+        }
+    }
+}
+
+/// The upgrade from `from` to `to`: Ok(true) when it upgraded, Ok(false) when there was
+/// nothing to do (already there, or a dry run).
+fn run(
+    sh: &Shell,
+    root: &Path,
+    mut factory: Factory,
+    from: &str,
+    to: &str,
+    ask: Upgrade,
+) -> Result<bool> {
+    let dry_run = ask.rollout.dry_run;
+    let (from, to) = (from.to_string(), to.to_string());
     let (old, new) = (parse_version(&from)?, parse_version(&to)?);
     if new == old {
         println!("already on {to}: nothing to do");
-        return Ok(());
+        return Ok(false);
     }
     if new < old {
         bail!("{to} is older than {from}, which runs: going back is `disinto rollback {to}`");
@@ -133,7 +248,7 @@ pub(crate) fn upgrade(sh: &Shell, root: &Path, ask: Upgrade) -> Result<()> {
             "{}; snapshot agent-state, agent-data to backups/; migrate .env; roll out {to}",
             ask.rollout.drain_policy().plan()
         ));
-        return Ok(());
+        return Ok(false);
     }
     if !ask.yes {
         confirm(&from, &to)?;
@@ -191,7 +306,7 @@ pub(crate) fn upgrade(sh: &Shell, root: &Path, ask: Upgrade) -> Result<()> {
             "upgraded: {from} → {to} (snapshot backups/{})",
             snap.archive
         );
-        return Ok(());
+        return Ok(true);
     };
     // The rollout put the old images back; the rest of what the upgrade changed goes back too.
     eprintln!(
