@@ -17,5 +17,6 @@ disinto_launch() {
       cargo build --quiet --release --locked -p disinto --manifest-path "$DISINTO_HOME/Cargo.toml" >&2
     fi
   fi
-  exec "$bin" "$@"
+  # What a timer should run (`disinto schedule`): this launcher, not the build behind it.
+  DISINTO_LAUNCHER="$DISINTO_HOME/bin/disinto" exec "$bin" "$@"
 }

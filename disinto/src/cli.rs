@@ -236,6 +236,28 @@ enum Command {
         #[command(flatten)]
         rollout: RolloutFlags,
     },
+    /// Run `upgrade --auto` on a timer: a systemd timer (every 15 minutes; the command keeps to
+    /// the window and the freeze), or the crontab line to add where there is no systemd
+    Schedule {
+        /// Local days and hours an upgrade may run: "Sat 02:00-04:00", "Mon-Fri 01:00-03:00"
+        #[arg(long, value_name = "WINDOW", required_unless_present = "remove")]
+        window: Option<String>,
+        /// How far an unattended upgrade may go (never across a major version)
+        #[arg(long, value_enum, default_value_t = crate::model::channel::Channel::Minor)]
+        channel: crate::model::channel::Channel,
+        /// A webhook told of each episode: upgraded, reverted, failing still, resolved
+        #[arg(long, value_name = "URL")]
+        notify: Option<String>,
+        /// The webhook's message: plain text or JSON
+        #[arg(long, value_enum, default_value_t = crate::engine::notify::Format::Text, requires = "notify")]
+        notify_format: crate::engine::notify::Format,
+        /// Print the units (and the crontab line) and change nothing
+        #[arg(long)]
+        print: bool,
+        /// Take the timer away
+        #[arg(long, conflicts_with = "print")]
+        remove: bool,
+    },
     /// Copy the agents' volumes (agent-state, agent-data) to backups/, agents drained meanwhile
     Backup {
         /// Also copy agent-repos (clones can be made again, so it is left out by default)
@@ -431,6 +453,24 @@ fn try_main() -> Result<()> {
                 notify: notify.map(|url| (url, notify_format)),
                 include_repos,
                 rollout: rollout.rollout(vec!["agents".into()]),
+            },
+        ),
+        Command::Schedule {
+            window,
+            channel,
+            notify,
+            notify_format,
+            print,
+            remove,
+        } => ops::schedule::schedule(
+            &sh,
+            &root,
+            ops::schedule::Schedule {
+                window: window.unwrap_or_else(|| "Mon-Sun 00:00-24:00".into()),
+                channel,
+                notify: notify.map(|url| (url, notify_format)),
+                print,
+                remove,
             },
         ),
         Command::Backup {

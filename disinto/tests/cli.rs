@@ -396,3 +396,70 @@ fn verify_without_a_key_or_a_target_is_one_line() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn schedule_prints_the_timer_of_an_unattended_upgrade_and_refuses_bad_input() {
+    let prod = [("COMPOSE_PROJECT_NAME", std::path::Path::new("prod"))];
+    let out = in_factory(
+        "AGENTS_IMAGE=v0.1.0\n",
+        &[
+            "schedule",
+            "--window",
+            "Sat 02:00-04:00",
+            "--channel",
+            "patch",
+            "--print",
+        ],
+        &prod,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("disinto-upgrade-prod.timer"), "{text}");
+    assert!(
+        text.contains("\"--window\" \"Sat 02:00-04:00\" \"--channel\" \"patch\""),
+        "{text}"
+    );
+    assert!(text.contains("*/15 * * * * "), "{text}");
+    for (args, says) in [
+        (
+            vec!["schedule", "--window", "Caturday 02:00-04:00"],
+            "not a day",
+        ),
+        (
+            vec![
+                "schedule",
+                "--window",
+                "Sat 02:00-04:00",
+                "--channel",
+                "major",
+            ],
+            "never crosses a major",
+        ),
+        (
+            vec![
+                "schedule",
+                "--window",
+                "Sat 02:00-04:00",
+                "--notify",
+                "ftp://x",
+            ],
+            "not an http",
+        ),
+        (
+            vec!["upgrade", "--auto", "--window", "Sat 25:00-26:00"],
+            "not a span",
+        ),
+    ] {
+        let out = in_factory("AGENTS_IMAGE=v0.1.0\n", &args, &prod);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}

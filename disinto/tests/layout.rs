@@ -115,7 +115,7 @@ fn only_the_engine_starts_processes() {
 }
 
 /// The command modules of `ops/`: each one command, importing no other.
-const COMMANDS: [&str; 18] = [
+const COMMANDS: [&str; 19] = [
     "backup",
     "doctor",
     "down",
@@ -124,6 +124,7 @@ const COMMANDS: [&str; 18] = [
     "init",
     "restore",
     "rollback",
+    "schedule",
     "status",
     "up",
     "update",

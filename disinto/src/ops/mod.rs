@@ -14,6 +14,7 @@ pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod restore;
 pub(crate) mod rollback;
+pub(crate) mod schedule;
 pub(crate) mod status;
 pub(crate) mod swarm;
 pub(crate) mod up;
