@@ -109,6 +109,10 @@ enum Command {
         /// Append the keys .env lacks (from .env.example) instead of only listing them
         #[arg(long)]
         add_missing_keys: bool,
+        /// Start from release VERSION: its .env.example (AGENTS_IMAGE set to it), read from
+        /// its signed bundle on the registry and verified first
+        #[arg(long, value_name = "VERSION")]
+        release: Option<String>,
     },
     /// Bring the factory (or just SERVICE...) up on the image AGENTS_IMAGE names
     Up {
@@ -413,7 +417,10 @@ fn try_main() -> Result<()> {
                 rollout: rollout.rollout(vec!["agents".into()]),
             }),
         ),
-        Command::Init { add_missing_keys } => ops::init::init(&root, add_missing_keys),
+        Command::Init {
+            add_missing_keys,
+            release,
+        } => ops::init::init(&root, add_missing_keys, release),
         Command::Up { services, rollout } => ops::up::up(&sh, &root, rollout.rollout(services)),
         Command::Rollback { version, rollout } => {
             ops::rollback::rollback(&sh, &root, version, rollout.rollout(vec!["agents".into()]))

@@ -452,6 +452,49 @@ fn two_releases_upgrade_the_factory_and_a_third_is_refused() {
         .unwrap()
         .ends_with('Z'));
 
+    // The release bundle: signed like the images, and a new factory starts from it.
+    let ns = b.registry.namespace();
+    let public = signing_key().public_key_file();
+    let out = b.cosign(&[
+        "verify",
+        "--key",
+        public.to_str().unwrap(),
+        "--insecure-ignore-tlog=true",
+        "--allow-http-registry",
+        &format!("{ns}/factory:v0.2.0"),
+    ]);
+    succeeded(&out, "cosign verify of the bundle");
+    {
+        let session = b.session();
+        let fresh = TempDir::new("bundle-factory").unwrap();
+        let init = |version: &str| {
+            output(
+                operator(fresh.path(), &unique("bundle"), None)
+                    .args(["init", "--release", version])
+                    .env("DISINTO_REGISTRY", &ns)
+                    .env("DOCKER_CONFIG", session.config_dir()),
+            )
+        };
+        let said = succeeded(&init("v0.2.0"), "init --release v0.2.0");
+        assert!(said.contains("verified (signed by"), "{said}");
+        let env = std::fs::read_to_string(fresh.path().join(".env")).unwrap();
+        assert!(env.contains("AGENTS_IMAGE=v0.2.0\n"), "{env}");
+        assert!(env.contains(&format!("DISINTO_REGISTRY={ns}\n")), "{env}");
+        let example = std::fs::read_to_string(b.checkout.work().join(".env.example")).unwrap();
+        let first_key = example
+            .lines()
+            .find(|l| l.contains('=') && !l.starts_with('#'))
+            .unwrap();
+        let first_key = first_key.split('=').next().unwrap();
+        assert!(env.contains(&format!("{first_key}=")), "{env}");
+        let out = init("v9.9.9");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("does not exist"),
+            "{err}"
+        );
+    }
+
     // Tags on origin and the mirror; the record committed and pushed to origin.
     for remote in ["origin", "mirror"] {
         let tags = Checkout::tags(&b.checkout.bare(remote));

@@ -593,7 +593,7 @@ fn without_the_signing_key_the_release_refuses_unless_unsigned() {
     );
     assert!(!stdout.contains("sign-image"), "{stdout}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("[7/9] sign-image: skipped"),
+        String::from_utf8_lossy(&out.stderr).contains("[7/10] sign-image: skipped"),
         "{stdout}"
     );
 

@@ -125,6 +125,13 @@ impl Registry {
         })
     }
 
+    /// This registry with `credentials` instead of the Docker configuration's (a release's
+    /// token, which it holds and never writes down).
+    pub fn with_credentials(self, credentials: Credentials) -> Registry {
+        *self.credentials.borrow_mut() = Some(credentials);
+        self
+    }
+
     /// The manifest `reference` (a tag or a digest) of `path`, and its digest; `None` when
     /// the registry has none (404). At most [`MAX_MANIFEST`] bytes.
     pub fn manifest(
@@ -241,6 +248,122 @@ impl Registry {
             return Ok((status, body));
         }
         bail!("{} asked for authentication twice", self.host)
+    }
+
+    /// Sends `method` to `url` (of repository `path`) with `body`, answering one
+    /// authentication challenge (a push asks for its own scope): the status and the
+    /// `Location` header.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(u16, Option<String>)> {
+        for asked in [false, true] {
+            let auth = self.auth.borrow().get(path).cloned();
+            let mut response = match method {
+                "HEAD" => {
+                    let mut r = self.agent.head(url);
+                    if let Some(a) = &auth {
+                        r = r.header("Authorization", a);
+                    }
+                    r.call()
+                }
+                "POST" => {
+                    let mut r = self.agent.post(url);
+                    if let Some(a) = &auth {
+                        r = r.header("Authorization", a);
+                    }
+                    r.header("Content-Type", content_type).send(body)
+                }
+                _ => {
+                    let mut r = self.agent.put(url);
+                    if let Some(a) = &auth {
+                        r = r.header("Authorization", a);
+                    }
+                    r.header("Content-Type", content_type).send(body)
+                }
+            }
+            .map_err(|e| self.unreachable(e))?;
+            let status = response.status().as_u16();
+            if status == 401 && !asked {
+                let challenge = response
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(parse_challenge)
+                    .with_context(|| {
+                        format!("{} answered 401 with no challenge disinto knows", self.host)
+                    })?;
+                let auth = self.authorize(path, &challenge)?;
+                self.auth.borrow_mut().insert(path.to_string(), auth);
+                continue;
+            }
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string);
+            // Drained, so the connection can serve the next request.
+            let _ = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_SMALL)
+                .read_to_vec();
+            return Ok((status, location));
+        }
+        bail!("{} asked for authentication twice", self.host)
+    }
+
+    /// Pushes `bytes` as a blob of `path` (unless the registry has it): its digest.
+    pub fn push_blob(&self, path: &str, bytes: &[u8]) -> Result<String> {
+        let digest = signature::sha256_digest(bytes);
+        let url = format!("{}/v2/{path}/blobs/{digest}", self.base);
+        if self.send("HEAD", path, &url, "", &[])?.0 == 200 {
+            return Ok(digest);
+        }
+        let start = format!("{}/v2/{path}/blobs/uploads/", self.base);
+        let (status, location) =
+            self.send("POST", path, &start, "application/octet-stream", &[])?;
+        let Some(location) = location.filter(|_| status == 202) else {
+            bail!("{} answered {status} to an upload to {path}", self.host);
+        };
+        let location = match location.starts_with('/') {
+            true => format!("{}{location}", self.base),
+            false => location,
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        match self
+            .send("PUT", path, &put, "application/octet-stream", bytes)?
+            .0
+        {
+            201 => Ok(digest),
+            status => bail!(
+                "{} answered {status} to the upload of {digest} to {path}",
+                self.host
+            ),
+        }
+    }
+
+    /// Pushes a manifest of `media_type` under `tag` of `path`: its digest.
+    pub fn push_manifest(
+        &self,
+        path: &str,
+        tag: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<String> {
+        let url = format!("{}/v2/{path}/manifests/{tag}", self.base);
+        match self.send("PUT", path, &url, media_type, bytes)?.0 {
+            201 => Ok(signature::sha256_digest(bytes)),
+            status => bail!(
+                "{} answered {status} to the manifest {path}:{tag}",
+                self.host
+            ),
+        }
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {

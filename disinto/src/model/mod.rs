@@ -4,6 +4,7 @@
 //! digests and the Docker client configuration. Nothing here starts a process or
 //! touches the network (a test holds it to that).
 
+pub mod bundle;
 pub mod channel;
 pub mod compose;
 pub mod config;

@@ -7,17 +7,26 @@
 //! `GITHUB_TOKEN=${GITHUB_TOKEN}` stays that line and compose resolves it when it runs. Never
 //! their values resolved against this process's environment: that would write whatever secret
 //! the environment holds into `.env`, a file it was not in.
+//!
+//! `init --release vX.Y.Z` starts from that release's `.env.example` instead, read from its
+//! signed bundle (`factory:vX.Y.Z`) and verified with the trusted keys before it is used.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::engine::registry::{self, Location};
 use crate::factory::{Factory, DOTENV_FILE, PROJECTS_DIR};
 use crate::fsx;
+use crate::model::bundle;
 use crate::model::compose::{self, render, ComposeInput};
+use crate::model::config::var;
 use crate::model::config::{read_dotenv_file, Environment, Settings};
 use crate::model::dotenv::{self, Raw, Statement};
+use crate::model::image_ref::{parse_registry, parse_version, ImageRef, DEFAULT_REGISTRY};
+use crate::model::signature::sha256_digest;
+use crate::ops::trust::{trusted_keys, TRUSTED_KEYS_VAR};
 
 /// The `.env.example` of the release this binary was built from.
 const EMBEDDED_EXAMPLE: &str = include_str!("../../../.env.example");
@@ -40,6 +49,51 @@ impl Example {
         Ok(Example {
             origin: "the built-in .env.example".into(),
             text: EMBEDDED_EXAMPLE.as_bytes().to_vec(),
+        })
+    }
+
+    /// The `.env.example` of release `version`, from its bundle (`factory:vX.Y.Z` beside the
+    /// images), checked against the trusted keys first, with AGENTS_IMAGE set to `version`
+    /// (and DISINTO_REGISTRY when it is not the default): a new `.env` runs that release.
+    fn from_bundle(root: &Path, version: &str) -> Result<Example> {
+        parse_version(version)?;
+        let settings = Settings::load(root)?;
+        let registry = parse_registry(settings.get(var::DISINTO_REGISTRY)?)?;
+        let keys = trusted_keys(&settings, root)?;
+        let reference = format!("{registry}/{}:{version}", bundle::REPOSITORY);
+        let image = ImageRef::parse(&reference)?;
+        let at = Location::of(&image)?;
+        let (manifest, digest) = at
+            .registry
+            .manifest(&at.path, version, bundle::MANIFEST_TYPE)?
+            .with_context(|| format!("{reference} does not exist: a release made before bundles were published has none (set AGENTS_IMAGE={version} and run `disinto init`)"))?;
+        if keys.is_empty() {
+            bail!("{reference}: no trusted key to verify it with: set {TRUSTED_KEYS_VAR} to the release's public key");
+        }
+        let signed = registry::verify(&image, &digest, &keys)
+            .with_context(|| format!("{reference}: refused"))?;
+        let files = bundle::files(&manifest, &reference)?;
+        let (_, descriptor) = files
+            .iter()
+            .find(|(name, _)| name == ".env.example")
+            .with_context(|| format!("{reference} holds no .env.example"))?;
+        let bytes = at.registry.blob(&at.path, descriptor, bundle::MAX_FILE)?;
+        if bytes.len() as u64 != descriptor.size || sha256_digest(&bytes) != descriptor.digest {
+            bail!("{reference}: its .env.example does not match its digest: refused");
+        }
+        let origin = format!("the .env.example of {reference}");
+        let text = String::from_utf8(bytes).map_err(|_| anyhow!("{origin} is not UTF-8 text"))?;
+        let mut text = dotenv::set(&text, var::AGENTS_IMAGE, version, &origin)?;
+        if registry != DEFAULT_REGISTRY {
+            text = dotenv::set(&text, var::DISINTO_REGISTRY, &registry, &origin)?;
+        }
+        eprintln!(
+            "{reference}@{digest}: verified (signed by {})",
+            signed.key_id
+        );
+        Ok(Example {
+            origin,
+            text: text.into_bytes(),
         })
     }
 
@@ -119,13 +173,29 @@ fn with_missing_lines(text: &[u8], lines: &[Line], origin: &str) -> Result<Vec<u
     Ok(new)
 }
 
-pub(crate) fn init(root: &Path, add_missing_keys: bool) -> Result<()> {
-    init_in(root, add_missing_keys, Environment::current())
+pub(crate) fn init(root: &Path, add_missing_keys: bool, release: Option<String>) -> Result<()> {
+    let example = match release {
+        Some(version) if root.is_dir() => Some(Example::from_bundle(root, &version)?),
+        _ => None,
+    };
+    init_from(root, add_missing_keys, Environment::current(), example)
 }
 
 /// [`init`] with `process` as the process environment (one snapshot: `.env` is resolved
 /// against it, as compose will).
+#[cfg(test)]
 fn init_in(root: &Path, add_missing_keys: bool, process: Environment) -> Result<()> {
+    init_from(root, add_missing_keys, process, None)
+}
+
+/// [`init_in`] with the `.env.example` to start from (a release bundle's), else the
+/// factory's own or the built-in one.
+fn init_from(
+    root: &Path,
+    add_missing_keys: bool,
+    process: Environment,
+    example: Option<Example>,
+) -> Result<()> {
     if root.exists() && !root.is_dir() {
         bail!(
             "factory directory {} is not a directory: point --root at the directory that holds .env",
@@ -138,7 +208,10 @@ fn init_in(root: &Path, add_missing_keys: bool, process: Environment) -> Result<
             root.display()
         );
     }
-    let example = Example::find(root)?;
+    let example = match example {
+        Some(e) => e,
+        None => Example::find(root)?,
+    };
     let env_path = root.join(DOTENV_FILE);
     let origin = env_path.display().to_string();
     // Work out and validate everything `.env` and the compose file will be made of before
@@ -458,7 +531,7 @@ PLAIN=http://localhost:80/x
         if root {
             std::os::unix::fs::chown(&real, Some(1234), Some(1234)).unwrap();
         }
-        init(dir.path(), true).unwrap();
+        init(dir.path(), true, None).unwrap();
         assert!(env.symlink_metadata().unwrap().file_type().is_symlink());
         let meta = std::fs::metadata(&real).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
@@ -477,7 +550,7 @@ PLAIN=http://localhost:80/x
         // The example's registry is invalid: known only once the missing keys are added.
         let env = "AGENTS_IMAGE=v0.1.1\n";
         let dir = factory(env, "AGENTS_IMAGE=\nDISINTO_REGISTRY=not/a/Registry/\n");
-        let text = format!("{:#}", init(dir.path(), true).unwrap_err());
+        let text = format!("{:#}", init(dir.path(), true, None).unwrap_err());
         assert!(text.contains("DISINTO_REGISTRY"), "{text}");
         let path = dir.path().join(DOTENV_FILE);
         assert_eq!(std::fs::read_to_string(path).unwrap(), env);
@@ -488,7 +561,7 @@ PLAIN=http://localhost:80/x
     fn a_new_env_is_private() {
         let dir = factory("", "AGENTS_IMAGE=v0.1.1\nSECRET=\n");
         std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
-        init(dir.path(), false).unwrap();
+        init(dir.path(), false, None).unwrap();
         let meta = std::fs::metadata(dir.path().join(DOTENV_FILE)).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o600);
     }
@@ -499,7 +572,7 @@ PLAIN=http://localhost:80/x
         std::fs::remove_file(dir.path().join(DOTENV_FILE)).unwrap();
         let projects = dir.path().join(PROJECTS_DIR);
         std::os::unix::fs::symlink("nowhere", &projects).unwrap();
-        let text = format!("{:#}", init(dir.path(), false).unwrap_err());
+        let text = format!("{:#}", init(dir.path(), false, None).unwrap_err());
         assert!(
             text.contains(&format!("{} is not a directory", projects.display())),
             "{text}"

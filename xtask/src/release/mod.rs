@@ -2,6 +2,7 @@
 //! The plan (what this invocation runs) is fixed before the first step; the state (progress,
 //! the registry session) changes as steps run; one runner prints or executes every command.
 
+mod bundle;
 pub mod config;
 mod formula;
 pub mod latest;
@@ -646,7 +647,8 @@ mod tests {
                 "tag-image",
                 "push-image",
                 "sign-image",
-                "commit-result"
+                "commit-result",
+                "publish-bundle"
             ]
         );
         let o = Release {
@@ -659,7 +661,8 @@ mod tests {
                 "push-image",
                 "sign-image",
                 "restart-agents",
-                "commit-result"
+                "commit-result",
+                "publish-bundle"
             ]
         );
         let o = Release {
@@ -669,7 +672,12 @@ mod tests {
         };
         assert_eq!(
             ids(select(&f, &o).unwrap()),
-            ["push-image", "restart-agents", "commit-result"]
+            [
+                "push-image",
+                "restart-agents",
+                "commit-result",
+                "publish-bundle"
+            ]
         );
         let o = Release {
             only: Some("tag-image".into()),

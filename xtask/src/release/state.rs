@@ -114,6 +114,9 @@ pub struct Progress {
     /// so sign-image never signs with a key the shipped binary does not trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_key_id: Option<String>,
+    /// The release bundle publish-bundle pushed and signed (`…/factory:vX.Y.Z@sha256:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 impl Progress {
@@ -249,8 +252,11 @@ impl Record {
             latest: Some(latest),
             signed: Some(signed),
             key_id,
+            // The steps up to the one that writes it: publish-bundle comes after, and
+            // carries this record inside the bundle.
             steps: Step::ALL
                 .iter()
+                .filter(|id| **id <= Step::CommitResult)
                 .map(|id| RecordStep {
                     id: *id,
                     record: progress
@@ -322,7 +328,8 @@ mod tests {
         assert_eq!(r.image, "r/agents:v0.2.0");
         assert_eq!(r.images["edge"].reference, "r/edge:v0.2.0");
         let ids: Vec<Step> = r.steps.iter().map(|s| s.id).collect();
-        assert_eq!(ids, Step::ALL);
+        assert_eq!(ids, Step::ALL[..Step::ALL.len() - 1]);
+        assert_eq!(ids.last(), Some(&Step::CommitResult));
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"latest\":false"), "{json}");
         assert!(json.contains("\"signed\":false"), "{json}");

@@ -18,11 +18,12 @@ pub enum Step {
     SignImage,
     RestartAgents,
     CommitResult,
+    PublishBundle,
 }
 
 impl Step {
     /// Every step, in release order.
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 10] = [
         Step::Preflight,
         Step::TagMain,
         Step::PushMirrors,
@@ -32,6 +33,7 @@ impl Step {
         Step::SignImage,
         Step::RestartAgents,
         Step::CommitResult,
+        Step::PublishBundle,
     ];
 
     /// The id the formula and the command line use.
@@ -46,6 +48,7 @@ impl Step {
             Step::SignImage => "sign-image",
             Step::RestartAgents => "restart-agents",
             Step::CommitResult => "commit-result",
+            Step::PublishBundle => "publish-bundle",
         }
     }
 

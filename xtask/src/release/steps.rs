@@ -28,6 +28,7 @@ pub(super) fn run(step: Step, run: &mut Run<'_>) -> Result<()> {
         Step::SignImage => super::sign::sign_image(run),
         Step::RestartAgents => restart_agents(run),
         Step::CommitResult => commit_result(run),
+        Step::PublishBundle => super::bundle::publish_bundle(run),
     }
 }
 
@@ -867,7 +868,13 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
         }
         _ => vec![],
     };
-    Rollout {
+    // The gate reads the registry (and docker pulls) with the release's own login: this
+    // release pushed there, and the factory's operator may have no login of their own.
+    let login = match run.opts.dry_run {
+        true => None,
+        false => Some(DockerConfig::point_at(session(run)?.config_dir())),
+    };
+    let result = Rollout {
         watch: Duration::from_secs(run.opts.watch),
         skip_verify: run.opts.unsigned,
         extra_keys,
@@ -877,7 +884,29 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
             Duration::from_secs(run.opts.health_timeout),
         )
     }
-    .run(run.sh(), &factory)
+    .run(run.sh(), &factory);
+    drop(login);
+    result
+}
+
+/// `DOCKER_CONFIG` of this process pointed at a directory, and put back when dropped.
+struct DockerConfig(Option<std::ffi::OsString>);
+
+impl DockerConfig {
+    fn point_at(dir: &std::path::Path) -> DockerConfig {
+        let before = std::env::var_os("DOCKER_CONFIG");
+        std::env::set_var("DOCKER_CONFIG", dir);
+        DockerConfig(before)
+    }
+}
+
+impl Drop for DockerConfig {
+    fn drop(&mut self) {
+        match self.0.take() {
+            Some(v) => std::env::set_var("DOCKER_CONFIG", v),
+            None => std::env::remove_var("DOCKER_CONFIG"),
+        }
+    }
 }
 
 fn commit_result(run: &mut Run<'_>) -> Result<()> {
