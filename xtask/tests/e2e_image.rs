@@ -40,11 +40,9 @@ fn editing_bin_reuses_the_package_layers_and_the_context_stays_small() {
     for dir in ["docker", "lib", "bin"] {
         copy_tree(&root().join(dir), &ctx.path().join(dir));
     }
-    std::fs::copy(
-        root().join(".dockerignore"),
-        ctx.path().join(".dockerignore"),
-    )
-    .unwrap();
+    for file in [".dockerignore", "migrations.yml"] {
+        std::fs::copy(root().join(file), ctx.path().join(file)).unwrap();
+    }
     // A fat target/ directory, as every contributor's checkout has: it must not be sent.
     std::fs::create_dir_all(ctx.path().join("target")).unwrap();
     std::fs::write(ctx.path().join("target/big"), vec![7u8; 8 << 20]).unwrap();

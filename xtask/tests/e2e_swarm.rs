@@ -301,6 +301,14 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
             &format!("{ns}/{image}:v0.3.0"),
         ]));
     }
+    // Signed with the release key, as a release would be: the gate lets it through, and
+    // its health check fails it.
+    for image in ["agents", "edge", "reproduce"] {
+        ok(&mut signing_key().cosign_sign(
+            &format!("{ns}/{image}:v0.3.0"),
+            operator.docker_config.path(),
+        ));
+    }
     forget_local_images(&ns, &["v0.1.0", "v0.2.0", "v0.3.0"]);
     stand_in_for_third_party_images();
 
