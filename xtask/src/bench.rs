@@ -39,6 +39,8 @@ pub enum FigureId {
     DrainOverhead,
     Doctor,
     Verify,
+    Snapshot,
+    UpgradeOverhead,
 }
 
 /// What a figure needs before it can be measured.
@@ -54,7 +56,7 @@ enum Needs {
 
 impl FigureId {
     /// Every figure, in table order.
-    pub(crate) const ALL: [FigureId; 17] = [
+    pub(crate) const ALL: [FigureId; 19] = [
         FigureId::ColdBuild,
         FigureId::DisintoSize,
         FigureId::WarmStart,
@@ -72,6 +74,8 @@ impl FigureId {
         FigureId::DrainOverhead,
         FigureId::Doctor,
         FigureId::Verify,
+        FigureId::Snapshot,
+        FigureId::UpgradeOverhead,
     ];
 
     /// The id bench.json and `--only` use.
@@ -94,6 +98,8 @@ impl FigureId {
             FigureId::DrainOverhead => "drain-overhead",
             FigureId::Doctor => "doctor",
             FigureId::Verify => "verify",
+            FigureId::Snapshot => "snapshot",
+            FigureId::UpgradeOverhead => "upgrade-overhead",
         }
     }
 
@@ -137,6 +143,12 @@ impl FigureId {
             FigureId::Verify => {
                 "disinto verify of one signed image (signature and attestations), local registry, s"
             }
+            FigureId::Snapshot => {
+                "disinto backup with 100 MB (random) in agent-data, s (ratio: archive / data size)"
+            }
+            FigureId::UpgradeOverhead => {
+                "disinto upgrade beyond the rollout itself (drain, snapshot, migrate, checks), s"
+            }
         }
     }
 
@@ -156,7 +168,9 @@ impl FigureId {
             | FigureId::PeakMemory
             | FigureId::DrainOverhead
             | FigureId::Doctor
-            | FigureId::Verify => Needs::Stage,
+            | FigureId::Verify
+            | FigureId::Snapshot
+            | FigureId::UpgradeOverhead => Needs::Stage,
         }
     }
 
@@ -1117,6 +1131,85 @@ impl Run {
         if self.wants(FigureId::Verify) {
             self.verify_time(&mut stage)?;
         }
+        if self.wants(FigureId::Snapshot) || self.wants(FigureId::UpgradeOverhead) {
+            self.upgrade_command_figures(&mut stage)?;
+        }
+        Ok(())
+    }
+
+    /// With agents up on the first release and 100 MB in agent-data: `disinto backup`, and
+    /// what `disinto upgrade` to the second adds to the same rollout done by `up`.
+    fn upgrade_command_figures(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(2)?;
+        let (v1, v2) = (stage.released[0].clone(), stage.released[1].clone());
+        stage.disinto_up(&v1)?;
+        let agents = stage.agents()?;
+        const DATA_MB: u64 = 100;
+        run_ok(Command::new("docker").args([
+            "exec",
+            "-u",
+            "agent",
+            &agents,
+            "dd",
+            "if=/dev/urandom",
+            "of=/home/agent/data/bench-snapshot",
+            "bs=1M",
+            &format!("count={DATA_MB}"),
+        ]))?;
+        let bin = self.disinto.clone();
+        let disinto = |args: &[&str], version: &str| {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--root")
+                .arg(&stage.factory)
+                .args(args)
+                .env("AGENTS_IMAGE", version)
+                .env("DISINTO_REGISTRY", stage.registry.namespace())
+                .env("COMPOSE_PROJECT_NAME", &stage.project);
+            stage.operator_env(&mut cmd);
+            cmd
+        };
+        if self.wants(FigureId::Snapshot) {
+            let mut samples = vec![];
+            for _ in 0..self.reps(1, 3) {
+                samples.push(timed(&mut disinto(&["backup", "--keep", "1"], &v1))?);
+            }
+            let newest = std::fs::read_dir(stage.factory.join("backups"))?
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.gz"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0);
+            let ratio = newest as f64 / (DATA_MB * 1024 * 1024) as f64;
+            let met = median(&samples).map(|m| m <= 10.0);
+            self.push(FigureId::Snapshot, samples, Some(ratio), "≤ 10 s", met);
+        }
+        if self.wants(FigureId::UpgradeOverhead) {
+            let upgrade = timed(&mut disinto(
+                &["upgrade", &v2, "--yes", "--watch", "0"],
+                &v1,
+            ))?;
+            stage.disinto_up(&v1)?;
+            let rollout = stage.disinto_up(&v2)?;
+            let overhead = (upgrade - rollout).max(0.0);
+            stage.disinto_up(&v1)?;
+            let met = Some(overhead <= 15.0);
+            self.push(
+                FigureId::UpgradeOverhead,
+                vec![overhead],
+                None,
+                "≤ 15 s",
+                met,
+            );
+        }
+        let agents = stage.agents()?;
+        run_ok(Command::new("docker").args([
+            "exec",
+            &agents,
+            "rm",
+            "-f",
+            "/home/agent/data/bench-snapshot",
+        ]))?;
         Ok(())
     }
 
