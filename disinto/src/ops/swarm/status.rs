@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::check_stack_name;
 use crate::engine::docker;
-use crate::engine::swarm::{require_manager, stack_services, ServiceState};
+use crate::engine::swarm::{require_manager, stack_services, tasks, ServiceState, Task};
 use crate::model::image_ref::ImageRef;
 use crate::ops::table::{self, or_dash};
 
@@ -19,6 +19,8 @@ struct Row {
     replicas: String,
     update: String,
     message: String,
+    /// Why fewer tasks run than Swarm wants (a task's state and error), else empty.
+    why: String,
 }
 
 const HEADER: [&str; 6] = [
@@ -44,6 +46,7 @@ impl Row {
             replicas: replicas.to_string(),
             update: state.update.clone().unwrap_or_else(|| "-".into()),
             message: state.message.clone(),
+            why: String::new(),
         }
     }
 
@@ -57,6 +60,25 @@ impl Row {
             self.update.clone(),
         ]
     }
+}
+
+/// Whether `running/wanted` (`docker service ls`) says fewer tasks run than wanted.
+fn short(replicas: &str) -> bool {
+    let mut counts = replicas.split('/').map(|n| n.trim().parse::<u64>());
+    matches!((counts.next(), counts.next()), (Some(Ok(running)), Some(Ok(wanted))) if running < wanted)
+}
+
+/// Why a service's wanted task does not run: the state and error of the first that does not
+/// (`pending: no suitable node (scheduling constraints not satisfied on 3 nodes)`).
+fn why(tasks: &[Task]) -> String {
+    tasks
+        .iter()
+        .find(|t| t.state != "running")
+        .map(|t| match t.error.as_str() {
+            "" => t.state.clone(),
+            e => format!("{}: {e}", t.state),
+        })
+        .unwrap_or_default()
 }
 
 pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
@@ -75,7 +97,11 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
                 &state.image,
             ])
             .unwrap_or_default();
-            Row::new(stack_name, state, replicas, &version)
+            let mut row = Row::new(stack_name, state, replicas, &version);
+            if short(replicas) {
+                row.why = tasks(&state.name).map(|t| why(&t)).unwrap_or_default();
+            }
+            row
         })
         .collect();
     rows.sort_by(|a, b| a.service.cmp(&b.service));
@@ -86,6 +112,9 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
     } else {
         let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
         print!("{}", table::render(HEADER, &cells));
+        for row in rows.iter().filter(|r| !r.why.is_empty()) {
+            println!("{} runs {}: {}", row.service, row.replicas, row.why);
+        }
     }
     Ok(())
 }
@@ -93,6 +122,21 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_short_of_tasks_says_why() {
+        assert!(short("0/1") && !short("1/1") && !short("0/0") && !short("-"));
+        let pending = Task {
+            image: "r/agents:v2".into(),
+            state: "pending".into(),
+            error: "no suitable node (scheduling constraints not satisfied on 3 nodes)".into(),
+        };
+        assert_eq!(
+            why(&[pending]),
+            "pending: no suitable node (scheduling constraints not satisfied on 3 nodes)"
+        );
+        assert_eq!(why(&[]), "");
+    }
 
     #[test]
     fn a_row_splits_image_and_digest() {
