@@ -201,7 +201,10 @@ impl Swarm {
             if done(&seen) {
                 return start.elapsed();
             }
-            assert!(start.elapsed() < limit, "{what}: not after {limit:?}: {seen:?}");
+            assert!(
+                start.elapsed() < limit,
+                "{what}: not after {limit:?}: {seen:?}"
+            );
             std::thread::sleep(Duration::from_secs(1));
         }
     }
@@ -368,11 +371,10 @@ fn three_nodes_keep_agents_with_its_data() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr
-            .lines()
-            .last()
-            .unwrap_or("")
-            .starts_with(&format!("error: Swarm rolled {} back", swarm.service("agents"))),
+        stderr.lines().last().unwrap_or("").starts_with(&format!(
+            "error: Swarm rolled {} back",
+            swarm.service("agents")
+        )),
         "{stderr}"
     );
     let (_, image) = swarm.agents_on_node2();
@@ -401,7 +403,10 @@ fn three_nodes_keep_agents_with_its_data() {
         },
     );
     let status = swarm.status();
-    eprintln!("status while node2 is down: agents {}", status["agents"]["why"]);
+    eprintln!(
+        "status while node2 is down: agents {}",
+        status["agents"]["why"]
+    );
     assert!(swarm.running("agents").is_empty());
     let out = swarm.disinto(&["deploy"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -447,7 +452,10 @@ fn three_nodes_keep_agents_with_its_data() {
     let edge_node = edge[0].1.clone();
     assert_ne!(edge_node, "node2", "edge runs beside agents");
     let agents_task = swarm.running("agents");
-    swarm.docker(1, &["node", "update", "--availability", "drain", &edge_node]);
+    swarm.docker(
+        1,
+        &["node", "update", "--availability", "drain", &edge_node],
+    );
     let moved = swarm.wait(
         "edge moves off the drained node",
         Duration::from_secs(120),
@@ -456,6 +464,9 @@ fn three_nodes_keep_agents_with_its_data() {
     );
     eprintln!("edge moved off {edge_node} in {moved:.0?}");
     assert_eq!(swarm.running("agents"), agents_task);
-    swarm.docker(1, &["node", "update", "--availability", "active", &edge_node]);
+    swarm.docker(
+        1,
+        &["node", "update", "--availability", "active", &edge_node],
+    );
     eprintln!("whole test: {:.0?}", started.elapsed());
 }

@@ -170,7 +170,12 @@ impl Nodes {
                     "type=bind,src={},dst=/etc/registry/config.yml,readonly",
                     config.display()
                 ))
-                .args([&image, "docker-registry", "serve", "/etc/registry/config.yml"]),
+                .args([
+                    &image,
+                    "docker-registry",
+                    "serve",
+                    "/etc/registry/config.yml",
+                ]),
             "start the nodes' registry",
         )?;
 
@@ -203,7 +208,10 @@ impl Nodes {
         nodes.docker(1, &["swarm", "init", "--advertise-addr", &addr])?;
         let token = nodes.docker(1, &["swarm", "join-token", "--quiet", "worker"])?;
         for i in 2..=count {
-            nodes.docker(i, &["swarm", "join", "--token", &token, &format!("{addr}:2377")])?;
+            nodes.docker(
+                i,
+                &["swarm", "join", "--token", &token, &format!("{addr}:2377")],
+            )?;
         }
         Ok(nodes)
     }
@@ -315,8 +323,17 @@ impl Nodes {
         let start = Instant::now();
         let hostname = format!("node{i}");
         wait_for(&format!("{hostname} to be {state}"), limit, || {
-            self.docker(1, &["node", "inspect", "--format", "{{.Status.State}}", &hostname])
-                .is_ok_and(|s| s == state)
+            self.docker(
+                1,
+                &[
+                    "node",
+                    "inspect",
+                    "--format",
+                    "{{.Status.State}}",
+                    &hostname,
+                ],
+            )
+            .is_ok_and(|s| s == state)
         })?;
         Ok(start.elapsed())
     }

@@ -509,10 +509,7 @@ pub struct SwarmReleases {
     pub v2: String,
 }
 
-pub fn swarm_releases(
-    registry: &xtask::testbed::Registry,
-    docker_config: &Path,
-) -> SwarmReleases {
+pub fn swarm_releases(registry: &xtask::testbed::Registry, docker_config: &Path) -> SwarmReleases {
     let ns = registry.namespace();
     let c = Checkout::new("v0.1.0");
     release(&c, registry, "v0.1.0");
@@ -551,7 +548,11 @@ pub fn swarm_releases(
         ok(docker(docker_config).args(["push", "--quiet", &format!("{ns}/{image}:v0.3.0")]));
     }
     forget_local_images(&ns, &["v0.1.0", "v0.2.0", "v0.3.0"]);
-    SwarmReleases { checkout: c, v1, v2 }
+    SwarmReleases {
+        checkout: c,
+        v1,
+        v2,
+    }
 }
 
 /// The registry digest a release recorded for one of its images.

@@ -72,6 +72,16 @@ pub(crate) fn check(
             .find(|n| n.id == id)
             .map_or(id.to_string(), |n| n.hostname.clone())
     };
+    // A node that cannot pull is the first thing to say: the bind's check pulls too.
+    let done = wait(&pull.name, &takers, timeout)?;
+    if let Some(failed) = done.iter().find(|t| t.state != "complete") {
+        bail!(
+            "node {} cannot pull {image} ({} {}): every node that may run a task must reach the registry (it gets this client's login through --with-registry-auth); nothing was deployed",
+            hostname(&failed.node),
+            failed.state,
+            failed.error
+        );
+    }
     if let Some((job, source, node)) = &bind {
         let done = wait(&job.name, &[*node], timeout)?;
         if let Some(failed) = done.iter().find(|t| t.state != "complete") {
@@ -89,15 +99,6 @@ pub(crate) fn check(
                 failed.error
             );
         }
-    }
-    let done = wait(&pull.name, &takers, timeout)?;
-    if let Some(failed) = done.iter().find(|t| t.state != "complete") {
-        bail!(
-            "node {} cannot pull {image} ({} {}): every node that may run a task must reach the registry (it gets this client's login through --with-registry-auth); nothing was deployed",
-            hostname(&failed.node),
-            failed.state,
-            failed.error
-        );
     }
     Ok(())
 }
