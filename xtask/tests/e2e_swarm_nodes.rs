@@ -315,6 +315,8 @@ fn three_nodes_keep_agents_with_its_data() {
     let e = swarm.refused("a worker that cannot reach the registry");
     assert!(e.contains("node node3 cannot pull"), "{e}");
     write_hosts(&hosts);
+    // dockerd (Go) reads /etc/hosts again only once its 5 s cache has expired.
+    std::thread::sleep(Duration::from_secs(6));
     // The labelled node is not this one, and has no projects/ at the factory's path.
     let e = swarm.refused("projects/ missing on the labelled node");
     assert!(

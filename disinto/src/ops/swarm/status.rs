@@ -62,10 +62,9 @@ impl Row {
     }
 }
 
-/// Whether `running/wanted` (`docker service ls`) says fewer tasks run than wanted.
-fn short(replicas: &str) -> bool {
-    let mut counts = replicas.split('/').map(|n| n.trim().parse::<u64>());
-    matches!((counts.next(), counts.next()), (Some(Ok(running)), Some(Ok(wanted))) if running < wanted)
+/// How many of the tasks Swarm wants running do run.
+fn running(tasks: &[Task]) -> usize {
+    tasks.iter().filter(|t| t.state == "running").count()
 }
 
 /// Why a service's wanted task does not run: the state and error of the first that does not
@@ -97,10 +96,15 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
                 &state.image,
             ])
             .unwrap_or_default();
-            let mut row = Row::new(stack_name, state, replicas, &version);
-            if short(replicas) {
-                row.why = tasks(&state.name).map(|t| why(&t)).unwrap_or_default();
-            }
+            // `docker service ls` counts a task on a node that went down as running until
+            // the node comes back: the tasks Swarm wants running say what runs.
+            let (replicas, why) = match (tasks(&state.name), state.replicas) {
+                (Ok(tasks), Some(wanted)) => (format!("{}/{wanted}", running(&tasks)), why(&tasks)),
+                (Ok(tasks), None) => (replicas.clone(), why(&tasks)),
+                (Err(_), _) => (replicas.clone(), String::new()),
+            };
+            let mut row = Row::new(stack_name, state, &replicas, &version);
+            row.why = why;
             row
         })
         .collect();
@@ -125,12 +129,12 @@ mod tests {
 
     #[test]
     fn a_service_short_of_tasks_says_why() {
-        assert!(short("0/1") && !short("1/1") && !short("0/0") && !short("-"));
         let pending = Task {
             image: "r/agents:v2".into(),
             state: "pending".into(),
             error: "no suitable node (scheduling constraints not satisfied on 3 nodes)".into(),
         };
+        assert_eq!(running(&[pending.clone()]), 0);
         assert_eq!(
             why(&[pending]),
             "pending: no suitable node (scheduling constraints not satisfied on 3 nodes)"
