@@ -301,6 +301,19 @@ fn three_nodes_keep_agents_with_its_data() {
     let e = swarm.refused("two labelled nodes");
     assert!(e.contains("node2") && e.contains("node3"), "{e}");
     swarm.label("node3", false);
+    // A dry run prints the two checks it would ask Swarm, and makes neither.
+    let (dry, _) = swarm.ok(&["deploy", "--dry-run"]);
+    for check in [
+        "check-pull --mode global-job",
+        "check-bind --mode replicated-job",
+    ] {
+        assert!(
+            dry.lines()
+                .any(|l| l.starts_with("$ docker service create") && l.contains(check)),
+            "{check}: {dry}"
+        );
+    }
+    assert_eq!(swarm.docker(1, &["service", "ls", "--quiet"]), "");
     // node3 resolves the registry to an address where nothing listens.
     let hosts = ok(swarm.nodes.exec(3).args(["cat", "/etc/hosts"]));
     let write_hosts = |text: &str| {

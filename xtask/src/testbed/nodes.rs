@@ -187,6 +187,9 @@ impl Nodes {
             run(
                 Command::new("docker")
                     .args(["run", "-d", "--privileged", "--name", &node])
+                    // dockerd is PID 1 and finds its own pid file after a restart: /run is
+                    // made anew on every start, so a stopped node can be started again.
+                    .args(["--tmpfs", "/run"])
                     .args(["--hostname", &format!("node{i}"), "--network", &network])
                     .arg("--mount")
                     .arg(format!("type=volume,src={volume},dst=/var/lib/docker"))
