@@ -134,7 +134,7 @@ mod tests {
             state: "pending".into(),
             error: "no suitable node (scheduling constraints not satisfied on 3 nodes)".into(),
         };
-        assert_eq!(running(&[pending.clone()]), 0);
+        assert_eq!(running(std::slice::from_ref(&pending)), 0);
         assert_eq!(
             why(&[pending]),
             "pending: no suitable node (scheduling constraints not satisfied on 3 nodes)"
