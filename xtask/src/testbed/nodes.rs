@@ -83,12 +83,27 @@ struct Made {
 
 impl Drop for Made {
     fn drop(&mut self) {
-        for c in &self.containers {
-            let _ = quiet(Command::new("docker").args(["rm", "-f", "-v", c]));
-        }
-        for v in &self.volumes {
-            let _ = quiet(Command::new("docker").args(["volume", "rm", "-f", v]));
-        }
+        // All at once: each node's engine and its gigabytes of layers take a while to go.
+        let all = |args: &[&str], names: &[String]| {
+            let children: Vec<_> = names
+                .iter()
+                .filter_map(|name| {
+                    Command::new("docker")
+                        .args(args)
+                        .arg(name)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .ok()
+                })
+                .collect();
+            for mut child in children {
+                let _ = child.wait();
+            }
+        };
+        all(&["rm", "-f", "-v"], &self.containers);
+        all(&["volume", "rm", "-f"], &self.volumes);
         if let Some(n) = &self.network {
             let _ = quiet(Command::new("docker").args(["network", "rm", n]));
         }
