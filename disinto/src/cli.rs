@@ -53,6 +53,16 @@ struct RolloutFlags {
     watch: u64,
     #[command(flatten)]
     drain: DrainFlags,
+    #[command(flatten)]
+    verify: VerifyFlags,
+}
+
+/// The signature gate of a rollout (`up`, `rollback`, `watch --revert`, `swarm deploy`).
+#[derive(Debug, clap::Args)]
+struct VerifyFlags {
+    /// Run our images WITHOUT checking their cosign signatures (loud; recorded in the history)
+    #[arg(long)]
+    insecure_skip_verify: bool,
 }
 
 /// Letting the agent session in flight end before agents stops (`up`, `rollback`, `down`).
@@ -82,6 +92,7 @@ impl RolloutFlags {
             drain_timeout: Duration::from_secs(self.drain.drain_timeout),
             force: self.drain.force,
             watch: Duration::from_secs(self.watch),
+            skip_verify: self.verify.insecure_skip_verify,
             ..ops::rollout::Rollout::new(
                 services,
                 self.dry_run,
@@ -130,6 +141,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the signatures, provenance and SBOM of a release's images (default: AGENTS_IMAGE)
+    /// at their registry, with the trusted keys; changes nothing
+    Verify {
+        /// A version (v0.1.1) or an image reference [default: the factory's AGENTS_IMAGE]
+        target: Option<String>,
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+        /// Also print every package the SBOM lists
+        #[arg(long)]
+        sbom: bool,
+    },
     /// Every rollout of this factory, oldest first (state/deployments.jsonl)
     History {
         /// Print one JSON object a line, the fields the file stores
@@ -163,6 +186,48 @@ enum Command {
         #[command(flatten)]
         rollout: RolloutFlags,
     },
+    /// Upgrade to VERSION: fetch and verify, drain, snapshot, migrate .env, replace the
+    /// extracted binary, roll out with the gate and the watch; all put back if it fails
+    Upgrade {
+        /// The release to upgrade to (vX.Y.Z)
+        version: String,
+        /// Go ahead without asking (needed when standard input is not a terminal)
+        #[arg(long, short)]
+        yes: bool,
+        /// Snapshot agent-repos too (clones can be made again, so it is left out by default)
+        #[arg(long)]
+        include_repos: bool,
+        #[command(flatten)]
+        rollout: RolloutFlags,
+    },
+    /// Copy the agents' volumes (agent-state, agent-data) to backups/, agents drained meanwhile
+    Backup {
+        /// Also copy agent-repos (clones can be made again, so it is left out by default)
+        #[arg(long)]
+        include_repos: bool,
+        /// How many snapshots of this factory to keep (older ones are deleted)
+        #[arg(long, value_name = "N", default_value_t = crate::model::snapshot::KEEP_DEFAULT as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        keep: u64,
+        /// Print what would be done and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        drain: DrainFlags,
+    },
+    /// Put a snapshot from backups/ back into the agents' volumes (checked first)
+    Restore {
+        /// The archive (or its .json manifest): a name in backups/ or a path
+        backup: String,
+        /// Restore a snapshot taken on another version than the one that runs
+        #[arg(long)]
+        any_version: bool,
+        /// Check the snapshot, print what would be done and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        drain: DrainFlags,
+    },
     /// Freeze the factory: every command that changes it refuses until `disinto unlock`
     Lock {
         /// Why (recorded with who and when, and named by every refusal)
@@ -195,6 +260,8 @@ enum SwarmCommand {
         timeout: u64,
         #[command(flatten)]
         drain: DrainFlags,
+        #[command(flatten)]
+        verify: VerifyFlags,
     },
     /// Per service: image, digest, version, replicas and where its last update stands
     Status {
@@ -282,7 +349,42 @@ fn try_main() -> Result<()> {
             drain,
         } => ops::down::down(&sh, &root, volumes, dry_run, drain.policy()),
         Command::Status { json } => ops::status::status(&sh, &root, json),
+        Command::Upgrade {
+            version,
+            yes,
+            include_repos,
+            rollout,
+        } => ops::upgrade::upgrade(
+            &sh,
+            &root,
+            ops::upgrade::Upgrade {
+                version,
+                yes,
+                include_repos,
+                rollout: rollout.rollout(vec!["agents".into()]),
+            },
+        ),
+        Command::Backup {
+            include_repos,
+            keep,
+            dry_run,
+            drain,
+        } => ops::backup::backup(
+            &sh,
+            &root,
+            include_repos,
+            keep as usize,
+            dry_run,
+            drain.policy(),
+        ),
+        Command::Restore {
+            backup,
+            any_version,
+            dry_run,
+            drain,
+        } => ops::restore::restore(&sh, &root, &backup, any_version, dry_run, drain.policy()),
         Command::History { json } => ops::history::history(&root, json),
+        Command::Verify { target, json, sbom } => ops::verify::verify(&root, target, json, sbom),
         Command::Swarm { stack, command } => {
             // Only status reads on past an unreadable .env: it changes nothing.
             let lenient = matches!(command, SwarmCommand::Status { .. });
@@ -299,6 +401,9 @@ impl Command {
             Command::Up { rollout, .. } if !rollout.dry_run => Some("up"),
             Command::Rollback { rollout, .. } if !rollout.dry_run => Some("rollback"),
             Command::Down { dry_run: false, .. } => Some("down"),
+            Command::Backup { dry_run: false, .. } => Some("backup"),
+            Command::Upgrade { rollout, .. } if !rollout.dry_run => Some("upgrade"),
+            Command::Restore { dry_run: false, .. } => Some("restore"),
             Command::Watch {
                 revert: true,
                 rollout,
@@ -327,6 +432,7 @@ fn swarm(
             dry_run,
             timeout,
             drain,
+            verify,
         } => swarm::deploy::deploy(
             sh,
             root,
@@ -334,6 +440,7 @@ fn swarm(
             dry_run,
             Duration::from_secs(timeout),
             drain.policy(),
+            verify.insecure_skip_verify,
         ),
         SwarmCommand::Status { json } => swarm::status::status(stack, json),
         SwarmCommand::Rollback {

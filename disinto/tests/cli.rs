@@ -298,3 +298,95 @@ fn swarm_stack_defaults_to_the_compose_project_as_compose_names_it() {
     assert!(out.stdout.is_empty());
     assert!(!dir.path().join("docker-stack.yml").exists());
 }
+
+/// `disinto ARGS` in a fresh factory holding only `.env` `text`, with `env` set.
+fn in_factory(text: &str, args: &[&str], env: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let dir = disinto::fsx::TempDir::new("cli").unwrap();
+    std::fs::write(dir.path().join(".env"), text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_disinto"));
+    cmd.args(args)
+        .current_dir(dir.path())
+        .env_remove("DISINTO_ROOT")
+        .env_remove("AGENTS_IMAGE")
+        .env_remove("DISINTO_REGISTRY")
+        .env_remove("DISINTO_TRUSTED_KEYS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    // Whatever happened, nothing but .env is in the factory.
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1, "{args:?} wrote into the factory");
+    out
+}
+
+const RELEASE: &str = "AGENTS_IMAGE=v0.1.1\nDISINTO_REGISTRY=127.0.0.1:5000/disinto\n";
+
+#[test]
+fn a_dry_run_says_what_it_verifies_before_it_pulls() {
+    let out = in_factory(RELEASE, &["up", "--dry-run"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let note = stdout
+        .find("# verify the cosign signature of 127.0.0.1:5000/disinto/agents:v0.1.1")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let pull = stdout
+        .find("$ docker pull --quiet 127.0.0.1:5000/disinto/agents:v0.1.1")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(note < pull, "{stdout}");
+    // Skipped: no verification in the plan.
+    let out = in_factory(RELEASE, &["up", "--dry-run", "--insecure-skip-verify"], &[]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("# verify"));
+}
+
+#[test]
+fn a_trusted_keys_file_that_is_no_public_key_is_one_line_naming_it() {
+    let dir = disinto::fsx::TempDir::new("keys").unwrap();
+    let cases = [
+        ("private.pem", "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nabc\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"),
+        ("garbage.pem", "hello\n"),
+        ("empty.pem", ""),
+    ];
+    for (name, text) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        for args in [&["up", "--dry-run"][..], &["verify", "v0.1.1"][..]] {
+            let out = in_factory(RELEASE, args, &[("DISINTO_TRUSTED_KEYS", &file)]);
+            assert!(!out.status.success(), "{name}: {args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains(name), "{err}");
+        }
+    }
+    let missing = dir.path().join("missing.pem");
+    let out = in_factory(
+        RELEASE,
+        &["up", "--dry-run"],
+        &[("DISINTO_TRUSTED_KEYS", &missing)],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pem"));
+}
+
+#[test]
+fn verify_without_a_key_or_a_target_is_one_line() {
+    // A contributor's build has no release key built in, and none is named.
+    if !disinto::RELEASE_PUBLIC_KEY.is_empty() {
+        return;
+    }
+    for (text, args) in [
+        (RELEASE, &["verify"][..]),
+        ("", &["verify"][..]),
+        (RELEASE, &["verify", "not a reference!"][..]),
+    ] {
+        let out = in_factory(text, args, &[]);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

@@ -115,15 +115,19 @@ fn only_the_engine_starts_processes() {
 }
 
 /// The command modules of `ops/`: each one command, importing no other.
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 17] = [
+    "backup",
     "doctor",
     "down",
     "freeze",
     "history",
     "init",
+    "restore",
     "rollback",
     "status",
     "up",
+    "upgrade",
+    "verify",
     "watch",
     "swarm/deploy",
     "swarm/rm",
@@ -168,7 +172,9 @@ fn commands_never_import_each_other() {
         "drain",
         "images",
         "rollout",
+        "snapshot",
         "table",
+        "trust",
         "swarm/mod",
         "swarm/preflight",
     ];

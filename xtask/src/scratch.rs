@@ -66,7 +66,13 @@ pub fn checkout(source: &Path, parent: &Path, version: &str) -> Result<PathBuf> 
     for dir in ["docker", "lib", "bin", "formulas", "disinto", "xtask"] {
         copy_tree(&source.join(dir), &work.join(dir))?;
     }
-    for file in [".dockerignore", ".env.example", "Cargo.toml", "Cargo.lock"] {
+    for file in [
+        ".dockerignore",
+        ".env.example",
+        "Cargo.toml",
+        "Cargo.lock",
+        "migrations.yml",
+    ] {
         std::fs::copy(source.join(file), work.join(file))?;
     }
     std::fs::write(

@@ -518,6 +518,11 @@ impl Registry {
     pub fn namespace(&self) -> String {
         format!("{}/disinto", self.addr)
     }
+
+    /// `docker login` to this registry in the client config directory `config_dir`.
+    pub fn login(&self, config_dir: &Path) -> Result<()> {
+        crate::secret::login(config_dir, &self.addr, &self.user, &self.password)
+    }
 }
 
 impl Drop for Registry {
@@ -569,6 +574,25 @@ impl SigningKey {
     /// The public key as a PEM file (for `DISINTO_TRUSTED_KEYS` and `cosign verify --key`).
     pub fn public_key_file(&self) -> PathBuf {
         self.dir.path().join("release.pub")
+    }
+
+    /// `cosign sign --key` of `image` as a release signs it: the key from the environment, no
+    /// transparency log, the registry's credentials from the client config `docker_config`.
+    pub fn cosign_sign(&self, image: &str, docker_config: &Path) -> Command {
+        let mut cmd = Command::new("cosign");
+        cmd.args([
+            "sign",
+            "--yes",
+            "--key",
+            "env://COSIGN_PRIVATE_KEY",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            image,
+        ])
+        .env("DOCKER_CONFIG", docker_config)
+        .stdin(Stdio::null());
+        self.sign_env(&mut cmd);
+        cmd
     }
 
     /// Gives `cmd` the key as CI gives it to a release.

@@ -218,13 +218,15 @@ fn rollouts_revert_pin_and_roll_back(
         "{status}"
     );
 
-    // v0.3.0: v0.2.0 with a health check that always fails, pushed to the registry.
+    // v0.3.0: v0.2.0 with a health check that always fails, pushed to the registry and
+    // signed with the release key (the gate lets it through; its health fails it).
     let broken = format!("{ns}/agents:v0.3.0");
     build_from_stdin(
         &broken,
         &format!("FROM {ns}/agents:v0.2.0\nHEALTHCHECK --interval=2s --timeout=1s --retries=1 CMD false\n"),
     );
     ok(docker(&op.docker_config).args(["push", "-q", &broken]));
+    ok(&mut signing_key().cosign_sign(&broken, &op.docker_config));
     let start = std::time::Instant::now();
     let out = op.disinto(&["up", "agents", "--health-timeout", "20"], Some("v0.3.0"));
     let took = start.elapsed();

@@ -1,6 +1,7 @@
 //! End-to-end: `cargo xtask release` on a real engine, a local htpasswd registry and local
 //! bare git remotes. Two releases and a backport, a registry outage mid-release, re-release
-//! refusal, and the token nowhere to be found afterwards.
+//! refusal, signatures and attestations `cosign verify` accepts, an unsigned release on
+//! purpose, and the token and the signing key nowhere to be found afterwards.
 
 mod common;
 
@@ -16,6 +17,10 @@ struct Bench {
     registry: Registry,
     factory: TempDir,
     client_config: TempDir,
+    /// The releases' TMPDIR: whatever they leave there (a login, a predicate) is found.
+    tmp: TempDir,
+    /// Release without the signing key in the environment.
+    keyless: bool,
     project: String,
     transcript: String,
 }
@@ -31,6 +36,8 @@ impl Bench {
             registry,
             factory,
             client_config: TempDir::new("client-config").unwrap(),
+            tmp: TempDir::new("release-tmp").unwrap(),
+            keyless: false,
             project: unique("rel"),
             transcript: String::new(),
         }
@@ -48,7 +55,16 @@ impl Bench {
             .env("DISINTO_WATCH", "0")
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .env("DOCKER_CONFIG", self.client_config.path())
+            .env("TMPDIR", self.tmp.path())
+            // restart-agents runs what this release signed.
+            .env("DISINTO_TRUSTED_KEYS", signing_key().public_key_file())
             .env_remove("AGENTS_IMAGE");
+        match self.keyless {
+            true => cmd
+                .env_remove("COSIGN_PRIVATE_KEY")
+                .env_remove("COSIGN_PASSWORD"),
+            false => signing_key().sign_env(&mut cmd),
+        };
         let out = output(self.registry.release_env(&mut cmd));
         self.transcript
             .push_str(&String::from_utf8_lossy(&out.stdout));
@@ -70,16 +86,34 @@ impl Bench {
 
     /// What the registry holds under `tag`, looked up with a login of the test's own.
     fn remote(&self, tag: &str) -> Option<xtask::release::registry::Remote> {
+        self.inspect(&format!("{}/agents:{tag}", self.registry.namespace()))
+    }
+
+    /// A login of the test's own (a throwaway client config, deleted on drop).
+    fn session(&self) -> xtask::release::registry::Session {
         let creds = xtask::release::registry::Credentials {
             user: self.registry.user.clone(),
             token: self.registry.password.clone(),
         };
-        let session =
-            xtask::release::registry::Session::login(&self.registry.addr, &creds, 4).unwrap();
+        xtask::release::registry::Session::login(&self.registry.addr, &creds, 4).unwrap()
+    }
+
+    /// What the registry holds under `reference`.
+    fn inspect(&self, reference: &str) -> Option<xtask::release::registry::Remote> {
         let sh = xshell::Shell::new().unwrap();
-        session
-            .inspect(&sh, &format!("{}/agents:{tag}", self.registry.namespace()))
-            .unwrap()
+        self.session().inspect(&sh, reference).unwrap()
+    }
+
+    /// `cosign ARGS...` as an auditor runs it, with the public key and a login of its own.
+    fn cosign(&self, args: &[&str]) -> Output {
+        let session = self.session();
+        output(
+            Command::new("cosign")
+                .args(args)
+                .env("DOCKER_CONFIG", session.config_dir())
+                .env_remove("COSIGN_PRIVATE_KEY")
+                .env_remove("COSIGN_PASSWORD"),
+        )
     }
 
     fn image_id(reference: &str) -> String {
@@ -107,6 +141,183 @@ impl Drop for Bench {
                 .output();
         }
     }
+}
+
+/// Standard base64 decoding (cosign prints attestations as base64 payloads).
+fn unbase64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let values: Vec<u32> = text
+        .bytes()
+        .filter(|b| *b != b'=')
+        .map(|b| ALPHABET.iter().position(|a| *a == b).expect("base64") as u32)
+        .collect();
+    let mut out = Vec::new();
+    for chunk in values.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, v)| n | (v << (18 - 6 * i)));
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+/// The id of the test's signing key, as the record and disinto print key ids.
+fn test_key_id() -> String {
+    disinto::model::keys::parse_keys(&signing_key().public_pem, "test key").unwrap()[0]
+        .id
+        .clone()
+}
+
+/// Every image of `version` is signed by the test key and carries an SBOM and a provenance
+/// that `cosign verify-attestation` accepts; the record says where; another key fails;
+/// the agents image's disinto binary holds the public key.
+fn assert_signed_and_attested(b: &Bench, version: &str) {
+    let ns = b.registry.namespace();
+    let record = b.record(version);
+    let key_id = test_key_id();
+    assert_eq!(record["signed"], true, "{record:#}");
+    assert_eq!(record["key_id"].as_str(), Some(key_id.as_str()));
+    let sign_step = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "sign-image")
+        .unwrap();
+    assert_eq!(sign_step["status"], "done");
+    let public = signing_key().public_key_file();
+    let public = public.to_str().unwrap();
+    let other = xtask::testbed::SigningKey::generate().unwrap();
+    let other_public = other.public_key_file();
+    for name in ["agents", "edge", "reproduce"] {
+        let image = &record["images"][name];
+        let digest = image["digest"].as_str().unwrap();
+        let reference = format!("{ns}/{name}@{digest}");
+        assert_eq!(image["signed"], true, "{name}");
+        assert_eq!(image["signature"]["key_id"].as_str(), Some(key_id.as_str()));
+        let hex = digest.trim_start_matches("sha256:");
+        let sig_tag = format!("{ns}/{name}:sha256-{hex}.sig");
+        assert_eq!(image["signature"]["tag"].as_str(), Some(sig_tag.as_str()));
+        let sig = b.inspect(&sig_tag).expect("the .sig tag in the registry");
+        assert_eq!(
+            image["signature"]["digest"].as_str(),
+            Some(sig.digest.as_str())
+        );
+        assert_eq!(sig.layers.len(), 1, "{name}: one signature");
+
+        let verify = ["--insecure-ignore-tlog=true", "--allow-http-registry"];
+        let out = b.cosign(&[&["verify", "--key", public][..], &verify, &[&reference]].concat());
+        succeeded(&out, &format!("cosign verify {reference}"));
+        let wrong = b.cosign(
+            &[
+                &["verify", "--key", other_public.to_str().unwrap()][..],
+                &verify,
+                &[&reference],
+            ]
+            .concat(),
+        );
+        assert!(!wrong.status.success(), "{name} verified with another key");
+
+        let attestations = image["attestations"].as_array().unwrap();
+        assert_eq!(attestations.len(), 2, "{name}: {attestations:?}");
+        let att_tag = format!("{ns}/{name}:sha256-{hex}.att");
+        let att = b.inspect(&att_tag).expect("the .att tag in the registry");
+        assert_eq!(att.layers.len(), 2, "{name}: two attestations, once each");
+        for (kind, predicate_type) in [
+            ("spdxjson", "https://spdx.dev/Document"),
+            ("slsaprovenance1", "https://slsa.dev/provenance/v1"),
+        ] {
+            let listed = attestations
+                .iter()
+                .find(|a| a["type"] == kind)
+                .unwrap_or_else(|| panic!("{name}: no {kind} in {attestations:?}"));
+            assert_eq!(listed["predicate_type"], predicate_type);
+            assert_eq!(listed["tag"].as_str(), Some(att_tag.as_str()));
+            let envelope = listed["digest"].as_str().unwrap();
+            assert!(
+                att.layers.iter().any(|(d, _)| d == envelope),
+                "{name} {kind}"
+            );
+            let out = b.cosign(
+                &[
+                    &["verify-attestation", "--key", public, "--type", kind][..],
+                    &verify,
+                    &[&reference],
+                ]
+                .concat(),
+            );
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            succeeded(
+                &out,
+                &format!("cosign verify-attestation --type {kind} {reference}"),
+            );
+            let envelope: serde_json::Value =
+                serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            let statement: serde_json::Value =
+                serde_json::from_slice(&unbase64(envelope["payload"].as_str().unwrap())).unwrap();
+            assert_eq!(statement["predicateType"], predicate_type);
+            assert_eq!(statement["subject"][0]["digest"]["sha256"], hex);
+            let predicate = &statement["predicate"];
+            if kind == "spdxjson" {
+                assert_eq!(predicate["spdxVersion"], "SPDX-2.3");
+                let names: Vec<&str> = predicate["packages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                assert!(names.contains(&"libc6"), "{name}: {names:?}");
+                // The disinto binary's crates, in agents only.
+                assert_eq!(
+                    names.contains(&"serde_json"),
+                    name == "agents",
+                    "{name}: {names:?}"
+                );
+                if name == "edge" {
+                    assert!(names.contains(&"caddy"), "{names:?}");
+                }
+            } else {
+                let def = &predicate["buildDefinition"];
+                assert_eq!(
+                    def["externalParameters"]["source"]["digest"]["gitCommit"].as_str(),
+                    record["git_sha"].as_str()
+                );
+                assert_eq!(
+                    def["externalParameters"]["formula"]["path"],
+                    "formulas/release.toml"
+                );
+                assert_eq!(
+                    def["resolvedDependencies"][1]["uri"],
+                    "pkg:docker/debian:bookworm-slim"
+                );
+                let base = def["resolvedDependencies"][1]["digest"]["sha256"]
+                    .as_str()
+                    .unwrap();
+                assert_eq!(base.len(), 64, "{def:#}");
+                let steps = def["internalParameters"]["steps"].as_array().unwrap();
+                assert!(steps
+                    .iter()
+                    .any(|s| s["id"] == "build-image" && s["status"] == "done"));
+                assert!(predicate["runDetails"]["builder"]["id"].is_string());
+            }
+        }
+    }
+    // The binary the release ships trusts the key that signed it.
+    let bin = b.tmp.path().join("disinto-from-image");
+    extract_disinto(
+        b.client_config.path(),
+        &format!("{ns}/agents:{version}"),
+        &bin,
+    );
+    let bytes = std::fs::read(&bin).unwrap();
+    std::fs::remove_file(&bin).unwrap();
+    let pem = signing_key().public_pem.trim();
+    assert!(
+        bytes.windows(pem.len()).any(|w| w == pem.as_bytes()),
+        "the released disinto binary does not hold the release's public key"
+    );
 }
 
 /// Fails if `token` appears in any file under `dir`.
@@ -149,7 +360,30 @@ fn assert_token_nowhere(b: &Bench) {
     let token = b.registry.password.as_str();
     let stored = base64(format!("{}:{token}", b.registry.user).as_bytes());
     assert!(!b.transcript.contains(token), "the token is in the output");
-    for secret in [token, stored.as_str()] {
+    // The signing key's password and every line of its (encrypted) body.
+    let key = signing_key();
+    let mut secrets = vec![token, stored.as_str(), key.password.as_str()];
+    secrets.extend(
+        key.private_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 16),
+    );
+    for secret in &secrets[2..] {
+        assert!(
+            !b.transcript.contains(secret),
+            "the signing key or its password is in the output"
+        );
+    }
+    // Nothing of a release's is left in its TMPDIR: no login, no predicate file.
+    let left: Vec<String> = std::fs::read_dir(b.tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("disinto-"))
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    for secret in secrets {
+        assert_not_in_files(b.tmp.path(), secret);
         assert_not_in_files(&b.checkout.work().join("release"), secret);
         assert_not_in_files(&b.checkout.work().join("target"), secret);
         assert_not_in_files(b.client_config.path(), secret);
@@ -208,7 +442,7 @@ fn two_releases_upgrade_the_factory_and_a_third_is_refused() {
         .iter()
         .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(steps.len(), 8);
+    assert_eq!(steps.len(), 9);
     assert!(
         steps.iter().all(|(_, status)| *status == "done"),
         "{steps:?}"
@@ -250,6 +484,8 @@ fn two_releases_upgrade_the_factory_and_a_third_is_refused() {
         format!("{v2_ref}@{} {}", v2.digest, v2.config)
     );
     wait_healthy(&id, Duration::from_secs(60));
+
+    assert_signed_and_attested(&b, "v0.2.0");
 
     // Re-releasing refuses before anything changes.
     let head = b.checkout.head();
@@ -300,6 +536,8 @@ fn a_registry_outage_during_push_resumes_without_retagging_or_rebuilding() {
         "--skip",
         "push-image",
         "--skip",
+        "sign-image",
+        "--skip",
         "restart-agents",
         "--skip",
         "commit-result",
@@ -341,7 +579,8 @@ fn a_registry_outage_during_push_resumes_without_retagging_or_rebuilding() {
     let remote = b.remote("v0.1.0").expect("pushed after the outage");
     let record = b.record("v0.1.0");
     assert_eq!(record["digest"].as_str(), Some(remote.digest.as_str()));
-    assert_eq!(record["steps"][6]["status"].as_str(), Some("skipped"));
+    assert_eq!(record["steps"][7]["id"].as_str(), Some("restart-agents"));
+    assert_eq!(record["steps"][7]["status"].as_str(), Some("skipped"));
 
     assert_token_nowhere(&b);
 }
@@ -451,4 +690,107 @@ fn a_signal_during_a_registry_session_removes_the_login() {
             .args(["rmi", &format!("{ns}/{name}:{version}")])
             .output();
     }
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn without_the_key_nothing_is_pushed_and_unsigned_is_said_on_purpose() {
+    let mut b = Bench::new();
+    b.keyless = true;
+    let tags = Checkout::tags(&b.checkout.work());
+    let out = b.release(&["v0.1.0", "--skip", "restart-agents"]);
+    assert!(!out.status.success(), "released without the key");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].starts_with("error: preflight: "), "{stderr}");
+    for word in ["COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD", "--unsigned"] {
+        assert!(errors[0].contains(word), "{stderr}");
+    }
+    assert!(b.remote("v0.1.0").is_none(), "pushed without the key");
+    assert_eq!(
+        Checkout::tags(&b.checkout.work()),
+        tags,
+        "tagged without the key"
+    );
+    assert!(!b.checkout.work().join("target/release-progress").exists());
+
+    // On purpose: released, and the record says unsigned.
+    b.release_ok(&["v0.1.0", "--skip", "restart-agents", "--unsigned"]);
+    let record = b.record("v0.1.0");
+    assert_eq!(record["signed"], false);
+    assert!(record.get("key_id").is_none(), "{record:#}");
+    let ns = b.registry.namespace();
+    for name in ["agents", "edge", "reproduce"] {
+        let image = &record["images"][name];
+        assert_eq!(image["signed"], false);
+        assert!(image.get("signature").is_none() && image.get("attestations").is_none());
+        let reference = format!("{ns}/{name}@{}", image["digest"].as_str().unwrap());
+        let public = signing_key().public_key_file();
+        let out = b.cosign(&[
+            "verify",
+            "--key",
+            public.to_str().unwrap(),
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            &reference,
+        ]);
+        assert!(!out.status.success(), "{name}: an unsigned image verified");
+    }
+    let steps = record["steps"].as_array().unwrap();
+    assert!(steps
+        .iter()
+        .any(|s| s["id"] == "sign-image" && s["status"] == "skipped"));
+    // No key built into the binary of an unsigned release.
+    let bin = b.tmp.path().join("disinto-from-image");
+    extract_disinto(b.client_config.path(), &format!("{ns}/agents:v0.1.0"), &bin);
+    let bytes = std::fs::read(&bin).unwrap();
+    std::fs::remove_file(&bin).unwrap();
+    let body = signing_key().public_pem.lines().nth(1).unwrap().to_string();
+    assert!(!bytes.windows(body.len()).any(|w| w == body.as_bytes()));
+    assert_token_nowhere(&b);
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn signing_resumes_where_it_stopped_and_signs_nothing_twice() {
+    let mut b = Bench::new();
+    let out = b.release_ok(&[
+        "v0.1.0",
+        "--skip",
+        "restart-agents",
+        "--skip",
+        "commit-result",
+    ]);
+    assert_eq!(out.matches("$ cosign sign ").count(), 3, "{out}");
+    // What signing adds to every release of the suite (and of the benchmark), for the log.
+    if let Some(line) = out.lines().find(|l| l.contains("signed and attested")) {
+        eprintln!("sign-image: {}", line.trim());
+    }
+    assert_eq!(out.matches("$ cosign attest ").count(), 6, "{out}");
+    // As if sign-image had stopped after signing edge and before its attestations.
+    let path = b
+        .checkout
+        .work()
+        .join("target/release-progress/v0.1.0.json");
+    let mut progress: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    progress["steps"]["sign-image"]["status"] = "failed".into();
+    progress["images"]["edge"]
+        .as_object_mut()
+        .unwrap()
+        .remove("attestations");
+    std::fs::write(&path, serde_json::to_string(&progress).unwrap()).unwrap();
+
+    let out = b.release_ok(&["v0.1.0", "--skip", "restart-agents"]);
+    assert!(out.contains("push-image: done earlier"), "{out}");
+    assert_eq!(
+        out.matches("$ cosign sign ").count(),
+        0,
+        "signed twice:\n{out}"
+    );
+    assert_eq!(out.matches("$ cosign attest ").count(), 2, "{out}");
+    assert!(out.contains("/edge@sha256:"), "{out}");
+    assert_signed_and_attested(&b, "v0.1.0");
+    assert_token_nowhere(&b);
 }

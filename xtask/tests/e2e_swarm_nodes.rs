@@ -50,6 +50,8 @@ impl Swarm {
             .arg(format!("HOME={FACTORY}"))
             .arg(format!("DOCKER_CONFIG={OPERATOR_CONFIG}"))
             .arg(format!("DISINTO_TRUSTED_KEYS={TRUSTED_KEYS}"))
+            // The nodes' registry speaks plain HTTP, as their engines are told too.
+            .arg(format!("DISINTO_INSECURE_REGISTRIES={REGISTRY}"))
             .args(["disinto", "swarm", "--stack", &self.stack])
             .args(args);
         output(&mut cmd)

@@ -80,7 +80,8 @@ impl Factory {
 
     fn disinto(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(root().join("bin/disinto"));
-        cmd.args(args)
+        // Images built here, never pushed: nothing to verify them by.
+        cmd.args(unverified(args))
             .current_dir(self.dir.path())
             .env("DISINTO_BIN", &self.bin)
             .env("COMPOSE_PROJECT_NAME", &self.project)
@@ -481,4 +482,313 @@ fn a_failure_after_the_gate_is_reverted_and_doctor_and_watch_judge() {
     let look: Value =
         serde_json::from_str(&std::fs::read_to_string(f.path(WATCH_FILE)).unwrap()).unwrap();
     assert_eq!(look["failing"], true, "{look}");
+}
+
+/// The archives (not manifests) in the factory's backups/, sorted.
+fn archives(f: &Factory) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(f.path("backups"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tar.gz"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn a_backup_is_restored_whole_and_a_bad_one_changes_nothing() {
+    let (f, _) = Factory::new(&[("v0.1.0", "")], NO_SESSION);
+    let agents = f.agents_running();
+    write_markers(&agents, "one");
+    let printed = f.ok(&["backup"]);
+    let taken = archives(&f);
+    assert_eq!(taken.len(), 1, "{printed}");
+    let archive = taken[0].clone();
+    assert!(printed.contains(&archive), "{printed}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(f.path(&format!("backups/{archive}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(manifest["version"], "v0.1.0");
+    assert_eq!(
+        manifest["volumes"],
+        serde_json::json!(["agent-state", "agent-data"])
+    );
+
+    // The agents' work goes on after the backup: new markers, a new file.
+    write_markers(&agents, "two");
+    ok(Command::new("docker").args([
+        "exec",
+        "-u",
+        "agent",
+        &agents,
+        "touch",
+        "/home/agent/data/later",
+    ]));
+
+    // Refused with nothing stopped: another factory's backup, a corrupt archive, a name
+    // that is not a backup.
+    let mut other = f.disinto(&["restore", &archive]);
+    other.env("COMPOSE_PROJECT_NAME", unique("other"));
+    let out = output(&mut other);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a backup of factory"), "{err}");
+    let path = f.path(&format!("backups/{archive}"));
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0xff;
+    std::fs::write(&path, &bad).unwrap();
+    let out = output(&mut f.disinto(&["restore", &archive]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not match its checksum"),
+        "{err}"
+    );
+    std::fs::write(&path, &good[..good.len() - 100]).unwrap();
+    let out = output(&mut f.disinto(&["restore", &archive]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("corrupt or truncated"),
+        "{err}"
+    );
+    let out = output(&mut f.disinto(&["restore", "nothing-here.tar.gz"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(
+        f.agents_running(),
+        agents,
+        "a refused restore stopped agents"
+    );
+    assert_eq!(read_markers(&agents), ["two"; 4]);
+    std::fs::write(&path, &good).unwrap();
+
+    // The real one: the snapshot's volumes go back whole (the later file gone), the others
+    // (agent-repos, the projects bind) are left as they are; agents runs healthy again.
+    let out = output(&mut f.disinto(&["restore", &archive]));
+    succeeded(&out, "restore");
+    assert_eq!(
+        f.agents_running(),
+        agents,
+        "restore stops and starts the same container"
+    );
+    wait_healthy(&agents, Duration::from_secs(60));
+    let markers = read_markers(&agents);
+    let by_path: Vec<(&str, &str)> = volume_paths()
+        .into_iter()
+        .zip(markers.iter().map(String::as_str))
+        .collect();
+    for (path, marker) in by_path {
+        let want = match path {
+            "/home/agent/data" | "/home/agent/disinto/state" => "one",
+            _ => "two",
+        };
+        assert_eq!(marker, want, "{path}");
+    }
+    assert!(
+        f.read("/home/agent/data/later").is_empty(),
+        "the later file survived the restore"
+    );
+    assert!(
+        f.read(DRAIN_FILE).is_empty(),
+        "the restore left agents drained"
+    );
+
+    // Only the newest --keep stay.
+    f.ok(&["backup", "--keep", "1"]);
+    let kept = archives(&f);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_ne!(kept[0], archive);
+
+    // A disk too small for the snapshot: refused before anything is drained or written.
+    let small = Mounted::tmpfs("8m");
+    std::fs::rename(f.path("backups"), f.path("backups.kept")).unwrap();
+    std::os::unix::fs::symlink(small.dir.path(), f.path("backups")).unwrap();
+    let out = output(&mut f.disinto(&["backup"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("MB free"), "{err}");
+    assert_eq!(std::fs::read_dir(small.dir.path()).unwrap().count(), 0);
+    assert!(
+        f.read(DRAIN_FILE).is_empty(),
+        "a refused backup left agents drained"
+    );
+}
+
+/// A tmpfs of `size` mounted on a temp dir (the bench runs as root), unmounted on drop.
+struct Mounted {
+    dir: TempDir,
+}
+
+impl Mounted {
+    fn tmpfs(size: &str) -> Mounted {
+        let dir = TempDir::new("small-disk").unwrap();
+        ok(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path()));
+        Mounted { dir }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).output();
+    }
+}
+
+/// A release's extra Dockerfile lines: its migrations, and in place of the disinto binary a
+/// script that says `version` and otherwise runs the real binary at `real` (a host path: the
+/// upgrade runs it on the host, as an operator's extracted binary).
+fn release_lines(version: &str, migrations: &str, real: &std::path::Path) -> String {
+    let script = format!(
+        "#!/bin/sh\\nif [ \"$1\" = --version ]; then echo \"disinto {version} (revision e2e)\"; exit 0; fi\\nexec {} \"$@\"\\n",
+        real.display()
+    );
+    format!(
+        "RUN printf '{}' > /opt/disinto/migrations.yml && rm /usr/local/bin/disinto \
+         && printf '{script}' > /usr/local/bin/disinto && chmod 755 /usr/local/bin/disinto\n",
+        migrations.replace('\n', "\\n")
+    )
+}
+
+/// Every file in `dir` with its bytes.
+fn files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn an_upgrade_migrates_replaces_the_binary_and_a_failed_one_puts_everything_back() {
+    // The operator's extracted binary (no launcher, no checkout), and the real one the
+    // releases' stand-in binaries run.
+    let bin = TempDir::new("operator-bin").unwrap();
+    let real = bin.path().join("disinto.real");
+    let extracted = bin.path().join("disinto");
+    std::fs::copy(disinto_bin(), &real).unwrap();
+    std::fs::copy(disinto_bin(), &extracted).unwrap();
+    let v2 = "migrations:\n  - version: v0.2.0\n    add: { FORGE_TIMEOUT: \"30\" }\n    rename: { OLD_NAME: NEW_NAME }\n";
+    let v3 = "migrations:\n  - version: v0.3.0\n    remove: [NEW_NAME]\n";
+    // v0.3.0 writes into agent-state and never turns healthy.
+    let v3_fails = "HEALTHCHECK --interval=1s --timeout=2s --retries=1 --start-period=0s CMD \
+                    touch /home/agent/disinto/state/v3-was-here && false\n";
+    let (f, ids) = Factory::new(
+        &[
+            ("v0.1.0", ""),
+            ("v0.2.0", &release_lines("v0.2.0", v2, &real)),
+            (
+                "v0.3.0",
+                &format!("{}{v3_fails}", release_lines("v0.3.0", v3, &real)),
+            ),
+        ],
+        NO_SESSION,
+    );
+    let operator = |args: &[&str]| {
+        let mut cmd = Command::new(&extracted);
+        cmd.args(unverified(args))
+            .current_dir(f.dir.path())
+            .env("COMPOSE_PROJECT_NAME", &f.project)
+            .env("DISINTO_WATCH", "0")
+            .env("AGENT_CMD", NO_SESSION)
+            .env_remove("DISINTO_BIN")
+            .env_remove("AGENTS_IMAGE")
+            .env_remove("DISINTO_REGISTRY");
+        cmd
+    };
+    let agents = f.agents_running();
+    write_markers(&agents, "one");
+    let env_path = f.path(".env");
+    let mut env = std::fs::read_to_string(&env_path).unwrap();
+    env.push_str("# the operator's own line\nOLD_NAME=kept # a comment\n");
+    std::fs::write(&env_path, &env).unwrap();
+
+    // Without a terminal, an upgrade needs --yes: nothing changed.
+    let out = output(&mut operator(&["upgrade", "v0.2.0"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--yes"), "{err}");
+    assert_eq!(std::fs::read_to_string(&env_path).unwrap(), env);
+
+    let out = output(&mut operator(&[
+        "upgrade",
+        "v0.2.0",
+        "--yes",
+        "--health-timeout",
+        "60",
+    ]));
+    let printed = succeeded(&out, "upgrade v0.2.0");
+    for step in [
+        "[1/6]",
+        "[3/6] snapshot",
+        "[4/6] migrate .env",
+        "[6/6] roll out v0.2.0",
+    ] {
+        assert!(printed.contains(step), "{printed}");
+    }
+    assert_eq!(f.agents_image_id(), ids[1]);
+    let upgraded = f.agents_running();
+    assert_eq!(read_markers(&upgraded), ["one"; 4]);
+    let after = std::fs::read_to_string(&env_path).unwrap();
+    let want = env
+        .replace("AGENTS_IMAGE=v0.1.0", "AGENTS_IMAGE=v0.2.0")
+        .replace("OLD_NAME=kept # a comment", "NEW_NAME=kept # a comment")
+        + "FORGE_TIMEOUT=30\n";
+    assert_eq!(after, want);
+    let replaced = std::fs::read_to_string(&extracted).unwrap();
+    assert!(replaced.contains("disinto v0.2.0"), "{replaced}");
+    assert_eq!(
+        std::fs::read(bin.path().join("disinto.prev")).unwrap(),
+        std::fs::read(&real).unwrap()
+    );
+    let row = f.rows().pop().unwrap();
+    assert_eq!(
+        (field(&row, "version"), field(&row, "outcome")),
+        ("v0.2.0", "deployed")
+    );
+    assert_eq!(archives(&f).len(), 1);
+
+    // v0.3.0 fails after writing into agent-state: images, .env, compose file, binaries and
+    // data all go back.
+    let bins_before = files(bin.path());
+    let compose_before = std::fs::read(f.path("docker-compose.yml")).unwrap();
+    let out = output(&mut operator(&[
+        "upgrade",
+        "v0.3.0",
+        "--yes",
+        "--health-timeout",
+        "20",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("restoring the snapshot"), "{err}");
+    assert_eq!(f.agents_image_id(), ids[1], "{err}");
+    assert_eq!(std::fs::read_to_string(&env_path).unwrap(), after);
+    assert_eq!(
+        std::fs::read(f.path("docker-compose.yml")).unwrap(),
+        compose_before
+    );
+    assert_eq!(files(bin.path()), bins_before);
+    assert!(
+        f.read("/home/agent/disinto/state/v3-was-here").is_empty(),
+        "v0.3.0's write survived"
+    );
+    assert_eq!(read_markers(&f.agents_running()), ["one"; 4]);
+    assert_eq!(archives(&f).len(), 2);
+    let row = f.rows().pop().unwrap();
+    assert_eq!(field(&row, "version"), "v0.3.0");
+    assert_eq!(field(&row, "outcome"), "reverted", "{err}");
 }

@@ -7,9 +7,24 @@ use std::process::{Command, Output};
 
 use common::*;
 
+/// A signing key as a CI secret holds it, for runs that never reach cosign (a dry run, a
+/// refusal): its body and the password must appear nowhere in what the release prints.
+const FAKE_KEY_BODY: &str = "eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjozMjc2OH19fQ";
+const FAKE_KEY: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\neyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjozMjc2OH19fQ\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n";
+const FAKE_PASSWORD: &str = "pw-never-printed-8c1f";
+
 fn state(c: &Checkout) -> (String, String, String) {
     let status = ok(git(&c.work()).args(["status", "--porcelain", "--ignored"]));
     (c.head(), Checkout::tags(&c.work()), status)
+}
+
+/// The one `error:` line of a run that failed after printing its progress.
+fn the_error(out: &Output) -> String {
+    assert!(!out.status.success(), "succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "not one error line:\n{stderr}");
+    errors[0].to_string()
 }
 
 fn one_line_error(out: &Output) -> String {
@@ -111,6 +126,8 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
             .env("PATH", bin.path())
             .env("GITHUB_TOKEN", token)
             .env("GITHUB_ACTOR", "someone")
+            .env("COSIGN_PRIVATE_KEY", FAKE_KEY)
+            .env("COSIGN_PASSWORD", FAKE_PASSWORD)
             .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
             .env("DISINTO_MIRRORS", "mirror"),
     );
@@ -129,6 +146,8 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
         // The real lookup: loopback registries are plain HTTP, so --insecure (the printed
         // plan is the command value that runs).
         "docker manifest inspect --insecure -v 127.0.0.1:5000/disinto/agents:v0.2.0",
+        // Preflight proves the key opens; its public half is built into the binary.
+        "cosign public-key --key env://COSIGN_PRIVATE_KEY",
         "git tag --annotate v0.2.0",
         "git push origin refs/tags/v0.2.0",
         "git push mirror refs/tags/v0.2.0",
@@ -142,6 +161,14 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
         "docker push 127.0.0.1:5000/disinto/agents:latest",
         "docker push 127.0.0.1:5000/disinto/edge:v0.2.0",
         "docker push 127.0.0.1:5000/disinto/reproduce:latest",
+        // Signed offline by digest, in the registry login, plain HTTP for loopback only.
+        "cargo tree --quiet --locked -p disinto -e normal",
+        "cosign sign --key env://COSIGN_PRIVATE_KEY --tlog-upload=false --yes --allow-http-registry 127.0.0.1:5000/disinto/agents@DIGEST",
+        "--entrypoint dpkg-query 127.0.0.1:5000/disinto/agents@DIGEST",
+        "--type spdxjson --predicate SBOM.json 127.0.0.1:5000/disinto/agents@DIGEST",
+        "--type slsaprovenance1 --predicate PROVENANCE.json 127.0.0.1:5000/disinto/agents@DIGEST",
+        "cosign sign --key env://COSIGN_PRIVATE_KEY --tlog-upload=false --yes --allow-http-registry 127.0.0.1:5000/disinto/reproduce@DIGEST",
+        "--type slsaprovenance1 --predicate PROVENANCE.json 127.0.0.1:5000/disinto/reproduce@DIGEST",
         "up --detach --no-deps agents",
         "git commit",
     ];
@@ -166,6 +193,9 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
         );
     }
     assert!(!stdout.contains(token) && !stderr.contains(token));
+    for secret in [FAKE_PASSWORD, FAKE_KEY_BODY] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    }
     assert_eq!(state(&c), before);
     assert!(
         !c.work().join("target").exists(),
@@ -346,6 +376,8 @@ fn dry_run(c: &Checkout, version: &str) -> Output {
             .args(["release", version, "--dry-run"])
             .env("GITHUB_TOKEN", "t")
             .env("GITHUB_ACTOR", "someone")
+            .env("COSIGN_PRIVATE_KEY", FAKE_KEY)
+            .env("COSIGN_PASSWORD", FAKE_PASSWORD)
             .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
             .env_remove("DISINTO_MIRRORS"),
     )
@@ -471,4 +503,91 @@ fn a_release_request_interrupted_after_its_commit_is_not_made() {
         ok(git(ops.path()).args(["branch", "--show-current"])).trim(),
         "main"
     );
+}
+
+#[test]
+fn without_the_signing_key_the_release_refuses_unless_unsigned() {
+    let c = Checkout::new("v0.2.0");
+    let before = state(&c);
+    let release = |args: &[&str], key: Option<(&str, &str)>| {
+        let mut cmd = c.xtask();
+        cmd.arg("release")
+            .args(args)
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_ACTOR", "someone")
+            .env("DISINTO_REGISTRY", "127.0.0.1:1/disinto")
+            .env_remove("COSIGN_PRIVATE_KEY")
+            .env_remove("COSIGN_PASSWORD")
+            .env_remove("DISINTO_MIRRORS");
+        if let Some((k, p)) = key {
+            cmd.env("COSIGN_PRIVATE_KEY", k).env("COSIGN_PASSWORD", p);
+        }
+        output(&mut cmd)
+    };
+    // A real run: preflight refuses in one line naming both variables and --unsigned.
+    let out = release(&["v0.2.0", "--skip", "push-image"], None);
+    let e = the_error(&out);
+    assert!(e.starts_with("error: preflight: "), "{e}");
+    assert!(
+        e.contains("COSIGN_PRIVATE_KEY")
+            && e.contains("COSIGN_PASSWORD")
+            && e.contains("--unsigned"),
+        "{e}"
+    );
+    assert_eq!(state(&c), before);
+    // Half a key is no key.
+    let out = release(
+        &["v0.2.0", "--skip", "push-image"],
+        Some(("", FAKE_PASSWORD)),
+    );
+    let e = the_error(&out);
+    assert!(e.contains("COSIGN_PRIVATE_KEY"), "{e}");
+    assert!(!e.contains(FAKE_PASSWORD), "{e}");
+    assert_eq!(state(&c), before);
+
+    // A key that does not open (a wrong password, not a key at all): refused, and neither
+    // the key nor the password is repeated (cosign, or its absence, says why).
+    let out = release(
+        &["v0.2.0", "--skip", "push-image"],
+        Some((FAKE_KEY, FAKE_PASSWORD)),
+    );
+    let e = the_error(&out);
+    assert!(e.starts_with("error: preflight: "), "{e}");
+    assert!(e.contains("--unsigned"), "{e}");
+    assert!(
+        !e.contains(FAKE_PASSWORD) && !e.contains(FAKE_KEY_BODY),
+        "{e}"
+    );
+    assert_eq!(state(&c), before);
+
+    // The dry run says it would fail, after the whole plan.
+    let out = release(&["v0.2.0", "--dry-run"], None);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .contains("# preflight would fail: COSIGN_PRIVATE_KEY and COSIGN_PASSWORD are not set"),
+        "{stdout}"
+    );
+
+    // --unsigned on purpose: no cosign anywhere in the plan, and the key stays out of the build.
+    let out = release(&["v0.2.0", "--dry-run", "--unsigned"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("cosign"), "{stdout}");
+    assert!(
+        stdout.contains("$ DISINTO_RELEASE_PUBLIC_KEY='' DISINTO_RELEASE_VERSION=v0.2.0"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sign-image"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[7/9] sign-image: skipped"),
+        "{stdout}"
+    );
+
+    assert_eq!(state(&c), before);
 }

@@ -46,6 +46,17 @@ impl Factory {
         (!id.is_empty()).then_some(id)
     }
 
+    /// The id of the container of `service`, running or stopped, if there is one.
+    pub fn any_container(&self, sh: &Shell, service: &str) -> Option<String> {
+        let ids = self
+            .compose(sh, &["ps", "--all", "--quiet", service])
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()?;
+        ids.split_whitespace().next().map(str::to_string)
+    }
+
     /// Every container of the factory, on-demand profiles included, running or not.
     pub fn containers(&self, sh: &Shell) -> Result<Vec<String>> {
         let ids = self
@@ -61,6 +72,15 @@ impl Factory {
     /// name (COMPOSE_PROJECT_NAME, the file's `name:`) and a volume's own `name:` are applied
     /// as compose applies them. Every profile's, external ones left out, as `down` does.
     pub fn volume_names(&self, sh: &Shell) -> Result<Vec<String>> {
+        Ok(self
+            .volumes(sh)?
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect())
+    }
+
+    /// The factory's named volumes as `(compose key, Docker's name)`, external ones left out.
+    pub fn volumes(&self, sh: &Shell) -> Result<Vec<(String, String)>> {
         let json = self
             .compose(sh, &["--profile", "*", "config", "--format", "json"])
             .quiet()
@@ -70,8 +90,9 @@ impl Factory {
     }
 }
 
-/// The names of the volumes `down --volumes` removes, from `docker compose config --format json`.
-fn removable_volumes(json: &str) -> Result<Vec<String>> {
+/// The volumes `down --volumes` removes, from `docker compose config --format json`, as
+/// `(compose key, Docker's name)`.
+fn removable_volumes(json: &str) -> Result<Vec<(String, String)>> {
     #[derive(serde::Deserialize)]
     struct Config {
         #[serde(default)]
@@ -91,6 +112,7 @@ fn removable_volumes(json: &str) -> Result<Vec<String>> {
         .filter(|(_, v)| !v.external)
         .map(|(key, v)| {
             v.name
+                .map(|name| (key.clone(), name))
                 .with_context(|| format!("compose gives volume {key} no name"))
         })
         .collect()
@@ -108,12 +130,12 @@ mod tests {
             "ext": {"name": "ext", "external": true}}}"#;
         assert_eq!(
             removable_volumes(json).unwrap(),
-            ["prod_agent-data", "explicit"]
+            [
+                ("agent-data".to_string(), "prod_agent-data".to_string()),
+                ("own".to_string(), "explicit".to_string())
+            ]
         );
-        assert_eq!(
-            removable_volumes(r#"{"name": "p"}"#).unwrap(),
-            Vec::<String>::new()
-        );
+        assert!(removable_volumes(r#"{"name": "p"}"#).unwrap().is_empty());
         assert!(removable_volumes(r#"{"volumes": {"v": {}}}"#).is_err());
     }
 }

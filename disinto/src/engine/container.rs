@@ -73,18 +73,23 @@ pub fn free_bytes() -> Result<u64> {
         &["info", "--format", "{{.DockerRootDir}}"],
         "ask Docker where it keeps images",
     )?;
+    free_bytes_at(std::path::Path::new(root.trim()))
+}
+
+/// Bytes free on the file system that holds `path` (`df`, as the operator would ask).
+pub fn free_bytes_at(path: &std::path::Path) -> Result<u64> {
     let out = docker::output_within(
-        std::process::Command::new("df").args(["-Pk", root.trim()]),
+        std::process::Command::new("df").arg("-Pk").arg(path),
         std::time::Duration::from_secs(10),
     )
-    .map_err(|why| anyhow::anyhow!("cannot read the free space of {}: {why}", root.trim()))?;
+    .map_err(|why| anyhow::anyhow!("cannot read the free space of {}: {why}", path.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let kb = text
         .lines()
         .nth(1)
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|n| n.parse::<u64>().ok())
-        .with_context(|| format!("df printed no free space for {}", root.trim()))?;
+        .with_context(|| format!("df printed no free space for {}", path.display()))?;
     Ok(kb * 1024)
 }
 

@@ -129,6 +129,36 @@ pub fn last_line(bytes: &[u8]) -> String {
         .to_string()
 }
 
+/// The bytes of the file at `path` inside `image` (a throwaway container, no network):
+/// `None` when the image has no such file.
+pub fn file_from_image(image: &str, path: &str) -> Result<Option<Vec<u8>>> {
+    require_client()?;
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+        ])
+        .arg("test -f \"$1\" || exit 3; cat \"$1\"")
+        .args(["sh", path])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run docker: {e}"))?;
+    match out.status.code() {
+        Some(0) => Ok(Some(out.stdout)),
+        Some(3) => Ok(None),
+        _ => bail!(
+            "cannot read {path} from {image}: {}",
+            last_line(&out.stderr)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,12 @@ pub struct Deployment {
     /// The rollout attempt this records (its in-flight marker's id): a crash is recorded once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
+    /// The id of the trusted key whose signature on the image was verified before it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<String>,
+    /// The rollout ran with `--insecure-skip-verify`: its images were not verified.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_verify: bool,
 }
 
 /// Where a rollout in flight is marked, relative to the factory directory: written before
@@ -145,6 +151,16 @@ impl Deployment {
         match self.version.as_str() {
             "" => "dev",
             v => v,
+        }
+    }
+
+    /// How the image was let run, in words: the key that signed it, skipped, or dev mode.
+    pub fn verification(&self) -> String {
+        match (&self.verified_by, self.skip_verify, self.version.as_str()) {
+            (Some(key), _, _) => format!("verified (key {key})"),
+            (None, true, _) => "NOT verified (--insecure-skip-verify)".into(),
+            (None, false, "") => "not verified (dev mode, built locally)".into(),
+            (None, false, _) => "not verified (recorded before verification)".into(),
         }
     }
 

@@ -29,6 +29,11 @@ pub(crate) fn history(root: &Path, json: bool) -> Result<()> {
         if let Some(by) = &d.by {
             on.push_str(&format!("  by {by}"));
         }
+        match (&d.verified_by, d.skip_verify) {
+            (Some(key), _) => on.push_str(&format!("  verified {key}")),
+            (None, true) => on.push_str("  NOT VERIFIED (--insecure-skip-verify)"),
+            _ => {}
+        }
         if let Some(session) = &d.interrupted_session {
             on.push_str(&format!("  (--force cut the session {session})"));
         }

@@ -1,16 +1,18 @@
 //! Our images on this host, shared by every rollout (`up`, `rollback`, `swarm deploy`, the
-//! release's restart-agents): pull what is missing and pin it by its registry digest; keep
+//! release's restart-agents): verify their signatures ([`super::trust`]), pull what is
+//! missing by its verified digest and pin it by that digest; keep
 //! the images of recent deployments under a local tag so a revert or rollback needs no
 //! registry.
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
-use crate::engine::{docker, Runner};
+use super::trust::{Passed, Trust};
+use crate::engine::{docker, registry, Runner};
 use crate::model::config::FactoryConfig;
 use crate::model::history::{Deployment, Outcome};
-use crate::model::image_ref::{ImageRef, OurImage};
+use crate::model::image_ref::{ImageRef, OurImage, AGENTS};
 
 pub use crate::model::image_ref::KEEP_REPOSITORY;
 
@@ -18,35 +20,170 @@ pub use crate::model::image_ref::KEEP_REPOSITORY;
 /// them needs no registry (and survives `docker image prune`).
 const KEPT_DEPLOYMENTS: usize = 3;
 
-/// Pulls each of `images` that is not here yet and pins it by its registry digest: the
-/// exact references to run, by image name (none in dev mode). A dry run prints the pulls it
-/// would make and pins nothing. A pull that fails is a one-line error, and nothing has been
-/// changed.
+/// What [`pull_and_pin`] gives a rollout: the exact references to run, by image name (none
+/// in dev mode), and how they passed the gate.
+#[derive(Debug, Default)]
+pub struct Pinned {
+    pub refs: BTreeMap<&'static str, String>,
+    pub passed: Passed,
+}
+
+/// Verifies, pulls what is not here yet, and pins by registry digest each of `images`.
+/// Nothing is pulled before its signature checks out (see [`super::trust`]); a refusal is one
+/// line naming the image and the reason, and nothing has been changed. A dry run prints the
+/// pulls it would make and pins nothing (it asks no registry).
 pub fn pull_and_pin(
     runner: &Runner<'_>,
     config: &FactoryConfig,
     images: impl IntoIterator<Item = OurImage>,
-) -> Result<BTreeMap<&'static str, String>> {
-    let mut pinned = BTreeMap::new();
+    trust: &mut Trust,
+) -> Result<Pinned> {
+    let mut pinned = Pinned::default();
+    let mut dev = vec![];
+    let mut agents_key = None;
+    let mut first_key = None;
+    let refuse = |reference: &str, why: anyhow::Error| {
+        anyhow!(
+            "{reference}: refused, {why:#}; nothing was changed and nothing pulled (AGENTS_IMAGE={})",
+            config.agents.as_setting()
+        )
+    };
     for image in images {
         let Some(reference) = config.agents.resolved_for(image, &config.registry) else {
+            dev.push(image.name);
             continue;
         };
-        if !docker::image_present(&reference) {
-            let sh = runner.sh;
-            let pull = xshell::cmd!(sh, "docker pull --quiet {reference}");
-            if let Err(why) = runner.exec_captured(pull) {
-                bail!(
-                    "AGENTS_IMAGE={}: cannot pull {reference} ({why:#}); nothing was changed, the running factory is as it was",
-                    config.agents.as_setting()
-                );
+        let parsed = ImageRef::parse(&reference).map_err(|e| refuse(&reference, e))?;
+        if trust.skip || runner.dry_run {
+            if runner.dry_run && !trust.skip {
+                runner.note(&format!(
+                    "verify the cosign signature of {reference} ({} trusted key(s)), by the digest the registry names, before it is pulled",
+                    trust.keys.len()
+                ));
             }
+            if !docker::image_present(&reference) {
+                let sh = runner.sh;
+                let pull = xshell::cmd!(sh, "docker pull --quiet {reference}");
+                if let Err(why) = runner.exec_captured(pull) {
+                    bail!(
+                        "AGENTS_IMAGE={}: cannot pull {reference} ({why:#}); nothing was changed, the running factory is as it was",
+                        config.agents.as_setting()
+                    );
+                }
+            }
+            if !runner.dry_run {
+                pinned.refs.insert(image.name, pin(&reference));
+            }
+            continue;
         }
-        if !runner.dry_run {
-            pinned.insert(image.name, pin(&reference));
+        let (run, key) =
+            verified_reference(runner, trust, &parsed).map_err(|e| refuse(&reference, e))?;
+        eprintln!("verified {run} (signed by {key})");
+        if image.name == AGENTS.name {
+            agents_key = Some(key.clone());
+        }
+        first_key.get_or_insert(key);
+        pinned.refs.insert(image.name, run);
+    }
+    if !dev.is_empty() {
+        let line = format!(
+            "dev mode: {} built from this checkout, not verified (no signature to check)",
+            dev.join(", ")
+        );
+        match runner.dry_run {
+            true => runner.note(&line),
+            false => eprintln!("{line}"),
         }
     }
+    pinned.passed = match (trust.skip, agents_key.or(first_key)) {
+        (true, _) => Passed::Skipped,
+        (false, Some(key)) => Passed::Verified(key),
+        (false, None) => Passed::Dev,
+    };
+    if trust.skip && !runner.dry_run && !pinned.refs.is_empty() {
+        eprintln!(
+            "WARNING: --insecure-skip-verify: the signatures of {} were NOT checked; the history records this rollout as unverified",
+            pinned.refs.values().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     Ok(pinned)
+}
+
+/// The verified, digest-pinned reference to run for `image`, and the key id that signed it;
+/// pulled by that digest when it is not here. A digest already here and remembered as
+/// verified needs no registry; any other is looked up and verified there first.
+fn verified_reference(
+    runner: &Runner<'_>,
+    trust: &mut Trust,
+    image: &ImageRef,
+) -> Result<(String, String)> {
+    let reference = image.to_string();
+    // The digests that name what is here under this reference, in its repository (a keep
+    // tag's image: in any repository it came from).
+    let candidates: Vec<(String, String)> = match image.digest() {
+        Some(digest) => vec![(image.repository().to_string(), digest.to_string())],
+        None => local_repo_digests(&reference)
+            .into_iter()
+            .filter_map(|d| {
+                let (repo, digest) = d.split_once('@')?;
+                (image.repository() == KEEP_REPOSITORY || repo == image.repository())
+                    .then(|| (repo.to_string(), digest.to_string()))
+            })
+            .collect(),
+    };
+    let is_keep = image.repository() == KEEP_REPOSITORY;
+    // The repository is the image's own, but for a keep tag's (where it came from).
+    let (digest, key) = match trust.remembered(&candidates) {
+        Some((i, key)) => (candidates[i].1.clone(), key),
+        None => {
+            let (repo, digest) = match candidates.first() {
+                Some(c) => c.clone(),
+                None if is_keep => {
+                    bail!("a kept image whose origin is unknown: roll back by version")
+                }
+                None => (image.repository().to_string(), registry::resolve(image)?),
+            };
+            let at = ImageRef::parse(&repo)?;
+            let key = trust.verify(&at, &digest)?;
+            (digest, key)
+        }
+    };
+    if is_keep {
+        // The kept image is the verified one: run it by its keep tag, as before.
+        return Ok((reference, key));
+    }
+    let run = image.with_digest(&digest);
+    if !docker::image_present(&run) {
+        // By the verified digest (a tag may have moved since): `repo:tag@sha256:…` pulls the
+        // digest, and names the tag the operator asked for in what it prints.
+        let sh = runner.sh;
+        runner
+            .exec_captured(xshell::cmd!(sh, "docker pull --quiet {run}"))
+            .with_context(|| format!("cannot pull {run}"))?;
+        // The tag stays a name for it here, as a pull by tag leaves it.
+        if image.tag().is_some() && image.digest().is_none() {
+            let tag = image.without_digest();
+            runner
+                .exec_captured(xshell::cmd!(sh, "docker tag {run} {tag}"))
+                .with_context(|| format!("cannot tag {run} as {tag}"))?;
+        }
+    }
+    Ok((run, key))
+}
+
+/// The `RepoDigests` (`repo@sha256:…`) of the local image `reference` names; none when there
+/// is no such image.
+fn local_repo_digests(reference: &str) -> Vec<String> {
+    docker::run(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        reference,
+    ])
+    .ok()
+    .and_then(|json| serde_json::from_str::<Vec<String>>(json.trim()).ok())
+    .unwrap_or_default()
 }
 
 /// `reference` pinned to the registry digest the local image carries (`repo:tag@sha256:…`),
@@ -58,16 +195,7 @@ pub fn pin(reference: &str) -> String {
     if parsed.digest().is_some() {
         return reference.to_string();
     }
-    let digests = docker::run(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .RepoDigests}}",
-        reference,
-    ])
-    .ok()
-    .and_then(|json| serde_json::from_str::<Vec<String>>(json.trim()).ok())
-    .unwrap_or_default();
+    let digests = local_repo_digests(reference);
     registry_digest(&parsed, &digests)
         .map(|digest| parsed.with_digest(digest))
         .unwrap_or_else(|| reference.to_string())

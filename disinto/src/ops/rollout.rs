@@ -15,6 +15,7 @@ use xshell::Shell;
 
 use super::drain::{self, DrainPolicy};
 use super::images::{keep_tag, pull_and_pin};
+use super::trust::Trust;
 use crate::engine::health::{self, wait_healthy, wait_healthy_to_recover};
 use crate::engine::{docker, Runner};
 use crate::factory::Factory;
@@ -43,6 +44,11 @@ pub struct Rollout {
     pub force: bool,
     /// How long agents is watched after it turns healthy; zero watches nothing.
     pub watch: Duration,
+    /// Run our images without checking their signatures (loud, and recorded).
+    pub skip_verify: bool,
+    /// Keys this rollout trusts besides the built-in release key and `DISINTO_TRUSTED_KEYS`
+    /// (the release's restart-agents: the public half of the key it just signed with).
+    pub extra_keys: Vec<crate::model::keys::TrustedKey>,
 }
 
 /// The drain timeout of a rollout unless told otherwise.
@@ -69,10 +75,12 @@ impl Rollout {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             force: false,
             watch: DEFAULT_WATCH,
+            skip_verify: false,
+            extra_keys: vec![],
         }
     }
 
-    fn drain_policy(&self) -> DrainPolicy {
+    pub(crate) fn drain_policy(&self) -> DrainPolicy {
         DrainPolicy {
             timeout: self.drain_timeout,
             force: self.force,
@@ -132,9 +140,14 @@ impl Rollout {
         // Images this rollout does not start keep what runs now: `up agents` moves agents,
         // and nothing else.
         input.pinned = factory.current_pins(|image| !self.starts(image));
-        // The target images must be here, and pinned, before any running container is touched.
+        // The target images must be verified, here, and pinned, before any running container
+        // is touched.
         let images = OUR_IMAGES.into_iter().filter(|i| self.starts(i));
-        input.pinned.extend(pull_and_pin(&runner, config, images)?);
+        let mut trust = Trust::load(&factory.dir, self.skip_verify)?;
+        trust.keys.extend(self.extra_keys.iter().cloned());
+        let pinned = pull_and_pin(&runner, config, images, &mut trust)?;
+        let passed = pinned.passed;
+        input.pinned.extend(pinned.refs);
         let model = compose::model(&input);
 
         let args = self.compose_args(factory, &input, &model);
@@ -187,6 +200,7 @@ impl Rollout {
         // Every row this rollout writes names the attempt and the session it cut, if any.
         let stamp = |mut row: Deployment| {
             row.attempt = Some(attempt.attempt.clone());
+            passed.stamp(&mut row);
             row.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
             row
         };

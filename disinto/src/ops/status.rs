@@ -73,6 +73,7 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
         let value = serde_json::json!({
             "services": rows,
             "deployed": current,
+            "verified": current.map(Deployment::verification),
             "previous": previous,
             "lock": lock::holder(&factory.dir),
             "freeze": match lock::frozen(&factory.dir) {
@@ -150,10 +151,11 @@ fn summary(current: Option<&Deployment>, previous: Option<&Deployment>) -> Optio
         None => "previous: none".into(),
     };
     Some(format!(
-        "deployed: {} since {} ({}); {before}",
+        "deployed: {} since {} ({}), {}; {before}",
         now.shown_version(),
         now.time,
-        now.image
+        now.image,
+        now.verification()
     ))
 }
 

@@ -18,6 +18,11 @@ pub mod release_var {
     pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
     /// The user the token belongs to.
     pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
+    /// The release's private signing key, cosign's encrypted PEM text (as a CI secret holds
+    /// it). Only ever in the environment: cosign reads it itself (`env://`).
+    pub const COSIGN_PRIVATE_KEY: &str = "COSIGN_PRIVATE_KEY";
+    /// The password of that key, cosign's own name for it. Environment only.
+    pub const COSIGN_PASSWORD: &str = "COSIGN_PASSWORD";
 }
 
 use release_var::*;
@@ -49,6 +54,9 @@ pub struct ReleaseConfig {
     /// Absent until needed: a dry run or a release without push-image needs none.
     credentials: Option<Credentials>,
     missing_credentials: Option<String>,
+    /// Why the release cannot sign (a key variable is missing), if it cannot. The key itself
+    /// is not kept: cosign reads it from the environment the release inherited.
+    missing_signing_key: Option<String>,
 }
 
 impl ReleaseConfig {
@@ -80,6 +88,28 @@ impl ReleaseConfig {
                 None,
             )
         };
+        let key = settings.from_environment(COSIGN_PRIVATE_KEY)?;
+        let password = settings.from_environment(COSIGN_PASSWORD)?;
+        let missing: Vec<&str> = [
+            (
+                COSIGN_PRIVATE_KEY,
+                key.is_some_and(|k| !k.trim().is_empty()),
+            ),
+            // An empty password is a password (cosign generate-key-pair allows one); an
+            // unset one would make cosign ask a terminal the release does not have.
+            (COSIGN_PASSWORD, password.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| !set)
+        .map(|(name, _)| name)
+        .collect();
+        let missing_signing_key = (!missing.is_empty()).then(|| {
+            format!(
+                "{} {} not set: a release signs every image with the project's key (COSIGN_PRIVATE_KEY, the PEM text, and COSIGN_PASSWORD; docs/release.md), or pass --unsigned to release unsigned images on purpose",
+                missing.join(" and "),
+                if missing.len() == 1 { "is" } else { "are" }
+            )
+        });
         Ok(ReleaseConfig {
             registry,
             mirrors: settings.list(DISINTO_MIRRORS)?,
@@ -91,7 +121,17 @@ impl ReleaseConfig {
             push_attempts,
             credentials,
             missing_credentials,
+            missing_signing_key,
         })
+    }
+
+    /// Whether the signing key is in the environment, or a one-line error naming both
+    /// variables and `--unsigned`.
+    pub fn signing_key(&self) -> Result<()> {
+        match &self.missing_signing_key {
+            Some(why) => bail!("{why}"),
+            None => Ok(()),
+        }
     }
 
     /// The registry credentials, or a one-line error saying what to set.
@@ -139,5 +179,28 @@ mod tests {
         assert!(e.starts_with("GITHUB_ACTOR is not set"), "{e}");
         let c = config(&[("GITHUB_TOKEN", "t0ken"), ("GITHUB_ACTOR", "me")]).unwrap();
         assert!(!format!("{:?}", c).contains("t0ken"));
+    }
+
+    #[test]
+    fn a_missing_signing_key_names_both_variables_and_unsigned() {
+        for pairs in [
+            &[][..],
+            &[("COSIGN_PASSWORD", "pw")][..],
+            &[("COSIGN_PRIVATE_KEY", "  "), ("COSIGN_PASSWORD", "pw")][..],
+            &[(
+                "COSIGN_PRIVATE_KEY",
+                "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----",
+            )][..],
+        ] {
+            let e = format!("{:#}", config(pairs).unwrap().signing_key().unwrap_err());
+            assert!(
+                e.contains("COSIGN_PRIVATE_KEY") && e.contains("COSIGN_PASSWORD"),
+                "{e}"
+            );
+            assert!(e.contains("--unsigned") && !e.contains('\n'), "{e}");
+        }
+        let c = config(&[("COSIGN_PRIVATE_KEY", "pem"), ("COSIGN_PASSWORD", "")]).unwrap();
+        c.signing_key().unwrap();
+        assert!(!format!("{c:?}").contains("pem"));
     }
 }

@@ -5,8 +5,11 @@
 pub mod config;
 mod formula;
 pub mod latest;
+pub mod provenance;
 pub mod refname;
 pub mod registry;
+pub mod sbom;
+pub(crate) mod sign;
 mod state;
 pub mod step;
 mod steps;
@@ -25,7 +28,7 @@ use config::ReleaseConfig;
 use formula::{Formula, FormulaStep};
 use latest::Latest;
 use registry::Session;
-pub use state::{Progress, Record, RecordStep, StepRecord};
+pub use state::{Attestation, BaseImage, Progress, Record, RecordStep, Signature, StepRecord};
 use step::{Status, Step};
 pub use steps::build_lock;
 
@@ -56,6 +59,10 @@ pub struct Release {
     /// release's unchanged layers are reused, and a new base image rebuilds them anyway
     #[arg(long)]
     pub refresh_packages: bool,
+    /// Release without signing: no signature, SBOM or provenance, no key built into the
+    /// disinto binary, and the record says unsigned (COSIGN_PRIVATE_KEY is then not needed)
+    #[arg(long)]
+    pub unsigned: bool,
     /// Accepted for older scripts: reusing cached layers is now the default
     #[arg(long, hide = true)]
     pub cache: bool,
@@ -112,6 +119,8 @@ pub(crate) struct Options {
     pub allow_branch: bool,
     pub no_pull: bool,
     pub refresh_packages: bool,
+    /// `--unsigned`: sign-image is left out and nothing needs the key.
+    pub unsigned: bool,
     pub factory: Option<PathBuf>,
     pub health_timeout: u64,
     pub watch: u64,
@@ -124,6 +133,8 @@ impl Options {
             allow_branch: true,
             no_pull: true,
             refresh_packages: false,
+            // `cargo xtask push` pushes alone; `release --only sign-image` signs.
+            unsigned: true,
             factory: None,
             health_timeout: 0,
             watch: 0,
@@ -249,6 +260,8 @@ pub(crate) struct State {
     pub version_absent: bool,
     /// In a dry run: what would stop the real run (the plan is still printed to the end).
     pub would_fail: Vec<String>,
+    /// The release key's public half, once cosign has been asked for it.
+    pub key: Option<sign::ReleaseKey>,
 }
 
 /// One invocation: the plan, its state, and the runner.
@@ -284,6 +297,19 @@ impl<'a> Run<'a> {
         disinto::engine::docker::image_id(reference).with_context(|| {
             format!("image {reference} is not in the local image store: build and tag it first (cargo xtask release {} --only build-image, then --only tag-image)", self.plan.version)
         })
+    }
+
+    /// The images whose progress lacks something (`lacks` says what), by name, in order.
+    pub fn images_lacking(
+        &self,
+        lacks: impl Fn(&state::ImageProgress) -> bool,
+    ) -> Vec<&'static str> {
+        self.plan
+            .images
+            .iter()
+            .map(|i| i.name())
+            .filter(|name| lacks(&self.state.progress.image(name)))
+            .collect()
     }
 
     /// Whether every image build-image made is still in the local store.
@@ -358,7 +384,11 @@ pub fn select(formula: &Formula, opts: &Release) -> Result<Vec<Step>> {
         .map(|s| parse_step("--skip", s))
         .collect::<Result<Vec<_>>>()?;
     if let Some(only) = &opts.only {
-        return Ok(vec![parse_step("--only", only)?]);
+        let only = parse_step("--only", only)?;
+        if only == Step::SignImage && opts.unsigned {
+            bail!("--only sign-image and --unsigned contradict each other: leave one out");
+        }
+        return Ok(vec![only]);
     }
     let from = match &opts.from {
         Some(from) => Some(parse_step("--from", from)?),
@@ -370,6 +400,7 @@ pub fn select(formula: &Formula, opts: &Release) -> Result<Vec<Step>> {
         .map(|s| s.step)
         .filter(|s| from.is_none_or(|from| *s >= from))
         .filter(|s| !skip.contains(s))
+        .filter(|s| !(opts.unsigned && *s == Step::SignImage))
         .collect())
 }
 
@@ -380,6 +411,7 @@ impl Release {
             allow_branch: self.allow_branch,
             no_pull: self.no_pull,
             refresh_packages: self.refresh_packages,
+            unsigned: self.unsigned,
             factory: self.factory.clone(),
             health_timeout: self.health_timeout,
             watch: self.watch,
@@ -580,6 +612,7 @@ mod tests {
             allow_branch: false,
             no_pull: false,
             refresh_packages: false,
+            unsigned: false,
             cache: false,
             factory: None,
             health_timeout: 1,
@@ -611,11 +644,26 @@ mod tests {
                 "build-image",
                 "tag-image",
                 "push-image",
+                "sign-image",
                 "commit-result"
             ]
         );
         let o = Release {
             from: Some("push-image".into()),
+            ..opts()
+        };
+        assert_eq!(
+            ids(select(&f, &o).unwrap()),
+            [
+                "push-image",
+                "sign-image",
+                "restart-agents",
+                "commit-result"
+            ]
+        );
+        let o = Release {
+            from: Some("push-image".into()),
+            unsigned: true,
             ..opts()
         };
         assert_eq!(
@@ -652,5 +700,22 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn unsigned_leaves_sign_image_out_and_cannot_be_asked_to_sign() {
+        let f = formula();
+        let unsigned = Release {
+            unsigned: true,
+            ..opts()
+        };
+        assert!(!select(&f, &unsigned).unwrap().contains(&Step::SignImage));
+        let only = Release {
+            only: Some("sign-image".into()),
+            unsigned: true,
+            ..opts()
+        };
+        let e = format!("{:#}", select(&f, &only).unwrap_err());
+        assert!(e.contains("contradict"), "{e}");
     }
 }

@@ -78,6 +78,34 @@ impl Session {
         })
     }
 
+    /// The manifest `docker manifest inspect -v` prints for `reference` (JSON), or `None`
+    /// when the registry holds nothing there: for what [`Remote`] leaves out (annotations).
+    pub fn inspect_json(&self, sh: &Shell, reference: &str) -> Result<Option<String>> {
+        retry(&format!("looking up {reference}"), self.attempts, || {
+            inspect_raw(sh, self.config_dir(), reference)
+        })
+    }
+
+    /// Runs `cmd` (cosign, docker pull) in this session's login: retried like a push, its
+    /// output returned on success, its last line of error otherwise.
+    pub fn run(
+        &self,
+        what: &str,
+        mut cmd: impl FnMut() -> std::process::Command,
+    ) -> Result<std::process::Output> {
+        retry(what, self.attempts, || {
+            let out = cmd()
+                .env("DOCKER_CONFIG", self.config_dir())
+                .stdin(std::process::Stdio::null())
+                .output()
+                .with_context(|| format!("cannot run {what}"))?;
+            if !out.status.success() {
+                bail!("{}", last_line(&out.stderr));
+            }
+            Ok(out)
+        })
+    }
+
     /// `docker push reference`, retried with backoff on transient failures; returns the
     /// manifest digest the registry answered with.
     pub fn push(&self, sh: &Shell, reference: &str) -> Result<String> {
@@ -113,7 +141,7 @@ fn with_config(cmd: xshell::Cmd<'_>, config: &Path) -> Result<std::process::Outp
 }
 
 /// Plain HTTP is only ever allowed to loopback registries, as Docker itself does.
-fn is_loopback(reference: &str) -> bool {
+pub(crate) fn is_loopback(reference: &str) -> bool {
     let host = disinto::model::image_ref::registry_host(reference);
     let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
     name == "localhost"
@@ -147,6 +175,13 @@ pub fn login_lines(host: &str) -> [String; 2] {
 pub const LOGOUT_LINE: &str = "rm -rf \"$DOCKER_CONFIG\"";
 
 fn inspect_once(sh: &Shell, config: &Path, reference: &str) -> Result<Option<Remote>> {
+    match inspect_raw(sh, config, reference)? {
+        Some(json) => parse_manifest_inspect(&json).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn inspect_raw(sh: &Shell, config: &Path, reference: &str) -> Result<Option<String>> {
     let out = with_config(inspect_cmd(sh, reference), config)?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -155,7 +190,7 @@ fn inspect_once(sh: &Shell, config: &Path, reference: &str) -> Result<Option<Rem
         }
         bail!("{}", last_line(&out.stderr));
     }
-    parse_manifest_inspect(&String::from_utf8_lossy(&out.stdout)).map(Some)
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// Reads the manifest and config digests from `docker manifest inspect -v` output.

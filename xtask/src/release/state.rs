@@ -42,6 +42,56 @@ pub struct ImageProgress {
     /// What happened to the package layers (see `packages_note`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<String>,
+    /// The base image build-image built on, for the provenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseImage>,
+    /// The signature sign-image made of `digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+    /// The attestations sign-image attached to `digest`, in the order made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Attestation>,
+}
+
+/// The image a Dockerfile's `FROM` named, as the local engine had it at build time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseImage {
+    /// As the Dockerfile names it (`debian:bookworm-slim`).
+    pub name: String,
+    /// Its image id (config digest); a registry digest when the engine knows one.
+    pub digest: String,
+}
+
+/// A cosign signature of an image digest, as the record lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    /// The signing key's id (`disinto::model::keys::key_id`).
+    pub key_id: String,
+    /// Where cosign stores it: `REPOSITORY:sha256-<hex>.sig`.
+    pub tag: String,
+    /// The manifest digest of that tag after signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// One signed attestation (a DSSE envelope in the `.att` tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attestation {
+    /// cosign's `--type` (`spdxjson`, `slsaprovenance1`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The in-toto predicate type it stands for (`https://spdx.dev/Document`, ...).
+    pub predicate_type: String,
+    /// Where cosign stores it: `REPOSITORY:sha256-<hex>.att`.
+    pub tag: String,
+    /// The envelope's digest (its layer in the `.att` manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// SHA-256 of the predicate as generated (the SBOM or provenance document).
+    pub predicate_sha256: String,
+    /// What it says in brief: packages in an SBOM, the commit of a provenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// What survives between runs of the same release, so a re-run resumes.
@@ -54,6 +104,10 @@ pub struct Progress {
     pub images: BTreeMap<String, ImageProgress>,
     #[serde(default)]
     pub steps: BTreeMap<Step, StepRecord>,
+    /// The id of the public key build-image built into the disinto binary (none: unsigned),
+    /// so sign-image never signs with a key the shipped binary does not trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_key_id: Option<String>,
 }
 
 impl Progress {
@@ -104,6 +158,13 @@ pub struct Record {
     /// (a backport or a pre-release does not). Absent in records older than the rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest: Option<bool>,
+    /// Whether every image is signed; false for an `--unsigned` release. Absent in records
+    /// older than signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<bool>,
+    /// The id of the key that signed the release (and that its disinto binary trusts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     pub steps: Vec<RecordStep>,
 }
 
@@ -117,6 +178,17 @@ pub struct RecordImage {
     /// Whether the package layers were reused from the previous release or rebuilt, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<String>,
+    /// Whether this image is signed (`signature` then says by which key, where).
+    #[serde(default)]
+    pub signed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+    /// The SBOM and the provenance, signed by the same key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Attestation>,
+    /// The base image the Dockerfile built on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseImage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,11 +211,19 @@ impl Record {
                     digest: p.digest,
                     image_id: p.image_id,
                     packages: p.packages,
+                    signed: p.signature.is_some(),
+                    signature: p.signature,
+                    attestations: p.attestations,
+                    base: p.base,
                 };
                 (name.to_string(), image)
             })
             .collect();
         let agents = references.first().and_then(|(name, _)| images.get(*name));
+        let signed = !images.is_empty() && images.values().all(|i| i.signed);
+        let key_id = agents
+            .and_then(|a| a.signature.as_ref())
+            .map(|s| s.key_id.clone());
         Record {
             version: progress.version.clone(),
             git_sha: progress.git_sha.clone(),
@@ -152,6 +232,8 @@ impl Record {
             image_id: agents.and_then(|a| a.image_id.clone()),
             images,
             latest: Some(latest),
+            signed: Some(signed),
+            key_id,
             steps: Step::ALL
                 .iter()
                 .map(|id| RecordStep {
@@ -228,6 +310,8 @@ mod tests {
         assert_eq!(ids, Step::ALL);
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"latest\":false"), "{json}");
+        assert!(json.contains("\"signed\":false"), "{json}");
+        assert!(!json.contains("key_id"), "{json}");
         assert!(
             json.contains("{\"id\":\"preflight\",\"status\":\"skipped\"}"),
             "{json}"

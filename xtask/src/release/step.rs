@@ -15,19 +15,21 @@ pub enum Step {
     BuildImage,
     TagImage,
     PushImage,
+    SignImage,
     RestartAgents,
     CommitResult,
 }
 
 impl Step {
     /// Every step, in release order.
-    pub const ALL: [Step; 8] = [
+    pub const ALL: [Step; 9] = [
         Step::Preflight,
         Step::TagMain,
         Step::PushMirrors,
         Step::BuildImage,
         Step::TagImage,
         Step::PushImage,
+        Step::SignImage,
         Step::RestartAgents,
         Step::CommitResult,
     ];
@@ -41,6 +43,7 @@ impl Step {
             Step::BuildImage => "build-image",
             Step::TagImage => "tag-image",
             Step::PushImage => "push-image",
+            Step::SignImage => "sign-image",
             Step::RestartAgents => "restart-agents",
             Step::CommitResult => "commit-result",
         }

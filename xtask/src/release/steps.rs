@@ -1,4 +1,4 @@
-//! The eight release steps, one function each, in formula order.
+//! The release steps, one function each, in formula order (sign-image lives in `sign.rs`).
 //! Each is safe to run again after a failure: it checks what is already there first.
 
 use std::time::Duration;
@@ -24,6 +24,7 @@ pub(super) fn run(step: Step, run: &mut Run<'_>) -> Result<()> {
         Step::BuildImage => build_image(run),
         Step::TagImage => tag_image(run),
         Step::PushImage => push_image(run),
+        Step::SignImage => super::sign::sign_image(run),
         Step::RestartAgents => restart_agents(run),
         Step::CommitResult => commit_result(run),
     }
@@ -58,6 +59,9 @@ fn preflight(run: &mut Run<'_>) -> Result<()> {
     }
     if run.plan.will_run(Step::PushImage) {
         check(registry_ready(run));
+    }
+    if needs_key(run) {
+        check(key_ready(run));
     }
     if problems.is_empty() {
         return Ok(());
@@ -222,6 +226,24 @@ fn registry_ready(run: &mut Run<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Whether this run needs the release key: it builds the binary that trusts it, or signs.
+fn needs_key(run: &Run<'_>) -> bool {
+    !run.opts.unsigned
+        && (run.plan.will_run(Step::BuildImage) || run.plan.will_run(Step::SignImage))
+}
+
+/// The key and its password are in the environment and open the key (cosign public-key);
+/// a dry run only checks they are set, and prints the command.
+fn key_ready(run: &mut Run<'_>) -> Result<()> {
+    if run.opts.dry_run {
+        println!("$ {}", super::sign::public_key_line());
+        return run.plan.config.signing_key();
+    }
+    let key = super::sign::release_key(run)?;
+    eprintln!("  release key {}", key.id);
+    Ok(())
+}
+
 /// In a dry run, prints the login as the real run does it (token masked).
 fn print_login(host: &str) {
     for line in login_lines(host) {
@@ -229,7 +251,7 @@ fn print_login(host: &str) {
     }
 }
 
-fn session<'c>(run: &'c mut Run<'_>) -> Result<&'c Session> {
+pub(super) fn session<'c>(run: &'c mut Run<'_>) -> Result<&'c Session> {
     if run.state.session.is_none() {
         let host = run.plan.registry_host().to_string();
         let credentials = run.plan.config.credentials()?;
@@ -337,9 +359,14 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
             run.opts.refresh_packages,
         );
         eprintln!("  {name}: {note}");
+        let base = base_image(run.plan.root(), dockerfile);
         let progress = run.state.progress.image_mut(name);
         progress.image_id = Some(id);
         progress.packages = Some(note);
+        progress.base = base;
+        // A rebuilt image has a new digest: what was signed before is not it.
+        progress.signature = None;
+        progress.attestations.clear();
     }
     Ok(())
 }
@@ -348,7 +375,17 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
 /// context, and checked to say this version and revision. A target directory can be shared
 /// (CARGO_TARGET_DIR, the tests' scratch target): the build, the copy and the check hold a
 /// lock on it, so another checkout's release never builds its binary in between.
-fn build_disinto(run: &Run<'_>, revision: &str) -> Result<()> {
+fn build_disinto(run: &mut Run<'_>, revision: &str) -> Result<()> {
+    // The public half of the release key, built in so the binary trusts its own release.
+    let key = match (run.opts.unsigned, run.opts.dry_run) {
+        (true, _) => None,
+        (false, true) => {
+            let line = super::sign::public_key_line();
+            run.runner.note(&format!("DISINTO_RELEASE_PUBLIC_KEY=\"$({line})\": the release key's public half, built into the binary"));
+            None
+        }
+        (false, false) => Some(super::sign::release_key(run)?.clone()),
+    };
     let sh = run.sh();
     let target = crate::target_dir(run.plan.root());
     let built = target.join("release/disinto");
@@ -358,12 +395,19 @@ fn build_disinto(run: &Run<'_>, revision: &str) -> Result<()> {
         true => None,
         false => Some(build_lock(&target)?),
     };
+    let mut build = cmd!(sh, "cargo build --quiet --release --locked -p disinto")
+        .env("DISINTO_REVISION", revision)
+        .env("DISINTO_RELEASE_VERSION", &run.plan.version);
+    // Always set when it runs (empty when unsigned), so no key of the caller's gets in; a
+    // dry run that would sign has no key to print (the note above says where it comes from).
+    if !run.opts.dry_run || run.opts.unsigned {
+        build = build.env(
+            "DISINTO_RELEASE_PUBLIC_KEY",
+            key.as_ref().map_or("", |k| k.pem.as_str()),
+        );
+    }
     run.runner
-        .exec(
-            cmd!(sh, "cargo build --quiet --release --locked -p disinto")
-                .env("DISINTO_REVISION", revision)
-                .env("DISINTO_RELEASE_VERSION", &run.plan.version),
-        )
+        .exec(build)
         .context("building the disinto binary failed")?;
     if run.opts.dry_run {
         run.runner
@@ -385,6 +429,7 @@ fn build_disinto(run: &Run<'_>, revision: &str) -> Result<()> {
             says.trim()
         );
     }
+    run.state.progress.built_key_id = key.map(|k| k.id);
     Ok(())
 }
 
@@ -403,6 +448,37 @@ pub fn build_lock(target: &std::path::Path) -> Result<std::fs::File> {
     file.lock()
         .with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(file)
+}
+
+/// The base image `dockerfile` builds on, as the engine has it now (just after the build):
+/// its registry digest when it came from a registry, else its image id. None when unknown.
+fn base_image(root: &std::path::Path, dockerfile: &str) -> Option<super::state::BaseImage> {
+    let text = std::fs::read_to_string(root.join(dockerfile)).ok()?;
+    let name = crate::dockerfile::image_for(&text, None, &Default::default())
+        .ok()?
+        .base?;
+    let out = disinto::engine::docker::run(&[
+        "image",
+        "inspect",
+        "--format",
+        // Not `join`: an image without registry digests has them as a list `join` refuses.
+        "{{.Id}} {{range .RepoDigests}}{{.}} {{end}}",
+        &name,
+    ])
+    .ok()?;
+    let mut words = out.split_whitespace();
+    let id = words.next()?.to_string();
+    // A registry digest of the base's own repository (it may have been pushed elsewhere too,
+    // under other digests); else the image id, which names the same bytes locally.
+    let repository = disinto::model::image_ref::ImageRef::parse(&name)
+        .map(|r| r.repository().to_string())
+        .unwrap_or_default();
+    let digest = words
+        .filter_map(|d| d.split_once('@'))
+        .find(|(repo, _)| *repo == repository)
+        .map(|(_, digest)| digest.to_string())
+        .unwrap_or(id);
+    Some(super::state::BaseImage { name, digest })
 }
 
 /// The previous release of `repository` as a local image (pulled when it is not here and
@@ -589,8 +665,19 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
         );
         factory.config.registry = run.plan.config.registry.clone();
     }
+    // The gate trusts the key this release signed with (the factory may not know it yet); an
+    // unsigned release has nothing to verify, and the rollout says so loudly and records it.
+    let extra_keys = match (run.opts.unsigned, run.opts.dry_run) {
+        (false, false) => {
+            let pem = super::sign::release_key(run)?.pem.clone();
+            disinto::model::keys::parse_keys(&pem, "the release key")?
+        }
+        _ => vec![],
+    };
     Rollout {
         watch: Duration::from_secs(run.opts.watch),
+        skip_verify: run.opts.unsigned,
+        extra_keys,
         ..Rollout::new(
             vec!["agents".into()],
             run.opts.dry_run,
@@ -604,17 +691,21 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
     let relative = run.plan.record_relative();
     // A record without a digest would claim a release that no registry holds, and the
     // version would then be refused forever.
-    let undigested: Vec<&str> = run
-        .plan
-        .images
-        .iter()
-        .map(|i| i.name())
-        .filter(|name| run.state.progress.image(name).digest.is_none())
-        .collect();
+    let undigested = run.images_lacking(|p| p.digest.is_none());
     if !undigested.is_empty() && !run.opts.dry_run {
         bail!(
             "push-image has not recorded a digest for {} of {}: run `cargo xtask release {}` (or --from push-image) first; {relative} is not written",
             undigested.join(", "),
+            run.plan.version,
+            run.plan.version
+        );
+    }
+    // Without --unsigned, a record never says unsigned by accident.
+    let unsigned = run.images_lacking(|p| p.signature.is_none());
+    if !unsigned.is_empty() && !run.opts.unsigned && !run.opts.dry_run {
+        bail!(
+            "sign-image has not signed {} of {}: run `cargo xtask release {} --from sign-image` (or pass --unsigned to record an unsigned release on purpose); {relative} is not written",
+            unsigned.join(", "),
             run.plan.version,
             run.plan.version
         );
@@ -627,7 +718,7 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
     let record = Record::of(&progress, &run.plan.references(), run.plan.latest.moves());
     if run.opts.dry_run {
         run.runner.note(&format!(
-            "write {relative}: version, git sha, image, digest, whether latest moved, per-step status and times"
+            "write {relative}: version, git sha, image, digest, signature and attestations (or unsigned), whether latest moved, per-step status and times"
         ));
     } else {
         write_json(&run.plan.record_path(), &record)?;

@@ -301,6 +301,22 @@ impl Checkout {
     }
 }
 
+/// `args` of a disinto command with `--insecure-skip-verify` added when it rolls out images
+/// (`up`, `rollback`, `upgrade`, `watch --revert`): for tests whose images are built here and
+/// never pushed, so no registry holds a signature for them. The gate is e2e_verify's subject.
+pub fn unverified<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    let rolls_out = match args.first() {
+        Some(&"up" | &"rollback" | &"upgrade") => true,
+        Some(&"watch") => args.contains(&"--revert"),
+        _ => false,
+    };
+    if rolls_out && !args.contains(&"--dry-run") {
+        args.push("--insecure-skip-verify");
+    }
+    args
+}
+
 /// The release key of this test process: every release here is signed with it (as CI signs
 /// with its secret), and every factory here trusts it (`DISINTO_TRUSTED_KEYS`).
 pub fn signing_key() -> &'static xtask::testbed::SigningKey {
@@ -547,6 +563,25 @@ pub fn swarm_releases(registry: &xtask::testbed::Registry, docker_config: &Path)
     for image in ["agents", "edge", "reproduce"] {
         ok(docker(docker_config).args(["push", "--quiet", &format!("{ns}/{image}:v0.3.0")]));
     }
+    // Signed as a release is (edge and reproduce are v0.2.0's digests, signed already):
+    // factories verify what they deploy, and this one is to fail its health check, not that.
+    let agents = ok(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{index .RepoDigests 0}}",
+        &format!("{ns}/agents:v0.3.0"),
+    ]));
+    let mut sign = Command::new("cosign");
+    sign.env("DOCKER_CONFIG", docker_config).args([
+        "sign",
+        "--key",
+        "env://COSIGN_PRIVATE_KEY",
+        "--tlog-upload=false",
+        "--yes",
+        "--allow-http-registry",
+        agents.trim(),
+    ]);
+    ok(signing_key().sign_env(&mut sign));
     forget_local_images(&ns, &["v0.1.0", "v0.2.0", "v0.3.0"]);
     SwarmReleases {
         checkout: c,

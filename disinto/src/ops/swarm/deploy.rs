@@ -21,6 +21,7 @@ use crate::model::stack::{self, Node, StackInput, STACK_FILE, VOLUMES_LABEL};
 use crate::ops::drain::DrainPolicy;
 use crate::ops::images::pull_and_pin;
 use crate::ops::rollout::record;
+use crate::ops::trust::Trust;
 
 pub(crate) fn deploy(
     sh: &Shell,
@@ -29,6 +30,7 @@ pub(crate) fn deploy(
     dry_run: bool,
     timeout: Duration,
     policy: DrainPolicy,
+    skip_verify: bool,
 ) -> Result<()> {
     check_stack_name(stack_name)?;
     let runner = Runner::new(sh, dry_run);
@@ -64,7 +66,10 @@ pub(crate) fn deploy(
         true => stack::volume_node(&swarm_nodes)?.cloned(),
         false => None,
     };
-    input.compose.pinned = pull_and_pin(&runner, config, OUR_IMAGES)?;
+    // Nothing is pulled, labelled or written before every image's signature checks out.
+    let mut trust = Trust::load(&factory.dir, skip_verify)?;
+    let pinned = pull_and_pin(&runner, config, OUR_IMAGES, &mut trust)?;
+    input.compose.pinned = pinned.refs;
     // Every node must run the same bytes: an image with no registry digest (built or tagged
     // only here) could be something else on another node.
     let undigested = input
@@ -167,6 +172,7 @@ pub(crate) fn deploy(
         outcome,
     );
     entry.swarm = Some(stack_name.to_string());
+    pinned.passed.stamp(&mut entry);
     entry.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
     History::load(&factory.dir)?.append(entry)?;
     if rolled_back {

@@ -45,7 +45,16 @@ pub(crate) fn rm(
         bail!("no stack {stack_name} runs on this swarm: nothing to remove (and no volume is deleted)");
     }
     let _drained = drain_agents(&runner, stack_name, policy)?;
-    runner.exec(cmd!(sh, "docker stack rm {stack_name}").ignore_stdout())?;
+    if let Err(first) = runner.exec(cmd!(sh, "docker stack rm {stack_name}").ignore_stdout()) {
+        // Swarm removes the services at once but their tasks over seconds: the stack's
+        // network is refused while one still stops ("is in use by task"). Once the
+        // containers are gone, the same command removes what is left.
+        wait_gone(stack_name, Duration::from_secs(120)).map_err(|_| first)?;
+        eprintln!(
+            "  the stack's network was still in use while its tasks stopped: removing it again"
+        );
+        runner.exec(cmd!(sh, "docker stack rm {stack_name}").ignore_stdout())?;
+    }
     if !volumes {
         eprintln!(
             "Named volumes kept (agent data is safe, on the node that holds them); `disinto swarm rm --volumes` deletes them"

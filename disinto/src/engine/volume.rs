@@ -1,0 +1,185 @@
+//! Copies of named volumes, made and put back by a throwaway container (the operator's host
+//! needs nothing but Docker, and the engine may be remote from the volumes' files): `tar`
+//! streams a gzipped archive out on standard output, hashed as it is written; a restore
+//! unpacks beside what is there first and swaps only once every volume unpacked.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// A volume of the snapshot: its compose key (the archive's top directory) and the name
+/// Docker knows it by.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    pub key: String,
+    pub name: String,
+}
+
+fn mounts(cmd: &mut Command, volumes: &[Volume], at: &str, read_only: bool) {
+    for v in volumes {
+        let ro = if read_only { ":ro" } else { "" };
+        cmd.args(["--volume", &format!("{}:{at}/{}{ro}", v.name, v.key)]);
+    }
+}
+
+/// The bytes the volumes hold (what a snapshot may need at most, before compression).
+pub fn bytes_used(image: &str, volumes: &[Volume]) -> Result<u64> {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
+    mounts(&mut cmd, volumes, "/snapshot", true);
+    cmd.args(["--entrypoint", "du", image, "-sbc", "/snapshot"]);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run docker")?;
+    if !out.status.success() {
+        bail!(
+            "cannot measure the agents volumes: {}",
+            super::docker::last_line(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("du printed no total for the agents volumes")
+}
+
+/// Streams a gzipped tar of `volumes` (each under its key) into `out`; returns the archive's
+/// SHA-256 (hex) and size. Runs `tar` in `image` as root, numeric owners kept.
+pub fn archive(image: &str, volumes: &[Volume], out: &mut impl Write) -> Result<(String, u64)> {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
+    mounts(&mut cmd, volumes, "/snapshot", true);
+    // The drain request the snapshot is taken under is not part of the agents' state.
+    cmd.args([
+        "--entrypoint",
+        "tar",
+        image,
+        "--numeric-owner",
+        "--exclude=agent-state/drain",
+        "-C",
+        "/snapshot",
+        "-czf",
+        "-",
+    ]);
+    cmd.args(volumes.iter().map(|v| v.key.as_str()));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run docker")?;
+    let mut stdout = child.stdout.take().context("no pipe from docker run")?;
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    let copied: Result<()> = (|| loop {
+        let n = stdout.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+    })();
+    drop(stdout);
+    let mut err = Vec::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_end(&mut err);
+    }
+    let status = child.wait()?;
+    copied.context("cannot write the snapshot")?;
+    if !status.success() {
+        bail!(
+            "tar of the agents volumes failed: {}",
+            super::docker::last_line(&err)
+        );
+    }
+    let sha: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((sha, total))
+}
+
+/// The SHA-256 (hex) of a file, read in chunks.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The restore, as one shell script in the throwaway container: every volume is unpacked
+/// into a staging directory inside itself first (so a full disk or a bad archive leaves every
+/// volume as it was), and only then is each volume's content swapped for its staged copy.
+const RESTORE_SCRIPT: &str = r#"set -eu
+staged=""
+cleanup() { for k in $staged; do rm -rf "/restore/$k/.disinto-restore"; done; }
+trap cleanup EXIT
+for k in $KEYS; do
+  s="/restore/$k/.disinto-restore"
+  rm -rf "$s"; mkdir "$s"; staged="$staged $k"
+  tar --numeric-owner -xzf "/backups/$ARCHIVE" -C "$s" --strip-components=1 "$k"
+done
+for k in $KEYS; do
+  s="/restore/$k/.disinto-restore"
+  find "/restore/$k" -mindepth 1 -maxdepth 1 ! -name .disinto-restore -exec rm -rf {} +
+  find "$s" -mindepth 1 -maxdepth 1 -exec mv {} "/restore/$k/" \;
+  rmdir "$s"
+done
+staged=""
+"#;
+
+/// Puts `archive` (a file in `backups_dir`, made by [`archive`]) back into `volumes`, whose
+/// containers must be stopped. Every other byte of the volumes is replaced.
+pub fn restore(image: &str, volumes: &[Volume], backups_dir: &Path, archive: &str) -> Result<()> {
+    let keys: Vec<&str> = volumes.iter().map(|v| v.key.as_str()).collect();
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
+    mounts(&mut cmd, volumes, "/restore", false);
+    cmd.args([
+        "--volume",
+        &format!("{}:/backups:ro", backups_dir.display()),
+        "--env",
+        &format!("KEYS={}", keys.join(" ")),
+        "--env",
+        &format!("ARCHIVE={archive}"),
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        RESTORE_SCRIPT,
+    ]);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run docker")?;
+    if !out.status.success() {
+        bail!(
+            "unpacking {archive} failed, the volumes are as they were: {}",
+            super::docker::last_line(&out.stderr)
+        );
+    }
+    Ok(())
+}

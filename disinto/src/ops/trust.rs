@@ -1,0 +1,120 @@
+//! The gate every rollout passes before it pulls or starts one of our images (`up`,
+//! `rollback`, `watch --revert`, `swarm deploy`, the release's restart-agents): the image's
+//! digest must carry a cosign signature by a trusted key (the release's key built into this
+//! binary, and the keys of `DISINTO_TRUSTED_KEYS`), for that digest, in that repository. A
+//! digest verified once is remembered in `state/verified.json`, so a rollback to an image
+//! still here needs no registry. `--insecure-skip-verify` passes anything, loudly, and the
+//! history says so; dev mode (built from this checkout) has nothing to verify, and says so.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::engine::registry;
+use crate::fsx;
+use crate::model::image_ref::ImageRef;
+use crate::model::keys::{parse_keys, TrustedKey};
+use crate::model::time::now_rfc3339;
+use crate::model::verified::Verified;
+
+/// A file of PEM public keys the operator trusts besides the release's own.
+pub const TRUSTED_KEYS_VAR: &str = "DISINTO_TRUSTED_KEYS";
+
+/// Every key this binary trusts: the release's, then the operator's file. A file that is
+/// missing, unreadable or holds anything but public keys is an error naming it.
+pub fn trusted_keys() -> Result<Vec<TrustedKey>> {
+    let mut keys = parse_keys(
+        crate::RELEASE_PUBLIC_KEY,
+        "the release key built into disinto",
+    )?;
+    let Some(file) = std::env::var_os(TRUSTED_KEYS_VAR).filter(|f| !f.is_empty()) else {
+        return Ok(keys);
+    };
+    let path = PathBuf::from(&file);
+    let named = format!("{TRUSTED_KEYS_VAR}={}", path.display());
+    let bytes = fsx::read_regular(&path, 1 << 20)
+        .with_context(|| named.clone())?
+        .with_context(|| format!("{named}: no such file"))?;
+    let text = String::from_utf8(bytes).map_err(|_| anyhow!("{named}: not a PEM text file"))?;
+    let theirs = parse_keys(&text, &named)?;
+    if theirs.is_empty() {
+        anyhow::bail!("{named}: holds no public key");
+    }
+    keys.extend(theirs);
+    Ok(keys)
+}
+
+/// How the images of a rollout were let through: what its history row says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Passed {
+    /// Built from this checkout: nothing to verify.
+    #[default]
+    Dev,
+    /// `--insecure-skip-verify`: not verified.
+    Skipped,
+    /// Verified; the key id that signed agents (else the first image checked).
+    Verified(String),
+}
+
+impl Passed {
+    /// Writes how the rollout's images passed into its history row.
+    pub fn stamp(&self, row: &mut crate::model::history::Deployment) {
+        match self {
+            Passed::Dev => {}
+            Passed::Skipped => row.skip_verify = true,
+            Passed::Verified(key) => row.verified_by = Some(key.clone()),
+        }
+    }
+}
+
+/// The gate of one rollout: the keys, the factory's verified digests, and whether it is off.
+pub struct Trust {
+    pub keys: Vec<TrustedKey>,
+    pub skip: bool,
+    factory_dir: PathBuf,
+    verified: Verified,
+}
+
+impl Trust {
+    /// The gate for a rollout on the factory at `factory_dir`; `skip` turns it off (loudly).
+    pub fn load(factory_dir: &Path, skip: bool) -> Result<Trust> {
+        let keys = match skip {
+            true => vec![],
+            false => trusted_keys()?,
+        };
+        Ok(Trust {
+            keys,
+            skip,
+            factory_dir: factory_dir.to_path_buf(),
+            verified: Verified::load(factory_dir),
+        })
+    }
+
+    /// The key id that verified one of `candidates` (`repository`, `digest`) before, if it
+    /// is trusted still: no registry needed.
+    pub fn remembered(&self, candidates: &[(String, String)]) -> Option<(usize, String)> {
+        candidates
+            .iter()
+            .enumerate()
+            .find_map(|(i, (repo, digest))| {
+                self.verified
+                    .remembered(repo, digest, &self.keys)
+                    .map(|key| (i, key.to_string()))
+            })
+    }
+
+    /// Verifies `digest` of `image` at its registry, and remembers it (a factory whose state
+    /// cannot be written only warns: the next rollout asks the registry again).
+    pub fn verify(&mut self, image: &ImageRef, digest: &str) -> Result<String> {
+        if self.keys.is_empty() {
+            anyhow::bail!("no trusted key: this disinto was not built by a release; set {TRUSTED_KEYS_VAR} to a file of cosign public keys (cosign.pub)");
+        }
+        let signed = registry::verify(image, digest, &self.keys)?;
+        self.verified
+            .remember(image.repository(), digest, &signed.key_id, &now_rfc3339());
+        if let Err(e) = self.verified.save(&self.factory_dir) {
+            eprintln!("warning: {} verified, but it cannot be remembered ({e:#}): a rollback to it will ask the registry again", image.without_digest());
+        }
+        Ok(signed.key_id)
+    }
+}
