@@ -1,10 +1,10 @@
 //! End-to-end on a three-node swarm (`xtask::testbed::nodes`: Docker engines in privileged
-//! containers, one network, a registry there serving the host's htpasswd registry). The
+//! containers on one network, each serving the host's htpasswd registry at its address). The
 //! released `disinto` runs on node1, the manager; node2 holds the volumes; node2 and node3 are
 //! workers with no login of their own.
 //!
 //! Bad input first, each refused in one line with nothing deployed: no labelled node, two,
-//! a worker that cannot reach the registry, and `projects/` missing on the labelled node.
+//! a worker whose registry is down, and `projects/` missing on the labelled node.
 //! Then v0.1.0 runs (agents on node2, edge elsewhere), the markers in the four agent volumes
 //! survive an upgrade to v0.2.0 and a v0.3.0 that Swarm rolls back. With node2 stopped,
 //! agents is started nowhere else, `swarm status` says why it is pending and deploy refuses;
@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-use xtask::testbed::nodes::{Nodes, REGISTRY};
+use xtask::testbed::nodes::Nodes;
 use xtask::testbed::Registry;
 
 /// The factory on node1: its directory, client config and the trusted release key.
@@ -50,8 +50,6 @@ impl Swarm {
             .arg(format!("HOME={FACTORY}"))
             .arg(format!("DOCKER_CONFIG={OPERATOR_CONFIG}"))
             .arg(format!("DISINTO_TRUSTED_KEYS={TRUSTED_KEYS}"))
-            // The nodes' registry speaks plain HTTP, as their engines are told too.
-            .arg(format!("DISINTO_INSECURE_REGISTRIES={REGISTRY}"))
             .args(["disinto", "swarm", "--stack", &self.stack])
             .args(args);
         output(&mut cmd)
@@ -267,7 +265,7 @@ fn three_nodes_keep_agents_with_its_data() {
             "--username",
             &registry.user,
             "--password-stdin",
-            REGISTRY,
+            &registry.addr,
         ]),
         &registry.password,
     )
@@ -279,7 +277,7 @@ fn three_nodes_keep_agents_with_its_data() {
     );
     let env = |version: &str| {
         format!(
-            "AGENTS_IMAGE={version}\nDISINTO_REGISTRY={REGISTRY}/disinto\nPOLL_INTERVAL=1\nEDGE_HTTP_PORT=0\n"
+            "AGENTS_IMAGE={version}\nDISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\nEDGE_HTTP_PORT=0\n"
         )
     };
     let set_version = |version: &str| {
@@ -316,22 +314,11 @@ fn three_nodes_keep_agents_with_its_data() {
         );
     }
     assert_eq!(swarm.docker(1, &["service", "ls", "--quiet"]), "");
-    // node3 resolves the registry to an address where nothing listens.
-    let hosts = ok(swarm.nodes.exec(3).args(["cat", "/etc/hosts"]));
-    let write_hosts = |text: &str| {
-        let out = xtask::secret::output_with_secret(
-            swarm.nodes.exec(3).args(["sh", "-c", "cat > /etc/hosts"]),
-            text,
-        )
-        .unwrap();
-        assert!(out.status.success());
-    };
-    write_hosts(&format!("{hosts}127.0.0.1 registry\n"));
+    // node3's registry stops: nothing answers where node3 pulls from.
+    swarm.nodes.stop_registry(3).unwrap();
     let e = swarm.refused("a worker that cannot reach the registry");
     assert!(e.contains("node node3 cannot pull"), "{e}");
-    write_hosts(&hosts);
-    // dockerd (Go) reads /etc/hosts again only once its 5 s cache has expired.
-    std::thread::sleep(Duration::from_secs(6));
+    swarm.nodes.start_registry(3).unwrap();
     // The labelled node is not this one, and has no projects/ at the factory's path.
     let e = swarm.refused("projects/ missing on the labelled node");
     assert!(

@@ -1,6 +1,7 @@
 //! A swarm of several nodes on this one machine, for the end-to-end tests: Debian's Docker
-//! Engine in privileged containers on one user-defined network, with a registry there that
-//! serves the storage of a [`Registry`] the host pushes to. Made by a test, removed on drop.
+//! Engine in privileged containers on one user-defined network, each node serving the storage
+//! of the [`Registry`] the host pushes to, at the host's address. Made by a test, removed on
+//! drop.
 
 use std::fs;
 use std::process::{Command, Output, Stdio};
@@ -12,11 +13,8 @@ use super::{random_token, Registry, BASE_IMAGE, ENGINE_SUITE};
 use disinto::engine::docker::image_present;
 use disinto::fsx::TempDir;
 
-/// The registry as the nodes reach it: its alias on the network, plain HTTP.
-pub const REGISTRY: &str = "registry:5000";
-
 /// The node image's recipe: the bench's own engine set (Debian's `docker.io`, from the
-/// release the host's engine comes from), the CLI, and Debian's registry for [`REGISTRY`].
+/// release the host's engine comes from), the CLI, and Debian's registry (see [`Nodes::start`]).
 fn node_dockerfile() -> String {
     format!(
         "FROM {BASE_IMAGE}\n\
@@ -69,6 +67,8 @@ pub struct Nodes {
     pub name: String,
     pub count: usize,
     network: String,
+    /// The registry's address, the host's and (inside each node) the nodes'.
+    registry: String,
     _made: Made,
     _dir: TempDir,
 }
@@ -139,8 +139,11 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
 }
 
 impl Nodes {
-    /// `count` nodes in one swarm (node1 its manager), and [`REGISTRY`] serving `registry`'s
-    /// storage, read-only, with its htpasswd file: the host pushes, the nodes pull.
+    /// `count` nodes in one swarm (node1 its manager). In each node, a registry process
+    /// serves `registry`'s storage read-only, with its htpasswd file, at the host registry's
+    /// own address (`127.0.0.1:PORT`, inside the node): an image keeps the one name it was
+    /// pushed and signed under (a signature names its repository), and every node pulls with
+    /// the credentials Swarm forwards, as from a registry of its own.
     pub fn start(count: usize, registry: &Registry) -> Result<Nodes> {
         let image = node_image()?;
         let name = format!("disinto-sw{}", &random_token()?[..8]);
@@ -158,69 +161,53 @@ impl Nodes {
         let config = dir.path().join("registry.yml");
         fs::write(
             &config,
-            "version: 0.1\nlog:\n  level: warn\n\
-             storage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
-             http:\n  addr: 0.0.0.0:5000\n\
-             auth:\n  htpasswd:\n    realm: disinto-test\n    path: /etc/registry/htpasswd\n",
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n\
+                 storage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  \
+                 maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
+                 http:\n  addr: {}\n\
+                 auth:\n  htpasswd:\n    realm: disinto-test\n    path: /etc/registry/htpasswd\n",
+                registry.addr
+            ),
         )?;
-        let registry_name = format!("{name}-registry");
-        made.containers.push(registry_name.clone());
-        run(
-            Command::new("docker")
-                .args(["run", "-d", "--name", &registry_name, "--network", &network])
-                .args(["--network-alias", "registry"])
-                .arg("--mount")
-                .arg(format!(
-                    "type=bind,src={},dst=/var/lib/registry,readonly",
-                    registry.storage().display()
-                ))
-                .arg("--mount")
-                .arg(format!(
-                    "type=bind,src={},dst=/etc/registry/htpasswd,readonly",
-                    registry.htpasswd().display()
-                ))
-                .arg("--mount")
-                .arg(format!(
-                    "type=bind,src={},dst=/etc/registry/config.yml,readonly",
-                    config.display()
-                ))
-                .args([
-                    &image,
-                    "docker-registry",
-                    "serve",
-                    "/etc/registry/config.yml",
-                ]),
-            "start the nodes' registry",
-        )?;
+        let mounts = [
+            (registry.storage(), "/var/lib/registry"),
+            (registry.htpasswd(), "/etc/registry/htpasswd"),
+            (config.clone(), "/etc/registry/config.yml"),
+        ];
 
         for i in 1..=count {
             let node = format!("{name}-node{i}");
             let volume = format!("{node}-docker");
             made.volumes.push(volume.clone());
             made.containers.push(node.clone());
-            run(
-                Command::new("docker")
-                    .args(["run", "-d", "--privileged", "--name", &node])
-                    // dockerd is PID 1 and finds its own pid file after a restart: /run is
-                    // made anew on every start, so a stopped node can be started again.
-                    .args(["--tmpfs", "/run"])
-                    .args(["--hostname", &format!("node{i}"), "--network", &network])
-                    .arg("--mount")
-                    .arg(format!("type=volume,src={volume},dst=/var/lib/docker"))
-                    .args([&image, "dockerd", "--insecure-registry", REGISTRY]),
-                &format!("start node{i}"),
-            )?;
+            let mut cmd = Command::new("docker");
+            cmd.args(["run", "-d", "--privileged", "--name", &node])
+                // dockerd is PID 1 and finds its own pid file after a restart: /run is made
+                // anew on every start, so a stopped node can be started again.
+                .args(["--tmpfs", "/run"])
+                .args(["--hostname", &format!("node{i}"), "--network", &network])
+                .arg("--mount")
+                .arg(format!("type=volume,src={volume},dst=/var/lib/docker"));
+            for (from, to) in &mounts {
+                cmd.arg("--mount").arg(format!(
+                    "type=bind,src={},dst={to},readonly",
+                    from.display()
+                ));
+            }
+            run(cmd.args([&image, "dockerd"]), &format!("start node{i}"))?;
         }
         let nodes = Nodes {
             name,
             count,
             network,
+            registry: registry.addr.clone(),
             _made: made,
             _dir: dir,
         };
         for i in 1..=count {
             nodes.wait_engine(i)?;
+            nodes.start_registry(i)?;
         }
         let addr = nodes.address(1)?;
         nodes.docker(1, &["swarm", "init", "--advertise-addr", &addr])?;
@@ -232,6 +219,46 @@ impl Nodes {
             )?;
         }
         Ok(nodes)
+    }
+
+    /// Starts node `i`'s registry process (its pid in /run, which goes with the node).
+    pub fn start_registry(&self, i: usize) -> Result<()> {
+        let (host, port) = self
+            .registry
+            .rsplit_once(':')
+            .context("the registry's address has no port")?;
+        run(
+            self.exec(i).args([
+                "sh",
+                "-c",
+                "docker-registry serve /etc/registry/config.yml >/run/registry.log 2>&1 & echo $! > /run/registry.pid",
+            ]),
+            &format!("start node{i}'s registry"),
+        )?;
+        wait_for(
+            &format!("node{i}'s registry"),
+            Duration::from_secs(20),
+            || {
+                quiet(
+                    self.exec(i)
+                        .args(["bash", "-c", &format!("exec 3<>/dev/tcp/{host}/{port}")]),
+                )
+                .is_ok_and(|o| o.status.success())
+            },
+        )
+    }
+
+    /// Stops node `i`'s registry process (by its pid): the node cannot pull any more.
+    pub fn stop_registry(&self, i: usize) -> Result<()> {
+        run(
+            self.exec(i).args([
+                "sh",
+                "-c",
+                "kill $(cat /run/registry.pid); rm /run/registry.pid",
+            ]),
+            &format!("stop node{i}'s registry"),
+        )
+        .map(drop)
     }
 
     /// The container of node `i` (1-based).
@@ -327,13 +354,14 @@ impl Nodes {
         .map(drop)
     }
 
-    /// Starts node `i` again and waits for its engine.
+    /// Starts node `i` again and waits for its engine; its registry starts too.
     pub fn start_again(&self, i: usize) -> Result<()> {
         run(
             Command::new("docker").args(["start", &self.container(i)]),
             &format!("start node{i}"),
         )?;
-        self.wait_engine(i)
+        self.wait_engine(i)?;
+        self.start_registry(i)
     }
 
     /// Waits until the manager sees node `i` in `state` (`ready`, `down`).
