@@ -186,6 +186,22 @@ enum Command {
         #[command(flatten)]
         rollout: RolloutFlags,
     },
+    /// Releases newer than what runs, from the registry (exit 10: there is one, 0: up to date,
+    /// 11: the running tag now names another digest than the one deployed)
+    Update {
+        /// Only look (an upgrade is `disinto upgrade VERSION`)
+        #[arg(long, required = true)]
+        check: bool,
+        /// How far from the running release to look
+        #[arg(long, value_enum, default_value_t = crate::model::channel::Channel::Minor)]
+        channel: crate::model::channel::Channel,
+        /// Count pre-releases (vX.Y.Z-rc.N) too
+        #[arg(long)]
+        pre: bool,
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
     /// Upgrade to VERSION: fetch and verify, drain, snapshot, migrate .env, replace the
     /// extracted binary, roll out with the gate and the watch; all put back if it fails
     Upgrade {
@@ -349,6 +365,12 @@ fn try_main() -> Result<()> {
             drain,
         } => ops::down::down(&sh, &root, volumes, dry_run, drain.policy()),
         Command::Status { json } => ops::status::status(&sh, &root, json),
+        Command::Update {
+            check: _,
+            channel,
+            pre,
+            json,
+        } => ops::update::check(&root, channel, pre, json),
         Command::Upgrade {
             version,
             yes,

@@ -363,6 +363,12 @@ fn a_trusted_keys_file_that_is_no_public_key_is_one_line_naming_it() {
             assert!(err.contains(name), "{err}");
         }
     }
+    // Named in .env, as every setting may be.
+    let garbage = dir.path().join("garbage.pem");
+    let text = format!("{RELEASE}DISINTO_TRUSTED_KEYS={}\n", garbage.display());
+    let out = in_factory(&text, &["up", "--dry-run"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("garbage.pem"));
     let missing = dir.path().join("missing.pem");
     let out = in_factory(
         RELEASE,

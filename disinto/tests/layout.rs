@@ -115,7 +115,7 @@ fn only_the_engine_starts_processes() {
 }
 
 /// The command modules of `ops/`: each one command, importing no other.
-const COMMANDS: [&str; 17] = [
+const COMMANDS: [&str; 18] = [
     "backup",
     "doctor",
     "down",
@@ -126,6 +126,7 @@ const COMMANDS: [&str; 17] = [
     "rollback",
     "status",
     "up",
+    "update",
     "upgrade",
     "verify",
     "watch",

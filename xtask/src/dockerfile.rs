@@ -109,6 +109,39 @@ pub fn image_for(
     })
 }
 
+/// The text that decides the stages before the last one (a release's package stage): every
+/// line above the last `FROM` but blank lines and comments, so a comment edit changes
+/// nothing. They must not read the build context (`COPY`, `ADD`, `RUN --mount`): the files
+/// they would bring in are not in this text, and a release would reuse layers they changed.
+pub fn package_stages(text: &str) -> Result<String> {
+    let (instructions, _) = instructions(text)?;
+    let last = instructions
+        .iter()
+        .rev()
+        .find(|i| i.keyword == "from")
+        .map(|i| i.line)
+        .context("no FROM: this is not a Dockerfile")?;
+    if let Some(i) = instructions.iter().find(|i| {
+        i.line < last
+            && (matches!(i.keyword.as_str(), "copy" | "add")
+                || i.flags.iter().any(|f| f.starts_with("--mount")))
+    }) {
+        bail!(
+            "line {}: {} reads the build context in a stage before the last: the package stage must depend on the base image and its own lines alone",
+            i.line,
+            i.keyword.to_ascii_uppercase()
+        );
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    Ok(text
+        .split('\n')
+        .take(last - 1)
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect())
+}
+
 /// The base image no file declares VOLUMEs for: BuildKit's empty image.
 const SCRATCH: &str = "scratch";
 
@@ -584,5 +617,44 @@ mod tests {
             .map(|(_, t)| *t)
             .collect();
         assert_eq!(volumes(&text).unwrap(), want);
+    }
+
+    #[test]
+    fn package_stages_are_the_lines_above_the_last_from_less_comments() {
+        let file = "# syntax note\nARG B=x\nFROM ${B} AS packages\n\n# why\nRUN a \\\n b\nFROM packages\nCOPY . /\n";
+        assert_eq!(
+            package_stages(file).unwrap(),
+            "ARG B=x\nFROM ${B} AS packages\nRUN a \\\n b\n"
+        );
+        let commented = file.replace("# why", "# another reason");
+        assert_eq!(
+            package_stages(&commented).unwrap(),
+            package_stages(file).unwrap()
+        );
+        let changed = file.replace("RUN a", "RUN c");
+        assert_ne!(
+            package_stages(&changed).unwrap(),
+            package_stages(file).unwrap()
+        );
+        // One stage: no package stage, nothing to reuse.
+        assert_eq!(package_stages("FROM x\nRUN a\n").unwrap(), "");
+        for reads in [
+            "COPY a /a",
+            "ADD a /a",
+            "RUN --mount=type=bind,target=/s make",
+        ] {
+            let e = package_stages(&format!("FROM x AS p\n{reads}\nFROM p\n")).unwrap_err();
+            assert!(e.to_string().starts_with("line 2: "), "{e}");
+        }
+        // Our own Dockerfiles qualify.
+        for image in disinto::model::image_ref::OUR_IMAGES {
+            let text =
+                std::fs::read_to_string(crate::project_root().join(image.dockerfile)).unwrap();
+            assert!(
+                package_stages(&text).unwrap().contains("apt-get install"),
+                "{}",
+                image.dockerfile
+            );
+        }
     }
 }

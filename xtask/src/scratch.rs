@@ -41,6 +41,15 @@ pub fn shared_target(source: &Path) -> PathBuf {
     crate::target_dir(source).join("scratch")
 }
 
+/// Builds the release's disinto binary for a test as fast as correctness allows: no LTO, many
+/// codegen units. The shipped profile (size first: LTO, one unit) relinks everything for each
+/// release's new version stamp, three times as long; tests check what the binary does, and
+/// the benchmark measures the shipped profile's size and build time.
+pub fn quick_release_profile(cmd: &mut Command) -> &mut Command {
+    cmd.env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+}
+
 /// Copies a directory tree (files and directories only).
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;

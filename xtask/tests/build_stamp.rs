@@ -14,12 +14,14 @@ use common::{ok, root, Checkout};
 fn build_and_ask(c: &Checkout, version: &str) -> String {
     let target = xtask::scratch::shared_target(&root());
     let _lock = xtask::release::build_lock(&target).unwrap();
-    ok(Command::new("cargo")
-        .args(["build", "--quiet", "--release", "--locked", "-p", "disinto"])
-        .current_dir(c.work())
-        .env("CARGO_TARGET_DIR", &target)
-        .env("DISINTO_REVISION", c.head())
-        .env("DISINTO_RELEASE_VERSION", version));
+    ok(
+        xtask::scratch::quick_release_profile(&mut Command::new("cargo"))
+            .args(["build", "--quiet", "--release", "--locked", "-p", "disinto"])
+            .current_dir(c.work())
+            .env("CARGO_TARGET_DIR", &target)
+            .env("DISINTO_REVISION", c.head())
+            .env("DISINTO_RELEASE_VERSION", version),
+    );
     ok(Command::new(target.join("release/disinto")).arg("--version"))
 }
 

@@ -54,6 +54,21 @@ impl Drop for Operator {
     }
 }
 
+/// Removes this test's images of `repo` from the engine when the test ends, however it ends.
+struct Images {
+    repo: String,
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let listed =
+            output(Command::new("docker").args(["image", "ls", "--format", "{{.ID}}", &self.repo]));
+        for id in String::from_utf8_lossy(&listed.stdout).lines() {
+            let _ = Command::new("docker").args(["rmi", "--force", id]).output();
+        }
+    }
+}
+
 /// Tags `image` as `tag`, pushes it (client config `config`) and returns its registry digest;
 /// the local tag is then removed, so only a pull brings it back.
 fn push(config: &Path, image: &str, tag: &str) -> String {
@@ -179,6 +194,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     let mut registry = Registry::start().unwrap();
     let ns = registry.namespace();
     let repo = format!("{ns}/agents");
+    let _images = Images { repo: repo.clone() };
     let config = TempDir::new("verify-config").unwrap();
     registry.login(config.path()).unwrap();
     let key = signing_key();
@@ -309,9 +325,41 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     );
     refused(&op, &out, &first, "a private key as trusted keys");
 
-    // Another signed release, then back to v0.1.0 with the registry gone: its digest was
-    // verified before, and its image is here.
-    succeeded(&op.up("v0.5.0", &[]), "up v0.5.0");
+    // Another signed release, read with the credentials of a Docker credential helper (as
+    // `credsStore` names it; it answers from its environment), then back to v0.1.0 with the
+    // registry gone: its digest was verified before, and its image is here.
+    let helper = TempDir::new("cred-helper").unwrap();
+    std::fs::create_dir_all(helper.path().join("bin")).unwrap();
+    std::fs::create_dir_all(helper.path().join("config")).unwrap();
+    let script = helper.path().join("bin/docker-credential-e2everify");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nread -r host\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}' \"$host\" \"$E2E_REGISTRY_USER\" \"$E2E_REGISTRY_SECRET\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        helper.path().join("config/config.json"),
+        r#"{"credsStore":"e2everify"}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helper.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let helper_config = helper.path().join("config");
+    let out = op.disinto(
+        &["up", "agents"],
+        &[
+            ("AGENTS_IMAGE", "v0.5.0"),
+            ("DOCKER_CONFIG", helper_config.to_str().unwrap()),
+            ("PATH", &path),
+            ("E2E_REGISTRY_USER", &registry.user),
+            ("E2E_REGISTRY_SECRET", &registry.password),
+        ],
+    );
+    succeeded(&out, "up v0.5.0 with a credential helper");
     let second = agents_of(&op.project).unwrap();
     assert_ne!(second, first);
     registry.stop();
@@ -407,4 +455,44 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
         !out.status.success(),
         "verify passed a stranger's signature"
     );
+
+    // `update --check`: the registry's tags, newer than what runs, within the channel.
+    let check = |running: &str, extra: &[&str]| {
+        let mut args = vec!["update", "--check"];
+        args.extend(extra);
+        op.disinto(&args, &[("AGENTS_IMAGE", running)])
+    };
+    let out = check("v0.1.0", &[]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(10), "{said}");
+    assert!(said.contains("v0.2.0, v0.3.0, v0.4.0, v0.5.0"), "{said}");
+    assert!(said.contains("disinto upgrade v0.5.0"), "{said}");
+    let out = check("v0.1.0", &["--channel", "patch", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["newer"], serde_json::json!([]), "{report}");
+    assert_eq!(report["tag_moved"], false, "{report}");
+    // v0.5.0 ran here: up to date, and the registry still names the digest deployed...
+    let out = check("v0.5.0", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...until the tag is moved to another image: an alarm of its own, whatever is newer.
+    let moved = format!("{}-moved", base.replace(':', "-verify:"));
+    build_from_stdin(
+        &moved,
+        &format!("FROM {base}\nLABEL org.disinto.e2e-verify=\"moved\"\n"),
+    );
+    push(config.path(), &moved, &format!("{repo}:v0.5.0"));
+    let out = check("v0.5.0", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    assert!(
+        err.contains("ALARM") && err.contains(&digests["v0.5.0"]),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -177,14 +177,22 @@ fn dry_run_prints_every_command_masks_the_token_and_needs_no_docker() {
         positions.windows(2).all(|w| w[0] < w[1]),
         "out of order: {positions:?}\n{stdout}"
     );
-    // Every image of the release, each from its previous release as cache.
+    // Every image of the release, each on a package image named exactly (built here, or
+    // the previous release's when its inputs are the same), the base pulled first.
+    assert!(
+        stdout.contains("$ docker pull --quiet debian:bookworm-slim"),
+        "{stdout}"
+    );
     for image in ["agents", "edge", "reproduce"] {
-        assert!(
-            stdout.contains(&format!(
-                "--pull --cache-from 127.0.0.1:5000/disinto/{image}:latest ."
-            )),
-            "{stdout}"
-        );
+        let packages = format!("127.0.0.1:5000/disinto/{image}:packages-v0.2.0");
+        let built = position(&format!(
+            "docker build --file docker/{image}/Dockerfile --target packages --tag {packages} "
+        ));
+        let on_it = position(&format!(
+            "docker build --file docker/{image}/Dockerfile --tag disinto-{image}:v0.2.0 --build-arg PACKAGES={packages} "
+        ));
+        assert!(built < on_it, "{stdout}");
+        assert!(!stdout.contains("--cache-from"), "{stdout}");
         assert!(
             stdout.contains(&format!(
                 "docker manifest inspect --insecure -v 127.0.0.1:5000/disinto/{image}:v0.2.0"

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 
+use super::poll::{self, Look};
 use crate::model::docker_config::{
     credentials_for, helper_answer, parse_challenge, token_answer, Challenge, Credentials,
 };
@@ -31,6 +32,10 @@ pub const INSECURE_REGISTRIES_VAR: &str = "DISINTO_INSECURE_REGISTRIES";
 /// Seconds one request may take, all of it (connect, answer, body).
 pub const TIMEOUT_VAR: &str = "DISINTO_REGISTRY_TIMEOUT";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A page of a thousand tags is a few tens of KiB.
+const MAX_TAG_PAGE: u64 = 1 << 20;
+/// More tags than a release history has: a registry that pages forever is cut off here.
+const MAX_TAGS: usize = 100_000;
 /// A token answer or an error page is small.
 const MAX_SMALL: u64 = 64 << 10;
 
@@ -136,6 +141,37 @@ impl Registry {
                 Ok(Some((body, digest)))
             }
             (status, _) => bail!("{} answered {status} for {path}:{reference}", self.host),
+        }
+    }
+
+    /// Every tag of `path` (`/v2/<path>/tags/list`), page by page as the distribution spec
+    /// pages (`n` and `last`): a registry that answers fewer than asked has no more.
+    pub fn tags(&self, path: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        const PAGE: usize = 1000;
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let mut url = format!("{}/v2/{path}/tags/list?n={PAGE}", self.base);
+            if let Some(last) = all.last() {
+                url.push_str(&format!("&last={last}"));
+            }
+            let page = match self.get(path, &url, "application/json", MAX_TAG_PAGE)? {
+                (404, _) => bail!("{} has no repository {path}", self.host),
+                (200, body) => serde_json::from_slice::<Page>(&body).with_context(|| {
+                    format!("{} answered a tag list that is not JSON", self.host)
+                })?,
+                (status, _) => bail!("{} answered {status} for the tags of {path}", self.host),
+            };
+            let tags = page.tags.unwrap_or_default();
+            let done = tags.len() < PAGE || tags.last() == all.last();
+            all.extend(tags);
+            if done || all.len() > MAX_TAGS {
+                return Ok(all);
+            }
         }
     }
 
@@ -292,7 +328,7 @@ impl Registry {
         if let Some(c) = self.credentials.borrow().as_ref() {
             return Ok(c.clone());
         }
-        let found = docker_credentials(&self.host)?;
+        let found = docker_credentials(&self.host, self.timeout)?;
         *self.credentials.borrow_mut() = Some(found.clone());
         Ok(found)
     }
@@ -307,7 +343,7 @@ fn docker_config_file() -> Option<PathBuf> {
 }
 
 /// The credentials the operator's Docker uses for `host`: a helper's answer, `auths`, or none.
-pub fn docker_credentials(host: &str) -> Result<Credentials> {
+pub fn docker_credentials(host: &str, timeout: Duration) -> Result<Credentials> {
     let Some(file) = docker_config_file() else {
         return Ok(Credentials::Anonymous);
     };
@@ -319,14 +355,14 @@ pub fn docker_credentials(host: &str) -> Result<Credentials> {
         other => other,
     };
     match credentials_for(&bytes, &file.display().to_string(), host)? {
-        Credentials::Helper(name) => ask_helper(&name, key),
+        Credentials::Helper(name) => ask_helper(&name, key, timeout),
         found => Ok(found),
     }
 }
 
 /// `docker-credential-NAME get`, the host on its stdin, as the docker CLI asks it; the secret
 /// comes back on its stdout and goes nowhere else. "Not found" is no credentials.
-fn ask_helper(name: &str, host: &str) -> Result<Credentials> {
+fn ask_helper(name: &str, host: &str, timeout: Duration) -> Result<Credentials> {
     if name.is_empty()
         || !name
             .bytes()
@@ -347,11 +383,37 @@ fn ask_helper(name: &str, host: &str) -> Result<Credentials> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(host.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("{program} get failed"))?;
-    Ok(match out.status.success() {
-        true => helper_answer(&out.stdout).unwrap_or(Credentials::Anonymous),
+    // A helper may wait on a keychain prompt nobody answers: it gets the registry's time.
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![];
+        if let Some(out) = stdout {
+            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(out, 1 << 20), &mut buf);
+        }
+        buf
+    });
+    let ended = poll::until(timeout, Duration::from_millis(20), |_| {
+        Ok(match child.try_wait()? {
+            Some(status) => Look::Done(status),
+            None => Look::Wait(format!("{program} get did not answer")),
+        })
+    });
+    let status = match ended {
+        Ok(Ok(status)) => status,
+        Ok(Err(why)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{why} within {}s", timeout.as_secs_f64());
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    Ok(match status.success() {
+        true => helper_answer(&out).unwrap_or(Credentials::Anonymous),
         false => Credentials::Anonymous,
     })
 }

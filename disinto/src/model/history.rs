@@ -502,6 +502,36 @@ mod tests {
     }
 
     #[test]
+    fn how_an_image_was_let_run_is_recorded_and_old_rows_still_read() {
+        let mut verified = entry("v0.2.0", Outcome::Deployed);
+        verified.verified_by = Some("sha256:47c32c8bf45cc616".into());
+        let line = serde_json::to_string(&verified).unwrap();
+        assert!(
+            line.contains(r#""verified_by":"sha256:47c32c8bf45cc616""#),
+            "{line}"
+        );
+        // Not skipped: no field (rows stay as they were).
+        assert!(!line.contains("skip_verify"), "{line}");
+        assert_eq!(parse(&line, "h").unwrap(), vec![verified.clone()]);
+        assert!(verified.verification().contains("sha256:47c32c8bf45cc616"));
+        let mut skipped = entry("v0.2.0", Outcome::Deployed);
+        skipped.skip_verify = true;
+        let line = serde_json::to_string(&skipped).unwrap();
+        assert!(line.contains(r#""skip_verify":true"#), "{line}");
+        assert!(skipped.verification().starts_with("NOT verified"));
+        // A row written before verification existed.
+        let old = entry("v0.1.0", Outcome::Deployed);
+        let line = serde_json::to_string(&old).unwrap();
+        let read = parse(&line, "h").unwrap();
+        assert_eq!(read[0].verified_by, None);
+        assert!(!read[0].skip_verify);
+        assert!(read[0].verification().contains("before verification"));
+        assert!(entry("", Outcome::Deployed)
+            .verification()
+            .contains("dev mode"));
+    }
+
+    #[test]
     fn a_marker_names_the_process_that_made_it() {
         let marker = InFlight::new("v0.2.0", "r/agents:v0.2.0", "ops@host");
         assert_eq!(marker.pid(), Some(std::process::id()));

@@ -42,6 +42,8 @@ pub fn pull_and_pin(
     let mut dev = vec![];
     let mut agents_key = None;
     let mut first_key = None;
+    // Pulled once every image has passed: a refusal pulls nothing at all.
+    let mut to_pull = vec![];
     let refuse = |reference: &str, why: anyhow::Error| {
         anyhow!(
             "{reference}: refused, {why:#}; nothing was changed and nothing pulled (AGENTS_IMAGE={})",
@@ -76,14 +78,22 @@ pub fn pull_and_pin(
             }
             continue;
         }
-        let (run, key) =
-            verified_reference(runner, trust, &parsed).map_err(|e| refuse(&reference, e))?;
+        let (run, key) = verified_reference(trust, &parsed).map_err(|e| refuse(&reference, e))?;
         eprintln!("verified {run} (signed by {key})");
+        to_pull.push((parsed, run.clone()));
         if image.name == AGENTS.name {
             agents_key = Some(key.clone());
         }
         first_key.get_or_insert(key);
         pinned.refs.insert(image.name, run);
+    }
+    for (image, run) in to_pull {
+        if let Err(why) = pull_verified(runner, &image, &run) {
+            bail!(
+                "AGENTS_IMAGE={}: {why:#}; nothing was changed, the running factory is as it was",
+                config.agents.as_setting()
+            );
+        }
     }
     if !dev.is_empty() {
         let line = format!(
@@ -109,14 +119,10 @@ pub fn pull_and_pin(
     Ok(pinned)
 }
 
-/// The verified, digest-pinned reference to run for `image`, and the key id that signed it;
-/// pulled by that digest when it is not here. A digest already here and remembered as
-/// verified needs no registry; any other is looked up and verified there first.
-fn verified_reference(
-    runner: &Runner<'_>,
-    trust: &mut Trust,
-    image: &ImageRef,
-) -> Result<(String, String)> {
+/// The verified, digest-pinned reference to run for `image`, and the key id that signed it.
+/// A digest already here and remembered as verified needs no registry; any other is looked
+/// up and verified there first.
+fn verified_reference(trust: &mut Trust, image: &ImageRef) -> Result<(String, String)> {
     let reference = image.to_string();
     // The digests that name what is here under this reference, in its repository (a keep
     // tag's image: in any repository it came from).
@@ -152,23 +158,27 @@ fn verified_reference(
         // The kept image is the verified one: run it by its keep tag, as before.
         return Ok((reference, key));
     }
-    let run = image.with_digest(&digest);
-    if !docker::image_present(&run) {
-        // By the verified digest (a tag may have moved since): `repo:tag@sha256:…` pulls the
-        // digest, and names the tag the operator asked for in what it prints.
-        let sh = runner.sh;
-        runner
-            .exec_captured(xshell::cmd!(sh, "docker pull --quiet {run}"))
-            .with_context(|| format!("cannot pull {run}"))?;
-        // The tag stays a name for it here, as a pull by tag leaves it.
-        if image.tag().is_some() && image.digest().is_none() {
-            let tag = image.without_digest();
-            runner
-                .exec_captured(xshell::cmd!(sh, "docker tag {run} {tag}"))
-                .with_context(|| format!("cannot tag {run} as {tag}"))?;
-        }
+    Ok((image.with_digest(&digest), key))
+}
+
+/// Pulls `run` (`repo:tag@sha256:…`, verified) unless it is here: by the verified digest (a
+/// tag may have moved since), naming the tag the operator asked for in what it prints; the
+/// tag then stays a name for it here, as a pull by tag leaves it.
+fn pull_verified(runner: &Runner<'_>, image: &ImageRef, run: &str) -> Result<()> {
+    if image.repository() == KEEP_REPOSITORY || docker::image_present(run) {
+        return Ok(());
     }
-    Ok((run, key))
+    let sh = runner.sh;
+    runner
+        .exec_captured(xshell::cmd!(sh, "docker pull --quiet {run}"))
+        .with_context(|| format!("cannot pull {run}"))?;
+    if image.tag().is_some() && image.digest().is_none() {
+        let tag = image.without_digest();
+        runner
+            .exec_captured(xshell::cmd!(sh, "docker tag {run} {tag}"))
+            .with_context(|| format!("cannot tag {run} as {tag}"))?;
+    }
+    Ok(())
 }
 
 /// The `RepoDigests` (`repo@sha256:…`) of the local image `reference` names; none when there

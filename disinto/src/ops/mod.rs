@@ -17,6 +17,7 @@ pub(crate) mod rollback;
 pub(crate) mod status;
 pub(crate) mod swarm;
 pub(crate) mod up;
+pub(crate) mod update;
 pub(crate) mod upgrade;
 pub(crate) mod verify;
 pub(crate) mod watch;

@@ -143,7 +143,7 @@ impl Rollout {
         // The target images must be verified, here, and pinned, before any running container
         // is touched.
         let images = OUR_IMAGES.into_iter().filter(|i| self.starts(i));
-        let mut trust = Trust::load(&factory.dir, self.skip_verify)?;
+        let mut trust = Trust::load(factory, self.skip_verify)?;
         trust.keys.extend(self.extra_keys.iter().cloned());
         let pinned = pull_and_pin(&runner, config, images, &mut trust)?;
         let passed = pinned.passed;

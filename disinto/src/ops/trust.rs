@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 
 use crate::engine::registry;
+use crate::factory::Factory;
 use crate::fsx;
+use crate::model::config::Settings;
 use crate::model::image_ref::ImageRef;
 use crate::model::keys::{parse_keys, TrustedKey};
 use crate::model::time::now_rfc3339;
@@ -20,17 +22,19 @@ use crate::model::verified::Verified;
 /// A file of PEM public keys the operator trusts besides the release's own.
 pub const TRUSTED_KEYS_VAR: &str = "DISINTO_TRUSTED_KEYS";
 
-/// Every key this binary trusts: the release's, then the operator's file. A file that is
-/// missing, unreadable or holds anything but public keys is an error naming it.
-pub fn trusted_keys() -> Result<Vec<TrustedKey>> {
+/// Every key this binary trusts: the release's, then the operator's file
+/// (`DISINTO_TRUSTED_KEYS`, from the environment or the factory's `.env` as every setting;
+/// a relative path is the factory's). A file that is missing, unreadable or holds anything
+/// but public keys is an error naming it.
+pub fn trusted_keys(settings: &Settings, factory_dir: &Path) -> Result<Vec<TrustedKey>> {
     let mut keys = parse_keys(
         crate::RELEASE_PUBLIC_KEY,
         "the release key built into disinto",
     )?;
-    let Some(file) = std::env::var_os(TRUSTED_KEYS_VAR).filter(|f| !f.is_empty()) else {
+    let Some(file) = settings.get(TRUSTED_KEYS_VAR)?.filter(|f| !f.is_empty()) else {
         return Ok(keys);
     };
-    let path = PathBuf::from(&file);
+    let path = factory_dir.join(file);
     let named = format!("{TRUSTED_KEYS_VAR}={}", path.display());
     let bytes = fsx::read_regular(&path, 1 << 20)
         .with_context(|| named.clone())?
@@ -76,17 +80,17 @@ pub struct Trust {
 }
 
 impl Trust {
-    /// The gate for a rollout on the factory at `factory_dir`; `skip` turns it off (loudly).
-    pub fn load(factory_dir: &Path, skip: bool) -> Result<Trust> {
+    /// The gate for a rollout on `factory`; `skip` turns it off (loudly).
+    pub fn load(factory: &Factory, skip: bool) -> Result<Trust> {
         let keys = match skip {
             true => vec![],
-            false => trusted_keys()?,
+            false => trusted_keys(&factory.settings, &factory.dir)?,
         };
         Ok(Trust {
             keys,
             skip,
-            factory_dir: factory_dir.to_path_buf(),
-            verified: Verified::load(factory_dir),
+            factory_dir: factory.dir.clone(),
+            verified: Verified::load(&factory.dir),
         })
     }
 

@@ -79,7 +79,7 @@ pub(crate) fn upgrade(sh: &Shell, root: &Path, ask: Upgrade) -> Result<()> {
     steps.next(&format!("fetch and verify {image}"));
     let mut with_target = factory.config.clone();
     with_target.agents = target.clone();
-    let mut trust = Trust::load(&factory.dir, ask.rollout.skip_verify)?;
+    let mut trust = Trust::load(&factory, ask.rollout.skip_verify)?;
     let pinned = pull_and_pin(&runner, &with_target, [AGENTS], &mut trust)?;
     let pinned = pinned
         .refs

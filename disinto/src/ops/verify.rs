@@ -44,8 +44,8 @@ struct Package {
 }
 
 pub(crate) fn verify(root: &Path, target: Option<String>, json: bool, list: bool) -> Result<()> {
-    let images = images(root, target)?;
-    let keys = trusted_keys()?;
+    let (factory, images) = images(root, target)?;
+    let keys = trusted_keys(&factory.settings, &factory.dir)?;
     if keys.is_empty() {
         bail!("no trusted key: this disinto was not built by a release; set {} to a file of cosign public keys (cosign.pub)", super::trust::TRUSTED_KEYS_VAR);
     }
@@ -70,18 +70,19 @@ pub(crate) fn verify(root: &Path, target: Option<String>, json: bool, list: bool
 
 /// The images to verify: a release's three (a version, or the factory's AGENTS_IMAGE), or
 /// the one image named.
-fn images(root: &Path, target: Option<String>) -> Result<Vec<ImageRef>> {
-    let (agents, registry) = match target {
+fn images(root: &Path, target: Option<String>) -> Result<(Factory, Vec<ImageRef>)> {
+    let (factory, agents) = match target {
         None => {
             let factory = Factory::open(root)?;
-            (factory.config.agents, factory.config.registry)
+            let agents = factory.config.agents.clone();
+            (factory, agents)
         }
         Some(target) => {
             let factory = Factory::open_to_set_agents(root)?;
             match AgentsImage::parse(Some(&target)) {
-                Ok(release @ AgentsImage::Release(_)) => (release, factory.config.registry),
+                Ok(release @ AgentsImage::Release(_)) => (factory, release),
                 _ => match ImageRef::parse(&target) {
-                    Ok(one) if target.contains(['/', ':', '@']) => return Ok(vec![one]),
+                    Ok(one) if target.contains(['/', ':', '@']) => return Ok((factory, vec![one])),
                     _ => bail!("{target:?} is neither a version (v0.1.1) nor an image reference"),
                 },
             }
@@ -90,11 +91,12 @@ fn images(root: &Path, target: Option<String>) -> Result<Vec<ImageRef>> {
     if agents == AgentsImage::Dev {
         bail!("AGENTS_IMAGE is dev mode (built from this checkout): nothing signed to verify; name a version or an image");
     }
-    OUR_IMAGES
+    let images = OUR_IMAGES
         .into_iter()
-        .filter_map(|i| agents.resolved_for(i, &registry))
+        .filter_map(|i| agents.resolved_for(i, &factory.config.registry))
         .map(|r| ImageRef::parse(&r))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((factory, images))
 }
 
 fn report(image: &ImageRef, keys: &[TrustedKey], list: bool) -> Report {

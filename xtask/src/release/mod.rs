@@ -5,6 +5,7 @@
 pub mod config;
 mod formula;
 pub mod latest;
+pub(crate) mod packages;
 pub mod provenance;
 pub mod refname;
 pub mod registry;

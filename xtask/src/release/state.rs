@@ -39,9 +39,15 @@ pub struct ImageProgress {
     /// The manifest digest the registry answered the push with.
     #[serde(default)]
     pub digest: Option<String>,
-    /// What happened to the package layers (see `packages_note`).
+    /// What happened to the package layers, and why (see `release::packages`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<String>,
+    /// The package image the image is built on (`REPOSITORY:packages-vX.Y.Z`), and the
+    /// digest push-image got for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages_digest: Option<String>,
     /// The base image build-image built on, for the provenance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseImage>,
@@ -189,6 +195,11 @@ pub struct RecordImage {
     /// The base image the Dockerfile built on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseImage>,
+    /// The package image its layers below the factory's files are
+    /// (`REPOSITORY:packages-vX.Y.Z@sha256:…`): the next release reuses it while the base
+    /// image and the package steps stay the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages_image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +226,10 @@ impl Record {
                     signature: p.signature,
                     attestations: p.attestations,
                     base: p.base,
+                    packages_image: p.packages_image.map(|r| match p.packages_digest {
+                        Some(d) => format!("{r}@{d}"),
+                        None => r,
+                    }),
                 };
                 (name.to_string(), image)
             })

@@ -10,6 +10,7 @@ use disinto::model::image_ref::AgentsImage;
 use disinto::ops::rollout::Rollout;
 use xshell::cmd;
 
+use super::packages;
 use super::registry::{inspect_cmd, login_lines, push_cmd, Session, LOGOUT_LINE};
 use super::state::{write_json, Record};
 use super::step::Step;
@@ -309,7 +310,8 @@ fn push_mirrors(run: &mut Run<'_>) -> Result<()> {
 const DIST_BINARY: &str = "docker/agents/dist/disinto";
 
 /// Builds every image: first the operator's binary from this commit (it ships inside agents),
-/// then each Dockerfile, reusing the previous release's unchanged layers.
+/// then each Dockerfile's package stage (or the previous release's package image, reused),
+/// then its last stage on top of it.
 fn build_image(run: &mut Run<'_>) -> Result<()> {
     let sh = run.sh();
     let revision = run.state.progress.git_sha.clone();
@@ -322,42 +324,56 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
         run.git(&["show", "-s", "--format=%cI", "HEAD"])?.trim()
     );
     let source = format!("SOURCE={}", run.plan.config.source_url);
-    let pull = (!run.opts.no_pull).then_some("--pull");
+    let mut pulled = std::collections::BTreeSet::new();
     for index in 0..run.plan.images.len() {
         let image = &run.plan.images[index];
-        let (name, tag, dockerfile) = (
+        let (name, tag, dockerfile, repository) = (
             image.name(),
             image.local_tag.clone(),
             image.image.dockerfile,
+            image.repository.clone(),
         );
-        // The previous release is the cache: its package layers are reused unless the base
-        // image changed (--pull fetches a new one) or --refresh-packages asks for new ones.
-        let previous = match run.opts.refresh_packages {
-            true => None,
-            false => previous_release(run, &image.repository),
-        };
-        let cache: Vec<String> = match (&previous, run.opts.refresh_packages) {
-            (_, true) => vec!["--no-cache".into()],
-            // BuildKit reuses a registry image's layers only when it carries cache metadata:
-            // every release is built with it inline, for the next one.
-            (Some(p), false) => vec!["--cache-from".into(), p.clone()],
-            (None, false) => vec![],
-        };
+        let packages = package_image(run, name, dockerfile, &repository, &mut pulled)?;
+        let from = format!("{}={}", packages::ARG, packages.reference);
+        let labels: Vec<String> = match &packages.inputs {
+            Some(inputs) => inputs.labels(&packages.image_id, &packages.tag),
+            // A dry run knows neither the inputs nor the package image yet.
+            None => packages::Inputs {
+                base: "<base image id>".into(),
+                hash: "<inputs>".into(),
+            }
+            .labels("<package image id>", &packages.tag),
+        }
+        .into_iter()
+        .flat_map(|l| ["--label".to_string(), l])
+        .collect();
+        // No --pull and no --no-cache here: the package image is named exactly, and the
+        // steps above it are the factory's own files, which the cache keys by content.
         run.runner
             .exec(cmd!(
                 sh,
-                "docker build --file {dockerfile} --tag {tag} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} --build-arg BUILDKIT_INLINE_CACHE=1 {pull...} {cache...} ."
+                "docker build --file {dockerfile} --tag {tag} --build-arg {from} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {labels...} ."
             ))
             .with_context(|| format!("docker build of {name} failed (see its output above)"))?;
         if run.opts.dry_run {
             continue;
         }
         let id = run.local_image_id(&tag)?;
-        let note = packages_note(
-            &layers(&id),
-            previous.as_deref().map(layers).as_deref(),
-            run.opts.refresh_packages,
-        );
+        // By construction the image starts with the package image's layers; a build that
+        // did not would make the record lie, so it is an error.
+        let (ours, theirs) = (layers(&id), layers(&packages.image_id));
+        if theirs.is_empty() || !ours.starts_with(&theirs) {
+            bail!(
+                "the {name} image is not built on its package image {} (its layers are not the first of the image's): report this",
+                packages.reference
+            );
+        }
+        let note = match &packages.reused_from {
+            Some(from) => {
+                packages::reused_note(from, &packages.reference, theirs.len(), ours.len())
+            }
+            None => packages.note.clone(),
+        };
         eprintln!("  {name}: {note}");
         let base = base_image(run.plan.root(), dockerfile);
         let progress = run.state.progress.image_mut(name);
@@ -367,8 +383,166 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
         // A rebuilt image has a new digest: what was signed before is not it.
         progress.signature = None;
         progress.attestations.clear();
+        progress.packages_image = Some(packages.reference);
     }
     Ok(())
+}
+
+/// The package image an image of the release is built on.
+struct PackageImage {
+    /// `REPOSITORY:packages-vX.Y.Z` (the release that built it), local now, pushed with the
+    /// release.
+    reference: String,
+    tag: String,
+    image_id: String,
+    inputs: Option<packages::Inputs>,
+    /// The release it was reused from, or none when built now.
+    reused_from: Option<String>,
+    /// Why it was built, for the record.
+    note: String,
+}
+
+/// The previous release's package image when its inputs (base image id, package stage
+/// lines) are this one's, else the package stage built now, reproducibly.
+fn package_image(
+    run: &Run<'_>,
+    name: &str,
+    dockerfile: &str,
+    repository: &str,
+    pulled: &mut std::collections::BTreeSet<String>,
+) -> Result<PackageImage> {
+    let sh = run.sh();
+    let path = run.plan.root().join(dockerfile);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let base = crate::dockerfile::image_for(&text, Some(packages::STAGE), &Default::default())
+        .with_context(|| format!("{dockerfile}: no `{}` stage to build", packages::STAGE))?
+        .base
+        .with_context(|| {
+            format!(
+                "{dockerfile}: the `{}` stage starts from no image",
+                packages::STAGE
+            )
+        })?;
+    // The base is pulled here, not by the build (--pull): its id is one of the inputs.
+    if !run.opts.no_pull && pulled.insert(base.clone()) {
+        run.runner
+            .exec(cmd!(sh, "docker pull --quiet {base}"))
+            .with_context(|| {
+                format!("cannot pull the base image {base} (--no-pull builds on the local one)")
+            })?;
+    }
+    let own_tag = format!("packages-{}", run.plan.version);
+    let own_ref = format!("{repository}:{own_tag}");
+    if run.opts.dry_run {
+        run.runner.note(&format!(
+            "{name}: build on the previous release's package image when its base image and package steps are these; else:"
+        ));
+        let epoch = "SOURCE_DATE_EPOCH=<the base image's creation time>";
+        run.runner.exec(cmd!(
+            sh,
+            "docker build --file {dockerfile} --target packages --tag {own_ref} --build-arg {epoch} ."
+        ))?;
+        return Ok(PackageImage {
+            reference: own_ref,
+            tag: own_tag,
+            image_id: String::new(),
+            inputs: None,
+            reused_from: None,
+            note: String::new(),
+        });
+    }
+    let base_id = run.local_image_id(&base)?;
+    let inputs = packages::Inputs::of(&text, &base_id)
+        .with_context(|| format!("{dockerfile}: the package stage"))?;
+    let previous = match run.opts.refresh_packages {
+        true => None,
+        false => {
+            previous_release(run, repository).map(|p| packages::Previous::from_labels(&labels(&p)))
+        }
+    };
+    let why = match packages::decide(&inputs, previous.as_ref(), run.opts.refresh_packages) {
+        packages::Decision::Reuse { image, tag, from } => {
+            let reference = format!("{repository}:{tag}");
+            if have_image(run, &image, &reference)? {
+                return Ok(PackageImage {
+                    reference,
+                    tag,
+                    image_id: image,
+                    inputs: Some(inputs),
+                    reused_from: Some(from),
+                    note: String::new(),
+                });
+            }
+            (
+                false,
+                format!("rebuilt: {from}'s package image {reference} is neither here nor pullable"),
+            )
+        }
+        packages::Decision::Build { no_cache, why } => (no_cache, why),
+    };
+    let (no_cache, note) = why;
+    let no_cache = no_cache.then_some("--no-cache");
+    let created = disinto::engine::docker::read(
+        &["image", "inspect", "--format", "{{.Created}}", &base_id],
+        "reading the base image's creation time",
+    )?;
+    let epoch = format!(
+        "SOURCE_DATE_EPOCH={}",
+        packages::source_date_epoch(&created)
+    );
+    run.runner
+        .exec(cmd!(
+            sh,
+            "docker build --file {dockerfile} --target packages --tag {own_ref} --build-arg {epoch} {no_cache...} ."
+        ))
+        .with_context(|| format!("docker build of {name}'s package stage failed (see its output above)"))?;
+    Ok(PackageImage {
+        image_id: run.local_image_id(&own_ref)?,
+        reference: own_ref,
+        tag: own_tag,
+        inputs: Some(inputs),
+        reused_from: None,
+        note,
+    })
+}
+
+/// Makes `reference` name the image `id`: tagged when the image is here, else pulled and
+/// checked to be that image. False when it cannot be had.
+fn have_image(run: &Run<'_>, id: &str, reference: &str) -> Result<bool> {
+    let sh = run.sh();
+    if disinto::engine::docker::image_present(id) {
+        if disinto::engine::docker::image_id(reference).as_deref() != Some(id) {
+            run.runner.exec(cmd!(sh, "docker tag {id} {reference}"))?;
+        }
+        return Ok(true);
+    }
+    if run.opts.no_pull || !pull(run, reference) {
+        return Ok(false);
+    }
+    Ok(disinto::engine::docker::image_id(reference).as_deref() == Some(id))
+}
+
+/// `docker pull reference` from the release's registry: logged in (a session of its own,
+/// gone when the pull is) when the token is set, as a private registry needs, else
+/// anonymously. False when it cannot be had.
+fn pull(run: &Run<'_>, reference: &str) -> bool {
+    let sh = run.sh();
+    let session = match run.plan.config.credentials() {
+        Ok(credentials) => {
+            let host = run.plan.registry_host();
+            Session::login(&host, credentials, run.plan.config.push_attempts).ok()
+        }
+        Err(_) => None,
+    };
+    let mut pull = cmd!(sh, "docker pull --quiet {reference}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr();
+    if let Some(session) = &session {
+        pull = pull.env("DOCKER_CONFIG", session.config_dir());
+    }
+    pull.run().is_ok()
 }
 
 /// `cargo build --release -p disinto` stamped with this commit, copied into the agents build
@@ -481,54 +655,34 @@ fn base_image(root: &std::path::Path, dockerfile: &str) -> Option<super::state::
     Some(super::state::BaseImage { name, digest })
 }
 
-/// The previous release of `repository` as a local image (pulled when it is not here and
-/// the registry has it), for `--cache-from`; none for a first release.
+/// The previous release of `repository` as a local image, whose labels name its package
+/// image: the registry's latest (pulled, unless --no-pull: another machine may have released
+/// since this one did), else the local one; none for a first release.
 fn previous_release(run: &Run<'_>, repository: &str) -> Option<String> {
-    if run.opts.dry_run {
-        return Some(format!("{repository}:latest"));
-    }
     let latest = format!("{repository}:latest");
-    if disinto::engine::docker::image_present(&latest) {
+    if (!run.opts.no_pull && pull(run, &latest)) || disinto::engine::docker::image_present(&latest)
+    {
         return Some(latest);
     }
-    if run.opts.no_pull {
-        return None;
-    }
-    disinto::engine::docker::run(&["pull", "--quiet", &latest]).ok()?;
-    Some(latest)
+    None
 }
 
 /// The layer digests of a local image, bottom first.
 fn layers(image: &str) -> Vec<String> {
-    disinto::engine::docker::run(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .RootFS.Layers}}",
-        image,
-    ])
-    .ok()
-    .and_then(|json| serde_json::from_str(json.trim()).ok())
-    .unwrap_or_default()
+    inspect_json(image, "{{json .RootFS.Layers}}")
 }
 
-/// What happened to the package layers, for the release record: reused from the previous
-/// release, or rebuilt, and why. Package layers are those below the first layer that differs.
-pub(super) fn packages_note(new: &[String], previous: Option<&[String]>, refresh: bool) -> String {
-    if refresh {
-        return "rebuilt: --refresh-packages".into();
-    }
-    let Some(previous) = previous.filter(|p| !p.is_empty()) else {
-        return "built: no previous release to reuse".into();
-    };
-    if new.first() != previous.first() {
-        return "rebuilt: the base image changed".into();
-    }
-    let shared = new.iter().zip(previous).take_while(|(a, b)| a == b).count();
-    format!(
-        "reused from the previous release: {shared} of {} layers unchanged",
-        new.len()
-    )
+/// The labels of a local image.
+fn labels(image: &str) -> std::collections::BTreeMap<String, String> {
+    inspect_json(image, "{{json .Config.Labels}}")
+}
+
+fn inspect_json<T: serde::de::DeserializeOwned + Default>(image: &str, format: &str) -> T {
+    disinto::engine::docker::run(&["image", "inspect", "--format", format, image])
+        .ok()
+        .and_then(|json| serde_json::from_str::<Option<T>>(json.trim()).ok())
+        .flatten()
+        .unwrap_or_default()
 }
 
 fn tag_image(run: &mut Run<'_>) -> Result<()> {
@@ -577,6 +731,10 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
             for r in image.refs() {
                 println!("$ {}", shell_line(push_cmd(run.sh(), &r)));
             }
+            println!(
+                "# and the package image build-image built {} on, unless the registry has it",
+                image.name()
+            );
         }
         println!("$ {LOGOUT_LINE}");
         return Ok(());
@@ -596,9 +754,16 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
         .iter()
         .map(|i| (i.name(), i.version_ref.clone(), i.refs()))
         .collect();
+    let package_images: Vec<Option<String>> = images
+        .iter()
+        .map(|(name, _, _)| run.state.progress.image(name).packages_image)
+        .collect();
     let session = session(run)?;
     let mut digests = vec![];
-    for ((name, version_ref, refs), image_id) in images.iter().zip(&ids) {
+    let mut package_digests = vec![];
+    for (((name, version_ref, refs), image_id), packages) in
+        images.iter().zip(&ids).zip(&package_images)
+    {
         let mut digest = None;
         if !known_absent {
             match session.inspect(sh, version_ref)? {
@@ -627,13 +792,41 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
         }
         eprintln!("  pushed {version_ref}@{digest}");
         digests.push((*name, digest));
+        if let Some(packages) = packages {
+            package_digests.push((*name, push_package_image(sh, session, packages)?));
+        }
     }
     for (name, digest) in digests {
         run.state.progress.image_mut(name).digest = Some(digest);
     }
+    for (name, digest) in package_digests {
+        run.state.progress.image_mut(name).packages_digest = Some(digest);
+    }
     // The session's Docker config (with the credential) is deleted now, not at exit.
     run.state.session = None;
     Ok(())
+}
+
+/// Publishes the package image an image is built on (its blobs are the image's, so this is
+/// a manifest), where the next release finds it; returns its digest. Its tag names the
+/// release that built it and never moves: a registry holding another image there is an error.
+fn push_package_image(sh: &xshell::Shell, session: &Session, reference: &str) -> Result<String> {
+    let local = disinto::engine::docker::image_id(reference).with_context(|| {
+        format!(
+            "the package image {reference} is not in the local image store: run build-image again"
+        )
+    })?;
+    match session.inspect(sh, reference)? {
+        Some(remote) if remote.config == local => Ok(remote.digest),
+        Some(remote) => bail!(
+            "the registry holds a different package image under {reference} ({}): package tags never move; remove it there or release a new version",
+            remote.digest
+        ),
+        None => {
+            eprintln!("$ docker push {reference}");
+            session.push(sh, reference)
+        }
+    }
 }
 
 /// The product's rollout (`disinto up agents`) on the new version: pulled before anything
@@ -743,34 +936,4 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
         eprintln!("warning: the release is recorded, but pushing {relative} to origin failed ({e:#}): push it with `git push origin {branch}`");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::packages_note;
-
-    fn l(ids: &[&str]) -> Vec<String> {
-        ids.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn the_record_says_whether_packages_were_reused_and_why() {
-        let new = l(&["base", "apt", "user", "app2"]);
-        assert_eq!(
-            packages_note(&new, Some(&l(&["base", "apt", "user", "app1"])), false),
-            "reused from the previous release: 3 of 4 layers unchanged"
-        );
-        assert_eq!(
-            packages_note(&new, Some(&l(&["base0", "apt", "user", "app1"])), false),
-            "rebuilt: the base image changed"
-        );
-        assert_eq!(
-            packages_note(&new, None, false),
-            "built: no previous release to reuse"
-        );
-        assert_eq!(
-            packages_note(&new, Some(&new), true),
-            "rebuilt: --refresh-packages"
-        );
-    }
 }

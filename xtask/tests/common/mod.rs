@@ -282,6 +282,7 @@ impl Checkout {
             .current_dir(self.work())
             .env("CARGO_TARGET_DIR", xtask::scratch::shared_target(&root()));
         xtask::scratch::with_identity(&mut x);
+        xtask::scratch::quick_release_profile(&mut x);
         x
     }
 

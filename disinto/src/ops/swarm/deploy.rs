@@ -67,7 +67,7 @@ pub(crate) fn deploy(
         false => None,
     };
     // Nothing is pulled, labelled or written before every image's signature checks out.
-    let mut trust = Trust::load(&factory.dir, skip_verify)?;
+    let mut trust = Trust::load(&factory, skip_verify)?;
     let pinned = pull_and_pin(&runner, config, OUR_IMAGES, &mut trust)?;
     input.compose.pinned = pinned.refs;
     // Every node must run the same bytes: an image with no registry digest (built or tagged
