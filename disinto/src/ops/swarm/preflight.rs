@@ -27,6 +27,12 @@ pub(crate) fn check(
     projects: Option<(&str, &Node)>,
     timeout: Duration,
 ) -> Result<()> {
+    // Refused before any job is made.
+    if let Some((source, _)) = projects {
+        if source.contains([',', '"', '\n']) {
+            bail!("the factory directory's path {source:?} holds a ',' or '\"', which docker service create --mount cannot take: move the factory to a plain path");
+        }
+    }
     let sh = runner.sh;
     let pull = Job::new(runner, format!("{stack_name}-check-pull"));
     runner.note("every node that takes tasks pulls agents' image, with this client's login:");
@@ -41,9 +47,6 @@ pub(crate) fn check(
     let bind = match projects {
         None => None,
         Some((source, node)) => {
-            if source.contains([',', '"', '\n']) {
-                bail!("the factory directory's path {source:?} holds a ',' or '\"', which docker service create --mount cannot take: move the factory to a plain path");
-            }
             let job = Job::new(runner, format!("{stack_name}-check-bind"));
             let mount = format!("type=bind,src={source},dst={PROBE_TARGET},readonly");
             let constraint = format!("node.id=={}", node.id);
