@@ -72,8 +72,10 @@ impl Test {
 /// waiting (on Swarm) or building (releases: cargo and docker), and share nothing with the
 /// others (their own registries, projects, stacks, images and volumes). Every other test
 /// target runs in the foreground; a test holds the lanes to the test files.
-const BACKGROUND: [&[&str]; 2] = [
+const BACKGROUND: [&[&str]; 3] = [
     &["e2e_swarm"],
+    // Its own engines (three nodes in containers): nothing shared with the host's swarm.
+    &["e2e_swarm_nodes"],
     &["e2e_release", "e2e_no_checkout", "bench_tiny"],
 ];
 

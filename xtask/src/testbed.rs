@@ -13,6 +13,8 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use disinto::engine::docker::{daemon_answers, image_present};
+
+pub mod nodes;
 use disinto::fsx::TempDir;
 
 /// The base image every Dockerfile here starts from; made locally when it is missing.
@@ -500,6 +502,16 @@ impl Registry {
         cmd.env("DISINTO_REGISTRY", self.namespace())
             .env("GITHUB_TOKEN", &self.password)
             .env("GITHUB_ACTOR", &self.user)
+    }
+
+    /// Where it keeps what was pushed (for a second registry that serves the same, read-only).
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Its htpasswd file.
+    pub fn htpasswd(&self) -> PathBuf {
+        self.dir.path().join("htpasswd")
     }
 
     /// `registry/namespace` for `DISINTO_REGISTRY`.

@@ -228,17 +228,6 @@ impl Operator {
     }
 }
 
-/// The registry digest a release recorded for one of its images.
-fn digest(c: &Checkout, version: &str, image: &str) -> String {
-    let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.work().join(format!("release/{version}.json"))).unwrap(),
-    )
-    .unwrap();
-    let digest = record["images"][image]["digest"].as_str().unwrap();
-    assert!(digest.starts_with("sha256:"), "{record}");
-    digest.to_string()
-}
-
 #[test]
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
@@ -257,59 +246,9 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
         ns: ns.clone(),
     };
 
-    // Two real releases; v0.2.0 changes one script.
-    let c = Checkout::new("v0.1.0");
-    release(&c, &registry, "v0.1.0");
-    let script = c.work().join("lib/agent-loop.sh");
-    let mut text = std::fs::read_to_string(&script).unwrap();
-    text.push_str("# v0.2.0: one script changed\n");
-    std::fs::write(&script, text).unwrap();
-    ok(git(&c.work()).args(["commit", "--quiet", "-am", "agent loop: a change"]));
-    c.bump("v0.2.0");
-    release(&c, &registry, "v0.2.0");
-    let (v1, v2) = (
-        digest(&c, "v0.1.0", "agents"),
-        digest(&c, "v0.2.0", "agents"),
-    );
-    eprintln!("two releases: {:.0?}", started.elapsed());
-
-    // v0.3.0: v0.2.0 with a health check that always fails; edge and reproduce unchanged.
-    xtask::secret::login(
-        operator.docker_config.path(),
-        &registry.addr,
-        &registry.user,
-        &registry.password,
-    )
-    .unwrap();
-    build_from_stdin(
-        &format!("{ns}/agents:v0.3.0"),
-        &format!(
-            "FROM {ns}/agents:v0.2.0\nHEALTHCHECK --interval=2s --timeout=1s --retries=1 CMD false\n"
-        ),
-    );
-    for image in ["edge", "reproduce"] {
-        docker_ok(&[
-            "tag",
-            &format!("{ns}/{image}:v0.2.0"),
-            &format!("{ns}/{image}:v0.3.0"),
-        ]);
-    }
-    for image in ["agents", "edge", "reproduce"] {
-        ok(docker(operator.docker_config.path()).args([
-            "push",
-            "--quiet",
-            &format!("{ns}/{image}:v0.3.0"),
-        ]));
-    }
-    // Signed with the release key, as a release would be: the gate lets it through, and
-    // its health check fails it.
-    for image in ["agents", "edge", "reproduce"] {
-        ok(&mut signing_key().cosign_sign(
-            &format!("{ns}/{image}:v0.3.0"),
-            operator.docker_config.path(),
-        ));
-    }
-    forget_local_images(&ns, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    // Two real releases, and v0.3.0: v0.2.0 with a health check that always fails.
+    let SwarmReleases { v1, v2, .. } = swarm_releases(&registry, operator.docker_config.path());
+    eprintln!("three releases: {:.0?}", started.elapsed());
     stand_in_for_third_party_images();
 
     // The operator: the v0.2.0 disinto, a login, a .env.

@@ -41,11 +41,23 @@ pub fn require_manager() -> Result<()> {
     }
 }
 
+/// The id of this engine's node in the swarm.
+pub fn this_node() -> Result<String> {
+    let id = docker::read(
+        &["info", "--format", "{{.Swarm.NodeID}}"],
+        "ask Docker for this node's id",
+    )?;
+    match id.trim() {
+        "" => bail!("docker info names no swarm node here: is this engine in a swarm?"),
+        id => Ok(id.to_string()),
+    }
+}
+
 /// The swarm's nodes, with whether each carries the volumes label.
 pub fn nodes() -> Result<Vec<Node>> {
     let ids = docker::read(&["node", "ls", "--quiet"], "list the swarm's nodes")?;
     let format = format!(
-        "{{{{.ID}}}}\t{{{{.Description.Hostname}}}}\t{{{{index .Spec.Labels \"{VOLUMES_LABEL}\"}}}}"
+        "{{{{.ID}}}}\t{{{{.Description.Hostname}}}}\t{{{{index .Spec.Labels \"{VOLUMES_LABEL}\"}}}}\t{{{{.Status.State}}}}\t{{{{.Spec.Availability}}}}"
     );
     let mut args = vec!["node", "inspect", "--format", &format];
     args.extend(ids.split_whitespace());
@@ -55,7 +67,7 @@ pub fn nodes() -> Result<Vec<Node>> {
     )?))
 }
 
-/// `ID<TAB>HOSTNAME<TAB>LABEL` lines as nodes.
+/// `ID<TAB>HOSTNAME<TAB>LABEL<TAB>STATE<TAB>AVAILABILITY` lines as nodes.
 fn parse_nodes(text: &str) -> Vec<Node> {
     text.lines()
         .filter_map(|line| {
@@ -63,10 +75,14 @@ fn parse_nodes(text: &str) -> Vec<Node> {
             let id = fields.next()?.trim();
             let hostname = fields.next().unwrap_or(id).trim();
             let label = fields.next().unwrap_or("").trim();
+            let state = fields.next().unwrap_or("").trim();
+            let availability = fields.next().unwrap_or("").trim();
             (!id.is_empty()).then(|| Node {
                 id: id.to_string(),
                 hostname: hostname.to_string(),
                 labelled: label == "true",
+                ready: state == "ready",
+                active: availability == "active",
             })
         })
         .collect()
@@ -157,6 +173,46 @@ pub fn tasks(service: &str) -> Result<Vec<Task>> {
             Some(Task {
                 image: f.next()?.to_string(),
                 state: f.next().unwrap_or("").to_string(),
+                error: f.next().unwrap_or("").trim().to_string(),
+            })
+        })
+        .collect())
+}
+
+/// A task of a job (a one-off service): the node it was given, its state and error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTask {
+    pub node: String,
+    pub state: String,
+    pub error: String,
+}
+
+/// Every task of `service`, whatever Swarm wants of it (a job's tasks end).
+pub fn job_tasks(service: &str) -> Result<Vec<JobTask>> {
+    let ids = docker::read(
+        &["service", "ps", "--quiet", "--no-trunc", service],
+        &format!("list the tasks of {service}"),
+    )?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut args = vec![
+        "inspect",
+        "--type",
+        "task",
+        "--format",
+        "{{.NodeID}}\t{{.Status.State}}\t{{.Status.Err}}",
+    ];
+    args.extend(ids);
+    let out = docker::read(&args, &format!("inspect the tasks of {service}"))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some(JobTask {
+                node: f.next()?.trim().to_string(),
+                state: f.next().unwrap_or("").trim().to_string(),
                 error: f.next().unwrap_or("").trim().to_string(),
             })
         })
@@ -255,19 +311,23 @@ mod tests {
 
     #[test]
     fn node_lines_are_read() {
-        let nodes = parse_nodes("a1\thost-a\ttrue\nb2\thost-b\t\n\n");
+        let nodes = parse_nodes("a1\thost-a\ttrue\tready\tactive\nb2\thost-b\t\tdown\tdrain\n\n");
         assert_eq!(
             nodes,
             vec![
                 Node {
                     id: "a1".into(),
                     hostname: "host-a".into(),
-                    labelled: true
+                    labelled: true,
+                    ready: true,
+                    active: true,
                 },
                 Node {
                     id: "b2".into(),
                     hostname: "host-b".into(),
-                    labelled: false
+                    labelled: false,
+                    ready: false,
+                    active: false,
                 },
             ]
         );

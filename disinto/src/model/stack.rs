@@ -529,6 +529,10 @@ pub struct Node {
     pub hostname: String,
     /// Whether it carries `disinto.volumes=true`.
     pub labelled: bool,
+    /// Whether Swarm sees it up (`Status.State` is `ready`): a node that is down runs nothing.
+    pub ready: bool,
+    /// Whether it takes tasks (`Spec.Availability` is `active`, not `pause` or `drain`).
+    pub active: bool,
 }
 
 /// Which node to label `disinto.volumes=true` before deploying, if any. Exactly one node may
@@ -538,6 +542,10 @@ pub struct Node {
 pub fn volume_node(nodes: &[Node]) -> Result<Option<&Node>> {
     let labelled: Vec<&Node> = nodes.iter().filter(|n| n.labelled).collect();
     match (labelled.as_slice(), nodes) {
+        ([one], _) if !one.ready => bail!(
+            "node {} is labelled {VOLUMES_LABEL}=true but is down: agents, forgejo and woodpecker could not start until it is back; start it, or restore the volumes on another node and move the label there (docker node update --label-add {VOLUMES_LABEL}=true NODE)",
+            one.hostname
+        ),
         ([_], _) => Ok(None),
         ([], [only]) => Ok(Some(only)),
         ([], []) => bail!("the swarm lists no nodes: check `docker node ls`"),
@@ -895,6 +903,8 @@ mod tests {
             id: id.into(),
             hostname: format!("host-{id}"),
             labelled,
+            ready: true,
+            active: true,
         }
     }
 
@@ -923,5 +933,22 @@ mod tests {
             e.starts_with("nodes host-a, host-b are all labelled disinto.volumes=true"),
             "{e}"
         );
+        // The labelled node down: nothing could start where the data is.
+        let down = Node {
+            ready: false,
+            ..node("b", true)
+        };
+        let e = format!("{:#}", volume_node(&[node("a", false), down]).unwrap_err());
+        assert!(
+            e.starts_with("node host-b is labelled disinto.volumes=true but is down"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1);
+        // A worker down elsewhere is no reason to refuse.
+        let other_down = Node {
+            ready: false,
+            ..node("a", false)
+        };
+        assert!(volume_node(&[other_down, node("b", true)]).is_ok());
     }
 }

@@ -513,3 +513,81 @@ pub fn operator(dir: &Path, project: &str, agents_image: Option<&str>) -> Comman
     }
     cmd
 }
+
+/// The three releases the swarm tests deploy, in one registry: v0.1.0, v0.2.0 (one script
+/// changed) by `cargo xtask release`, and v0.3.0, v0.2.0 with a health check that always
+/// fails (edge and reproduce unchanged), pushed with the client config `docker_config`
+/// (logged in here). Local tags are forgotten afterwards: what runs next comes from the
+/// registry. Each test makes its own (a registry lives as long as its test).
+pub struct SwarmReleases {
+    pub checkout: Checkout,
+    /// agents' registry digests of v0.1.0 and v0.2.0.
+    pub v1: String,
+    pub v2: String,
+}
+
+pub fn swarm_releases(registry: &xtask::testbed::Registry, docker_config: &Path) -> SwarmReleases {
+    let ns = registry.namespace();
+    let c = Checkout::new("v0.1.0");
+    release(&c, registry, "v0.1.0");
+    let script = c.work().join("lib/agent-loop.sh");
+    let mut text = std::fs::read_to_string(&script).unwrap();
+    text.push_str("# v0.2.0: one script changed\n");
+    std::fs::write(&script, text).unwrap();
+    ok(git(&c.work()).args(["commit", "--quiet", "-am", "agent loop: a change"]));
+    c.bump("v0.2.0");
+    release(&c, registry, "v0.2.0");
+    let (v1, v2) = (
+        release_digest(&c, "v0.1.0", "agents"),
+        release_digest(&c, "v0.2.0", "agents"),
+    );
+    xtask::secret::login(
+        docker_config,
+        &registry.addr,
+        &registry.user,
+        &registry.password,
+    )
+    .unwrap();
+    build_from_stdin(
+        &format!("{ns}/agents:v0.3.0"),
+        &format!(
+            "FROM {ns}/agents:v0.2.0\nHEALTHCHECK --interval=2s --timeout=1s --retries=1 CMD false\n"
+        ),
+    );
+    for image in ["edge", "reproduce"] {
+        ok(Command::new("docker").args([
+            "tag",
+            &format!("{ns}/{image}:v0.2.0"),
+            &format!("{ns}/{image}:v0.3.0"),
+        ]));
+    }
+    for image in ["agents", "edge", "reproduce"] {
+        ok(docker(docker_config).args(["push", "--quiet", &format!("{ns}/{image}:v0.3.0")]));
+    }
+    // Signed as a release is (edge and reproduce are v0.2.0's digests, signed already):
+    // factories verify what they deploy, and this one is to fail its health check, not that.
+    let agents = ok(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{index .RepoDigests 0}}",
+        &format!("{ns}/agents:v0.3.0"),
+    ]));
+    ok(&mut signing_key().cosign_sign(agents.trim(), docker_config));
+    forget_local_images(&ns, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    SwarmReleases {
+        checkout: c,
+        v1,
+        v2,
+    }
+}
+
+/// The registry digest a release recorded for one of its images.
+pub fn release_digest(c: &Checkout, version: &str, image: &str) -> String {
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.work().join(format!("release/{version}.json"))).unwrap(),
+    )
+    .unwrap();
+    let digest = record["images"][image]["digest"].as_str().unwrap();
+    assert!(digest.starts_with("sha256:"), "{record}");
+    digest.to_string()
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::{check_stack_name, drain_agents, follow, settle};
-use crate::engine::swarm::{nodes, require_manager, service_name};
+use super::{check_stack_name, drain_agents, follow, preflight, settle};
+use crate::engine::swarm::{nodes, require_manager, service_name, this_node};
 use crate::engine::{docker, Runner};
 use crate::factory::{Factory, PROJECTS_DIR};
 use crate::fsx::{self, Written};
@@ -58,8 +58,12 @@ pub(crate) fn deploy(
         require_manager()?;
         true
     };
+    let swarm_nodes = match is_manager {
+        true => nodes()?,
+        false => vec![],
+    };
     let to_label: Option<Node> = match is_manager {
-        true => stack::volume_node(&nodes()?)?.cloned(),
+        true => stack::volume_node(&swarm_nodes)?.cloned(),
         false => None,
     };
     // Nothing is pulled, labelled or written before every image's signature checks out.
@@ -75,6 +79,30 @@ pub(crate) fn deploy(
         .find(|(_, r)| ImageRef::parse(r).map_or(true, |r| r.digest().is_none()));
     if let Some((name, reference)) = undigested {
         bail!("{name} would run {reference}, which has no registry digest (built or tagged only on this host): a swarm deploys what a registry holds; push a release and deploy that");
+    }
+    // On several nodes, what this host proved for itself (the pull, the `projects` directory)
+    // is asked of the others, through Swarm, before anything of the stack changes.
+    if swarm_nodes.len() > 1 {
+        let here = this_node()?;
+        let projects = factory.dir.join(PROJECTS_DIR);
+        let projects = projects
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", projects.display()))?;
+        let away = swarm_nodes.iter().find(|n| n.labelled && n.id != here);
+        let image = input
+            .compose
+            .pinned
+            .get("agents")
+            .cloned()
+            .unwrap_or_else(|| input.compose.agents.to_string());
+        preflight::check(
+            &runner,
+            stack_name,
+            &image,
+            &swarm_nodes,
+            away.map(|node| (projects, node)),
+            timeout,
+        )?;
     }
 
     let label_arg = format!("{VOLUMES_LABEL}=true");

@@ -3,6 +3,7 @@
 //! stack name check, waiting for an update to settle, and runner following agents.
 
 pub(crate) mod deploy;
+mod preflight;
 pub(crate) mod rm;
 pub(crate) mod rollback;
 pub(crate) mod status;

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::check_stack_name;
 use crate::engine::docker;
-use crate::engine::swarm::{require_manager, stack_services, ServiceState};
+use crate::engine::swarm::{require_manager, stack_services, tasks, ServiceState, Task};
 use crate::model::image_ref::ImageRef;
 use crate::ops::table::{self, or_dash};
 
@@ -19,6 +19,8 @@ struct Row {
     replicas: String,
     update: String,
     message: String,
+    /// Why fewer tasks run than Swarm wants (a task's state and error), else empty.
+    why: String,
 }
 
 const HEADER: [&str; 6] = [
@@ -44,6 +46,7 @@ impl Row {
             replicas: replicas.to_string(),
             update: state.update.clone().unwrap_or_else(|| "-".into()),
             message: state.message.clone(),
+            why: String::new(),
         }
     }
 
@@ -57,6 +60,24 @@ impl Row {
             self.update.clone(),
         ]
     }
+}
+
+/// How many of the tasks Swarm wants running do run.
+fn running(tasks: &[Task]) -> usize {
+    tasks.iter().filter(|t| t.state == "running").count()
+}
+
+/// Why a service's wanted task does not run: the state and error of the first that does not
+/// (`pending: no suitable node (scheduling constraints not satisfied on 3 nodes)`).
+fn why(tasks: &[Task]) -> String {
+    tasks
+        .iter()
+        .find(|t| t.state != "running")
+        .map(|t| match t.error.as_str() {
+            "" => t.state.clone(),
+            e => format!("{}: {e}", t.state),
+        })
+        .unwrap_or_default()
 }
 
 pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
@@ -75,7 +96,16 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
                 &state.image,
             ])
             .unwrap_or_default();
-            Row::new(stack_name, state, replicas, &version)
+            // `docker service ls` counts a task on a node that went down as running until
+            // the node comes back: the tasks Swarm wants running say what runs.
+            let (replicas, why) = match (tasks(&state.name), state.replicas) {
+                (Ok(tasks), Some(wanted)) => (format!("{}/{wanted}", running(&tasks)), why(&tasks)),
+                (Ok(tasks), None) => (replicas.clone(), why(&tasks)),
+                (Err(_), _) => (replicas.clone(), String::new()),
+            };
+            let mut row = Row::new(stack_name, state, &replicas, &version);
+            row.why = why;
+            row
         })
         .collect();
     rows.sort_by(|a, b| a.service.cmp(&b.service));
@@ -86,6 +116,9 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
     } else {
         let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
         print!("{}", table::render(HEADER, &cells));
+        for row in rows.iter().filter(|r| !r.why.is_empty()) {
+            println!("{} runs {}: {}", row.service, row.replicas, row.why);
+        }
     }
     Ok(())
 }
@@ -93,6 +126,21 @@ pub(crate) fn status(stack_name: &str, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_short_of_tasks_says_why() {
+        let pending = Task {
+            image: "r/agents:v2".into(),
+            state: "pending".into(),
+            error: "no suitable node (scheduling constraints not satisfied on 3 nodes)".into(),
+        };
+        assert_eq!(running(std::slice::from_ref(&pending)), 0);
+        assert_eq!(
+            why(&[pending]),
+            "pending: no suitable node (scheduling constraints not satisfied on 3 nodes)"
+        );
+        assert_eq!(why(&[]), "");
+    }
 
     #[test]
     fn a_row_splits_image_and_digest() {
