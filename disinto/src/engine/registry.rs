@@ -214,16 +214,7 @@ impl Registry {
             let mut response = request.call().map_err(|e| self.unreachable(e))?;
             let status = response.status().as_u16();
             if status == 401 && !asked {
-                let challenge = response
-                    .headers()
-                    .get("www-authenticate")
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(parse_challenge)
-                    .with_context(|| {
-                        format!("{} answered 401 with no challenge disinto knows", self.host)
-                    })?;
-                let auth = self.authorize(path, &challenge)?;
-                self.auth.borrow_mut().insert(path.to_string(), auth);
+                self.answer(path, &response)?;
                 continue;
             }
             if status == 401 || status == 403 {
@@ -289,16 +280,7 @@ impl Registry {
             .map_err(|e| self.unreachable(e))?;
             let status = response.status().as_u16();
             if status == 401 && !asked {
-                let challenge = response
-                    .headers()
-                    .get("www-authenticate")
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(parse_challenge)
-                    .with_context(|| {
-                        format!("{} answered 401 with no challenge disinto knows", self.host)
-                    })?;
-                let auth = self.authorize(path, &challenge)?;
-                self.auth.borrow_mut().insert(path.to_string(), auth);
+                self.answer(path, &response)?;
                 continue;
             }
             let location = response
@@ -364,6 +346,21 @@ impl Registry {
                 self.host
             ),
         }
+    }
+
+    /// Answers a 401's challenge: the Authorization header `path`'s next requests carry.
+    fn answer(&self, path: &str, response: &ureq::http::Response<ureq::Body>) -> Result<()> {
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|h| h.to_str().ok())
+            .and_then(parse_challenge)
+            .with_context(|| {
+                format!("{} answered 401 with no challenge disinto knows", self.host)
+            })?;
+        let auth = self.authorize(path, &challenge)?;
+        self.auth.borrow_mut().insert(path.to_string(), auth);
+        Ok(())
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
