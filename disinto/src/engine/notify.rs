@@ -51,3 +51,26 @@ pub fn send(url: &str, format: Format, message: &Message) -> Result<()> {
         Err(e) => bail!("the webhook could not be reached: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_that_cannot_be_reached_is_an_error_not_a_hang() {
+        let message = Message {
+            event: "upgraded",
+            factory: "prod".into(),
+            from: "v1.0.0".into(),
+            to: "v1.1.0".into(),
+            text: "disinto prod: upgraded".into(),
+        };
+        // Port 1 on loopback: nothing listens there.
+        let e = send("http://127.0.0.1:1/hook", Format::Text, &message).unwrap_err();
+        assert!(e.to_string().contains("could not be reached"), "{e}");
+        assert!(check_url("https://ntfy.example/t").is_ok());
+        for bad in ["ftp://x", "https://", "ntfy.example", "http:///path"] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}
