@@ -129,34 +129,40 @@ pub fn last_line(bytes: &[u8]) -> String {
         .to_string()
 }
 
-/// The bytes of the file at `path` inside `image` (a throwaway container, no network):
-/// `None` when the image has no such file.
+/// The bytes of the file at `path` inside `image`: `None` when the image has no such file.
+/// Copied out of a created (never started) container: no output of a running one to lose.
 pub fn file_from_image(image: &str, path: &str) -> Result<Option<Vec<u8>>> {
     require_client()?;
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "sh",
-            image,
-            "-c",
-        ])
-        .arg("test -f \"$1\" || exit 3; cat \"$1\"")
-        .args(["sh", path])
+    let created = Command::new("docker")
+        .args(["create", "--network", "none", image])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run docker: {e}"))?;
-    match out.status.code() {
-        Some(0) => Ok(Some(out.stdout)),
-        Some(3) => Ok(None),
-        _ => bail!(
+    if !created.status.success() {
+        bail!(
             "cannot read {path} from {image}: {}",
-            last_line(&out.stderr)
-        ),
+            last_line(&created.stderr)
+        );
     }
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let dir = crate::fsx::TempDir::new("from-image")?;
+    let copied = Command::new("docker")
+        .args(["cp", "--follow-link", &format!("{id}:{path}")])
+        .arg(dir.path().join("file"))
+        .stdin(Stdio::null())
+        .output();
+    let _ = Command::new("docker").args(["rm", "--force", &id]).output();
+    let copied = copied.map_err(|e| anyhow::anyhow!("cannot run docker: {e}"))?;
+    if !copied.status.success() {
+        let why = last_line(&copied.stderr);
+        if why.contains("Could not find the file") || why.contains("No such") {
+            return Ok(None);
+        }
+        bail!("cannot read {path} from {image}: {why}");
+    }
+    let bytes = std::fs::read(dir.path().join("file"))
+        .map_err(|e| anyhow::anyhow!("cannot read {path} copied from {image}: {e}"))?;
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! streams a gzipped archive out on standard output, hashed as it is written; a restore
 //! unpacks beside what is there first and swaps only once every volume unpacked.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -49,12 +49,15 @@ pub fn bytes_used(image: &str, volumes: &[Volume]) -> Result<u64> {
         .context("du printed no total for the agents volumes")
 }
 
-/// Streams a gzipped tar of `volumes` (each under its key) into `out`; returns the archive's
-/// SHA-256 (hex) and size. Runs `tar` in `image` as root, numeric owners kept.
-pub fn archive(image: &str, volumes: &[Volume], out: &mut impl Write) -> Result<(String, u64)> {
+/// Writes a gzipped tar of `volumes` (each under its key) to `dir/name`, from inside the
+/// throwaway container (a bind mount: nothing streams through `docker run`'s output, which
+/// a fast exit can cut short); returns the archive's SHA-256 (hex) and size. `tar` runs in
+/// `image` as root, numeric owners kept.
+pub fn archive(image: &str, volumes: &[Volume], dir: &Path, name: &str) -> Result<(String, u64)> {
     let mut cmd = Command::new("docker");
     cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
     mounts(&mut cmd, volumes, "/snapshot", true);
+    cmd.args(["--volume", &format!("{}:/backups", dir.display())]);
     // The drain request the snapshot is taken under is not part of the agents' state.
     cmd.args([
         "--entrypoint",
@@ -65,47 +68,31 @@ pub fn archive(image: &str, volumes: &[Volume], out: &mut impl Write) -> Result<
         "-C",
         "/snapshot",
         "-czf",
-        "-",
+        &format!("/backups/{name}"),
     ]);
     cmd.args(volumes.iter().map(|v| v.key.as_str()));
-    let mut child = cmd
+    let out = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .context("cannot run docker")?;
-    let mut stdout = child.stdout.take().context("no pipe from docker run")?;
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    let copied: Result<()> = (|| loop {
-        let n = stdout.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        total += n as u64;
-    })();
-    drop(stdout);
-    let mut err = Vec::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_end(&mut err);
-    }
-    let status = child.wait()?;
-    copied.context("cannot write the snapshot")?;
-    if !status.success() {
+    if !out.status.success() {
         bail!(
             "tar of the agents volumes failed: {}",
-            super::docker::last_line(&err)
+            super::docker::last_line(&out.stderr)
         );
     }
-    let sha: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((sha, total))
+    let path = dir.join(name);
+    let bytes = std::fs::metadata(&path)
+        .with_context(|| format!("tar wrote no {}", path.display()))?
+        .len();
+    // A gzip stream is never this short: an archive that is, is not one.
+    if bytes < 20 {
+        bail!(
+            "tar wrote {bytes} bytes to {}: not an archive",
+            path.display()
+        );
+    }
+    Ok((sha256_file(&path)?, bytes))
 }
 
 /// The SHA-256 (hex) of a file, read in chunks.

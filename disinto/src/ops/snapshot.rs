@@ -111,12 +111,22 @@ pub fn take(
     let project = factory.project_name()?;
     let version = version_of(factory);
     let created = now_rfc3339();
-    let mut tmp = tempfile::Builder::new()
+    // Named by the host (unique, removed on every error path), written by tar in the
+    // container through the bind mount, renamed once complete and hashed.
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let tmp = tempfile::Builder::new()
         .prefix(".snapshot.")
         .tempfile_in(&dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    let (sha, bytes) = volume::archive(&image, &volumes, tmp.as_file_mut())?;
-    tmp.as_file().sync_all()?;
+        .with_context(|| format!("cannot write in {}", dir.display()))?
+        .into_temp_path();
+    let tmp_name = tmp
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("the snapshot's temp file has no name")?;
+    let (sha, bytes) = volume::archive(&image, &volumes, &dir, &tmp_name)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
     let manifest = Manifest::new(
         &project,
         &version,

@@ -73,8 +73,20 @@ pub(super) fn publish_bundle(run: &mut Run<'_>) -> Result<()> {
     let read = |path: std::path::PathBuf| {
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
     };
+    // The record commit-result wrote; the same record, made here, when it was skipped.
+    let record = match run.plan.record_path().is_file() {
+        true => read(run.plan.record_path())?,
+        false => {
+            let record = super::Record::of(
+                &run.state.progress,
+                &run.plan.references(),
+                run.plan.latest.moves(),
+            );
+            (serde_json::to_string_pretty(&record)? + "\n").into_bytes()
+        }
+    };
     let files = vec![
-        ("release.json", read(run.plan.record_path())?),
+        ("release.json", record),
         (".env.example", read(root.join(".env.example"))?),
         ("docker-compose.yml", pinned_compose(run)?.into_bytes()),
         ("migrations.yml", read(root.join("migrations.yml"))?),

@@ -398,18 +398,26 @@ fn image_packages(session: &Session, job: &Job) -> Result<String> {
             reference
         }
     };
-    let out = dpkg_cmd(image)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run docker")?;
-    if !out.status.success() {
-        bail!(
-            "listing the Debian packages of {} failed: {}",
-            job.name,
-            disinto::engine::docker::last_line(&out.stderr)
-        );
+    // `docker run` of a container that exits at once can lose its output (the attach
+    // races the exit, under load): a Debian image always lists packages, so an empty
+    // answer is asked again.
+    for _ in 0..3 {
+        let out = dpkg_cmd(image)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run docker")?;
+        if !out.status.success() {
+            bail!(
+                "listing the Debian packages of {} failed: {}",
+                job.name,
+                disinto::engine::docker::last_line(&out.stderr)
+            );
+        }
+        if !out.stdout.is_empty() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::new())
 }
 
 /// What the provenance of `name` states, from the progress so far.
