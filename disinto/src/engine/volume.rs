@@ -25,23 +25,41 @@ fn mounts(cmd: &mut Command, volumes: &[Volume], at: &str, read_only: bool) {
     }
 }
 
-/// The bytes the volumes hold (what a snapshot may need at most, before compression).
-pub fn bytes_used(image: &str, volumes: &[Volume]) -> Result<u64> {
-    let mut cmd = Command::new("docker");
-    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
-    mounts(&mut cmd, volumes, "/snapshot", true);
-    cmd.args(["--entrypoint", "du", image, "-sbc", "/snapshot"]);
-    let out = cmd
+/// Runs a throwaway container (`docker run ARGS`): its standard output, or one line saying
+/// what `doing` failed on.
+fn throwaway(args: &mut Command, doing: &str) -> Result<Vec<u8>> {
+    let out = args
         .stdin(Stdio::null())
         .output()
         .context("cannot run docker")?;
     if !out.status.success() {
-        bail!(
-            "cannot measure the agents volumes: {}",
-            super::docker::last_line(&out.stderr)
-        );
+        bail!("{doing} failed: {}", super::docker::last_line(&out.stderr));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(out.stdout)
+}
+
+/// A `docker run --rm` as root with no network, `volumes` mounted under `at`.
+fn run_with(volumes: &[Volume], at: &str, read_only: bool) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
+    mounts(&mut cmd, volumes, at, read_only);
+    cmd
+}
+
+/// The bytes the volumes hold (what a snapshot may need at most, before compression).
+pub fn bytes_used(image: &str, volumes: &[Volume]) -> Result<u64> {
+    // A container that exits at once can lose its output to the attach race (under load):
+    // `du` always prints a total, so an empty answer is asked again.
+    let mut text = String::new();
+    for _ in 0..3 {
+        let mut cmd = run_with(volumes, "/snapshot", true);
+        cmd.args(["--entrypoint", "du", image, "-sbc", "/snapshot"]);
+        text = String::from_utf8_lossy(&throwaway(&mut cmd, "measuring the agents volumes")?)
+            .into_owned();
+        if !text.trim().is_empty() {
+            break;
+        }
+    }
     text.lines()
         .last()
         .and_then(|l| l.split_whitespace().next())
@@ -54,9 +72,7 @@ pub fn bytes_used(image: &str, volumes: &[Volume]) -> Result<u64> {
 /// a fast exit can cut short); returns the archive's SHA-256 (hex) and size. `tar` runs in
 /// `image` as root, numeric owners kept.
 pub fn archive(image: &str, volumes: &[Volume], dir: &Path, name: &str) -> Result<(String, u64)> {
-    let mut cmd = Command::new("docker");
-    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
-    mounts(&mut cmd, volumes, "/snapshot", true);
+    let mut cmd = run_with(volumes, "/snapshot", true);
     cmd.args(["--volume", &format!("{}:/backups", dir.display())]);
     // The drain request the snapshot is taken under is not part of the agents' state.
     cmd.args([
@@ -71,16 +87,7 @@ pub fn archive(image: &str, volumes: &[Volume], dir: &Path, name: &str) -> Resul
         &format!("/backups/{name}"),
     ]);
     cmd.args(volumes.iter().map(|v| v.key.as_str()));
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run docker")?;
-    if !out.status.success() {
-        bail!(
-            "tar of the agents volumes failed: {}",
-            super::docker::last_line(&out.stderr)
-        );
-    }
+    throwaway(&mut cmd, "tar of the agents volumes")?;
     let path = dir.join(name);
     let bytes = std::fs::metadata(&path)
         .with_context(|| format!("tar wrote no {}", path.display()))?
@@ -142,9 +149,7 @@ staged=""
 /// containers must be stopped. Every other byte of the volumes is replaced.
 pub fn restore(image: &str, volumes: &[Volume], backups_dir: &Path, archive: &str) -> Result<()> {
     let keys: Vec<&str> = volumes.iter().map(|v| v.key.as_str()).collect();
-    let mut cmd = Command::new("docker");
-    cmd.args(["run", "--rm", "--network", "none", "--user", "0:0"]);
-    mounts(&mut cmd, volumes, "/restore", false);
+    let mut cmd = run_with(volumes, "/restore", false);
     cmd.args([
         "--volume",
         &format!("{}:/backups:ro", backups_dir.display()),
@@ -158,15 +163,9 @@ pub fn restore(image: &str, volumes: &[Volume], backups_dir: &Path, archive: &st
         "-c",
         RESTORE_SCRIPT,
     ]);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run docker")?;
-    if !out.status.success() {
-        bail!(
-            "unpacking {archive} failed, the volumes are as they were: {}",
-            super::docker::last_line(&out.stderr)
-        );
-    }
-    Ok(())
+    throwaway(
+        &mut cmd,
+        &format!("unpacking {archive} (the volumes are as they were)"),
+    )
+    .map(drop)
 }
