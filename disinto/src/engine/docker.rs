@@ -151,7 +151,10 @@ pub fn file_from_image(image: &str, path: &str) -> Result<Option<Vec<u8>>> {
         .arg(dir.path().join("file"))
         .stdin(Stdio::null())
         .output();
-    let _ = Command::new("docker").args(["rm", "--force", &id]).output();
+    // --volumes: the image's VOLUMEs got anonymous volumes at create; they go with it.
+    let _ = Command::new("docker")
+        .args(["rm", "--force", "--volumes", &id])
+        .output();
     let copied = copied.map_err(|e| anyhow::anyhow!("cannot run docker: {e}"))?;
     if !copied.status.success() {
         let why = last_line(&copied.stderr);
