@@ -113,11 +113,7 @@ fn a_new_factory_from_a_token_and_a_config_file() {
     };
     let v1_revision = revision_of("v0.1.0");
     // v0.2.0 changes one script: the factory's own files, not its packages.
-    let script = c.work().join("lib/agent-loop.sh");
-    let mut text = std::fs::read_to_string(&script).unwrap();
-    text.push_str("# v0.2.0: one script changed\n");
-    std::fs::write(&script, text).unwrap();
-    ok(git(&c.work()).args(["commit", "--quiet", "-am", "agent loop: a change"]));
+    change_one_script(&c);
     c.bump("v0.2.0");
     release(&c, &registry, "v0.2.0");
     let v2_revision = revision_of("v0.2.0");

@@ -153,19 +153,11 @@ pub fn tasks(service: &str) -> Result<Vec<Task>> {
         ],
         &format!("list the tasks of {service}"),
     )?;
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if ids.is_empty() {
-        return Ok(vec![]);
-    }
-    let mut args = vec![
-        "inspect",
-        "--type",
-        "task",
-        "--format",
+    let out = inspect_tasks(
+        service,
+        &ids,
         "{{.Spec.ContainerSpec.Image}}\t{{.Status.State}}\t{{.Status.Err}}",
-    ];
-    args.extend(ids);
-    let out = docker::read(&args, &format!("inspect the tasks of {service}"))?;
+    )?;
     Ok(out
         .lines()
         .filter_map(|l| {
@@ -177,6 +169,18 @@ pub fn tasks(service: &str) -> Result<Vec<Task>> {
             })
         })
         .collect())
+}
+
+/// `docker inspect --type task` of the task ids in `ids` (whitespace-separated), one line
+/// each in `format`; nothing when there are none.
+fn inspect_tasks(service: &str, ids: &str, format: &str) -> Result<String> {
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return Ok(String::new());
+    }
+    let mut args = vec!["inspect", "--type", "task", "--format", format];
+    args.extend(ids);
+    docker::read(&args, &format!("inspect the tasks of {service}"))
 }
 
 /// A task of a job (a one-off service): the node it was given, its state and error.
@@ -193,19 +197,11 @@ pub fn job_tasks(service: &str) -> Result<Vec<JobTask>> {
         &["service", "ps", "--quiet", "--no-trunc", service],
         &format!("list the tasks of {service}"),
     )?;
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if ids.is_empty() {
-        return Ok(vec![]);
-    }
-    let mut args = vec![
-        "inspect",
-        "--type",
-        "task",
-        "--format",
+    let out = inspect_tasks(
+        service,
+        &ids,
         "{{.NodeID}}\t{{.Status.State}}\t{{.Status.Err}}",
-    ];
-    args.extend(ids);
-    let out = docker::read(&args, &format!("inspect the tasks of {service}"))?;
+    )?;
     Ok(out
         .lines()
         .filter_map(|l| {

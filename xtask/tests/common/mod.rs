@@ -514,6 +514,16 @@ pub fn operator(dir: &Path, project: &str, agents_image: Option<&str>) -> Comman
     cmd
 }
 
+/// Appends a line to `lib/agent-loop.sh` and commits it: v0.2.0's change in the tests that
+/// release twice (the factory's own files, not its packages).
+pub fn change_one_script(c: &Checkout) {
+    let script = c.work().join("lib/agent-loop.sh");
+    let mut text = std::fs::read_to_string(&script).unwrap();
+    text.push_str("# v0.2.0: one script changed\n");
+    std::fs::write(&script, text).unwrap();
+    ok(git(&c.work()).args(["commit", "--quiet", "-am", "agent loop: a change"]));
+}
+
 /// The three releases the swarm tests deploy, in one registry: v0.1.0, v0.2.0 (one script
 /// changed) by `cargo xtask release`, and v0.3.0, v0.2.0 with a health check that always
 /// fails (edge and reproduce unchanged), pushed with the client config `docker_config`
@@ -530,11 +540,7 @@ pub fn swarm_releases(registry: &xtask::testbed::Registry, docker_config: &Path)
     let ns = registry.namespace();
     let c = Checkout::new("v0.1.0");
     release(&c, registry, "v0.1.0");
-    let script = c.work().join("lib/agent-loop.sh");
-    let mut text = std::fs::read_to_string(&script).unwrap();
-    text.push_str("# v0.2.0: one script changed\n");
-    std::fs::write(&script, text).unwrap();
-    ok(git(&c.work()).args(["commit", "--quiet", "-am", "agent loop: a change"]));
+    change_one_script(&c);
     c.bump("v0.2.0");
     release(&c, registry, "v0.2.0");
     let (v1, v2) = (
