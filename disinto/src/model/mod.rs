@@ -16,6 +16,7 @@ pub mod keys;
 pub mod migrate;
 pub mod mount;
 pub mod notify;
+pub mod platform;
 pub mod signature;
 pub mod snapshot;
 pub mod stack;
