@@ -12,6 +12,7 @@ pub mod docker_config;
 pub mod dotenv;
 pub mod history;
 pub mod image_ref;
+pub mod index;
 pub mod keys;
 pub mod migrate;
 pub mod mount;
