@@ -5,6 +5,7 @@
 use anyhow::{bail, Result};
 use disinto::model::config::{var, Settings};
 use disinto::model::image_ref::parse_registry;
+use disinto::model::platform::Platform;
 
 /// Release variables beyond the factory's (`disinto::model::config::var`).
 pub mod release_var {
@@ -23,6 +24,9 @@ pub mod release_var {
     pub const COSIGN_PRIVATE_KEY: &str = "COSIGN_PRIVATE_KEY";
     /// The password of that key, cosign's own name for it. Environment only.
     pub const COSIGN_PASSWORD: &str = "COSIGN_PASSWORD";
+    /// The platforms every image is built for (`os/arch[/variant]`, comma or space
+    /// separated); overrides the formula's `platforms`.
+    pub const DISINTO_PLATFORMS: &str = "DISINTO_PLATFORMS";
 }
 
 use release_var::*;
@@ -51,6 +55,8 @@ pub struct ReleaseConfig {
     pub mirrors: Vec<String>,
     pub source_url: String,
     pub push_attempts: u32,
+    /// `DISINTO_PLATFORMS`, when set: the platforms to build, in order.
+    pub platforms: Option<Vec<Platform>>,
     /// Absent until needed: a dry run or a release without push-image needs none.
     credentials: Option<Credentials>,
     missing_credentials: Option<String>,
@@ -110,8 +116,16 @@ impl ReleaseConfig {
                 if missing.len() == 1 { "is" } else { "are" }
             )
         });
+        let platforms = match settings.get(DISINTO_PLATFORMS)? {
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(
+                Platform::parse_list(v).map_err(|e| anyhow::anyhow!("DISINTO_PLATFORMS: {e:#}"))?,
+            ),
+        };
         Ok(ReleaseConfig {
             registry,
+            platforms,
             mirrors: settings.list(DISINTO_MIRRORS)?,
             source_url: settings
                 .get(DISINTO_SOURCE_URL)?
@@ -163,6 +177,10 @@ mod tests {
         assert_eq!(c.registry, "ghcr.io/disinto");
         assert_eq!(c.mirrors, ["codeberg", "backup", "other"]);
         assert_eq!(c.push_attempts, 4);
+        assert_eq!(c.platforms, None);
+        let c = config(&[("DISINTO_PLATFORMS", "linux/arm64 linux/amd64")]).unwrap();
+        let names: Vec<String> = c.platforms.clone().unwrap().iter().map(|p| p.to_string()).collect();
+        assert_eq!(names, ["linux/arm64", "linux/amd64"]);
         let e = format!("{:#}", c.credentials().unwrap_err());
         assert!(e.starts_with("GITHUB_TOKEN is not set"), "{e}");
     }
@@ -174,6 +192,14 @@ mod tests {
             config(&[("DISINTO_PUSH_ATTEMPTS", "0")]).unwrap_err()
         );
         assert!(e.starts_with("DISINTO_PUSH_ATTEMPTS=\"0\""), "{e}");
+        let e = format!(
+            "{:#}",
+            config(&[("DISINTO_PLATFORMS", "linux/amd64,arm64")]).unwrap_err()
+        );
+        assert!(
+            e.starts_with("DISINTO_PLATFORMS: platform \"arm64\" is not os/arch[/variant]"),
+            "{e}"
+        );
         let c = config(&[("GITHUB_TOKEN", "t0ken")]).unwrap();
         let e = format!("{:#}", c.credentials().unwrap_err());
         assert!(e.starts_with("GITHUB_ACTOR is not set"), "{e}");

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::release::step::Step;
+use disinto::model::platform::Platform;
 
 /// The formula as the file spells it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -16,6 +17,9 @@ struct FormulaFile {
     name: String,
     #[serde(default)]
     description: String,
+    /// The platforms every image is built for, unless DISINTO_PLATFORMS says otherwise.
+    #[serde(default)]
+    platforms: Option<Vec<String>>,
     steps: Vec<StepFile>,
 }
 
@@ -32,6 +36,8 @@ struct StepFile {
 pub struct Formula {
     pub name: String,
     pub description: String,
+    /// `platforms = [...]`, parsed; none when the formula names none.
+    pub platforms: Option<Vec<Platform>>,
     pub steps: Vec<FormulaStep>,
 }
 
@@ -59,9 +65,17 @@ impl Formula {
         })?;
         validate(&file)
             .with_context(|| format!("{origin} does not match the release implementation"))?;
+        let platforms = match &file.platforms {
+            None => None,
+            Some(list) => Some(
+                Platform::parse_list(&list.join(","))
+                    .map_err(|e| anyhow::anyhow!("{origin}: platforms: {e:#}"))?,
+            ),
+        };
         Ok(Formula {
             name: file.name,
             description: file.description,
+            platforms,
             steps: file
                 .steps
                 .into_iter()
@@ -138,6 +152,24 @@ mod tests {
         let formula = Formula::parse(&file(), "formulas/release.toml").unwrap();
         assert_eq!(formula.ids(), Step::ALL.map(Step::id));
         assert_eq!(formula.name, "release");
+        let platforms: Vec<String> = formula
+            .platforms
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    }
+
+    #[test]
+    fn a_bad_platform_names_the_file_and_the_platform() {
+        let text = file().replace("\"linux/arm64\"", "\"linux-arm64\"");
+        let e = err(&text);
+        assert!(
+            e.starts_with("release.toml: platforms: platform \"linux-arm64\" is not os/arch"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 
     #[test]

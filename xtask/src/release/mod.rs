@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use disinto::engine::Runner;
 use disinto::model::config::Settings;
 use disinto::model::image_ref::{parse_version, OurImage, OUR_IMAGES};
+use disinto::model::platform::Platform;
 use disinto::model::time::now_rfc3339;
 use xshell::{cmd, Shell};
 
@@ -101,7 +102,14 @@ impl Push {
         parse_release_version(&self.version)?;
         // The tags of this checkout and its records only: a push touches no git remote.
         let released = released_versions(sh, checkout.root(), false)?;
-        let plan = Plan::new(checkout, &self.version, vec![Step::PushImage], &released)?;
+        let platforms = Formula::load(&checkout.formula())?.platforms;
+        let plan = Plan::new(
+            checkout,
+            &self.version,
+            vec![Step::PushImage],
+            &released,
+            platforms,
+        )?;
         eprintln!("{}", plan.latest);
         let mut run = Run::new(sh, plan, Options::push(self.dry_run));
         steps::run(Step::PushImage, &mut run)?;
@@ -162,11 +170,74 @@ impl ReleaseImage {
         self.image.name
     }
 
+    /// The local tag build-image gives `unit`'s image: the plain one for a one-platform
+    /// release, else one per platform (`disinto-agents:linux-arm64-v0.2.0`).
+    pub fn local_tag_of(&self, unit: &Unit) -> String {
+        match unit.multi {
+            false => self.local_tag.clone(),
+            true => format!("disinto-{}:{}", self.name(), unit.tag(&self.version())),
+        }
+    }
+
+    /// Where `unit`'s image goes: the version tag for a one-platform release, else the
+    /// platform's own (`REPOSITORY:linux-arm64-v0.2.0`).
+    pub fn unit_ref(&self, unit: &Unit) -> String {
+        match unit.multi {
+            false => self.version_ref.clone(),
+            true => format!("{}:{}", self.repository, unit.tag(&self.version())),
+        }
+    }
+
+    /// Every tag `unit`'s image gets: its reference and, when latest moves, the platform's
+    /// latest (`REPOSITORY:linux-arm64-latest`, where the next release finds its packages).
+    pub fn unit_refs(&self, unit: &Unit) -> Vec<String> {
+        match unit.multi {
+            false => self.refs(),
+            true => {
+                let mut refs = vec![self.unit_ref(unit)];
+                if self.latest_ref.is_some() {
+                    refs.push(format!("{}:{}", self.repository, unit.tag("latest")));
+                }
+                refs
+            }
+        }
+    }
+
+    /// The version, from the version reference (`REPOSITORY:VERSION`).
+    fn version(&self) -> String {
+        self.version_ref
+            .rsplit_once(':')
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
+    }
+
     /// The version tag and, for a full release, latest.
     pub fn refs(&self) -> Vec<String> {
         let mut refs = vec![self.version_ref.clone()];
         refs.extend(self.latest_ref.clone());
         refs
+    }
+}
+
+/// One image for one platform: what build-image builds, tag-image tags and push-image pushes.
+#[derive(Debug, Clone)]
+pub(crate) struct Unit {
+    /// The image's index in [`Plan::images`].
+    pub image: usize,
+    pub platform: Platform,
+    /// Whether the release has several platforms (per-platform tags and an image index).
+    pub multi: bool,
+}
+
+impl Unit {
+    /// `TAG` of this platform: `linux-arm64-TAG`.
+    pub fn tag(&self, tag: &str) -> String {
+        format!("{}-{tag}", self.platform.tag_part())
+    }
+
+    /// The key of its progress among the image's platforms; none for a one-platform release.
+    pub fn key(&self) -> Option<String> {
+        self.multi.then(|| self.platform.to_string())
     }
 }
 
@@ -179,6 +250,9 @@ pub(crate) struct Plan {
     pub latest: Latest,
     /// Every image of the release, agents first.
     pub images: Vec<ReleaseImage>,
+    /// The platforms each image is built for, in order (DISINTO_PLATFORMS, else the
+    /// formula's, else linux/amd64).
+    pub platforms: Vec<Platform>,
     /// The steps this invocation runs, in release order.
     pub steps: Vec<Step>,
 }
@@ -190,6 +264,7 @@ impl Plan {
         version: &str,
         steps: Vec<Step>,
         released: &[semver::Version],
+        formula_platforms: Option<Vec<Platform>>,
     ) -> Result<Plan> {
         let semver = parse_release_version(version)?;
         let config = ReleaseConfig::from_settings(&Settings::load(checkout.root())?)?;
@@ -207,12 +282,18 @@ impl Plan {
                 }
             })
             .collect();
+        let platforms = match (&config.platforms, formula_platforms) {
+            (Some(set), _) => set.clone(),
+            (None, Some(formula)) => formula,
+            (None, None) => vec![Platform::parse("linux/amd64")?],
+        };
         Ok(Plan {
             checkout,
             config,
             version: version.to_string(),
             latest,
             images,
+            platforms,
             steps,
         })
     }
@@ -227,6 +308,24 @@ impl Plan {
         self.images
             .iter()
             .map(|i| (i.name(), i.version_ref.clone()))
+            .collect()
+    }
+
+    /// Whether images are built for several platforms (and pushed as image indexes).
+    pub fn multi(&self) -> bool {
+        self.platforms.len() > 1
+    }
+
+    /// Every image for every platform: agents first, each image's platforms in order.
+    pub fn units(&self) -> Vec<Unit> {
+        (0..self.images.len())
+            .flat_map(|image| {
+                self.platforms.iter().map(move |p| Unit {
+                    image,
+                    platform: p.clone(),
+                    multi: self.multi(),
+                })
+            })
             .collect()
     }
 
@@ -426,7 +525,7 @@ impl Release {
         let steps = select(&formula, &self)?;
         parse_release_version(&self.version)?;
         let released = released_versions(sh, checkout.root(), true)?;
-        let plan = Plan::new(checkout, &self.version, steps, &released)?;
+        let plan = Plan::new(checkout, &self.version, steps, &released, formula.platforms.clone())?;
         let mut run = Run::new(sh, plan, self.options());
         let git_sha = run
             .git(&["rev-parse", "HEAD"])

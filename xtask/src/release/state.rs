@@ -57,6 +57,11 @@ pub struct ImageProgress {
     /// The attestations sign-image attached to `digest`, in the order made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attestations: Vec<Attestation>,
+    /// A release of several platforms: each platform's image (`linux/arm64`: its id,
+    /// digest, packages, signature...); `digest` and `signature` above are then the image
+    /// index's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platforms: BTreeMap<String, ImageProgress>,
 }
 
 /// The image a Dockerfile's `FROM` named, as the local engine had it at build time.
@@ -126,6 +131,24 @@ impl Progress {
 
     pub fn image_mut(&mut self, name: &str) -> &mut ImageProgress {
         self.images.entry(name.to_string()).or_default()
+    }
+
+    /// One platform's progress of an image (`platform` none: the image's own, as a
+    /// one-platform release keeps it).
+    pub fn unit(&self, name: &str, platform: Option<&str>) -> ImageProgress {
+        let image = self.image(name);
+        match platform {
+            None => image,
+            Some(p) => image.platforms.get(p).cloned().unwrap_or_default(),
+        }
+    }
+
+    pub fn unit_mut(&mut self, name: &str, platform: Option<&str>) -> &mut ImageProgress {
+        let image = self.image_mut(name);
+        match platform {
+            None => image,
+            Some(p) => image.platforms.entry(p.to_string()).or_default(),
+        }
     }
 
     pub fn done(&self, step: Step) -> bool {
@@ -203,6 +226,48 @@ pub struct RecordImage {
     /// image and the package steps stay the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages_image: Option<String>,
+    /// A release of several platforms: each platform's image, by platform (`linux/arm64`);
+    /// `digest` and `signature` above are then the image index's, which lists them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platforms: BTreeMap<String, RecordImage>,
+}
+
+impl RecordImage {
+    fn of(reference: String, p: ImageProgress) -> RecordImage {
+        let platforms: BTreeMap<String, RecordImage> = p
+            .platforms
+            .into_iter()
+            .map(|(platform, progress)| {
+                let reference = platform_reference(&reference, &platform);
+                (platform, RecordImage::of(reference, progress))
+            })
+            .collect();
+        RecordImage {
+            reference,
+            digest: p.digest,
+            image_id: p.image_id,
+            packages: p.packages,
+            signed: p.signature.is_some() && platforms.values().all(|i| i.signed),
+            signature: p.signature,
+            attestations: p.attestations,
+            base: p.base,
+            packages_image: p.packages_image.map(|r| match p.packages_digest {
+                Some(d) => format!("{r}@{d}"),
+                None => r,
+            }),
+            platforms,
+        }
+    }
+}
+
+/// `REPOSITORY:VERSION` of one platform: `REPOSITORY:linux-arm64-VERSION`.
+pub fn platform_reference(reference: &str, platform: &str) -> String {
+    match reference.rsplit_once(':') {
+        Some((repository, tag)) => {
+            format!("{repository}:{}-{tag}", platform.replace('/', "-"))
+        }
+        None => format!("{reference}:{}", platform.replace('/', "-")),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,21 +284,7 @@ impl Record {
         let images: BTreeMap<String, RecordImage> = references
             .iter()
             .map(|(name, reference)| {
-                let p = progress.image(name);
-                let image = RecordImage {
-                    reference: reference.clone(),
-                    digest: p.digest,
-                    image_id: p.image_id,
-                    packages: p.packages,
-                    signed: p.signature.is_some(),
-                    signature: p.signature,
-                    attestations: p.attestations,
-                    base: p.base,
-                    packages_image: p.packages_image.map(|r| match p.packages_digest {
-                        Some(d) => format!("{r}@{d}"),
-                        None => r,
-                    }),
-                };
+                let image = RecordImage::of(reference.clone(), progress.image(name));
                 (name.to_string(), image)
             })
             .collect();
@@ -337,6 +388,40 @@ mod tests {
         assert!(
             json.contains("{\"id\":\"preflight\",\"status\":\"skipped\"}"),
             "{json}"
+        );
+        assert!(!json.contains("platforms"), "{json}");
+    }
+
+    #[test]
+    fn a_release_of_several_platforms_is_signed_only_when_the_index_and_each_platform_are() {
+        let signature = |tag: &str| Signature {
+            key_id: "k".into(),
+            tag: tag.into(),
+            digest: None,
+        };
+        let mut p = Progress {
+            version: "v0.2.0".into(),
+            ..Progress::default()
+        };
+        p.unit_mut("agents", None).digest = Some("sha256:index".into());
+        p.unit_mut("agents", None).signature = Some(signature("index"));
+        for platform in ["linux/amd64", "linux/arm64"] {
+            let unit = p.unit_mut("agents", Some(platform));
+            unit.digest = Some(format!("sha256:{platform}"));
+            unit.signature = Some(signature(platform));
+        }
+        let refs = [("agents", "r/agents:v0.2.0".to_string())];
+        let r = Record::of(&p, &refs, true);
+        assert_eq!(r.digest.as_deref(), Some("sha256:index"));
+        assert_eq!(r.signed, Some(true));
+        let arm = &r.images["agents"].platforms["linux/arm64"];
+        assert_eq!(arm.reference, "r/agents:linux-arm64-v0.2.0");
+        assert_eq!(arm.digest.as_deref(), Some("sha256:linux/arm64"));
+        p.unit_mut("agents", Some("linux/arm64")).signature = None;
+        assert_eq!(Record::of(&p, &refs, true).signed, Some(false));
+        assert_eq!(
+            platform_reference("127.0.0.1:5000/ns/edge:v1.0.0-rc.1", "linux/arm/v7"),
+            "127.0.0.1:5000/ns/edge:linux-arm-v7-v1.0.0-rc.1"
         );
     }
 }
