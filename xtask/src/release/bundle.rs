@@ -5,11 +5,9 @@
 //! already there with other contents is an error, the same one is done.
 
 use anyhow::{bail, Context, Result};
-use disinto::engine::registry::Registry;
 use disinto::model::bundle::{self, ARTIFACT_TYPE, MANIFEST_TYPE};
 use disinto::model::compose::{self, ComposeInput};
-use disinto::model::docker_config::Credentials;
-use disinto::model::image_ref::{registry_host, AgentsImage};
+use disinto::model::image_ref::AgentsImage;
 use disinto::model::time::now_rfc3339;
 use std::collections::BTreeMap;
 
@@ -92,17 +90,11 @@ pub(super) fn publish_bundle(run: &mut Run<'_>) -> Result<()> {
         ("migrations.yml", read(root.join("migrations.yml"))?),
     ];
     let (manifest, blobs) = bundle::manifest(&files, &now_rfc3339())?;
-    let host = registry_host(&run.plan.config.registry);
-    let path = reference
-        .strip_prefix(&format!("{host}/"))
-        .and_then(|p| p.rsplit_once(':'))
-        .map(|(p, _)| p.to_string())
-        .with_context(|| format!("{reference} names no repository on {host}"))?;
-    let credentials = run.plan.config.credentials()?;
-    let registry = Registry::new(&host)?.with_credentials(Credentials::Basic {
-        user: credentials.user.clone(),
-        password: credentials.token.clone(),
-    });
+    let repository = reference
+        .rsplit_once(':')
+        .map_or(reference.as_str(), |(r, _)| r);
+    let path = super::registry::repository_path(&run.plan.config, repository)?;
+    let registry = super::registry::client(&run.plan.config)?;
     // Immutable: the same bundle counts as published, another one is an error.
     let digest = disinto::model::signature::sha256_digest(&manifest);
     match registry.manifest(&path, &run.plan.version, MANIFEST_TYPE)? {

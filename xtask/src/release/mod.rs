@@ -5,6 +5,7 @@
 mod bundle;
 pub mod config;
 mod formula;
+mod index;
 pub mod latest;
 pub(crate) mod packages;
 pub mod provenance;

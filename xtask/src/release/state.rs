@@ -122,6 +122,10 @@ pub struct Progress {
     /// The release bundle publish-bundle pushed and signed (`…/factory:vX.Y.Z@sha256:…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
+    /// A release of several platforms: how long build-image took for each (the binary and
+    /// every image of that platform), in milliseconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_ms: BTreeMap<String, u64>,
 }
 
 impl Progress {

@@ -14,7 +14,8 @@ use super::packages;
 use super::registry::{inspect_cmd, login_lines, push_cmd, Session, LOGOUT_LINE};
 use super::state::{write_json, Record};
 use super::step::Step;
-use super::Run;
+use super::{Run, Unit};
+use disinto::model::platform::Platform;
 
 /// Runs one step: the match is exhaustive, so a step without an implementation does not build.
 pub(super) fn run(step: Step, run: &mut Run<'_>) -> Result<()> {
@@ -310,89 +311,167 @@ fn push_mirrors(run: &mut Run<'_>) -> Result<()> {
 /// copies it to /opt/disinto/dist/ (and /usr/local/bin/disinto links to it).
 const DIST_BINARY: &str = "docker/agents/dist/disinto";
 
-/// Builds every image: first the operator's binary from this commit (it ships inside agents),
-/// then each Dockerfile's package stage (or the previous release's package image, reused),
-/// then its last stage on top of it.
+/// Builds every image for every platform: for each platform, first the operator's binary
+/// from this commit (it ships inside agents), then each Dockerfile's package stage (or the
+/// previous release's package image, reused), then its last stage on top of it.
 fn build_image(run: &mut Run<'_>) -> Result<()> {
-    let sh = run.sh();
     let revision = run.state.progress.git_sha.clone();
-    build_disinto(run, &revision)?;
-
-    let version = format!("VERSION={}", run.plan.version);
-    let revision = format!("REVISION={revision}");
-    let created = format!(
-        "CREATED={}",
-        run.git(&["show", "-s", "--format=%cI", "HEAD"])?.trim()
-    );
-    let source = format!("SOURCE={}", run.plan.config.source_url);
+    let engine = engine_platform(run)?;
+    let args = BuildArgs {
+        version: format!("VERSION={}", run.plan.version),
+        revision: format!("REVISION={revision}"),
+        created: format!(
+            "CREATED={}",
+            run.git(&["show", "-s", "--format=%cI", "HEAD"])?.trim()
+        ),
+        source: format!("SOURCE={}", run.plan.config.source_url),
+    };
     let mut pulled = std::collections::BTreeSet::new();
-    for index in 0..run.plan.images.len() {
-        let image = &run.plan.images[index];
-        let (name, tag, dockerfile, repository) = (
-            image.name(),
-            image.local_tag.clone(),
-            image.image.dockerfile,
-            image.repository.clone(),
+    for platform in run.plan.platforms.clone() {
+        let started = std::time::Instant::now();
+        build_disinto(run, &revision, &platform, &engine)?;
+        for unit in run.plan.units().into_iter().filter(|u| u.platform == platform) {
+            build_unit(run, &unit, &engine, &args, &mut pulled)?;
+        }
+        if run.plan.multi() && !run.opts.dry_run {
+            let elapsed = started.elapsed();
+            eprintln!("  {platform}: built in {:.1}s", elapsed.as_secs_f64());
+            run.state
+                .progress
+                .build_ms
+                .insert(platform.to_string(), elapsed.as_millis() as u64);
+        }
+    }
+    Ok(())
+}
+
+/// The platform the engine runs (a dry run without an engine assumes linux/amd64).
+fn engine_platform(run: &Run<'_>) -> Result<Platform> {
+    match crate::cross::engine_platform() {
+        Err(_) if run.opts.dry_run => Platform::parse("linux/amd64"),
+        other => other,
+    }
+}
+
+/// The build arguments every image of the release gets.
+struct BuildArgs {
+    version: String,
+    revision: String,
+    created: String,
+    source: String,
+}
+
+/// `--platform P` when the build is for a platform other than the engine's, or the release
+/// has several; nothing for a one-platform release on its own engine (as before platforms).
+fn platform_flag(unit: &Unit, engine: &Platform) -> Vec<String> {
+    match unit.multi || unit.platform != *engine {
+        true => vec!["--platform".into(), unit.platform.to_string()],
+        false => vec![],
+    }
+}
+
+/// Builds one image for one platform on its package image, and records it.
+fn build_unit(
+    run: &mut Run<'_>,
+    unit: &Unit,
+    engine: &Platform,
+    args: &BuildArgs,
+    pulled: &mut std::collections::BTreeSet<String>,
+) -> Result<()> {
+    let sh = run.sh();
+    let image = &run.plan.images[unit.image];
+    let (name, tag, dockerfile, repository) = (
+        image.name(),
+        image.local_tag_of(unit),
+        image.image.dockerfile,
+        image.repository.clone(),
+    );
+    let packages = package_image(run, unit, engine, dockerfile, &repository, pulled)?;
+    let from = format!("{}={}", packages::ARG, packages.reference);
+    let labels: Vec<String> = match &packages.inputs {
+        Some(inputs) => inputs.labels(&packages.image_id, &packages.tag),
+        // A dry run knows neither the inputs nor the package image yet.
+        None => packages::Inputs {
+            base: "<base image id>".into(),
+            hash: "<inputs>".into(),
+        }
+        .labels("<package image id>", &packages.tag),
+    }
+    .into_iter()
+    .flat_map(|l| ["--label".to_string(), l])
+    .collect();
+    let platform = platform_flag(unit, engine);
+    let BuildArgs {
+        version,
+        revision,
+        created,
+        source,
+    } = args;
+    // No --pull and no --no-cache here: the package image is named exactly, and the
+    // steps above it are the factory's own files, which the cache keys by content.
+    run.runner
+        .exec(cmd!(
+            sh,
+            "docker build --file {dockerfile} --tag {tag} {platform...} --build-arg {from} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {labels...} ."
+        ))
+        .with_context(|| format!("docker build of {name} for {} failed (see its output above)", unit.platform))?;
+    if run.opts.dry_run {
+        return Ok(());
+    }
+    let id = run.local_image_id(&tag)?;
+    check_platform(&id, &unit.platform, name)?;
+    // By construction the image starts with the package image's layers; a build that
+    // did not would make the record lie, so it is an error.
+    let (ours, theirs) = (layers(&id), layers(&packages.image_id));
+    if theirs.is_empty() || !ours.starts_with(&theirs) {
+        bail!(
+            "the {name} image is not built on its package image {} (its layers are not the first of the image's): report this",
+            packages.reference
         );
-        let packages = package_image(run, name, dockerfile, &repository, &mut pulled)?;
-        let from = format!("{}={}", packages::ARG, packages.reference);
-        let labels: Vec<String> = match &packages.inputs {
-            Some(inputs) => inputs.labels(&packages.image_id, &packages.tag),
-            // A dry run knows neither the inputs nor the package image yet.
-            None => packages::Inputs {
-                base: "<base image id>".into(),
-                hash: "<inputs>".into(),
-            }
-            .labels("<package image id>", &packages.tag),
-        }
-        .into_iter()
-        .flat_map(|l| ["--label".to_string(), l])
-        .collect();
-        // No --pull and no --no-cache here: the package image is named exactly, and the
-        // steps above it are the factory's own files, which the cache keys by content.
-        run.runner
-            .exec(cmd!(
-                sh,
-                "docker build --file {dockerfile} --tag {tag} --build-arg {from} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {labels...} ."
-            ))
-            .with_context(|| format!("docker build of {name} failed (see its output above)"))?;
-        if run.opts.dry_run {
-            continue;
-        }
-        let id = run.local_image_id(&tag)?;
-        // By construction the image starts with the package image's layers; a build that
-        // did not would make the record lie, so it is an error.
-        let (ours, theirs) = (layers(&id), layers(&packages.image_id));
-        if theirs.is_empty() || !ours.starts_with(&theirs) {
-            bail!(
-                "the {name} image is not built on its package image {} (its layers are not the first of the image's): report this",
-                packages.reference
-            );
-        }
-        let note = match &packages.reused_from {
-            Some(from) => {
-                packages::reused_note(from, &packages.reference, theirs.len(), ours.len())
-            }
-            None => packages.note.clone(),
-        };
-        eprintln!("  {name}: {note}");
-        let base = base_image(run.plan.root(), dockerfile);
-        let progress = run.state.progress.image_mut(name);
-        progress.image_id = Some(id);
-        progress.packages = Some(note);
-        progress.base = base;
-        // A rebuilt image has a new digest: what was signed before is not it.
-        progress.signature = None;
-        progress.attestations.clear();
-        progress.packages_image = Some(packages.reference);
+    }
+    let note = match &packages.reused_from {
+        Some(from) => packages::reused_note(from, &packages.reference, theirs.len(), ours.len()),
+        None => packages.note.clone(),
+    };
+    match unit.multi {
+        true => eprintln!("  {name} {}: {note}", unit.platform),
+        false => eprintln!("  {name}: {note}"),
+    }
+    let base = base_image(run.plan.root(), dockerfile, &packages.base);
+    let progress = run.state.progress.unit_mut(name, unit.key().as_deref());
+    progress.image_id = Some(id);
+    progress.packages = Some(note);
+    progress.base = base;
+    // A rebuilt image has a new digest: what was signed before is not it.
+    progress.signature = None;
+    progress.attestations.clear();
+    progress.packages_image = Some(packages.reference);
+    Ok(())
+}
+
+/// Refuses an image that is not of `platform` (an engine that ignored `--platform`, or a
+/// base image of another platform under the platform's name).
+fn check_platform(id: &str, platform: &Platform, name: &str) -> Result<()> {
+    let out = disinto::engine::docker::read(
+        &["image", "inspect", "--format", "{{.Os}} {{.Architecture}} {{.Variant}}", id],
+        "reading the built image's platform",
+    )?;
+    let mut words = out.split_whitespace();
+    let (os, arch, variant) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+        words.next(),
+    );
+    if !platform.matches(os, arch, variant) {
+        bail!("the {name} image built for {platform} is {os}/{arch}: check that its base image is of {platform}");
     }
     Ok(())
 }
 
 /// The package image an image of the release is built on.
 struct PackageImage {
-    /// `REPOSITORY:packages-vX.Y.Z` (the release that built it), local now, pushed with the
-    /// release.
+    /// `REPOSITORY:packages-vX.Y.Z` (the release that built it; `packages-linux-arm64-vX.Y.Z`
+    /// in a release of several platforms), local now, pushed with the release.
     reference: String,
     tag: String,
     image_id: String,
@@ -401,18 +480,24 @@ struct PackageImage {
     reused_from: Option<String>,
     /// Why it was built, for the record.
     note: String,
+    /// The base image as the Dockerfile names it, and the local image it is for this
+    /// platform (the same name on the engine's own platform).
+    base: (String, String),
 }
 
 /// The previous release's package image when its inputs (base image id, package stage
-/// lines) are this one's, else the package stage built now, reproducibly.
+/// lines) are this one's, else the package stage built now, reproducibly, for the unit's
+/// platform.
 fn package_image(
     run: &Run<'_>,
-    name: &str,
+    unit: &Unit,
+    engine: &Platform,
     dockerfile: &str,
     repository: &str,
     pulled: &mut std::collections::BTreeSet<String>,
 ) -> Result<PackageImage> {
     let sh = run.sh();
+    let name = run.plan.images[unit.image].name();
     let path = run.plan.root().join(dockerfile);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -425,15 +510,38 @@ fn package_image(
                 packages::STAGE
             )
         })?;
+    // The base of another platform than the engine's has a name of its own here: the
+    // engine's image store keeps one image per name.
+    let local_base = match unit.platform == *engine {
+        true => base.clone(),
+        false => crate::cross::base_for(&base, &unit.platform),
+    };
+    let platform = platform_flag(unit, engine);
+    let base_arg: Vec<String> = match local_base == base {
+        true => vec![],
+        false => vec!["--build-arg".into(), format!("BASE_IMAGE={local_base}")],
+    };
     // The base is pulled here, not by the build (--pull): its id is one of the inputs.
-    if !run.opts.no_pull && pulled.insert(base.clone()) {
-        run.runner
-            .exec(cmd!(sh, "docker pull --quiet {base}"))
-            .with_context(|| {
-                format!("cannot pull the base image {base} (--no-pull builds on the local one)")
-            })?;
+    if !run.opts.no_pull && pulled.insert(local_base.clone()) {
+        let platform_pull = platform.clone();
+        let pulled = match local_base == base {
+            true => run.runner.exec(cmd!(sh, "docker pull --quiet {base}")),
+            // Pulled for its platform, then named for it, then the engine's own pulled back
+            // under the plain name.
+            false => run
+                .runner
+                .exec(cmd!(sh, "docker pull --quiet {platform_pull...} {base}"))
+                .and_then(|_| run.runner.exec(cmd!(sh, "docker tag {base} {local_base}")))
+                .and_then(|_| run.runner.exec(cmd!(sh, "docker pull --quiet {base}"))),
+        };
+        pulled.with_context(|| {
+            format!("cannot pull the base image {base} for {} (--no-pull builds on the local one, {local_base})", unit.platform)
+        })?;
     }
-    let own_tag = format!("packages-{}", run.plan.version);
+    let own_tag = match unit.multi {
+        false => format!("packages-{}", run.plan.version),
+        true => format!("packages-{}", unit.tag(&run.plan.version)),
+    };
     let own_ref = format!("{repository}:{own_tag}");
     if run.opts.dry_run {
         run.runner.note(&format!(
@@ -442,7 +550,7 @@ fn package_image(
         let epoch = "SOURCE_DATE_EPOCH=<the base image's creation time>";
         run.runner.exec(cmd!(
             sh,
-            "docker build --file {dockerfile} --target packages --tag {own_ref} --build-arg {epoch} ."
+            "docker build --file {dockerfile} --target packages --tag {own_ref} {platform...} {base_arg...} --build-arg {epoch} ."
         ))?;
         return Ok(PackageImage {
             reference: own_ref,
@@ -451,16 +559,18 @@ fn package_image(
             inputs: None,
             reused_from: None,
             note: String::new(),
+            base: (base, local_base),
         });
     }
-    let base_id = run.local_image_id(&base)?;
+    let base_id = run.local_image_id(&local_base).with_context(|| {
+        format!("the base image of {} for {} is missing", name, unit.platform)
+    })?;
     let inputs = packages::Inputs::of(&text, &base_id)
         .with_context(|| format!("{dockerfile}: the package stage"))?;
     let previous = match run.opts.refresh_packages {
         true => None,
-        false => {
-            previous_release(run, repository).map(|p| packages::Previous::from_labels(&labels(&p)))
-        }
+        false => previous_release(run, repository, unit, engine)
+            .map(|p| packages::Previous::from_labels(&labels(&p))),
     };
     let why = match packages::decide(&inputs, previous.as_ref(), run.opts.refresh_packages) {
         packages::Decision::Reuse { image, tag, from } => {
@@ -473,6 +583,7 @@ fn package_image(
                     inputs: Some(inputs),
                     reused_from: Some(from),
                     note: String::new(),
+                    base: (base, local_base),
                 });
             }
             (
@@ -495,9 +606,9 @@ fn package_image(
     run.runner
         .exec(cmd!(
             sh,
-            "docker build --file {dockerfile} --target packages --tag {own_ref} --build-arg {epoch} {no_cache...} ."
+            "docker build --file {dockerfile} --target packages --tag {own_ref} {platform...} {base_arg...} --build-arg {epoch} {no_cache...} ."
         ))
-        .with_context(|| format!("docker build of {name}'s package stage failed (see its output above)"))?;
+        .with_context(|| format!("docker build of {name}'s package stage for {} failed (see its output above)", unit.platform))?;
     Ok(PackageImage {
         image_id: run.local_image_id(&own_ref)?,
         reference: own_ref,
@@ -505,6 +616,7 @@ fn package_image(
         inputs: Some(inputs),
         reused_from: None,
         note,
+        base: (base, local_base),
     })
 }
 
@@ -550,7 +662,12 @@ fn pull(run: &Run<'_>, reference: &str) -> bool {
 /// context, and checked to say this version and revision. A target directory can be shared
 /// (CARGO_TARGET_DIR, the tests' scratch target): the build, the copy and the check hold a
 /// lock on it, so another checkout's release never builds its binary in between.
-fn build_disinto(run: &mut Run<'_>, revision: &str) -> Result<()> {
+fn build_disinto(
+    run: &mut Run<'_>,
+    revision: &str,
+    platform: &Platform,
+    engine: &Platform,
+) -> Result<()> {
     // The public half of the release key, built in so the binary trusts its own release.
     let key = match (run.opts.unsigned, run.opts.dry_run) {
         (true, _) => None,
@@ -563,14 +680,18 @@ fn build_disinto(run: &mut Run<'_>, revision: &str) -> Result<()> {
     };
     let sh = run.sh();
     let target = crate::target_dir(run.plan.root());
-    let built = target.join("release/disinto");
+    // Said in preflight too: a platform this machine cannot build for stops the release
+    // before anything is built.
+    let toolchain = crate::cross::toolchain(platform, engine)?;
+    let built = toolchain.binary(&target);
     let dist = run.plan.root().join(DIST_BINARY);
     let want = format!("disinto {} (revision {revision})", run.plan.version);
     let _building = match run.opts.dry_run {
         true => None,
         false => Some(build_lock(&target)?),
     };
-    let mut build = cmd!(sh, "cargo build --quiet --release --locked -p disinto")
+    let mut build = toolchain
+        .build_command(sh, &target)
         .env("DISINTO_REVISION", revision)
         .env("DISINTO_RELEASE_VERSION", &run.plan.version);
     // Always set when it runs (empty when unsigned), so no key of the caller's gets in; a
@@ -625,27 +746,28 @@ pub fn build_lock(target: &std::path::Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// The base image `dockerfile` builds on, as the engine has it now (just after the build):
-/// its registry digest when it came from a registry, else its image id. None when unknown.
-fn base_image(root: &std::path::Path, dockerfile: &str) -> Option<super::state::BaseImage> {
-    let text = std::fs::read_to_string(root.join(dockerfile)).ok()?;
-    let name = crate::dockerfile::image_for(&text, None, &Default::default())
-        .ok()?
-        .base?;
+/// The base image the package stage built on, as the engine has it now (just after the
+/// build): named as the Dockerfile names it, with its registry digest when it came from a
+/// registry, else its image id. None when unknown.
+fn base_image(
+    _root: &std::path::Path,
+    _dockerfile: &str,
+    (name, local): &(String, String),
+) -> Option<super::state::BaseImage> {
     let out = disinto::engine::docker::run(&[
         "image",
         "inspect",
         "--format",
         // Not `join`: an image without registry digests has them as a list `join` refuses.
         "{{.Id}} {{range .RepoDigests}}{{.}} {{end}}",
-        &name,
+        local,
     ])
     .ok()?;
     let mut words = out.split_whitespace();
     let id = words.next()?.to_string();
     // A registry digest of the base's own repository (it may have been pushed elsewhere too,
     // under other digests); else the image id, which names the same bytes locally.
-    let repository = disinto::model::image_ref::ImageRef::parse(&name)
+    let repository = disinto::model::image_ref::ImageRef::parse(name)
         .map(|r| r.repository().to_string())
         .unwrap_or_default();
     let digest = words
@@ -653,19 +775,34 @@ fn base_image(root: &std::path::Path, dockerfile: &str) -> Option<super::state::
         .find(|(repo, _)| *repo == repository)
         .map(|(_, digest)| digest.to_string())
         .unwrap_or(id);
-    Some(super::state::BaseImage { name, digest })
+    Some(super::state::BaseImage {
+        name: name.clone(),
+        digest,
+    })
 }
 
-/// The previous release of `repository` as a local image, whose labels name its package
-/// image: the registry's latest (pulled, unless --no-pull: another machine may have released
-/// since this one did), else the local one; none for a first release.
-fn previous_release(run: &Run<'_>, repository: &str) -> Option<String> {
-    let latest = format!("{repository}:latest");
-    if (!run.opts.no_pull && pull(run, &latest)) || disinto::engine::docker::image_present(&latest)
-    {
-        return Some(latest);
+/// The previous release of `repository` for the unit's platform, as a local image whose
+/// labels name its package image: the registry's latest (pulled, unless --no-pull: another
+/// machine may have released since this one did), else the local one; none for a first
+/// release. A release of several platforms finds each platform's under
+/// `linux-arm64-latest`; on the engine's platform, a one-platform release before it counts.
+fn previous_release(
+    run: &Run<'_>,
+    repository: &str,
+    unit: &Unit,
+    engine: &Platform,
+) -> Option<String> {
+    let mut candidates = vec![];
+    if unit.multi {
+        candidates.push(format!("{repository}:{}", unit.tag("latest")));
     }
-    None
+    if !unit.multi || unit.platform == *engine {
+        candidates.push(format!("{repository}:latest"));
+    }
+    candidates.into_iter().find(|latest| {
+        ((!run.opts.no_pull && pull(run, latest)) || disinto::engine::docker::image_present(latest))
+            && check_platform(latest, &unit.platform, "previous").is_ok()
+    })
 }
 
 /// The layer digests of a local image, bottom first.
@@ -693,19 +830,22 @@ fn tag_image(run: &mut Run<'_>) -> Result<()> {
         true => run.runner.note(&run.plan.latest.to_string()),
         false => eprintln!("  {}", run.plan.latest),
     }
-    for image in &run.plan.images {
+    for unit in run.plan.units() {
+        let image = &run.plan.images[unit.image];
+        let progress = run.state.progress.unit(image.name(), unit.key().as_deref());
         // Tag the image build-image made, by id: the local tag name is shared by every
         // checkout on this machine, and another release of the same version may have moved it.
-        let local = match (run.state.progress.image(image.name()).image_id, run.opts.dry_run) {
+        let local = match (progress.image_id, run.opts.dry_run) {
             (Some(id), false) => run.local_image_id(&id)?,
             (None, false) => bail!(
-                "build-image has not recorded the {} image: run `cargo xtask release {} --only build-image` first",
+                "build-image has not recorded the {} image for {}: run `cargo xtask release {} --only build-image` first",
                 image.name(),
+                unit.platform,
                 run.plan.version
             ),
-            (_, true) => image.local_tag.clone(),
+            (_, true) => image.local_tag_of(&unit),
         };
-        for target in image.refs() {
+        for target in image.unit_refs(&unit) {
             run.runner.exec(cmd!(sh, "docker tag {local} {target}"))?;
         }
     }
@@ -713,7 +853,8 @@ fn tag_image(run: &mut Run<'_>) -> Result<()> {
 }
 
 /// Pushes every image's version tag (and latest), unless the registry holds the same image
-/// already; records each digest.
+/// already, and records each digest. A release of several platforms pushes each platform's
+/// image under its own tag, then one image index of them under the version (and latest).
 pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
     let host = run.plan.registry_host().to_string();
     if run.opts.dry_run {
@@ -722,14 +863,15 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
             run.state.would_fail.push(format!("push-image: {e:#}"));
         }
         print_login(&host);
-        for image in &run.plan.images {
+        for unit in run.plan.units() {
+            let image = &run.plan.images[unit.image];
             if !run.plan.will_run(Step::Preflight) {
                 println!(
                     "$ {}",
-                    shell_line(inspect_cmd(run.sh(), &image.version_ref))
+                    shell_line(inspect_cmd(run.sh(), &image.unit_ref(&unit)))
                 );
             }
-            for r in image.refs() {
+            for r in image.unit_refs(&unit) {
                 println!("$ {}", shell_line(push_cmd(run.sh(), &r)));
             }
             println!(
@@ -737,43 +879,50 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
                 image.name()
             );
         }
+        if run.plan.multi() {
+            for image in &run.plan.images {
+                let platforms: Vec<String> =
+                    run.plan.platforms.iter().map(|p| p.to_string()).collect();
+                for r in image.refs() {
+                    println!(
+                        "# PUT {r}: an OCI image index of {} (their digests, as pushed)",
+                        platforms.join(", ")
+                    );
+                }
+            }
+        }
         println!("$ {LOGOUT_LINE}");
         return Ok(());
     }
-    let ids = run
-        .plan
-        .images
+    let units = run.plan.units();
+    let ids = units
         .iter()
-        .map(|i| run.local_image_id(&i.version_ref))
+        .map(|u| run.local_image_id(&run.plan.images[u.image].unit_ref(u)))
         .collect::<Result<Vec<_>>>()?;
     let sh = run.sh();
     // Preflight (in this same run) already found the version absent: no second lookup.
     let known_absent = run.state.version_absent;
-    let images: Vec<(&'static str, String, Vec<String>)> = run
-        .plan
-        .images
+    let pushes: Vec<(&'static str, Option<String>, String, Vec<String>, Option<String>)> = units
         .iter()
-        .map(|i| (i.name(), i.version_ref.clone(), i.refs()))
-        .collect();
-    let package_images: Vec<Option<String>> = images
-        .iter()
-        .map(|(name, _, _)| run.state.progress.image(name).packages_image)
+        .map(|u| {
+            let image = &run.plan.images[u.image];
+            let key = u.key();
+            let packages = run.state.progress.unit(image.name(), key.as_deref()).packages_image;
+            (image.name(), key, image.unit_ref(u), image.unit_refs(u), packages)
+        })
         .collect();
     let session = session(run)?;
     let mut digests = vec![];
-    let mut package_digests = vec![];
-    for (((name, version_ref, refs), image_id), packages) in
-        images.iter().zip(&ids).zip(&package_images)
-    {
+    for ((name, key, unit_ref, refs, packages), image_id) in pushes.into_iter().zip(&ids) {
         let mut digest = None;
         if !known_absent {
-            match session.inspect(sh, version_ref)? {
+            match session.inspect(sh, &unit_ref)? {
                 Some(remote) if remote.config == *image_id => {
-                    eprintln!("  {version_ref}: the registry already holds this image ({})", remote.digest);
+                    eprintln!("  {unit_ref}: the registry already holds this image ({})", remote.digest);
                     digest = Some(remote.digest);
                 }
                 Some(remote) => bail!(
-                    "the registry holds a different image under {version_ref} ({}): versions are immutable, release a new one",
+                    "the registry holds a different image under {unit_ref} ({}): versions are immutable, release a new one",
                     remote.digest
                 ),
                 None => {}
@@ -782,8 +931,8 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
         let digest = match digest {
             Some(d) => d,
             None => {
-                eprintln!("$ docker push {version_ref}");
-                session.push(sh, version_ref)?
+                eprintln!("$ docker push {unit_ref}");
+                session.push(sh, &unit_ref)?
             }
         };
         // latest, when this release moves it; pushing what the registry has already is cheap.
@@ -791,20 +940,23 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
             eprintln!("$ docker push {latest}");
             session.push(sh, latest)?;
         }
-        eprintln!("  pushed {version_ref}@{digest}");
-        digests.push((*name, digest));
-        if let Some(packages) = packages {
-            package_digests.push((*name, push_package_image(sh, session, packages)?));
-        }
+        eprintln!("  pushed {unit_ref}@{digest}");
+        let package_digest = match &packages {
+            Some(packages) => Some(push_package_image(sh, session, packages)?),
+            None => None,
+        };
+        digests.push((name, key, digest, package_digest));
     }
-    for (name, digest) in digests {
-        run.state.progress.image_mut(name).digest = Some(digest);
-    }
-    for (name, digest) in package_digests {
-        run.state.progress.image_mut(name).packages_digest = Some(digest);
+    for (name, key, digest, package_digest) in digests {
+        let progress = run.state.progress.unit_mut(name, key.as_deref());
+        progress.digest = Some(digest);
+        progress.packages_digest = package_digest;
     }
     // The session's Docker config (with the credential) is deleted now, not at exit.
     run.state.session = None;
+    if run.plan.multi() {
+        super::index::push_indexes(run)?;
+    }
     Ok(())
 }
 
