@@ -421,6 +421,7 @@ impl Stage {
                 "--skip",
                 "restart-agents",
             ])
+            .env("DISINTO_PLATFORMS", "linux/amd64")
             .env_remove("DISINTO_MIRRORS");
         self.registry.release_env(&mut x);
         self.key.sign_env(&mut x);

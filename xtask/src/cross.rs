@@ -14,12 +14,9 @@ pub fn base_for(base: &str, platform: &Platform) -> String {
 }
 
 pub fn engine_platform() -> Result<Platform> {
-    let out = disinto::engine::docker::run(&[
-        "version",
-        "--format",
-        "{{.Server.Os}}/{{.Server.Arch}}",
-    ])
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out =
+        disinto::engine::docker::run(&["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"])
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     Platform::parse(out.trim())
 }
 

@@ -599,3 +599,70 @@ fn without_the_signing_key_the_release_refuses_unless_unsigned() {
 
     assert_eq!(state(&c), before);
 }
+
+#[test]
+fn a_release_of_two_platforms_plans_each_platform_then_an_index() {
+    let c = Checkout::new("v0.2.0");
+    let before = state(&c);
+    let out = output(
+        c.xtask()
+            .args(["release", "v0.2.0", "--dry-run"])
+            .env("DISINTO_PLATFORMS", "linux/amd64,linux/arm64")
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_ACTOR", "someone")
+            .env("COSIGN_PRIVATE_KEY", FAKE_KEY)
+            .env("COSIGN_PASSWORD", FAKE_PASSWORD)
+            .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
+            .env_remove("DISINTO_MIRRORS"),
+    );
+    // Whether this machine can build arm64 or not, the whole plan is printed.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("# platforms: linux/amd64, linux/arm64"),
+        "{stdout}"
+    );
+    for name in ["agents", "edge", "reproduce"] {
+        for platform in ["linux-amd64", "linux-arm64"] {
+            let arch = platform.trim_start_matches("linux-");
+            let tagged = format!(
+                "$ docker tag disinto-{name}:{platform}-v0.2.0 127.0.0.1:5000/disinto/{name}:{platform}-v0.2.0"
+            );
+            assert!(stdout.contains(&tagged), "{name} {platform}:\n{stdout}");
+            let pushed = format!("docker push 127.0.0.1:5000/disinto/{name}:{platform}-latest");
+            assert!(stdout.contains(&pushed), "{name} {platform}:\n{stdout}");
+            assert!(
+                stdout.lines().any(|l| l.starts_with("$ docker build")
+                    && l.contains(&format!("--tag disinto-{name}:{platform}-v0.2.0"))
+                    && l.contains(&format!("--platform linux/{arch}"))),
+                "{name} {platform}:\n{stdout}"
+            );
+        }
+        let index = format!(
+            "# PUT 127.0.0.1:5000/disinto/{name}:v0.2.0: an OCI image index of linux/amd64, linux/arm64"
+        );
+        assert!(stdout.contains(&index), "{name}:\n{stdout}");
+    }
+    // The arm64 package stage builds on the arm64 base, under its own name.
+    assert!(
+        stdout.contains("--build-arg BASE_IMAGE=debian:bookworm-slim-linux-arm64"),
+        "{stdout}"
+    );
+    assert_eq!(state(&c), before);
+}
+
+#[test]
+fn a_platform_that_is_not_os_arch_is_refused_in_one_line() {
+    let c = Checkout::new("v0.2.0");
+    let before = state(&c);
+    let out = output(
+        c.xtask()
+            .args(["release", "v0.2.0", "--dry-run"])
+            .env("DISINTO_PLATFORMS", "linux/amd64 arm64"),
+    );
+    let e = one_line_error(&out);
+    assert!(
+        e.contains("DISINTO_PLATFORMS: platform \"arm64\" is not os/arch[/variant]"),
+        "{e}"
+    );
+    assert_eq!(state(&c), before);
+}

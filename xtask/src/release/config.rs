@@ -179,7 +179,13 @@ mod tests {
         assert_eq!(c.push_attempts, 4);
         assert_eq!(c.platforms, None);
         let c = config(&[("DISINTO_PLATFORMS", "linux/arm64 linux/amd64")]).unwrap();
-        let names: Vec<String> = c.platforms.clone().unwrap().iter().map(|p| p.to_string()).collect();
+        let names: Vec<String> = c
+            .platforms
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         assert_eq!(names, ["linux/arm64", "linux/amd64"]);
         let e = format!("{:#}", c.credentials().unwrap_err());
         assert!(e.starts_with("GITHUB_TOKEN is not set"), "{e}");

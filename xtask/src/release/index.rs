@@ -51,7 +51,13 @@ pub(super) fn push_indexes(run: &mut Run<'_>) -> Result<()> {
             None => put(&registry, &path, &run.plan.version, &bytes, &image.version_ref)?,
         }
         if image.latest_ref.is_some() {
-            put(&registry, &path, "latest", &bytes, &format!("{}:latest", image.repository))?;
+            put(
+                &registry,
+                &path,
+                "latest",
+                &bytes,
+                &format!("{}:latest", image.repository),
+            )?;
         }
         let platforms: Vec<String> = entries.iter().map(|e| e.platform.to_string()).collect();
         eprintln!(

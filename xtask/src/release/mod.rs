@@ -417,10 +417,10 @@ impl<'a> Run<'a> {
     /// Whether every image build-image made is still in the local store.
     fn built_images_present(&self) -> bool {
         self.opts.dry_run
-            || self.plan.images.iter().all(|i| {
+            || self.plan.units().iter().all(|u| {
                 self.state
                     .progress
-                    .image(i.name())
+                    .unit(self.plan.images[u.image].name(), u.key().as_deref())
                     .image_id
                     .as_deref()
                     .is_some_and(disinto::engine::docker::image_present)
@@ -526,7 +526,13 @@ impl Release {
         let steps = select(&formula, &self)?;
         parse_release_version(&self.version)?;
         let released = released_versions(sh, checkout.root(), true)?;
-        let plan = Plan::new(checkout, &self.version, steps, &released, formula.platforms.clone())?;
+        let plan = Plan::new(
+            checkout,
+            &self.version,
+            steps,
+            &released,
+            formula.platforms.clone(),
+        )?;
         let mut run = Run::new(sh, plan, self.options());
         let git_sha = run
             .git(&["rev-parse", "HEAD"])

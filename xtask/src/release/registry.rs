@@ -294,6 +294,35 @@ pub fn retry<T>(what: &str, attempts: u32, mut f: impl FnMut() -> Result<T>) -> 
     unreachable!("the last attempt returns")
 }
 
+/// disinto's registry client on the release's registry, logged in with its token (for what
+/// the Docker CLI cannot push: image indexes, the bundle).
+pub(crate) fn client(
+    config: &super::config::ReleaseConfig,
+) -> Result<disinto::engine::registry::Registry> {
+    let host = disinto::model::image_ref::registry_host(&config.registry);
+    let credentials = config.credentials()?;
+    Ok(
+        disinto::engine::registry::Registry::new(&host)?.with_credentials(
+            disinto::model::docker_config::Credentials::Basic {
+                user: credentials.user.clone(),
+                password: credentials.token.clone(),
+            },
+        ),
+    )
+}
+
+/// The repository's path on the release's registry (`REGISTRY/NAME` without the host).
+pub(crate) fn repository_path(
+    config: &super::config::ReleaseConfig,
+    repository: &str,
+) -> Result<String> {
+    let host = disinto::model::image_ref::registry_host(&config.registry);
+    repository
+        .strip_prefix(&format!("{host}/"))
+        .map(str::to_string)
+        .with_context(|| format!("{repository} names no repository on {host}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,26 +401,4 @@ mod tests {
         };
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }
-}
-
-/// disinto's registry client on the release's registry, logged in with its token (for what
-/// the Docker CLI cannot push: image indexes, the bundle).
-pub(crate) fn client(config: &super::config::ReleaseConfig) -> Result<disinto::engine::registry::Registry> {
-    let host = disinto::model::image_ref::registry_host(&config.registry);
-    let credentials = config.credentials()?;
-    Ok(disinto::engine::registry::Registry::new(&host)?.with_credentials(
-        disinto::model::docker_config::Credentials::Basic {
-            user: credentials.user.clone(),
-            password: credentials.token.clone(),
-        },
-    ))
-}
-
-/// The repository's path on the release's registry (`REGISTRY/NAME` without the host).
-pub(crate) fn repository_path(config: &super::config::ReleaseConfig, repository: &str) -> Result<String> {
-    let host = disinto::model::image_ref::registry_host(&config.registry);
-    repository
-        .strip_prefix(&format!("{host}/"))
-        .map(str::to_string)
-        .with_context(|| format!("{repository} names no repository on {host}"))
 }

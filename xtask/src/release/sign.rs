@@ -188,9 +188,17 @@ pub(super) fn sign_image(run: &mut Run<'_>) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let crates = binary_crates(run)?;
-    let jobs = (0..run.plan.images.len())
-        .map(|index| job(run, index, &crates))
-        .collect::<Result<Vec<_>>>()?;
+    // Each platform's image is signed and attested; an image index (several platforms) is
+    // signed too, so what `disinto up` pins is verified whole.
+    let mut jobs = vec![];
+    for index in 0..run.plan.images.len() {
+        if run.plan.multi() {
+            for platform in run.plan.platforms.clone() {
+                jobs.push(job(run, index, Some(platform.to_string()), &crates)?);
+            }
+        }
+        jobs.push(job(run, index, None, &crates)?);
+    }
     session(run)?;
     let session = run.state.session.as_ref().context("no registry session")?;
     // The images are independent and each is a few round trips to the registry and one
@@ -221,7 +229,7 @@ pub(super) fn sign_image(run: &mut Run<'_>) -> Result<()> {
     // Whatever was made is recorded, failed or not, so a re-run makes only what is missing.
     let mut first_error = None;
     for (job, (done, result)) in jobs.iter().zip(results) {
-        let progress = run.state.progress.image_mut(job.name);
+        let progress = run.state.progress.unit_mut(job.name, job.key.as_deref());
         if let Some(signature) = done.signature {
             progress.signature = Some(signature);
         }
@@ -237,7 +245,7 @@ pub(super) fn sign_image(run: &mut Run<'_>) -> Result<()> {
     }
     eprintln!(
         "  signed and attested {} images in {:.1}s",
-        run.plan.images.len(),
+        jobs.len(),
         started.elapsed().as_secs_f64()
     );
     disinto::signals::check()
@@ -267,6 +275,11 @@ fn binary_crates(run: &Run<'_>) -> Result<Vec<sbom::Crate>> {
 /// documents' inputs (the SBOM's packages are read in the thread, from the image).
 struct Job {
     name: &'static str,
+    /// The platform of a release of several (none: the image, or its index).
+    key: Option<String>,
+    /// Whether it gets an SBOM and a provenance (an image index is signed alone: each of
+    /// its platforms carries its own).
+    attest: bool,
     /// `REPOSITORY@DIGEST`.
     reference: String,
     sig_tag: String,
@@ -286,16 +299,18 @@ struct Done {
     attestations: Vec<Attestation>,
 }
 
-/// The job of the image at `index`.
-fn job(run: &Run<'_>, index: usize, crates: &[sbom::Crate]) -> Result<Job> {
+/// The job of the image at `index`, for one platform (`key`) or whole.
+fn job(run: &Run<'_>, index: usize, key: Option<String>, crates: &[sbom::Crate]) -> Result<Job> {
     let image = &run.plan.images[index];
     let (name, repository) = (image.name(), image.repository.clone());
-    let progress = run.state.progress.image(name);
+    let progress = run.state.progress.unit(name, key.as_deref());
     let digest = progress.digest.clone().context("no digest recorded")?;
     let hex = digest.trim_start_matches("sha256:").to_string();
     let key_id = run.state.key.as_ref().map(|k| k.id.clone());
     Ok(Job {
         name,
+        attest: key.is_some() || !run.plan.multi(),
+        key: key.clone(),
         reference: format!("{repository}@{digest}"),
         sig_tag: format!("{repository}:sha256-{hex}.sig"),
         att_tag: format!("{repository}:sha256-{hex}.att"),
@@ -327,7 +342,7 @@ fn job(run: &Run<'_>, index: usize, crates: &[sbom::Crate]) -> Result<Job> {
                 crates: crates.to_vec(),
             }),
         },
-        provenance: provenance_input(run, name, image.image.dockerfile)?,
+        provenance: provenance_input(run, name, key.as_deref(), image.image.dockerfile)?,
     })
 }
 
@@ -347,6 +362,10 @@ fn sign_job(session: &Session, key: &ReleaseKey, job: &Job, done: &mut Done) -> 
             tag: job.sig_tag.clone(),
             digest: signed,
         });
+    }
+    if !job.attest {
+        eprintln!("  signed {reference} (key {})", key.id);
+        return Ok(());
     }
     if !job.attested.iter().any(|k| k == "spdxjson") {
         let mut input = job.sbom.clone();
@@ -421,7 +440,12 @@ fn image_packages(session: &Session, job: &Job) -> Result<String> {
 }
 
 /// What the provenance of `name` states, from the progress so far.
-fn provenance_input(run: &Run<'_>, name: &str, dockerfile: &str) -> Result<ProvenanceInput> {
+fn provenance_input(
+    run: &Run<'_>,
+    name: &str,
+    key: Option<&str>,
+    dockerfile: &str,
+) -> Result<ProvenanceInput> {
     let progress = &run.state.progress;
     let formula_path = run.plan.checkout.formula();
     let formula = std::fs::read(&formula_path)
@@ -467,7 +491,7 @@ fn provenance_input(run: &Run<'_>, name: &str, dockerfile: &str) -> Result<Prove
         formula_sha256: hex(&Sha256::digest(&formula)),
         formula_steps: Step::ALL.iter().map(|s| s.id().to_string()).collect(),
         steps,
-        base: progress.image(name).base.map(|b| (b.name, b.digest)),
+        base: progress.unit(name, key).base.map(|b| (b.name, b.digest)),
         refresh_packages: run.opts.refresh_packages,
         pull: !run.opts.no_pull,
         invocation_id,

@@ -64,6 +64,13 @@ pub struct ImageProgress {
     pub platforms: BTreeMap<String, ImageProgress>,
 }
 
+impl ImageProgress {
+    /// Whether it, or one of its platforms, lacks something (`lacks` says what).
+    pub fn lacks(&self, lacks: impl Fn(&ImageProgress) -> bool) -> bool {
+        lacks(self) || self.platforms.values().any(lacks)
+    }
+}
+
 /// The image a Dockerfile's `FROM` named, as the local engine had it at build time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BaseImage {

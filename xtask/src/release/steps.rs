@@ -60,6 +60,9 @@ fn preflight(run: &mut Run<'_>) -> Result<()> {
             ))),
         );
     }
+    if run.plan.will_run(Step::BuildImage) {
+        check(platforms_ready(run));
+    }
     if run.plan.will_run(Step::PushImage) {
         check(registry_ready(run));
     }
@@ -190,15 +193,46 @@ fn tag_state(run: &Run<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Logs in (token on stdin) and makes sure the registry holds no image of this version yet.
+/// Every platform can be built here: its toolchain, its emulation and its base image (for
+/// another platform than the engine's), said before anything is built.
+fn platforms_ready(run: &Run<'_>) -> Result<()> {
+    let platforms: Vec<String> = run.plan.platforms.iter().map(|p| p.to_string()).collect();
+    if run.opts.dry_run {
+        println!("# platforms: {}", platforms.join(", "));
+        return Ok(());
+    }
+    let engine = crate::cross::engine_platform()?;
+    let problems: Vec<String> = run
+        .plan
+        .platforms
+        .iter()
+        .filter_map(|p| crate::cross::check(p, &engine).err())
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    Ok(())
+}
+
+/// Logs in (token on stdin) and makes sure the registry holds no image of this version yet
+/// (nor, for several platforms, any platform's).
 fn registry_ready(run: &mut Run<'_>) -> Result<()> {
     let host = run.plan.registry_host().to_string();
-    let refs: Vec<String> = run
+    let mut refs: Vec<String> = run
         .plan
         .images
         .iter()
         .map(|i| i.version_ref.clone())
         .collect();
+    if run.plan.multi() {
+        refs.extend(
+            run.plan
+                .units()
+                .iter()
+                .map(|u| run.plan.images[u.image].unit_ref(u)),
+        );
+    }
     if run.opts.dry_run {
         run.plan.config.credentials()?;
         print_login(&host);
@@ -330,7 +364,12 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
     for platform in run.plan.platforms.clone() {
         let started = std::time::Instant::now();
         build_disinto(run, &revision, &platform, &engine)?;
-        for unit in run.plan.units().into_iter().filter(|u| u.platform == platform) {
+        for unit in run
+            .plan
+            .units()
+            .into_iter()
+            .filter(|u| u.platform == platform)
+        {
             build_unit(run, &unit, &engine, &args, &mut pulled)?;
         }
         if run.plan.multi() && !run.opts.dry_run {
@@ -453,7 +492,13 @@ fn build_unit(
 /// base image of another platform under the platform's name).
 fn check_platform(id: &str, platform: &Platform, name: &str) -> Result<()> {
     let out = disinto::engine::docker::read(
-        &["image", "inspect", "--format", "{{.Os}} {{.Architecture}} {{.Variant}}", id],
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Os}} {{.Architecture}} {{.Variant}}",
+            id,
+        ],
         "reading the built image's platform",
     )?;
     let mut words = out.split_whitespace();
@@ -563,7 +608,10 @@ fn package_image(
         });
     }
     let base_id = run.local_image_id(&local_base).with_context(|| {
-        format!("the base image of {} for {} is missing", name, unit.platform)
+        format!(
+            "the base image of {} for {} is missing",
+            name, unit.platform
+        )
     })?;
     let inputs = packages::Inputs::of(&text, &base_id)
         .with_context(|| format!("{dockerfile}: the package stage"))?;
@@ -682,7 +730,15 @@ fn build_disinto(
     let target = crate::target_dir(run.plan.root());
     // Said in preflight too: a platform this machine cannot build for stops the release
     // before anything is built.
-    let toolchain = crate::cross::toolchain(platform, engine)?;
+    let toolchain = match crate::cross::toolchain(platform, engine) {
+        Ok(toolchain) => toolchain,
+        Err(e) if run.opts.dry_run => {
+            println!("# build-image would fail: {e:#}");
+            run.state.would_fail.push(format!("build-image: {e:#}"));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let built = toolchain.binary(&target);
     let dist = run.plan.root().join(DIST_BINARY);
     let want = format!("disinto {} (revision {revision})", run.plan.version);
@@ -902,13 +958,31 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
     let sh = run.sh();
     // Preflight (in this same run) already found the version absent: no second lookup.
     let known_absent = run.state.version_absent;
-    let pushes: Vec<(&'static str, Option<String>, String, Vec<String>, Option<String>)> = units
+    // Per unit: image name, platform key, its reference, every tag, its package image.
+    type Push = (
+        &'static str,
+        Option<String>,
+        String,
+        Vec<String>,
+        Option<String>,
+    );
+    let pushes: Vec<Push> = units
         .iter()
         .map(|u| {
             let image = &run.plan.images[u.image];
             let key = u.key();
-            let packages = run.state.progress.unit(image.name(), key.as_deref()).packages_image;
-            (image.name(), key, image.unit_ref(u), image.unit_refs(u), packages)
+            let packages = run
+                .state
+                .progress
+                .unit(image.name(), key.as_deref())
+                .packages_image;
+            (
+                image.name(),
+                key,
+                image.unit_ref(u),
+                image.unit_refs(u),
+                packages,
+            )
         })
         .collect();
     let session = session(run)?;
@@ -1065,7 +1139,7 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
     let relative = run.plan.record_relative();
     // A record without a digest would claim a release that no registry holds, and the
     // version would then be refused forever.
-    let undigested = run.images_lacking(|p| p.digest.is_none());
+    let undigested = run.images_lacking(|p| p.lacks(|u| u.digest.is_none()));
     if !undigested.is_empty() && !run.opts.dry_run {
         bail!(
             "push-image has not recorded a digest for {} of {}: run `cargo xtask release {}` (or --from push-image) first; {relative} is not written",
@@ -1075,7 +1149,7 @@ fn commit_result(run: &mut Run<'_>) -> Result<()> {
         );
     }
     // Without --unsigned, a record never says unsigned by accident.
-    let unsigned = run.images_lacking(|p| p.signature.is_none());
+    let unsigned = run.images_lacking(|p| p.lacks(|u| u.signature.is_none()));
     if !unsigned.is_empty() && !run.opts.unsigned && !run.opts.dry_run {
         bail!(
             "sign-image has not signed {} of {}: run `cargo xtask release {} --from sign-image` (or pass --unsigned to record an unsigned release on purpose); {relative} is not written",

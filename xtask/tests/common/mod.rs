@@ -283,6 +283,9 @@ impl Checkout {
             .env("CARGO_TARGET_DIR", xtask::scratch::shared_target(&root()));
         xtask::scratch::with_identity(&mut x);
         xtask::scratch::quick_release_profile(&mut x);
+        // One platform, the engine's, unless a test names several (the formula's default
+        // adds arm64, built under emulation: minutes a test about something else spends).
+        x.env("DISINTO_PLATFORMS", "linux/amd64");
         x
     }
 
