@@ -2,7 +2,10 @@
 //! cargo. Two releases go to the htpasswd registry; then, in a fresh directory outside any
 //! checkout holding only `.env` and a registry login, disinto is extracted from the agents
 //! image with one docker command, `init` and a whole-stack `up` start every service, and an
-//! upgrade keeps the data in all four volumes.
+//! upgrade keeps the data in all four volumes. The releases are of two platforms (the
+//! issue "amd64 and arm64 from one release"): each image is an index of linux/amd64 and
+//! linux/arm64, the arm64 agents image runs its own disinto and turns healthy under qemu,
+//! the amd64 factory runs from the index, and the upgrade stays small on each platform.
 //!
 //! forgejo and woodpecker cannot be pulled here (no public registry is reachable): tiny local
 //! images stand in for them, tagged with their exact names, and only when no image of that
@@ -97,6 +100,55 @@ impl Drop for Host {
     }
 }
 
+/// The platforms both releases are built for.
+const PLATFORMS: &str = "linux/amd64,linux/arm64";
+
+/// A logged-in session on `registry` (docker manifest inspect of each platform's image).
+fn registry_session(registry: &Registry) -> xtask::release::registry::Session {
+    let credentials = xtask::release::registry::Credentials {
+        user: registry.user.clone(),
+        token: registry.password.clone(),
+    };
+    xtask::release::registry::Session::login(&registry.addr, &credentials, 4).unwrap()
+}
+
+/// The image index under `name:tag` in `registry`'s namespace: its digest and entries.
+fn index_of(
+    registry: &Registry,
+    name: &str,
+    tag: &str,
+) -> (String, Vec<disinto::model::index::Entry>) {
+    let client = disinto::engine::registry::Registry::new(&registry.addr)
+        .unwrap()
+        .with_credentials(disinto::model::docker_config::Credentials::Basic {
+            user: registry.user.clone(),
+            password: registry.password.clone(),
+        });
+    let path = format!("{}/{name}", registry.namespace().split_once('/').unwrap().1);
+    let accept = format!(
+        "{}, {}",
+        disinto::model::index::OCI_INDEX,
+        disinto::model::index::DOCKER_LIST
+    );
+    let (bytes, digest) = client.manifest(&path, tag, &accept).unwrap().unwrap();
+    assert!(
+        disinto::model::index::is_index(&bytes, None),
+        "{name}:{tag}"
+    );
+    (digest, disinto::model::index::parse(&bytes).unwrap())
+}
+
+/// `docker rm -f` of a container when dropped.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "--volumes", &self.0])
+            .output();
+    }
+}
+
 #[test]
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn a_new_factory_from_a_token_and_a_config_file() {
@@ -104,7 +156,7 @@ fn a_new_factory_from_a_token_and_a_config_file() {
     let registry = Registry::start().unwrap();
     let ns = registry.namespace();
     let c = Checkout::new("v0.1.0");
-    release(&c, &registry, "v0.1.0");
+    release_for(&c, &registry, "v0.1.0", PLATFORMS);
     // The release is of the tagged commit (the record is committed after it).
     let revision_of = |tag: &str| {
         ok(git(&c.work()).args(["rev-parse", &format!("{tag}^{{commit}}")]))
@@ -115,29 +167,107 @@ fn a_new_factory_from_a_token_and_a_config_file() {
     // v0.2.0 changes one script: the factory's own files, not its packages.
     change_one_script(&c);
     c.bump("v0.2.0");
-    release(&c, &registry, "v0.2.0");
+    release_for(&c, &registry, "v0.2.0", PLATFORMS);
     let v2_revision = revision_of("v0.2.0");
     let record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(c.work().join("release/v0.2.0.json")).unwrap(),
     )
     .unwrap();
+    let session = registry_session(&registry);
+    let sh = xshell::Shell::new().unwrap();
     for image in ["agents", "edge", "reproduce"] {
         let entry = &record["images"][image];
-        assert!(
-            entry["digest"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("sha256:"),
-            "{image}: {record}"
-        );
-        assert!(
-            entry["packages"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("reused from the previous release"),
-            "{image}: {record}"
-        );
+        // The version tag is one image index of both platforms, with the recorded digests.
+        let index_digest = entry["digest"].as_str().unwrap_or("");
+        let listed = index_of(&registry, image, "v0.2.0");
+        assert_eq!(listed.0, index_digest, "{image}: {record}");
+        let platforms: Vec<String> = listed.1.iter().map(|e| e.platform.to_string()).collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{image}");
+        for e in &listed.1 {
+            let platform = e.platform.to_string();
+            let unit = &entry["platforms"][&platform];
+            assert_eq!(
+                unit["digest"].as_str(),
+                Some(e.digest.as_str()),
+                "{image} {platform}"
+            );
+            assert_eq!(unit["signed"].as_bool(), Some(true), "{image} {platform}");
+            assert!(
+                unit["packages"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("reused from the previous release"),
+                "{image} {platform}: {record}"
+            );
+            // What a host of that platform downloads to upgrade: the factory's own files.
+            let tag = e.platform.tag_part();
+            let old = session
+                .inspect(&sh, &format!("{ns}/{image}:{tag}-v0.1.0"))
+                .unwrap()
+                .unwrap();
+            let new = session
+                .inspect(&sh, &format!("{ns}/{image}:{tag}-v0.2.0"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(new.digest, e.digest, "{image} {platform}");
+            if image == "agents" {
+                let (download, size) = (new.download_from(&old), new.size());
+                eprintln!("agents {platform}: the upgrade downloads {download} of {size} bytes");
+                assert!(
+                    download * 100 <= size,
+                    "agents {platform}: {download} of {size}"
+                );
+            }
+        }
+        assert_eq!(entry["signed"].as_bool(), Some(true), "{image}: {record}");
     }
+    assert!(
+        record["build_ms"]["linux/arm64"].as_u64().unwrap_or(0) > 0,
+        "{record}"
+    );
+
+    // The arm64 agents image, under qemu: its own disinto, built for arm64 from the same
+    // commit, and its health command passes.
+    let arm = format!("{ns}/agents:linux-arm64-v0.2.0");
+    let arch = ok(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        "--entrypoint",
+        "uname",
+        &arm,
+        "-m",
+    ]));
+    assert_eq!(arch.trim(), "aarch64");
+    let said = ok(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        "--entrypoint",
+        "disinto",
+        &arm,
+        "--version",
+    ]));
+    assert_eq!(
+        said.trim(),
+        format!("disinto v0.2.0 (revision {v2_revision})")
+    );
+    let id = ok(Command::new("docker").args([
+        "run",
+        "-d",
+        "--platform",
+        "linux/arm64",
+        "--env",
+        "POLL_INTERVAL=1",
+        &arm,
+    ]))
+    .trim()
+    .to_string();
+    let _arm_container = RemoveOnDrop(id.clone());
+    wait_healthy(&id, std::time::Duration::from_secs(120));
+    drop(session);
     forget_local_images(&ns, &["v0.1.0", "v0.2.0"]);
     stand_in_for_third_party_images();
 
@@ -210,13 +340,21 @@ fn a_new_factory_from_a_token_and_a_config_file() {
     host.ok(&["up"]);
     assert_eq!(host.running_services(), all);
     for image in ["agents", "edge"] {
-        assert!(
-            host.image_of(image)
-                .starts_with(&format!("{ns}/{image}:v0.2.0@sha256:")),
-            "{image}: {}",
-            host.image_of(image)
+        // Pinned to the index: the engine picked its own platform from it.
+        let index = record["images"][image]["digest"].as_str().unwrap();
+        assert_eq!(
+            host.image_of(image),
+            format!("{ns}/{image}:v0.2.0@{index}"),
+            "{image}"
         );
     }
+    let arch = ok(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{.Architecture}}",
+        &host.container("agents"),
+    ]));
+    assert_eq!(arch.trim(), "amd64");
     assert_eq!(host.markers(), vec![marker.clone(); 4]);
     let running = host.container("agents");
     assert!(

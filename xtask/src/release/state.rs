@@ -208,6 +208,9 @@ pub struct Record {
     /// The id of the key that signed the release (and that its disinto binary trusts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// A release of several platforms: build-image's time for each, in milliseconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_ms: BTreeMap<String, u64>,
     pub steps: Vec<RecordStep>,
 }
 
@@ -314,6 +317,7 @@ impl Record {
             latest: Some(latest),
             signed: Some(signed),
             key_id,
+            build_ms: progress.build_ms.clone(),
             // The steps up to the one that writes it: publish-bundle comes after, and
             // carries this record inside the bundle.
             steps: Step::ALL

@@ -331,8 +331,19 @@ pub fn signing_key() -> &'static xtask::testbed::SigningKey {
 /// `cargo xtask release VERSION` in `c` to `registry`, without restart-agents (the tests
 /// bring factories up themselves).
 pub fn release(c: &Checkout, registry: &xtask::testbed::Registry, version: &str) {
+    release_for(c, registry, version, "linux/amd64")
+}
+
+/// [`release`] for `platforms` (`DISINTO_PLATFORMS`).
+pub fn release_for(
+    c: &Checkout,
+    registry: &xtask::testbed::Registry,
+    version: &str,
+    platforms: &str,
+) {
     let mut cmd = c.xtask();
     cmd.args(["release", version, "--no-pull", "--skip", "restart-agents"])
+        .env("DISINTO_PLATFORMS", platforms)
         .env_remove("DISINTO_MIRRORS");
     let out = output(signing_key().sign_env(registry.release_env(&mut cmd)));
     assert!(
@@ -346,10 +357,17 @@ pub fn release(c: &Checkout, registry: &xtask::testbed::Registry, version: &str)
 /// runs next must come from the registry.
 pub fn forget_local_images(ns: &str, versions: &[&str]) {
     for name in ["agents", "edge", "reproduce"] {
-        let mut refs = vec![format!("{ns}/{name}:latest")];
+        let mut refs = vec![];
+        // A release of several platforms tags each platform's image too.
+        let platforms = ["", "linux-amd64-", "linux-arm64-"];
+        for platform in platforms {
+            refs.push(format!("{ns}/{name}:{platform}latest"));
+        }
         for v in versions {
-            refs.push(format!("{ns}/{name}:{v}"));
-            refs.push(format!("disinto-{name}:{v}"));
+            for platform in platforms {
+                refs.push(format!("{ns}/{name}:{platform}{v}"));
+                refs.push(format!("disinto-{name}:{platform}{v}"));
+            }
         }
         for r in refs {
             let _ = Command::new("docker").args(["rmi", &r]).output();
