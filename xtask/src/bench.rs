@@ -41,6 +41,7 @@ pub enum FigureId {
     Verify,
     Snapshot,
     UpgradeOverhead,
+    Arm64Share,
 }
 
 /// What a figure needs before it can be measured.
@@ -56,7 +57,7 @@ enum Needs {
 
 impl FigureId {
     /// Every figure, in table order.
-    pub(crate) const ALL: [FigureId; 19] = [
+    pub(crate) const ALL: [FigureId; 20] = [
         FigureId::ColdBuild,
         FigureId::DisintoSize,
         FigureId::WarmStart,
@@ -76,6 +77,7 @@ impl FigureId {
         FigureId::Verify,
         FigureId::Snapshot,
         FigureId::UpgradeOverhead,
+        FigureId::Arm64Share,
     ];
 
     /// The id bench.json and `--only` use.
@@ -100,6 +102,7 @@ impl FigureId {
             FigureId::Verify => "verify",
             FigureId::Snapshot => "snapshot",
             FigureId::UpgradeOverhead => "upgrade-overhead",
+            FigureId::Arm64Share => "arm64-share",
         }
     }
 
@@ -149,6 +152,9 @@ impl FigureId {
             FigureId::UpgradeOverhead => {
                 "disinto upgrade beyond the rollout itself (drain, snapshot, migrate, checks), s"
             }
+            FigureId::Arm64Share => {
+                "arm64's share of build-image in a two-platform release after a one-script change, % (ratio: the release's time to a one-platform release's)"
+            }
         }
     }
 
@@ -170,7 +176,8 @@ impl FigureId {
             | FigureId::Doctor
             | FigureId::Verify
             | FigureId::Snapshot
-            | FigureId::UpgradeOverhead => Needs::Stage,
+            | FigureId::UpgradeOverhead
+            | FigureId::Arm64Share => Needs::Stage,
         }
     }
 
@@ -1135,6 +1142,49 @@ impl Run {
         if self.wants(FigureId::Snapshot) || self.wants(FigureId::UpgradeOverhead) {
             self.upgrade_command_figures(&mut stage)?;
         }
+        // Last: its release of two platforms is the stage's only one.
+        if self.wants(FigureId::Arm64Share) {
+            self.arm64_share(&mut stage)?;
+        }
+        Ok(())
+    }
+
+    /// A release of linux/amd64 and linux/arm64 after a one-script change: arm64's share of
+    /// build-image (its binary, cross-built, and its images, built under qemu), and the
+    /// whole release's time against a one-platform release's.
+    fn arm64_share(&mut self, stage: &mut Stage) -> Result<()> {
+        stage.release_until(1)?;
+        stage.edit_script()?;
+        let one = stage.next_release(timed)?;
+        // The first release of two platforms builds arm64's package stages; the next one,
+        // after a script change, is what every later release costs.
+        let both = |cmd: &mut Command| {
+            cmd.env("DISINTO_PLATFORMS", "linux/amd64,linux/arm64");
+            timed(cmd)
+        };
+        stage.edit_script()?;
+        stage.next_release(both)?;
+        stage.edit_script()?;
+        let two = stage.next_release(both)?;
+        let version = stage.released.last().cloned().unwrap_or_default();
+        let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            stage
+                .work
+                .join(crate::RELEASE_RECORDS)
+                .join(format!("{version}.json")),
+        )?)?;
+        let ms = |p: &str| record["build_ms"][p].as_f64().unwrap_or(0.0);
+        let (amd, arm) = (ms("linux/amd64"), ms("linux/arm64"));
+        if arm <= 0.0 {
+            bail!("the release of two platforms recorded no arm64 build time");
+        }
+        self.push(
+            FigureId::Arm64Share,
+            vec![100.0 * arm / (amd + arm)],
+            Some(two / one.max(0.001)),
+            "(no target; tracked)",
+            None,
+        );
         Ok(())
     }
 
