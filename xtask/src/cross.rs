@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use disinto::model::platform::Platform;
 
-pub fn base_for(base: &str, platform: &Platform) -> String {
+pub fn base_for(base: &str, platform: &Platform) -> Result<String> {
     let (name, tag) = match base.rsplit_once(':') {
         Some((n, t)) if !t.contains('/') => (n, t),
         _ => (base, "latest"),
     };
-    format!("{name}:{tag}-{}", platform.tag_part())
+    Ok(format!("{name}:{tag}-{}", platform.tag_part()))
 }
 
 pub fn engine_platform() -> Result<Platform> {
@@ -31,7 +31,7 @@ pub fn toolchain(platform: &Platform, engine: &Platform) -> Result<Toolchain> {
     bail!("stub")
 }
 
-pub fn check(platform: &Platform, engine: &Platform) -> Result<()> {
+pub fn check(platform: &Platform, engine: &Platform, _base: &str) -> Result<()> {
     toolchain(platform, engine).map(drop)
 }
 

@@ -202,13 +202,27 @@ fn platforms_ready(run: &Run<'_>) -> Result<()> {
         return Ok(());
     }
     let engine = crate::cross::engine_platform()?;
-    let problems: Vec<String> = run
-        .plan
-        .platforms
-        .iter()
-        .filter_map(|p| crate::cross::check(p, &engine).err())
-        .map(|e| format!("{e:#}"))
-        .collect();
+    // The base images the package stages start from (the same one, as the Dockerfiles are).
+    let mut bases = std::collections::BTreeSet::new();
+    for image in &run.plan.images {
+        let path = run.plan.root().join(image.image.dockerfile);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let stage = crate::dockerfile::image_for(&text, Some(packages::STAGE), &Default::default())
+            .with_context(|| {
+                format!("{}: no `{}` stage", image.image.dockerfile, packages::STAGE)
+            })?;
+        bases.extend(stage.base);
+    }
+    let mut problems: Vec<String> = vec![];
+    for platform in &run.plan.platforms {
+        for base in &bases {
+            if let Err(e) = crate::cross::check(platform, &engine, base) {
+                problems.push(format!("{e:#}"));
+                break;
+            }
+        }
+    }
     if !problems.is_empty() {
         bail!("{}", problems.join("; "));
     }
@@ -559,7 +573,7 @@ fn package_image(
     // engine's image store keeps one image per name.
     let local_base = match unit.platform == *engine {
         true => base.clone(),
-        false => crate::cross::base_for(&base, &unit.platform),
+        false => crate::cross::base_for(&base, &unit.platform)?,
     };
     let platform = platform_flag(unit, engine);
     let base_arg: Vec<String> = match local_base == base {
