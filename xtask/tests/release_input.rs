@@ -666,3 +666,29 @@ fn a_platform_that_is_not_os_arch_is_refused_in_one_line() {
     );
     assert_eq!(state(&c), before);
 }
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn a_platform_this_machine_cannot_build_is_refused_before_anything_is_built() {
+    bench();
+    let c = Checkout::new("v7.7.7");
+    let before = state(&c);
+    let out = output(
+        c.xtask()
+            .args(["release", "v7.7.7", "--unsigned", "--skip", "push-image"])
+            .args(["--skip", "restart-agents", "--skip", "publish-bundle"])
+            .env("DISINTO_PLATFORMS", "linux/amd64,linux/s390x")
+            .env_remove("DISINTO_MIRRORS"),
+    );
+    let e = the_error(&out);
+    assert!(e.starts_with("error: preflight: "), "{e}");
+    assert!(e.contains("linux/s390x"), "{e}");
+    assert!(!e.contains("linux/amd64"), "{e}");
+    // Nothing tagged, nothing built: no build tag of that version for either platform.
+    assert_eq!(state(&c), before);
+    for platform in ["linux-amd64", "linux-s390x"] {
+        let tag = format!("disinto-agents:{platform}-v7.7.7");
+        let found = output(Command::new("docker").args(["image", "inspect", &tag]));
+        assert!(!found.status.success(), "{tag} was built");
+    }
+}
