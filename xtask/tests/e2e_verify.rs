@@ -4,7 +4,9 @@
 //! from another digest, and registries that answer 401, 404, 500 or nothing are each refused
 //! with the factory untouched (the same agents container) and nothing pulled; a rollback to
 //! a digest verified before works with the registry stopped; `--insecure-skip-verify` runs
-//! anything and the history says so; `disinto verify` reports the key.
+//! anything and the history says so; `disinto verify` reports the key. A release of several
+//! platforms (an image index) runs when the index and this host's entry are signed, and is
+//! refused in one line when that entry is unsigned or missing; `verify` lists each platform.
 
 mod common;
 
@@ -20,9 +22,30 @@ struct Operator {
     factory: PathBuf,
     project: String,
     docker_config: PathBuf,
+    /// The factory's directory, removed after `down` (fields drop after `Drop::drop`).
+    _dir: TempDir,
 }
 
 impl Operator {
+    /// A factory of `ns`'s releases, initialized on `version`, reading the registry with the
+    /// login in `docker_config`.
+    fn init(ns: &str, prefix: &str, docker_config: &Path, version: &str) -> Operator {
+        let dir = TempDir::new(prefix).unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            format!("DISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\n"),
+        )
+        .unwrap();
+        let op = Operator {
+            factory: dir.path().to_path_buf(),
+            project: unique(prefix),
+            docker_config: docker_config.to_path_buf(),
+            _dir: dir,
+        };
+        succeeded(&op.disinto(&["init"], &[("AGENTS_IMAGE", version)]), "init");
+        op
+    }
+
     fn disinto(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = operator(&self.factory, &self.project, None);
         cmd.args(args).env("DOCKER_CONFIG", &self.docker_config);
@@ -90,6 +113,29 @@ fn push(config: &Path, image: &str, tag: &str) -> String {
         .to_string();
     ok(Command::new("docker").args(["rmi", "--no-prune", tag]));
     digest
+}
+
+/// Builds this checkout's agents image with the label `org.disinto.e2e-verify=LABEL` (an
+/// image of its own), pushes it as `tag` and returns its registry digest.
+fn push_labelled(config: &Path, label: &str, tag: &str) -> String {
+    let base = agents_image();
+    let local = format!("{}-{label}", base.replace(':', "-verify:"));
+    build_from_stdin(
+        &local,
+        &format!("FROM {base}\nLABEL org.disinto.e2e-verify=\"{label}\"\n"),
+    );
+    let digest = push(config, &local, tag);
+    let _ = Command::new("docker")
+        .args(["rmi", "--no-prune", &local])
+        .output();
+    digest
+}
+
+/// The key id disinto gives `key`.
+fn key_id(key: &SigningKey) -> String {
+    disinto::model::keys::parse_keys(&key.public_pem, "key").unwrap()[0]
+        .id
+        .clone()
 }
 
 /// `cosign sign --key` of `repo@digest`, as a release signs.
@@ -204,15 +250,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     let base = agents_image();
     let mut digests = std::collections::BTreeMap::new();
     for v in ["v0.1.0", "v0.2.0", "v0.3.0", "v0.4.0", "v0.5.0"] {
-        let local = format!("{}-{v}", base.replace(':', "-verify:"));
-        build_from_stdin(
-            &local,
-            &format!("FROM {base}\nLABEL org.disinto.e2e-verify=\"{v}\"\n"),
-        );
-        digests.insert(v, push(config.path(), &local, &format!("{repo}:{v}")));
-        let _ = Command::new("docker")
-            .args(["rmi", "--no-prune", &local])
-            .output();
+        digests.insert(v, push_labelled(config.path(), v, &format!("{repo}:{v}")));
     }
     sign(config.path(), key, &repo, &digests["v0.1.0"]);
     sign(config.path(), key, &repo, &digests["v0.5.0"]);
@@ -220,26 +258,11 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     sign(config.path(), &stranger, &repo, &digests["v0.3.0"]);
     copy_signature(&registry, &ns, &digests["v0.1.0"], &digests["v0.4.0"]);
 
-    let dir = TempDir::new("verify-factory").unwrap();
-    std::fs::write(
-        dir.path().join(".env"),
-        format!("DISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\n"),
-    )
-    .unwrap();
-    let op = Operator {
-        factory: dir.path().to_path_buf(),
-        project: unique("verify"),
-        docker_config: config.path().to_path_buf(),
-    };
-    succeeded(
-        &op.disinto(&["init"], &[("AGENTS_IMAGE", "v0.1.0")]),
-        "init",
-    );
+    let op = Operator::init(&ns, "verify", config.path(), "v0.1.0");
+    let dir = &op.factory;
 
     // Signed by the trusted key: verified, pulled by that digest, run, recorded.
-    let key_id = disinto::model::keys::parse_keys(&key.public_pem, "key").unwrap()[0]
-        .id
-        .clone();
+    let key_id = key_id(key);
     let out = succeeded(&op.up("v0.1.0", &[]), "up v0.1.0");
     assert!(out.contains(&key_id), "{out}");
     let first = agents_of(&op.project).expect("agents runs");
@@ -249,7 +272,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
         row["image"].as_str().unwrap().ends_with(&digests["v0.1.0"]),
         "{row}"
     );
-    let remembered = std::fs::read_to_string(dir.path().join("state/verified.json")).unwrap();
+    let remembered = std::fs::read_to_string(dir.join("state/verified.json")).unwrap();
     assert!(
         remembered.contains(&format!("{repo}@{}", digests["v0.1.0"])),
         "{remembered}"
@@ -376,7 +399,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     );
     // Forgotten, the same rollback needs the registry: it is refused (the memory is what
     // made it work).
-    std::fs::remove_file(dir.path().join("state/verified.json")).unwrap();
+    std::fs::remove_file(dir.join("state/verified.json")).unwrap();
     let now = agents_of(&op.project).unwrap();
     refused(
         &op,
@@ -564,24 +587,13 @@ fn an_image_index_runs_when_it_and_this_hosts_platform_are_signed() {
         });
     // The bench builds amd64 only: the "arm64" entries are amd64 images listed as arm64,
     // which is all the registry and the gate look at (the engine here never pulls them).
-    let base = agents_image();
-    let mut digests = std::collections::BTreeMap::new();
-    for (name, tag) in [
-        ("a", "linux-amd64-v1.0.0"),
-        ("b", "linux-arm64-v1.0.0"),
-        ("c", "linux-amd64-v1.1.0"),
-    ] {
-        let local = format!("{}-index-{name}", base.replace(':', "-verify:"));
-        build_from_stdin(
-            &local,
-            &format!("FROM {base}\nLABEL org.disinto.e2e-index=\"{name}\"\n"),
-        );
-        digests.insert(name, push(config.path(), &local, &format!("{repo}:{tag}")));
-        let _ = Command::new("docker")
-            .args(["rmi", "--no-prune", &local])
-            .output();
-    }
-    let (a, b, c) = (&digests["a"], &digests["b"], &digests["c"]);
+    let [a, b, c] = [
+        ("index-a", "linux-amd64-v1.0.0"),
+        ("index-b", "linux-arm64-v1.0.0"),
+        ("index-c", "linux-amd64-v1.1.0"),
+    ]
+    .map(|(label, tag)| push_labelled(config.path(), label, &format!("{repo}:{tag}")));
+    let (a, b, c) = (&a, &b, &c);
     // v1.0.0: both platforms signed. v1.1.0: this host's (amd64) entry unsigned. v1.2.0: no
     // amd64 entry at all. Every index is signed.
     let v1 = push_index(
@@ -601,24 +613,9 @@ fn an_image_index_runs_when_it_and_this_hosts_platform_are_signed() {
         sign(config.path(), key, &repo, digest);
     }
 
-    let dir = TempDir::new("index-factory").unwrap();
-    std::fs::write(
-        dir.path().join(".env"),
-        format!("DISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\n"),
-    )
-    .unwrap();
-    let op = Operator {
-        factory: dir.path().to_path_buf(),
-        project: unique("vindex"),
-        docker_config: config.path().to_path_buf(),
-    };
-    succeeded(
-        &op.disinto(&["init"], &[("AGENTS_IMAGE", "v1.0.0")]),
-        "init",
-    );
-    let key_id = disinto::model::keys::parse_keys(&key.public_pem, "key").unwrap()[0]
-        .id
-        .clone();
+    let op = Operator::init(&ns, "vindex", config.path(), "v1.0.0");
+    let dir = &op.factory;
+    let key_id = key_id(key);
 
     // (a) Signed index, signed platforms: the index digest is pinned, the engine ran its own
     // platform's image, and the proof is remembered for this platform.
@@ -633,14 +630,13 @@ fn an_image_index_runs_when_it_and_this_hosts_platform_are_signed() {
     let label = ok(Command::new("docker").args([
         "inspect",
         "--format",
-        "{{index .Config.Labels \"org.disinto.e2e-index\"}}",
+        "{{index .Config.Labels \"org.disinto.e2e-verify\"}}",
         &running,
     ]));
-    assert_eq!(label.trim(), "a", "not the amd64 entry's image");
-    let remembered: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("state/verified.json")).unwrap(),
-    )
-    .unwrap();
+    assert_eq!(label.trim(), "index-a", "not the amd64 entry's image");
+    let remembered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/verified.json")).unwrap())
+            .unwrap();
     let proof = &remembered["digests"][format!("{repo}@{v1}")];
     assert_eq!(proof["platform"], "linux/amd64", "{remembered}");
 
@@ -722,7 +718,7 @@ fn an_image_index_runs_when_it_and_this_hosts_platform_are_signed() {
     registry.stop();
     succeeded(&op.up("v1.0.0", &[]), "up v1.0.0 again, registry down");
     // ...and a proof made for another platform does not: it would need the registry.
-    let file = dir.path().join("state/verified.json");
+    let file = dir.join("state/verified.json");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("\"linux/amd64\"", "\"linux/arm64\"")).unwrap();
     let now = agents_of(&op.project).unwrap();
