@@ -174,6 +174,23 @@ pub fn for_host<'e>(entries: &'e [Entry], host: &Platform, named: &str) -> Resul
     bail!("{named} has no {host} image (it has {has}): this release was not built for this host")
 }
 
+/// The entries whose signatures the gate checks for a host of `host`: its own (refused as
+/// [`for_host`] when missing), then, with `every` (a swarm, whose nodes may be of other
+/// platforms and pull their own entries), every other entry too.
+pub fn to_verify<'e>(
+    entries: &'e [Entry],
+    host: &Platform,
+    named: &str,
+    every: bool,
+) -> Result<Vec<&'e Entry>> {
+    let own = for_host(entries, host, named)?;
+    let mut out = vec![own];
+    if every {
+        out.extend(entries.iter().filter(|e| e.digest != own.digest));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +270,29 @@ mod tests {
         // arm64 with the variant Docker implies is still arm64.
         let v8 = [entry("linux/arm64/v8", 'c')];
         assert_eq!(for_host(&v8, &arm64, "r@x").unwrap().digest, digest('c'));
+    }
+
+    #[test]
+    fn a_host_checks_its_own_entry_and_a_swarm_every_entry() {
+        let entries = vec![
+            entry("linux/arm64", 'b'),
+            entry("linux/amd64", 'a'),
+            entry("linux/arm/v7", 'c'),
+        ];
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let digests = |every| -> Vec<String> {
+            to_verify(&entries, &amd64, "r@x", every)
+                .unwrap()
+                .iter()
+                .map(|e| e.digest.clone())
+                .collect()
+        };
+        assert_eq!(digests(false), [digest('a')]);
+        // The host's own first: a refusal names the entry this host would have run.
+        assert_eq!(digests(true), [digest('a'), digest('b'), digest('c')]);
+        // A swarm whose manager's platform is missing is refused as a host is.
+        let s390x = Platform::parse("linux/s390x").unwrap();
+        assert!(to_verify(&entries, &s390x, "r@x", true).is_err());
     }
 
     #[test]

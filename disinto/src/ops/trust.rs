@@ -84,6 +84,9 @@ pub struct Trust {
     verified: Verified,
     /// The engine's platform, asked once and only when an index needs it.
     platform: Option<Platform>,
+    /// Every entry of an index must be signed, not only this engine's: a swarm's nodes may
+    /// be of other platforms, and each pulls its own.
+    pub every_platform: bool,
 }
 
 impl Trust {
@@ -99,12 +102,13 @@ impl Trust {
             factory_dir: factory.dir.clone(),
             verified: Verified::load(&factory.dir),
             platform: None,
+            every_platform: false,
         })
     }
 
     /// The key id that verified one of `candidates` (`repository`, `digest`) before, if it
-    /// is trusted still (and, for an index, it was verified for this engine's platform): no
-    /// registry needed.
+    /// is trusted still (and, for an index, it was verified for this engine's platform, or
+    /// for every platform when every one must be): no registry needed.
     pub fn remembered(&mut self, candidates: &[(String, String)]) -> Option<(usize, String)> {
         for (i, (repo, digest)) in candidates.iter().enumerate() {
             let Some(key) = self.verified.remembered(repo, digest, &self.keys) else {
@@ -116,6 +120,10 @@ impl Trust {
                 .proof(repo, digest)
                 .and_then(|p| p.platform.clone());
             if let Some(platform) = platform {
+                // Only this platform's entry was checked: not enough for a swarm's nodes.
+                if self.every_platform {
+                    continue;
+                }
                 // An engine that cannot say its platform: the registry is asked instead.
                 match self.host_platform() {
                     Ok(host) if host.to_string() == platform => {}
@@ -142,7 +150,7 @@ impl Trust {
     /// the manifest of `digest` when the caller fetched it already (resolving a tag): a
     /// single image then costs no request more than its signature; without it, one fetch
     /// says whether `digest` is an index. For an index, the entry of this engine's platform
-    /// must be signed too.
+    /// must be signed too (every entry, with `every_platform`).
     pub fn verify(
         &mut self,
         image: &ImageRef,
@@ -166,11 +174,16 @@ impl Trust {
             Some(entries) => {
                 let host = self.host_platform()?;
                 let named = format!("{}@{digest}", image.repository());
-                let entry = index::for_host(&entries, &host, &named)?;
-                registry::verify(image, &entry.digest, &self.keys).with_context(|| {
-                    format!("its {host} image {} (in the index {digest})", entry.digest)
-                })?;
-                Some(host.to_string())
+                for entry in index::to_verify(&entries, &host, &named, self.every_platform)? {
+                    registry::verify(image, &entry.digest, &self.keys).with_context(|| {
+                        format!(
+                            "its {} image {} (in the index {digest})",
+                            entry.platform, entry.digest
+                        )
+                    })?;
+                }
+                // Every entry checked: the proof holds on any platform.
+                (!self.every_platform).then(|| host.to_string())
             }
         };
         self.verified.remember_for(
