@@ -4,7 +4,9 @@
 //! from another digest, and registries that answer 401, 404, 500 or nothing are each refused
 //! with the factory untouched (the same agents container) and nothing pulled; a rollback to
 //! a digest verified before works with the registry stopped; `--insecure-skip-verify` runs
-//! anything and the history says so; `disinto verify` reports the key.
+//! anything and the history says so; `disinto verify` reports the key. A release of several
+//! platforms (an image index) runs when the index and this host's entry are signed, and is
+//! refused in one line when that entry is unsigned or missing; `verify` lists each platform.
 
 mod common;
 
@@ -20,9 +22,30 @@ struct Operator {
     factory: PathBuf,
     project: String,
     docker_config: PathBuf,
+    /// The factory's directory, removed after `down` (fields drop after `Drop::drop`).
+    _dir: TempDir,
 }
 
 impl Operator {
+    /// A factory of `ns`'s releases, initialized on `version`, reading the registry with the
+    /// login in `docker_config`.
+    fn init(ns: &str, prefix: &str, docker_config: &Path, version: &str) -> Operator {
+        let dir = TempDir::new(prefix).unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            format!("DISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\n"),
+        )
+        .unwrap();
+        let op = Operator {
+            factory: dir.path().to_path_buf(),
+            project: unique(prefix),
+            docker_config: docker_config.to_path_buf(),
+            _dir: dir,
+        };
+        succeeded(&op.disinto(&["init"], &[("AGENTS_IMAGE", version)]), "init");
+        op
+    }
+
     fn disinto(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = operator(&self.factory, &self.project, None);
         cmd.args(args).env("DOCKER_CONFIG", &self.docker_config);
@@ -90,6 +113,29 @@ fn push(config: &Path, image: &str, tag: &str) -> String {
         .to_string();
     ok(Command::new("docker").args(["rmi", "--no-prune", tag]));
     digest
+}
+
+/// Builds this checkout's agents image with the label `org.disinto.e2e-verify=LABEL` (an
+/// image of its own), pushes it as `tag` and returns its registry digest.
+fn push_labelled(config: &Path, label: &str, tag: &str) -> String {
+    let base = agents_image();
+    let local = format!("{}-{label}", base.replace(':', "-verify:"));
+    build_from_stdin(
+        &local,
+        &format!("FROM {base}\nLABEL org.disinto.e2e-verify=\"{label}\"\n"),
+    );
+    let digest = push(config, &local, tag);
+    let _ = Command::new("docker")
+        .args(["rmi", "--no-prune", &local])
+        .output();
+    digest
+}
+
+/// The key id disinto gives `key`.
+fn key_id(key: &SigningKey) -> String {
+    disinto::model::keys::parse_keys(&key.public_pem, "key").unwrap()[0]
+        .id
+        .clone()
 }
 
 /// `cosign sign --key` of `repo@digest`, as a release signs.
@@ -204,15 +250,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     let base = agents_image();
     let mut digests = std::collections::BTreeMap::new();
     for v in ["v0.1.0", "v0.2.0", "v0.3.0", "v0.4.0", "v0.5.0"] {
-        let local = format!("{}-{v}", base.replace(':', "-verify:"));
-        build_from_stdin(
-            &local,
-            &format!("FROM {base}\nLABEL org.disinto.e2e-verify=\"{v}\"\n"),
-        );
-        digests.insert(v, push(config.path(), &local, &format!("{repo}:{v}")));
-        let _ = Command::new("docker")
-            .args(["rmi", "--no-prune", &local])
-            .output();
+        digests.insert(v, push_labelled(config.path(), v, &format!("{repo}:{v}")));
     }
     sign(config.path(), key, &repo, &digests["v0.1.0"]);
     sign(config.path(), key, &repo, &digests["v0.5.0"]);
@@ -220,26 +258,11 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     sign(config.path(), &stranger, &repo, &digests["v0.3.0"]);
     copy_signature(&registry, &ns, &digests["v0.1.0"], &digests["v0.4.0"]);
 
-    let dir = TempDir::new("verify-factory").unwrap();
-    std::fs::write(
-        dir.path().join(".env"),
-        format!("DISINTO_REGISTRY={ns}\nPOLL_INTERVAL=1\n"),
-    )
-    .unwrap();
-    let op = Operator {
-        factory: dir.path().to_path_buf(),
-        project: unique("verify"),
-        docker_config: config.path().to_path_buf(),
-    };
-    succeeded(
-        &op.disinto(&["init"], &[("AGENTS_IMAGE", "v0.1.0")]),
-        "init",
-    );
+    let op = Operator::init(&ns, "verify", config.path(), "v0.1.0");
+    let dir = &op.factory;
 
     // Signed by the trusted key: verified, pulled by that digest, run, recorded.
-    let key_id = disinto::model::keys::parse_keys(&key.public_pem, "key").unwrap()[0]
-        .id
-        .clone();
+    let key_id = key_id(key);
     let out = succeeded(&op.up("v0.1.0", &[]), "up v0.1.0");
     assert!(out.contains(&key_id), "{out}");
     let first = agents_of(&op.project).expect("agents runs");
@@ -249,7 +272,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
         row["image"].as_str().unwrap().ends_with(&digests["v0.1.0"]),
         "{row}"
     );
-    let remembered = std::fs::read_to_string(dir.path().join("state/verified.json")).unwrap();
+    let remembered = std::fs::read_to_string(dir.join("state/verified.json")).unwrap();
     assert!(
         remembered.contains(&format!("{repo}@{}", digests["v0.1.0"])),
         "{remembered}"
@@ -376,7 +399,7 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
     );
     // Forgotten, the same rollback needs the registry: it is refused (the memory is what
     // made it work).
-    std::fs::remove_file(dir.path().join("state/verified.json")).unwrap();
+    std::fs::remove_file(dir.join("state/verified.json")).unwrap();
     let now = agents_of(&op.project).unwrap();
     refused(
         &op,
@@ -495,4 +518,215 @@ fn only_images_signed_by_a_trusted_key_for_their_digest_run() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// A manifest of `repo` by digest, through disinto's own registry client: its bytes.
+fn manifest_bytes(
+    client: &disinto::engine::registry::Registry,
+    path: &str,
+    digest: &str,
+) -> Vec<u8> {
+    client
+        .manifest(
+            path,
+            digest,
+            disinto::model::signature::IMAGE_MANIFEST_TYPES,
+        )
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path}@{digest} is not in the registry"))
+        .0
+}
+
+/// Pushes, under `tag`, the OCI image index of `entries` (platform, digest of a manifest
+/// pushed before): its digest. Rendered by the model the release uses, pushed by disinto's
+/// registry client, as the release pushes it.
+fn push_index(
+    client: &disinto::engine::registry::Registry,
+    path: &str,
+    tag: &str,
+    entries: &[(&str, &str)],
+) -> String {
+    use disinto::model::index::{self, Entry};
+    use disinto::model::platform::Platform;
+    let entries: Vec<Entry> = entries
+        .iter()
+        .map(|(platform, digest)| {
+            let bytes = manifest_bytes(client, path, digest);
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            Entry {
+                platform: Platform::parse(platform).unwrap(),
+                digest: digest.to_string(),
+                media_type: json["mediaType"].as_str().unwrap().to_string(),
+                size: bytes.len() as u64,
+            }
+        })
+        .collect();
+    let bytes = index::render(&entries).unwrap();
+    client
+        .push_manifest(path, tag, index::OCI_INDEX, &bytes)
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs the real Docker bench: run `cargo xtask test`"]
+fn an_image_index_runs_when_it_and_this_hosts_platform_are_signed() {
+    bench();
+    let mut registry = Registry::start().unwrap();
+    let ns = registry.namespace();
+    let repo = format!("{ns}/agents");
+    let path = repo.strip_prefix(&format!("{}/", registry.addr)).unwrap();
+    let _images = Images { repo: repo.clone() };
+    let config = TempDir::new("index-config").unwrap();
+    registry.login(config.path()).unwrap();
+    let key = signing_key();
+    let client = disinto::engine::registry::Registry::new(&registry.addr)
+        .unwrap()
+        .with_credentials(disinto::model::docker_config::Credentials::Basic {
+            user: registry.user.clone(),
+            password: registry.password.clone(),
+        });
+    // The bench builds amd64 only: the "arm64" entries are amd64 images listed as arm64,
+    // which is all the registry and the gate look at (the engine here never pulls them).
+    let [a, b, c] = [
+        ("index-a", "linux-amd64-v1.0.0"),
+        ("index-b", "linux-arm64-v1.0.0"),
+        ("index-c", "linux-amd64-v1.1.0"),
+    ]
+    .map(|(label, tag)| push_labelled(config.path(), label, &format!("{repo}:{tag}")));
+    let (a, b, c) = (&a, &b, &c);
+    // v1.0.0: both platforms signed. v1.1.0: this host's (amd64) entry unsigned. v1.2.0: no
+    // amd64 entry at all. Every index is signed.
+    let v1 = push_index(
+        &client,
+        path,
+        "v1.0.0",
+        &[("linux/amd64", a), ("linux/arm64", b)],
+    );
+    let v11 = push_index(
+        &client,
+        path,
+        "v1.1.0",
+        &[("linux/amd64", c), ("linux/arm64", b)],
+    );
+    let v12 = push_index(&client, path, "v1.2.0", &[("linux/arm64", a)]);
+    for digest in [a, b, &v1, &v11, &v12] {
+        sign(config.path(), key, &repo, digest);
+    }
+
+    let op = Operator::init(&ns, "vindex", config.path(), "v1.0.0");
+    let dir = &op.factory;
+    let key_id = key_id(key);
+
+    // (a) Signed index, signed platforms: the index digest is pinned, the engine ran its own
+    // platform's image, and the proof is remembered for this platform.
+    succeeded(&op.up("v1.0.0", &[]), "up v1.0.0 (an index)");
+    let running = agents_of(&op.project).expect("agents runs");
+    let row = op.last_row();
+    assert_eq!(row["verified_by"], key_id.as_str(), "{row}");
+    assert!(
+        row["image"].as_str().unwrap().ends_with(v1.as_str()),
+        "{row}"
+    );
+    let label = ok(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"org.disinto.e2e-verify\"}}",
+        &running,
+    ]));
+    assert_eq!(label.trim(), "index-a", "not the amd64 entry's image");
+    let remembered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/verified.json")).unwrap())
+            .unwrap();
+    let proof = &remembered["digests"][format!("{repo}@{v1}")];
+    assert_eq!(proof["platform"], "linux/amd64", "{remembered}");
+
+    // (d) status: the platform that runs.
+    let out = op.disinto(&["status", "--json"], &[]);
+    succeeded(&out, "status --json");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["platform"], "linux/amd64", "{status}");
+    let text = succeeded(&op.disinto(&["status"], &[]), "status");
+    assert!(text.contains("platform: linux/amd64"), "{text}");
+
+    // verify: the index's signature and a line per platform, each with its digest.
+    let out = op.disinto(&["verify", &format!("{repo}:v1.0.0"), "--json"], &[]);
+    let text = succeeded(&out, "verify v1.0.0");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["verified"], true, "{text}");
+    assert_eq!(report[0]["digest"], v1.as_str(), "{text}");
+    assert_eq!(report[0]["key"], key_id.as_str(), "{text}");
+    let platforms = report[0]["platforms"].as_array().unwrap();
+    let listed: Vec<(&str, &str, bool)> = platforms
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap(),
+                p["digest"].as_str().unwrap(),
+                p["verified"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("linux/amd64", a.as_str(), true),
+            ("linux/arm64", b.as_str(), true)
+        ],
+        "{text}"
+    );
+    let text = succeeded(
+        &op.disinto(&["verify", &format!("{repo}:v1.0.0")], &[]),
+        "verify v1.0.0",
+    );
+    for (platform, digest) in [("linux/amd64", a), ("linux/arm64", b)] {
+        assert!(
+            text.lines().any(|l| l.contains(platform)
+                && l.contains(digest.as_str())
+                && l.contains("verified")),
+            "{text}"
+        );
+    }
+
+    // (b) The index signed, this host's entry not: refused in one line, nothing pulled.
+    let stderr = refused(
+        &op,
+        &op.up("v1.1.0", &[]),
+        &running,
+        "an unsigned amd64 entry",
+    );
+    assert!(
+        stderr.contains("unsigned") && stderr.contains(c.as_str()),
+        "{stderr}"
+    );
+    let pulled = output(Command::new("docker").args(["image", "inspect", &format!("{repo}@{c}")]));
+    assert!(!pulled.status.success(), "the unsigned entry was pulled");
+    // verify says which platform fails, and fails.
+    let out = op.disinto(&["verify", &format!("{repo}:v1.1.0"), "--json"], &[]);
+    assert!(!out.status.success(), "verify passed an unsigned platform");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["platforms"][0]["verified"], false, "{report}");
+    assert_eq!(report[0]["platforms"][1]["verified"], true, "{report}");
+
+    // (c) No entry for this host's platform: refused in one line, naming what there is.
+    let stderr = refused(&op, &op.up("v1.2.0", &[]), &running, "no amd64 entry");
+    assert!(
+        stderr.contains("has no linux/amd64 image (it has linux/arm64)"),
+        "{stderr}"
+    );
+
+    // With the registry down, the remembered index still passes on this platform...
+    registry.stop();
+    succeeded(&op.up("v1.0.0", &[]), "up v1.0.0 again, registry down");
+    // ...and a proof made for another platform does not: it would need the registry.
+    let file = dir.join("state/verified.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("\"linux/amd64\"", "\"linux/arm64\"")).unwrap();
+    let now = agents_of(&op.project).unwrap();
+    refused(
+        &op,
+        &op.up("v1.0.0", &[]),
+        &now,
+        "an index remembered for another platform, registry down",
+    );
+    registry.resume().unwrap();
 }

@@ -35,6 +35,18 @@ pub fn require_daemon() -> Result<()> {
     Ok(())
 }
 
+/// The platform the daemon runs images of (`docker version`'s Server Os and Arch): the
+/// entry of an image index it pulls.
+pub fn engine_platform() -> Result<crate::model::platform::Platform> {
+    let said = read(
+        &["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"],
+        "ask the Docker daemon its platform",
+    )?;
+    let (os, arch) = said.trim().split_once('/').unwrap_or((said.trim(), ""));
+    crate::model::platform::Platform::of_engine(os, arch)
+        .map_err(|e| anyhow::anyhow!("the Docker daemon's platform: {e:#}"))
+}
+
 /// The local image id (`sha256:…`) of `reference`, if the image is in the local store.
 pub fn image_id(reference: &str) -> Option<String> {
     let out = Command::new("docker")

@@ -20,6 +20,7 @@ use crate::model::docker_config::{
     credentials_for, helper_answer, parse_challenge, token_answer, Challenge, Credentials,
 };
 use crate::model::image_ref::ImageRef;
+use crate::model::index::{self, Entry};
 use crate::model::keys::TrustedKey;
 use crate::model::signature::{
     self, Attestation, Descriptor, Signed, IMAGE_MANIFEST_TYPES, MAX_MANIFEST,
@@ -48,6 +49,24 @@ pub struct Registry {
     /// The Authorization header each repository's requests carry, once the registry asked.
     auth: RefCell<BTreeMap<String, String>>,
     credentials: RefCell<Option<Credentials>>,
+}
+
+/// A manifest as the registry served it: its bytes, their digest, and its content type.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub digest: String,
+    pub content_type: Option<String>,
+}
+
+impl Fetched {
+    /// The platform entries when this is an image index; `None` for a single image.
+    pub fn index(&self) -> Result<Option<Vec<Entry>>> {
+        match index::is_index(&self.bytes, self.content_type.as_deref()) {
+            true => Ok(Some(index::parse(&self.bytes)?)),
+            false => Ok(None),
+        }
+    }
 }
 
 /// An image's place in a registry: the registry and the repository's path in it.
@@ -140,14 +159,31 @@ impl Registry {
         reference: &str,
         accept: &str,
     ) -> Result<Option<(Vec<u8>, String)>> {
+        Ok(self
+            .fetch_manifest(path, reference, accept)?
+            .map(|f| (f.bytes, f.digest)))
+    }
+
+    /// [`Registry::manifest`], with the content type it was served as: what tells an image
+    /// index from a single image when the bytes do not say.
+    pub fn fetch_manifest(
+        &self,
+        path: &str,
+        reference: &str,
+        accept: &str,
+    ) -> Result<Option<Fetched>> {
         let url = format!("{}/v2/{path}/manifests/{reference}", self.base);
-        match self.get(path, &url, accept, MAX_MANIFEST)? {
-            (404, _) => Ok(None),
-            (200, body) => {
-                let digest = signature::sha256_digest(&body);
-                Ok(Some((body, digest)))
+        match self.get_typed(path, &url, accept, MAX_MANIFEST)? {
+            (404, _, _) => Ok(None),
+            (200, content_type, bytes) => {
+                let digest = signature::sha256_digest(&bytes);
+                Ok(Some(Fetched {
+                    bytes,
+                    digest,
+                    content_type,
+                }))
             }
-            (status, _) => bail!("{} answered {status} for {path}:{reference}", self.host),
+            (status, _, _) => bail!("{} answered {status} for {path}:{reference}", self.host),
         }
     }
 
@@ -206,6 +242,18 @@ impl Registry {
     /// GETs `url` (of repository `path`), answering one authentication challenge: the status
     /// and the body, at most `max` bytes.
     fn get(&self, path: &str, url: &str, accept: &str, max: u64) -> Result<(u16, Vec<u8>)> {
+        let (status, _, body) = self.get_typed(path, url, accept, max)?;
+        Ok((status, body))
+    }
+
+    /// [`Registry::get`], with the answer's `Content-Type`.
+    fn get_typed(
+        &self,
+        path: &str,
+        url: &str,
+        accept: &str,
+        max: u64,
+    ) -> Result<(u16, Option<String>, Vec<u8>)> {
         for asked in [false, true] {
             let mut request = self.agent.get(url).header("Accept", accept);
             if let Some(auth) = self.auth.borrow().get(path) {
@@ -224,6 +272,11 @@ impl Registry {
                     self.host
                 );
             }
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|h| h.to_str().ok())
+                .map(|t| t.split(';').next().unwrap_or(t).trim().to_string());
             let limit = if status == 200 { max } else { MAX_SMALL };
             let body = response
                 .body_mut()
@@ -236,7 +289,7 @@ impl Registry {
                     }
                     e => self.unreachable(e),
                 })?;
-            return Ok((status, body));
+            return Ok((status, content_type, body));
         }
         bail!("{} asked for authentication twice", self.host)
     }
@@ -540,21 +593,38 @@ fn ask_helper(name: &str, host: &str, timeout: Duration) -> Result<Credentials> 
 
 /// The digest the registry names for `image` (its tag, or its digest checked).
 pub fn resolve(image: &ImageRef) -> Result<String> {
+    Ok(resolve_manifest(image)?.digest)
+}
+
+/// The manifest the registry serves for `image` (its tag, or its digest checked): an image
+/// index or a single image, in one request.
+pub fn resolve_manifest(image: &ImageRef) -> Result<Fetched> {
     let at = Location::of(image)?;
     let reference = image.digest().or(image.tag()).unwrap_or("latest");
-    let (_, digest) = at
+    let fetched = at
         .registry
-        .manifest(&at.path, reference, IMAGE_MANIFEST_TYPES)?
+        .fetch_manifest(&at.path, reference, IMAGE_MANIFEST_TYPES)?
         .with_context(|| format!("{} has no {image}", at.registry.host))?;
     if let Some(pinned) = image.digest() {
-        if pinned != digest {
+        if pinned != fetched.digest {
             bail!(
-                "{} served a manifest with digest {digest} for {pinned}",
-                at.registry.host
+                "{} served a manifest with digest {} for {pinned}",
+                at.registry.host,
+                fetched.digest
             );
         }
     }
-    Ok(digest)
+    Ok(fetched)
+}
+
+/// The manifest `digest` of `image`'s repository, its digest checked.
+pub fn manifest_of(image: &ImageRef, digest: &str) -> Result<Fetched> {
+    let pinned = ImageRef::parse(&format!(
+        "{}@{}",
+        image.repository(),
+        signature::check_digest(digest)?
+    ))?;
+    resolve_manifest(&pinned)
 }
 
 /// Every tag of `image`'s repository, from its registry.

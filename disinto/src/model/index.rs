@@ -160,6 +160,37 @@ pub fn find<'e>(entries: &'e [Entry], platform: &Platform) -> Option<&'e Entry> 
     })
 }
 
+/// The entry the engine of `host` runs from the index `named` (`REPO@sha256:…`); an index
+/// without one is refused in one line that says what it has instead.
+pub fn for_host<'e>(entries: &'e [Entry], host: &Platform, named: &str) -> Result<&'e Entry> {
+    if let Some(entry) = find(entries, host) {
+        return Ok(entry);
+    }
+    let has: Vec<String> = entries.iter().map(|e| e.platform.to_string()).collect();
+    let has = match has.is_empty() {
+        true => "no platform at all".to_string(),
+        false => has.join(", "),
+    };
+    bail!("{named} has no {host} image (it has {has}): this release was not built for this host")
+}
+
+/// The entries whose signatures the gate checks for a host of `host`: its own (refused as
+/// [`for_host`] when missing), then, with `every` (a swarm, whose nodes may be of other
+/// platforms and pull their own entries), every other entry too.
+pub fn to_verify<'e>(
+    entries: &'e [Entry],
+    host: &Platform,
+    named: &str,
+    every: bool,
+) -> Result<Vec<&'e Entry>> {
+    let own = for_host(entries, host, named)?;
+    let mut out = vec![own];
+    if every {
+        out.extend(entries.iter().filter(|e| e.digest != own.digest));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +247,52 @@ mod tests {
             Some(OCI_INDEX)
         ));
         assert!(is_index(b"{}", Some(DOCKER_LIST)));
+    }
+
+    #[test]
+    fn the_hosts_entry_is_found_or_refused_naming_what_there_is() {
+        let entries = vec![entry("linux/amd64", 'a'), entry("linux/arm/v7", 'b')];
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        assert_eq!(
+            for_host(&entries, &amd64, "r@x").unwrap().digest,
+            digest('a')
+        );
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let e = for_host(&entries, &arm64, "r/agents@sha256:ff").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r/agents@sha256:ff has no linux/arm64 image (it has linux/amd64, linux/arm/v7): \
+             this release was not built for this host"
+        );
+        // An index of attestation manifests alone has no platform to offer.
+        let e = for_host(&[], &amd64, "r@x").unwrap_err();
+        assert!(e.to_string().contains("(it has no platform at all)"), "{e}");
+        // arm64 with the variant Docker implies is still arm64.
+        let v8 = [entry("linux/arm64/v8", 'c')];
+        assert_eq!(for_host(&v8, &arm64, "r@x").unwrap().digest, digest('c'));
+    }
+
+    #[test]
+    fn a_host_checks_its_own_entry_and_a_swarm_every_entry() {
+        let entries = vec![
+            entry("linux/arm64", 'b'),
+            entry("linux/amd64", 'a'),
+            entry("linux/arm/v7", 'c'),
+        ];
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let digests = |every| -> Vec<String> {
+            to_verify(&entries, &amd64, "r@x", every)
+                .unwrap()
+                .iter()
+                .map(|e| e.digest.clone())
+                .collect()
+        };
+        assert_eq!(digests(false), [digest('a')]);
+        // The host's own first: a refusal names the entry this host would have run.
+        assert_eq!(digests(true), [digest('a'), digest('b'), digest('c')]);
+        // A swarm whose manager's platform is missing is refused as a host is.
+        let s390x = Platform::parse("linux/s390x").unwrap();
+        assert!(to_verify(&entries, &s390x, "r@x", true).is_err());
     }
 
     #[test]

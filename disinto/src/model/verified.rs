@@ -29,6 +29,17 @@ pub struct Verified {
 pub struct Proof {
     pub key: String,
     pub time: String,
+    /// For an image index: the platform whose entry was verified with it (`linux/amd64`).
+    /// The proof holds on that platform only: another host runs another entry, unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+impl Proof {
+    /// Whether this proof covers what a host of `platform` runs from its digest.
+    pub fn holds_on(&self, platform: &str) -> bool {
+        self.platform.as_deref().is_none_or(|p| p == platform)
+    }
 }
 
 impl Verified {
@@ -50,13 +61,32 @@ impl Verified {
             .then_some(proof.key.as_str())
     }
 
+    /// What was remembered of `digest` in `repository`, whoever's key it was.
+    pub fn proof(&self, repository: &str, digest: &str) -> Option<&Proof> {
+        self.digests.get(&format!("{repository}@{digest}"))
+    }
+
     /// Remembers that `key` verified `digest` in `repository` at `time`; the oldest go first.
     pub fn remember(&mut self, repository: &str, digest: &str, key: &str, time: &str) {
+        self.remember_for(repository, digest, key, time, None);
+    }
+
+    /// [`Verified::remember`], for an image index whose entry for `platform` was verified
+    /// with it.
+    pub fn remember_for(
+        &mut self,
+        repository: &str,
+        digest: &str,
+        key: &str,
+        time: &str,
+        platform: Option<&str>,
+    ) {
         self.digests.insert(
             format!("{repository}@{digest}"),
             Proof {
                 key: key.to_string(),
                 time: time.to_string(),
+                platform: platform.map(str::to_string),
             },
         );
         while self.digests.len() > REMEMBERED {
@@ -119,6 +149,42 @@ mod tests {
         // Garbled: remembers nothing, no error.
         std::fs::write(Verified::path(dir.path()), "{garbage").unwrap();
         assert_eq!(Verified::load(dir.path()), Verified::default());
+    }
+
+    #[test]
+    fn an_index_is_remembered_for_the_platform_checked_with_it() {
+        let dir = crate::fsx::TempDir::new("verified").unwrap();
+        let a = key(1);
+        let mut v = Verified::default();
+        v.remember_for(
+            "r/agents",
+            "sha256:ii",
+            &a.id,
+            "2026-01-01T00:00:00Z",
+            Some("linux/amd64"),
+        );
+        v.remember("r/agents", "sha256:mm", &a.id, "2026-01-01T00:00:00Z");
+        v.save(dir.path()).unwrap();
+        let v = Verified::load(dir.path());
+        let index = v.proof("r/agents", "sha256:ii").unwrap();
+        assert!(index.holds_on("linux/amd64"));
+        assert!(!index.holds_on("linux/arm64"));
+        // A single image's proof holds wherever it runs (it is one platform's bytes).
+        assert!(v
+            .proof("r/agents", "sha256:mm")
+            .unwrap()
+            .holds_on("linux/arm64"));
+        // A file written before platforms were remembered reads as proofs for any platform.
+        std::fs::write(
+            Verified::path(dir.path()),
+            r#"{"digests":{"r@sha256:old":{"key":"k","time":"t"}}}"#,
+        )
+        .unwrap();
+        let old = Verified::load(dir.path());
+        assert!(old
+            .proof("r", "sha256:old")
+            .unwrap()
+            .holds_on("linux/amd64"));
     }
 
     #[test]

@@ -142,15 +142,20 @@ fn verified_reference(trust: &mut Trust, image: &ImageRef) -> Result<(String, St
     let (digest, key) = match trust.remembered(&candidates) {
         Some((i, key)) => (candidates[i].1.clone(), key),
         None => {
-            let (repo, digest) = match candidates.first() {
-                Some(c) => c.clone(),
+            // Resolving a tag fetches its manifest: the gate reads the kind from it.
+            let (repo, digest, manifest) = match candidates.first() {
+                Some((repo, digest)) => (repo.clone(), digest.clone(), None),
                 None if is_keep => {
                     bail!("a kept image whose origin is unknown: roll back by version")
                 }
-                None => (image.repository().to_string(), registry::resolve(image)?),
+                None => {
+                    let fetched = registry::resolve_manifest(image)?;
+                    let digest = fetched.digest.clone();
+                    (image.repository().to_string(), digest, Some(fetched))
+                }
             };
             let at = ImageRef::parse(&repo)?;
-            let key = trust.verify(&at, &digest)?;
+            let key = trust.verify(&at, &digest, manifest.as_ref())?;
             (digest, key)
         }
     };

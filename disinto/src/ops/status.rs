@@ -1,5 +1,6 @@
 //! `disinto status`: per service, the image, its registry digest, version, state and health,
-//! and what the deployment history says runs since when.
+//! and what the deployment history says runs since when; and the platform agents runs (from
+//! a release of several platforms, the engine picked its own).
 
 use std::path::Path;
 
@@ -23,6 +24,9 @@ struct Row {
     version: String,
     state: String,
     health: String,
+    /// The platform of the image it runs (`linux/amd64`), as its image config says.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    platform: String,
 }
 
 impl Row {
@@ -67,11 +71,19 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
     let history = History::load(&factory.dir)
         .map_err(|e| eprintln!("warning: {e:#}: what was deployed when is not shown"))
         .ok();
+    // The platform that runs: agents', else any service's (one engine runs them all).
+    let platform = rows
+        .iter()
+        .find(|r| r.service == "agents")
+        .or(rows.first())
+        .map(|r| r.platform.clone())
+        .filter(|p| !p.is_empty());
     let current = history.as_ref().and_then(History::current);
     let previous = history.as_ref().and_then(History::previous);
     if json {
         let value = serde_json::json!({
             "services": rows,
+            "platform": platform,
             "deployed": current,
             "verified": current.map(Deployment::verification),
             "previous": previous,
@@ -90,6 +102,9 @@ pub(crate) fn status(sh: &Shell, root: &Path, json: bool) -> Result<()> {
     } else {
         let cells: Vec<[String; 6]> = rows.iter().map(Row::cells).collect();
         print!("{}", table::render(HEADER, &cells));
+    }
+    if let Some(platform) = &platform {
+        println!("platform: {platform}");
     }
     if let Some(line) = summary(current, previous) {
         println!("{line}");
@@ -119,10 +134,12 @@ fn row(id: &str) -> Option<Row> {
     let [service, image, image_id, state, health] = f.as_slice() else {
         return None;
     };
-    let format =
-        "{{json .RepoDigests}}\t{{index .Config.Labels \"org.opencontainers.image.version\"}}";
+    let format = "{{json .RepoDigests}}\t{{index .Config.Labels \"org.opencontainers.image.version\"}}\t{{.Os}}/{{.Architecture}}{{with .Variant}}/{{.}}{{end}}";
     let info = docker::run(&["image", "inspect", "--format", format, image_id]).unwrap_or_default();
-    let (digests, version) = info.trim_end().split_once('\t').unwrap_or(("[]", ""));
+    let mut fields = info.trim_end().split('\t');
+    let digests = fields.next().filter(|d| !d.is_empty()).unwrap_or("[]");
+    let version = fields.next().unwrap_or("");
+    let platform = fields.next().unwrap_or("");
     let digests: Vec<String> = serde_json::from_str(digests).unwrap_or_default();
     let parsed = ImageRef::parse(image).ok();
     let digest = parsed
@@ -137,7 +154,16 @@ fn row(id: &str) -> Option<Row> {
         version: or_dash(version),
         state: state.to_string(),
         health: health.trim().to_string(),
+        platform: platform_of(platform),
     })
+}
+
+/// The platform an image inspection printed (`os/arch[/variant]`), as the platform model
+/// writes it; empty when Docker said nothing usable.
+fn platform_of(said: &str) -> String {
+    crate::model::platform::Platform::parse(said)
+        .map(|p| p.to_string())
+        .unwrap_or_default()
 }
 
 /// One line: what the history says runs, since when, and what `rollback` would go back to.
@@ -164,6 +190,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_platform_is_read_as_docker_prints_it() {
+        assert_eq!(platform_of("linux/amd64"), "linux/amd64");
+        assert_eq!(platform_of("linux/arm/v7"), "linux/arm/v7");
+        // An image that does not say (a very old one, a failed inspection).
+        assert_eq!(platform_of("/"), "");
+        assert_eq!(platform_of(""), "");
+    }
+
+    #[test]
     fn status_table_is_aligned() {
         let row = Row {
             service: "agents".into(),
@@ -172,6 +207,7 @@ mod tests {
             version: "v0.2.0".into(),
             state: "running".into(),
             health: "healthy".into(),
+            platform: "linux/amd64".into(),
         };
         assert_eq!(
             table::render(HEADER, &[row.cells()]),

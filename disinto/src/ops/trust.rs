@@ -3,19 +3,24 @@
 //! digest must carry a cosign signature by a trusted key (the release's key built into this
 //! binary, and the keys of `DISINTO_TRUSTED_KEYS`), for that digest, in that repository. A
 //! digest verified once is remembered in `state/verified.json`, so a rollback to an image
-//! still here needs no registry. `--insecure-skip-verify` passes anything, loudly, and the
+//! still here needs no registry. A digest that names an image index (a release of several
+//! platforms) passes when the index is signed AND the entry this engine's platform pulls is
+//! signed; an index with no entry for this platform is refused (it was not built for it). `--insecure-skip-verify` passes anything, loudly, and the
 //! history says so; dev mode (built from this checkout) has nothing to verify, and says so.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::engine::registry;
+use crate::engine::docker;
+use crate::engine::registry::{self, Fetched};
 use crate::factory::Factory;
 use crate::fsx;
 use crate::model::config::Settings;
 use crate::model::image_ref::ImageRef;
+use crate::model::index;
 use crate::model::keys::{parse_keys, TrustedKey};
+use crate::model::platform::Platform;
 use crate::model::time::now_rfc3339;
 use crate::model::verified::Verified;
 
@@ -77,6 +82,11 @@ pub struct Trust {
     pub skip: bool,
     factory_dir: PathBuf,
     verified: Verified,
+    /// The engine's platform, asked once and only when an index needs it.
+    platform: Option<Platform>,
+    /// Every entry of an index must be signed, not only this engine's: a swarm's nodes may
+    /// be of other platforms, and each pulls its own.
+    pub every_platform: bool,
 }
 
 impl Trust {
@@ -91,31 +101,98 @@ impl Trust {
             skip,
             factory_dir: factory.dir.clone(),
             verified: Verified::load(&factory.dir),
+            platform: None,
+            every_platform: false,
         })
     }
 
     /// The key id that verified one of `candidates` (`repository`, `digest`) before, if it
-    /// is trusted still: no registry needed.
-    pub fn remembered(&self, candidates: &[(String, String)]) -> Option<(usize, String)> {
-        candidates
-            .iter()
-            .enumerate()
-            .find_map(|(i, (repo, digest))| {
-                self.verified
-                    .remembered(repo, digest, &self.keys)
-                    .map(|key| (i, key.to_string()))
-            })
+    /// is trusted still (and, for an index, it was verified for this engine's platform, or
+    /// for every platform when every one must be): no registry needed.
+    pub fn remembered(&mut self, candidates: &[(String, String)]) -> Option<(usize, String)> {
+        for (i, (repo, digest)) in candidates.iter().enumerate() {
+            let Some(key) = self.verified.remembered(repo, digest, &self.keys) else {
+                continue;
+            };
+            let key = key.to_string();
+            let platform = self
+                .verified
+                .proof(repo, digest)
+                .and_then(|p| p.platform.clone());
+            if let Some(platform) = platform {
+                // Only this platform's entry was checked: not enough for a swarm's nodes.
+                if self.every_platform {
+                    continue;
+                }
+                // An engine that cannot say its platform: the registry is asked instead.
+                match self.host_platform() {
+                    Ok(host) if host.to_string() == platform => {}
+                    _ => continue,
+                }
+            }
+            return Some((i, key));
+        }
+        None
+    }
+
+    /// The platform of this engine, asked of the daemon once.
+    fn host_platform(&mut self) -> Result<Platform> {
+        if let Some(p) = &self.platform {
+            return Ok(p.clone());
+        }
+        let p = docker::engine_platform()?;
+        self.platform = Some(p.clone());
+        Ok(p)
     }
 
     /// Verifies `digest` of `image` at its registry, and remembers it (a factory whose state
-    /// cannot be written only warns: the next rollout asks the registry again).
-    pub fn verify(&mut self, image: &ImageRef, digest: &str) -> Result<String> {
+    /// cannot be written only warns: the next rollout asks the registry again). `manifest` is
+    /// the manifest of `digest` when the caller fetched it already (resolving a tag): a
+    /// single image then costs no request more than its signature; without it, one fetch
+    /// says whether `digest` is an index. For an index, the entry of this engine's platform
+    /// must be signed too (every entry, with `every_platform`).
+    pub fn verify(
+        &mut self,
+        image: &ImageRef,
+        digest: &str,
+        manifest: Option<&Fetched>,
+    ) -> Result<String> {
         if self.keys.is_empty() {
             anyhow::bail!("no trusted key: this disinto was not built by a release; set {TRUSTED_KEYS_VAR} to a file of cosign public keys (cosign.pub)");
         }
         let signed = registry::verify(image, digest, &self.keys)?;
-        self.verified
-            .remember(image.repository(), digest, &signed.key_id, &now_rfc3339());
+        let fetched;
+        let manifest = match manifest {
+            Some(m) => m,
+            None => {
+                fetched = registry::manifest_of(image, digest)?;
+                &fetched
+            }
+        };
+        let platform = match manifest.index()? {
+            None => None,
+            Some(entries) => {
+                let host = self.host_platform()?;
+                let named = format!("{}@{digest}", image.repository());
+                for entry in index::to_verify(&entries, &host, &named, self.every_platform)? {
+                    registry::verify(image, &entry.digest, &self.keys).with_context(|| {
+                        format!(
+                            "its {} image {} (in the index {digest})",
+                            entry.platform, entry.digest
+                        )
+                    })?;
+                }
+                // Every entry checked: the proof holds on any platform.
+                (!self.every_platform).then(|| host.to_string())
+            }
+        };
+        self.verified.remember_for(
+            image.repository(),
+            digest,
+            &signed.key_id,
+            &now_rfc3339(),
+            platform.as_deref(),
+        );
         if let Err(e) = self.verified.save(&self.factory_dir) {
             eprintln!("warning: {} verified, but it cannot be remembered ({e:#}): a rollback to it will ask the registry again", image.without_digest());
         }

@@ -15,11 +15,29 @@ use crate::model::image_ref::{AgentsImage, ImageRef, OUR_IMAGES};
 use crate::model::keys::TrustedKey;
 use crate::model::signature::{self, Provenance};
 
-/// What `verify` found of one image.
+/// What `verify` found of one image: for an image index, of the index and of each platform.
 #[derive(Debug, Default, Serialize)]
 struct Report {
     image: String,
     digest: Option<String>,
+    #[serde(flatten)]
+    checked: Checked,
+    /// An image index's platforms, each checked as an image (empty for a single image).
+    platforms: Vec<PlatformReport>,
+}
+
+/// One platform of an image index.
+#[derive(Debug, Serialize)]
+struct PlatformReport {
+    platform: String,
+    digest: String,
+    #[serde(flatten)]
+    checked: Checked,
+}
+
+/// The signature and attestations of one digest.
+#[derive(Debug, Default, Serialize)]
+struct Checked {
     verified: bool,
     /// The key id that signed it.
     key: Option<String>,
@@ -59,7 +77,7 @@ pub(crate) fn verify(root: &Path, target: Option<String>, json: bool, list: bool
     }
     let failed: Vec<&str> = reports
         .iter()
-        .filter(|r| !r.verified)
+        .filter(|r| !r.checked.verified)
         .map(|r| r.image.as_str())
         .collect();
     if !failed.is_empty() {
@@ -104,19 +122,57 @@ fn report(image: &ImageRef, keys: &[TrustedKey], list: bool) -> Report {
         image: image.to_string(),
         ..Report::default()
     };
-    let digest = match image.digest() {
-        Some(d) => Ok(d.to_string()),
-        None => registry::resolve(image),
-    };
-    let digest = match digest {
-        Ok(d) => d,
+    // One fetch names the digest and says whether it is an index.
+    let fetched = match registry::resolve_manifest(image) {
+        Ok(f) => f,
         Err(e) => {
-            r.error = Some(format!("{e:#}"));
+            r.checked.error = Some(format!("{e:#}"));
             return r;
         }
     };
-    r.digest = Some(digest.clone());
-    match registry::verify(image, &digest, keys) {
+    r.digest = Some(fetched.digest.clone());
+    let entries = match fetched.index() {
+        Ok(entries) => entries,
+        Err(e) => {
+            r.checked.error = Some(format!("{e:#}"));
+            return r;
+        }
+    };
+    r.checked = check(image, &fetched.digest, keys, list);
+    let Some(entries) = entries else {
+        return r;
+    };
+    r.platforms = entries
+        .iter()
+        .map(|e| PlatformReport {
+            platform: e.platform.to_string(),
+            digest: e.digest.clone(),
+            checked: check(image, &e.digest, keys, list),
+        })
+        .collect();
+    // An index verifies when it and every platform in it do: a host runs only its own entry,
+    // and an auditor vouches for them all.
+    if r.checked.verified && !r.platforms.iter().all(|p| p.checked.verified) {
+        r.checked.verified = false;
+        let failed: Vec<&str> = r
+            .platforms
+            .iter()
+            .filter(|p| !p.checked.verified)
+            .map(|p| p.platform.as_str())
+            .collect();
+        r.checked.error = Some(format!("not verified for {}", failed.join(", ")));
+    }
+    if r.checked.verified && r.platforms.is_empty() {
+        r.checked.verified = false;
+        r.checked.error = Some("an image index with no platform in it".into());
+    }
+    r
+}
+
+/// The signature of `digest` in `image`'s repository, then its attestations.
+fn check(image: &ImageRef, digest: &str, keys: &[TrustedKey], list: bool) -> Checked {
+    let mut r = Checked::default();
+    match registry::verify(image, digest, keys) {
         Ok(signed) => {
             r.verified = true;
             r.key = Some(signed.key_id);
@@ -126,7 +182,7 @@ fn report(image: &ImageRef, keys: &[TrustedKey], list: bool) -> Report {
             return r;
         }
     }
-    match registry::attestations(image, &digest, keys) {
+    match registry::attestations(image, digest, keys) {
         Ok(atts) => {
             for a in atts {
                 match a.predicate_type.as_str() {
@@ -161,35 +217,75 @@ fn report(image: &ImageRef, keys: &[TrustedKey], list: bool) -> Report {
 fn print_report(r: &Report, list: bool) {
     println!("{}", r.image);
     if let Some(d) = &r.digest {
-        println!("  digest      {d}");
+        match r.platforms.is_empty() {
+            true => println!("  digest      {d}"),
+            false => println!(
+                "  digest      {d} (image index, {} platforms)",
+                r.platforms.len()
+            ),
+        }
     }
-    match (&r.key, &r.error) {
-        (Some(key), None) => println!("  signature   verified, key {key}"),
-        (Some(key), Some(e)) => println!("  signature   verified, key {key}; but {e}"),
-        (None, Some(e)) => println!("  signature   NOT VERIFIED: {e}"),
-        (None, None) => {}
-    }
-    if r.key.is_none() {
+    let c = &r.checked;
+    println!("  signature   {}", signature_words(c));
+    if !r.platforms.is_empty() {
+        // A line per platform; the index's own attestations only if the release made any.
+        for p in &r.platforms {
+            println!(
+                "  {}  {}  {}; {}; {}",
+                p.platform,
+                p.digest,
+                signature_words(&p.checked),
+                provenance_words(&p.checked),
+                sbom_words(&p.checked)
+            );
+            print_packages(&p.checked, list, "    ");
+        }
+        if c.provenance.is_some() || c.sbom.is_some() {
+            println!("  index       {}; {}", provenance_words(c), sbom_words(c));
+        }
         return;
     }
-    match &r.provenance {
-        Some(p) => println!(
-            "  provenance  commit {}, builder {}, built {}",
+    if c.key.is_none() {
+        return;
+    }
+    println!("  {}", provenance_words(c));
+    println!("  {}", sbom_words(c));
+    print_packages(c, list, "    ");
+}
+
+fn signature_words(c: &Checked) -> String {
+    match (&c.key, &c.error) {
+        (Some(key), None) => format!("verified, key {key}"),
+        (Some(key), Some(e)) => format!("verified, key {key}; but {e}"),
+        (None, Some(e)) => format!("NOT VERIFIED: {e}"),
+        (None, None) => "NOT VERIFIED".into(),
+    }
+}
+
+fn provenance_words(c: &Checked) -> String {
+    match &c.provenance {
+        Some(p) => format!(
+            "provenance  commit {}, builder {}, built {}",
             p.commit.as_deref().unwrap_or("-"),
             p.builder.as_deref().unwrap_or("-"),
             p.when.as_deref().unwrap_or("-")
         ),
-        None => println!("  provenance  none attached"),
+        None => "provenance  none attached".into(),
     }
-    match &r.sbom {
-        Some(s) => {
-            println!("  sbom        {} packages (SPDX)", s.packages);
-            if list {
-                for p in s.list.iter().flatten() {
-                    println!("    {} {}", p.name, p.version);
-                }
-            }
-        }
-        None => println!("  sbom        none attached"),
+}
+
+fn sbom_words(c: &Checked) -> String {
+    match &c.sbom {
+        Some(s) => format!("sbom        {} packages (SPDX)", s.packages),
+        None => "sbom        none attached".into(),
+    }
+}
+
+fn print_packages(c: &Checked, list: bool, indent: &str) {
+    if !list {
+        return;
+    }
+    for p in c.sbom.iter().flat_map(|s| s.list.iter().flatten()) {
+        println!("{indent}  {} {}", p.name, p.version);
     }
 }

@@ -68,6 +68,9 @@ pub(crate) fn deploy(
     };
     // Nothing is pulled, labelled or written before every image's signature checks out.
     let mut trust = Trust::load(&factory, skip_verify)?;
+    // The nodes may be of other platforms than this host: each pulls its own entry of a
+    // release's image index, so every entry must be signed.
+    trust.every_platform = true;
     let pinned = pull_and_pin(&runner, config, OUR_IMAGES, &mut trust)?;
     input.compose.pinned = pinned.refs;
     // Every node must run the same bytes: an image with no registry digest (built or tagged
