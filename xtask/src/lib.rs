@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod build_log;
 pub mod check_volumes;
+pub mod cross;
 pub mod dockerfile;
 pub mod gen_compose;
 pub mod release;
