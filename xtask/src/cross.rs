@@ -61,6 +61,12 @@ pub fn gcc_package(triple: &str) -> String {
     format!("gcc-{}", triple.replace('_', "-"))
 }
 
+/// The Debian package of the target's C library for the cross compiler (headers, crt1.o):
+/// only recommended by `gcc-<triple>`, and ring's C and the final link need it.
+pub fn libc_package(debian_arch: &str) -> String {
+    format!("libc6-dev-{debian_arch}-cross")
+}
+
 /// The Debian packages a cross build for `platform` needs on this machine (arch-qualified
 /// std), for the testbed to install and for the errors to name.
 pub fn toolchain_packages(platform: &Platform) -> Result<Vec<String>> {
@@ -71,6 +77,7 @@ pub fn toolchain_packages(platform: &Platform) -> Result<Vec<String>> {
         "rustc-web".to_string(),
         format!("libstd-rust-web-dev:{arch}"),
         gcc_package(triple),
+        libc_package(arch),
     ])
 }
 
@@ -216,6 +223,19 @@ pub fn toolchain(platform: &Platform, engine: &Platform) -> Result<Toolchain> {
                 gcc_package(gnu)
             );
         }
+    }
+    // The cross gcc finds the target's C library (a path) or echoes the bare name back.
+    let gcc = format!("{gnu}-gcc");
+    let crt = cmd!(sh, "{gcc} -print-file-name=crt1.o")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    if !Path::new(crt.trim()).is_absolute() {
+        bail!(
+            "platform {platform} cannot be built here: {gcc} has no C library for {arch} (Debian package {}); {install}",
+            libc_package(arch)
+        );
     }
     Ok(Toolchain {
         platform: platform.clone(),
@@ -375,13 +395,18 @@ mod tests {
             [
                 "rustc-web",
                 "libstd-rust-web-dev:arm64",
-                "gcc-aarch64-linux-gnu"
+                "gcc-aarch64-linux-gnu",
+                "libc6-dev-arm64-cross"
             ]
         );
         let amd = Platform::parse("linux/amd64").unwrap();
         assert_eq!(
             toolchain_packages(&amd).unwrap()[1..],
-            ["libstd-rust-web-dev:amd64", "gcc-x86-64-linux-gnu"]
+            [
+                "libstd-rust-web-dev:amd64",
+                "gcc-x86-64-linux-gnu",
+                "libc6-dev-amd64-cross"
+            ]
         );
         assert!(toolchain_packages(&Platform::parse("windows/amd64").unwrap()).is_err());
         assert_eq!(elf_machine_of(&arm()), Some(0xB7));
