@@ -528,6 +528,11 @@ fn ensure_cross_toolchain(sh: &Shell, platform: &Platform, engine: &Platform) ->
 fn ensure_platform_base(sh: &Shell, platform: &Platform) -> Result<()> {
     let name = cross::base_for(BASE_IMAGE, platform)?;
     if image_present(&name) {
+        // A name is not a platform: an image imported by hand under it could be amd64.
+        let has = cross::image_platform(&name)?;
+        if !platform.matches(&has.os, &has.arch, has.variant.as_deref()) {
+            bail!("{name} is {has}, not {platform}: remove it (docker image rm {name}) and provision again to make it with debootstrap");
+        }
         return Ok(());
     }
     let arch = platform
