@@ -1,7 +1,9 @@
 //! Building for a platform other than the engine's (linux/arm64 on an amd64 machine): the
 //! local name of its base image, qemu's binfmt_misc entry that runs its binaries, and the
 //! cross toolchain (Debian's rustc-web, its std for the target, a GNU cross linker) that builds
-//! the `disinto` binary for it. Pure helpers first; the few reads of the machine at the end.
+//! the `disinto` binary for it. Names and parsing are pure and unit-tested; only
+//! `engine_platform`, `emulation_ready`, `toolchain`, `image_platform` and `check` read the
+//! machine.
 
 use std::path::{Path, PathBuf};
 
