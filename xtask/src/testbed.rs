@@ -13,6 +13,9 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use disinto::engine::docker::{daemon_answers, image_present};
+use disinto::model::platform::{Platform, DEFAULT_PLATFORMS};
+
+use crate::cross;
 
 pub mod nodes;
 use disinto::fsx::TempDir;
@@ -83,6 +86,7 @@ pub fn provision(sh: &Shell) -> Result<()> {
     ensure_daemon()?;
     restart_outdated_daemon()?;
     ensure_base_image(sh)?;
+    ensure_other_platforms(sh)?;
     let engine = Engine::read(sh);
     say(&format!("engine: {engine}"));
     Ok(())
@@ -354,13 +358,25 @@ fn ensure_base_image(sh: &Shell) -> Result<()> {
     say(&format!(
         "making {BASE_IMAGE} with debootstrap (about a minute)"
     ));
+    debootstrap_image(sh, BASE_IMAGE, None)
+}
+
+/// `debootstrap --variant=minbase bookworm`, trimmed as a slim image is, imported as `name`;
+/// for another platform (`(platform, debian arch)`) under qemu, imported as that platform.
+fn debootstrap_image(sh: &Shell, name: &str, foreign: Option<(&Platform, &str)>) -> Result<()> {
     let dir = TempDir::new("rootfs")?;
     let rootfs = dir.path().join("rootfs");
-    cmd!(sh, "debootstrap --variant=minbase bookworm {rootfs}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("debootstrap failed: check that Debian's package mirror is reachable")?;
+    // A foreign root's second stage runs its own binaries in a chroot: qemu's binfmt_misc
+    // entry (F flag) runs them, so one plain debootstrap call does both stages.
+    let arch = foreign.map(|(_, arch)| format!("--arch={arch}"));
+    cmd!(
+        sh,
+        "debootstrap {arch...} --variant=minbase bookworm {rootfs}"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()
+    .context("debootstrap failed: check that Debian's package mirror is reachable")?;
     // Trim what a slim image does not carry: apt lists and caches.
     for sub in ["var/lib/apt/lists", "var/cache/apt/archives"] {
         let path = rootfs.join(sub);
@@ -378,15 +394,161 @@ fn ensure_base_image(sh: &Shell) -> Result<()> {
         .spawn()
         .context("cannot run tar")?;
     let stdout = tar.stdout.take().context("tar has no stdout")?;
-    let status = Command::new("docker")
-        .args(["import", "--change", "CMD [\"bash\"]", "-", BASE_IMAGE])
+    let mut import = Command::new("docker");
+    import.arg("import");
+    if let Some((platform, _)) = foreign {
+        import.arg(format!("--platform={platform}"));
+    }
+    let status = import
+        .args(["--change", "CMD [\"bash\"]", "-", name])
         .stdin(stdout)
         .stdout(Stdio::null())
         .status()
         .context("cannot run docker import")?;
     let tar_status = tar.wait()?;
     if !status.success() || !tar_status.success() {
-        bail!("importing the debootstrap root as {BASE_IMAGE} failed");
+        bail!("importing the debootstrap root as {name} failed");
+    }
+    Ok(())
+}
+
+/// What building every release platform here needs, for each platform that is not the
+/// engine's (linux/arm64 on amd64): qemu and its binfmt_misc entry, the cross toolchain, and
+/// a local base image of that platform (`cross::base_for`). Each part is skipped when ready.
+fn ensure_other_platforms(sh: &Shell) -> Result<()> {
+    let engine = cross::engine_platform()?;
+    for platform in Platform::parse_list(DEFAULT_PLATFORMS)? {
+        if platform == engine {
+            continue;
+        }
+        timed(&format!("qemu for {platform}"), || {
+            ensure_emulation(sh, &platform, &engine)
+        })?;
+        timed(&format!("the {platform} cross toolchain"), || {
+            ensure_cross_toolchain(sh, &platform, &engine)
+        })?;
+        timed(&format!("the {platform} base image"), || {
+            ensure_platform_base(sh, &platform)
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs `part`, saying how long it took when it took long enough to have done something.
+fn timed(what: &str, part: impl FnOnce() -> Result<()>) -> Result<()> {
+    let start = Instant::now();
+    part()?;
+    let took = start.elapsed();
+    if took > Duration::from_secs(1) {
+        say(&format!("{what}: ready in {:.1}s", took.as_secs_f64()));
+    }
+    Ok(())
+}
+
+fn require_root_on_debian(what: &str, how: &str) -> Result<()> {
+    if !(is_root() && is_debian()) {
+        bail!("{what}, and only root on Debian can provide it here: {how}, or run `cargo xtask test` as root");
+    }
+    Ok(())
+}
+
+/// qemu-user-static, binfmt_misc mounted, and the platform's entry registered from the
+/// package's own binfmt.d line with the F flag (no systemd or binfmt-support needed).
+fn ensure_emulation(sh: &Shell, platform: &Platform, engine: &Platform) -> Result<()> {
+    if cross::emulation_ready(platform, engine).is_ok() {
+        return Ok(());
+    }
+    let qemu = platform
+        .qemu_name()
+        .with_context(|| format!("qemu has no emulator known for {platform}"))?;
+    require_root_on_debian(
+        &format!("building {platform} needs qemu-{qemu} registered with binfmt_misc"),
+        "apt-get install qemu-user-static, then register it with the F flag",
+    )?;
+    let conf = PathBuf::from(format!("/usr/lib/binfmt.d/qemu-{qemu}.conf"));
+    if !conf.is_file() {
+        say(&format!("installing qemu-user-static (for {platform})"));
+        apt_install(sh, &["qemu-user-static"])?;
+    }
+    let binfmt = Path::new(cross::BINFMT_DIR);
+    if !binfmt.join("register").exists() {
+        say(&format!("mounting binfmt_misc at {}", binfmt.display()));
+        cmd!(sh, "mount -t binfmt_misc binfmt_misc {binfmt}")
+            .quiet()
+            .run()
+            .context("cannot mount binfmt_misc")?;
+    }
+    let entry = binfmt.join(format!("qemu-{qemu}"));
+    if entry.exists() {
+        // Registered without F, or disabled (by binfmt-support, say): replaced by ours.
+        fs::write(&entry, "-1")
+            .with_context(|| format!("cannot remove the binfmt_misc entry {}", entry.display()))?;
+    }
+    let text =
+        fs::read_to_string(&conf).with_context(|| format!("cannot read {}", conf.display()))?;
+    let line = cross::register_line(&text).with_context(|| conf.display().to_string())?;
+    say(&format!(
+        "registering qemu-{qemu} with binfmt_misc (flags F)"
+    ));
+    fs::write(binfmt.join("register"), &line)
+        .with_context(|| format!("cannot register {} with binfmt_misc", conf.display()))?;
+    cross::emulation_ready(platform, engine)
+}
+
+/// Debian's rustc-web, its std for the platform's architecture and the GNU cross compiler.
+fn ensure_cross_toolchain(sh: &Shell, platform: &Platform, engine: &Platform) -> Result<()> {
+    if cross::toolchain(platform, engine).is_ok() {
+        return Ok(());
+    }
+    let packages = cross::toolchain_packages(platform)?;
+    let arch = platform
+        .debian_arch()
+        .with_context(|| format!("Debian has no architecture for {platform}"))?;
+    require_root_on_debian(
+        &format!("building disinto for {platform} needs a cross toolchain"),
+        &format!(
+            "dpkg --add-architecture {arch} && apt-get update && apt-get install {}",
+            packages.join(" ")
+        ),
+    )?;
+    let foreign = cmd!(sh, "dpkg --print-foreign-architectures")
+        .quiet()
+        .read()?;
+    if !foreign.split_whitespace().any(|a| a == arch) {
+        say(&format!("adding the Debian architecture {arch}"));
+        cmd!(sh, "dpkg --add-architecture {arch}").quiet().run()?;
+    }
+    say(&format!("installing {}", packages.join(" ")));
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    apt_install(sh, &packages)?;
+    cross::toolchain(platform, engine).map(|_| ())
+}
+
+/// The platform's base image, made with debootstrap under qemu and checked to be that platform.
+fn ensure_platform_base(sh: &Shell, platform: &Platform) -> Result<()> {
+    let name = cross::base_for(BASE_IMAGE, platform)?;
+    if image_present(&name) {
+        // A name is not a platform: an image imported by hand under it could be amd64.
+        let has = cross::image_platform(&name)?;
+        if !platform.matches(&has.os, &has.arch, has.variant.as_deref()) {
+            bail!("{name} is {has}, not {platform}: remove it (docker image rm {name}) and provision again to make it with debootstrap");
+        }
+        return Ok(());
+    }
+    let arch = platform
+        .debian_arch()
+        .with_context(|| format!("Debian has no architecture for {platform}"))?;
+    require_root_on_debian(
+        &format!("building {platform} needs the local base image {name}"),
+        &format!("debootstrap --arch={arch} --variant=minbase bookworm DIR, then docker import --platform {platform}"),
+    )?;
+    say(&format!(
+        "making {name} with debootstrap under qemu (a few minutes)"
+    ));
+    debootstrap_image(sh, &name, Some((platform, arch)))?;
+    let has = cross::image_platform(&name)?;
+    if !platform.matches(&has.os, &has.arch, has.variant.as_deref()) {
+        bail!("{name} was imported as {has}, not {platform}");
     }
     Ok(())
 }
