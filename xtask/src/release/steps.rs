@@ -216,11 +216,16 @@ fn platforms_ready(run: &Run<'_>) -> Result<()> {
     }
     let mut problems: Vec<String> = vec![];
     for platform in &run.plan.platforms {
-        for base in &bases {
-            if let Err(e) = crate::cross::check(platform, &engine, base) {
-                problems.push(format!("{e:#}"));
-                break;
-            }
+        // With pulls, build-image pulls the platform's base; else it must be here already.
+        let ready = match run.opts.no_pull {
+            true => bases
+                .iter()
+                .try_for_each(|base| crate::cross::check(platform, &engine, base)),
+            false => crate::cross::toolchain(platform, &engine)
+                .and_then(|_| crate::cross::emulation_ready(platform, &engine)),
+        };
+        if let Err(e) = ready {
+            problems.push(format!("{e:#}"));
         }
     }
     if !problems.is_empty() {
@@ -762,6 +767,7 @@ fn build_disinto(
     };
     let mut build = toolchain
         .build_command(sh, &target)
+        .arg("--quiet")
         .env("DISINTO_REVISION", revision)
         .env("DISINTO_RELEASE_VERSION", &run.plan.version);
     // Always set when it runs (empty when unsigned), so no key of the caller's gets in; a
