@@ -478,8 +478,12 @@ fn ensure_emulation(sh: &Shell, platform: &Platform, engine: &Platform) -> Resul
             .and_then(|v| cross::qemu_major(&v))
             .is_some_and(|m| m >= MIN_QEMU_MAJOR)
     };
+    // Asked by its real name: as `*-binfmt-P` (preserve-argv0) qemu takes its first argument
+    // for the program to run, not for an option.
     if cross::emulation_ready(platform, engine).is_ok()
-        && registered.is_some_and(|i| recent(Path::new(&i)))
+        && registered
+            .and_then(|i| fs::canonicalize(i).ok())
+            .is_some_and(|i| recent(&i))
     {
         return Ok(());
     }
