@@ -103,6 +103,21 @@ pub fn binfmt_problem(entry: &str) -> Option<&'static str> {
     }
 }
 
+/// The interpreter a binfmt_misc entry names (`interpreter /usr/libexec/qemu-binfmt/...`).
+pub fn binfmt_interpreter(entry: &str) -> Option<&str> {
+    entry
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("interpreter "))
+        .map(str::trim)
+}
+
+/// The major version `qemu-<name> --version` says (`qemu-aarch64 version 10.0.13 (Debian …)`).
+pub fn qemu_major(version: &str) -> Option<u64> {
+    let mut words = version.split_whitespace();
+    words.find(|w| *w == "version")?;
+    words.next()?.split('.').next()?.parse().ok()
+}
+
 /// The line that registers `conf` (a `/usr/lib/binfmt.d/qemu-*.conf` of qemu-user-static,
 /// `:name:type:offset:magic:mask:interpreter:flags`) with the F flag, whatever flags the file
 /// gives. Comment and blank lines are skipped; the first entry counts.
@@ -428,6 +443,17 @@ mod tests {
             Some("lacks the F (fix-binary) flag")
         );
         assert_eq!(binfmt_problem(""), Some("is disabled"));
+        assert_eq!(
+            binfmt_interpreter(good),
+            Some("/usr/libexec/qemu-binfmt/aarch64-binfmt-P")
+        );
+        assert_eq!(binfmt_interpreter("enabled\n"), None);
+        assert_eq!(
+            qemu_major("qemu-aarch64 version 10.0.13 (Debian 1:10.0.13+ds-0+deb13u1)\nCopyright"),
+            Some(10)
+        );
+        assert_eq!(qemu_major("qemu-aarch64 version 7.2.22 (Debian)"), Some(7));
+        assert_eq!(qemu_major("bash: qemu: not found"), None);
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub const BASE_IMAGE: &str = "debian:bookworm-slim";
 /// from one release (compose 2.40 refuses to build next to buildx 0.13: never mix them).
 const ENGINE_SUITE: &str = "trixie";
 const ENGINE_PACKAGES: [&str; 3] = ["docker.io", "docker-buildx", "docker-compose"];
+/// qemu's user-mode emulators, from the same release (static binaries, no dependencies):
+/// bookworm's qemu 7.2 lacks `prctl(PR_SET_CHILD_SUBREAPER)`, so the agents image's `tini -s`
+/// dies at once under it ("PR_SET_CHILD_SUBREAPER is unavailable"); trixie's 10.0 has it.
+const QEMU_PACKAGE: &str = "qemu-user";
+/// The oldest qemu the bench keeps registered (the one tested with tini -s).
+const MIN_QEMU_MAJOR: u64 = 10;
 /// The oldest engine used as it is; an older one (bookworm's 20.10) is upgraded to the set.
 /// A newer engine is never downgraded.
 pub const MIN_ENGINE_MAJOR: u64 = 26;
@@ -265,7 +271,7 @@ fn ensure_engine(sh: &Shell) -> Result<()> {
 /// The apt source of Debian stable, for the engine set only (see [`engine_pin`]).
 fn engine_source() -> String {
     format!(
-        "# Written by `cargo xtask test`: Debian {ENGINE_SUITE}, for its Docker engine set only\n\
+        "# Written by `cargo xtask test`: Debian {ENGINE_SUITE}, for its Docker engine set and qemu only\n\
          # (see {APT_PIN}).\n\
          Types: deb\n\
          URIs: http://deb.debian.org/debian\n\
@@ -275,18 +281,19 @@ fn engine_source() -> String {
     )
 }
 
-/// Pins everything from that release below anything installed, except the engine set.
+/// Pins everything from that release below anything installed, except the engine set and qemu.
 fn engine_pin() -> String {
     format!(
-        "# Written by `cargo xtask test`: from Debian {ENGINE_SUITE}, the engine set and nothing else.\n\
+        "# Written by `cargo xtask test`: from Debian {ENGINE_SUITE}, the engine set and qemu, nothing else.\n\
          Package: *\n\
          Pin: release n={ENGINE_SUITE}\n\
          Pin-Priority: 1\n\
          \n\
-         Package: {}\n\
+         Package: {} {}\n\
          Pin: release n={ENGINE_SUITE}\n\
          Pin-Priority: 990\n",
-        ENGINE_PACKAGES.join(" ")
+        ENGINE_PACKAGES.join(" "),
+        QEMU_PACKAGE
     )
 }
 
@@ -452,23 +459,52 @@ fn require_root_on_debian(what: &str, how: &str) -> Result<()> {
     Ok(())
 }
 
-/// qemu-user-static, binfmt_misc mounted, and the platform's entry registered from the
-/// package's own binfmt.d line with the F flag (no systemd or binfmt-support needed).
+/// qemu's user-mode emulator from Debian stable (see [`QEMU_PACKAGE`]), binfmt_misc mounted,
+/// and the platform's entry registered from the package's own binfmt.d line with the F flag
+/// (no systemd or binfmt-support needed).
 fn ensure_emulation(sh: &Shell, platform: &Platform, engine: &Platform) -> Result<()> {
-    if cross::emulation_ready(platform, engine).is_ok() {
-        return Ok(());
-    }
     let qemu = platform
         .qemu_name()
         .with_context(|| format!("qemu has no emulator known for {platform}"))?;
+    let registered = fs::read_to_string(Path::new(cross::BINFMT_DIR).join(format!("qemu-{qemu}")))
+        .ok()
+        .and_then(|entry| cross::binfmt_interpreter(&entry).map(str::to_string));
+    let recent = |program: &Path| {
+        cmd!(sh, "{program} --version")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .and_then(|v| cross::qemu_major(&v))
+            .is_some_and(|m| m >= MIN_QEMU_MAJOR)
+    };
+    // Asked by its real name: as `*-binfmt-P` (preserve-argv0) qemu takes its first argument
+    // for the program to run, not for an option.
+    if cross::emulation_ready(platform, engine).is_ok()
+        && registered
+            .and_then(|i| fs::canonicalize(i).ok())
+            .is_some_and(|i| recent(&i))
+    {
+        return Ok(());
+    }
     require_root_on_debian(
-        &format!("building {platform} needs qemu-{qemu} registered with binfmt_misc"),
-        "apt-get install qemu-user-static, then register it with the F flag",
+        &format!("building {platform} needs qemu-{qemu} {MIN_QEMU_MAJOR} or later registered with binfmt_misc"),
+        &format!("install Debian {ENGINE_SUITE}'s {QEMU_PACKAGE}, then register it with the F flag"),
     )?;
-    let conf = PathBuf::from(format!("/usr/lib/binfmt.d/qemu-{qemu}.conf"));
-    if !conf.is_file() {
-        say(&format!("installing qemu-user-static (for {platform})"));
-        apt_install(sh, &["qemu-user-static"])?;
+    let program = PathBuf::from(format!("/usr/bin/qemu-{qemu}"));
+    if !recent(&program) {
+        say(&format!(
+            "installing {QEMU_PACKAGE} from Debian {ENGINE_SUITE} (for {platform}; pinned: nothing else comes from it)"
+        ));
+        disinto::fsx::write_atomic(Path::new(APT_SOURCE), engine_source().as_bytes())?;
+        disinto::fsx::write_atomic(Path::new(APT_PIN), engine_pin().as_bytes())?;
+        apt_install(sh, &[&format!("{QEMU_PACKAGE}/{ENGINE_SUITE}")])?;
+        if !recent(&program) {
+            bail!(
+                "after installing {QEMU_PACKAGE}, {} is not qemu {MIN_QEMU_MAJOR} or later",
+                program.display()
+            );
+        }
     }
     let binfmt = Path::new(cross::BINFMT_DIR);
     if !binfmt.join("register").exists() {
@@ -480,10 +516,13 @@ fn ensure_emulation(sh: &Shell, platform: &Platform, engine: &Platform) -> Resul
     }
     let entry = binfmt.join(format!("qemu-{qemu}"));
     if entry.exists() {
-        // Registered without F, or disabled (by binfmt-support, say): replaced by ours.
+        // Registered without F, disabled, or an older qemu (F keeps the file it opened):
+        // replaced by ours.
         fs::write(&entry, "-1")
             .with_context(|| format!("cannot remove the binfmt_misc entry {}", entry.display()))?;
     }
+    // qemu-user ships the line here; qemu-user-binfmt only links it into /usr/lib/binfmt.d.
+    let conf = PathBuf::from(format!("/usr/share/qemu/binfmt.d/qemu-{qemu}.conf"));
     let text =
         fs::read_to_string(&conf).with_context(|| format!("cannot read {}", conf.display()))?;
     let line = cross::register_line(&text).with_context(|| conf.display().to_string())?;
@@ -801,7 +840,7 @@ mod engine_tests {
             "{pin}"
         );
         assert!(
-            pin.contains("Package: docker.io docker-buildx docker-compose\nPin: release n=trixie\nPin-Priority: 990\n"),
+            pin.contains("Package: docker.io docker-buildx docker-compose qemu-user\nPin: release n=trixie\nPin-Priority: 990\n"),
             "{pin}"
         );
         assert!(engine_source().contains("Suites: trixie\n"));

@@ -20,6 +20,17 @@ fn other_platform(engine: &Platform) -> Platform {
         .expect("the default platforms name one besides the engine's")
 }
 
+/// Removes the test's container and its anonymous volumes whatever the test's outcome.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "--force", "--volumes", &self.0])
+            .output();
+    }
+}
+
 /// Removes the test's image (by the tag it chose) whatever the test's outcome.
 struct Image(String);
 
@@ -154,6 +165,14 @@ fn the_other_platform_builds_disinto_and_the_agents_image_under_qemu() {
         says.trim(),
         format!("disinto v{version} (revision {revision})")
     );
+    // The image's own entrypoint and health command under qemu: tini -s needs a qemu that
+    // knows PR_SET_CHILD_SUBREAPER (bookworm's 7.2 does not; the bench installs 10).
+    let id = ok(Command::new("docker")
+        .args(["run", "--detach", "--platform"])
+        .arg(platform.to_string())
+        .arg(&image.0));
+    let container = Container(id.trim().to_string());
+    wait_healthy(&container.0, std::time::Duration::from_secs(60));
 }
 
 /// The preflight's refusals are one line and name the platform: a platform with no
