@@ -82,6 +82,12 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEznIW/4eqTOUVUJMVAvDAUWmMKOTl
 ATVHIinEbcbuPjPArRUHRWqDyK5nvnBciXWR4b977LNRH97nRmU7mgbVIw==
 -----END PUBLIC KEY-----
 ";
+    // The key of signature.rs's cosign-made signature.
+    const COSIGN: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE5h3hYRRn6aa3H5qbYAHYnNNqtchR
+D1X24z0Nj+dqZKZO0guBtn3ckb+pUg0+uwtgD9dBC2svBmFS/YWeulsG1A==
+-----END PUBLIC KEY-----
+";
     const BROKEN: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEPLACEHOLDER
 -----END PUBLIC KEY-----
@@ -95,6 +101,21 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEPLACEHOLDER
         assert_eq!(keys[0].id, "sha256:47c32c8bf45cc616");
         assert_ne!(keys[0].id, keys[1].id);
         assert_eq!(keys[1].source, "trusted.pem");
+    }
+
+    #[test]
+    fn key_ids_are_those_recorded_before_ring() {
+        // Computed by the p256-based key_id (before verification moved to ring) and by
+        // `base64 -d | sha256sum`: ids are in state files and release records, so they never change.
+        let ids = |text: &str| -> Vec<String> {
+            parse_keys(text, "k")
+                .unwrap()
+                .into_iter()
+                .map(|k| k.id)
+                .collect()
+        };
+        assert_eq!(ids(TWO), ["sha256:e4631235880e3cae"]);
+        assert_eq!(ids(COSIGN), ["sha256:869dc9baede6b6b1"]);
     }
 
     #[test]
