@@ -87,23 +87,15 @@ impl Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::keys::key_id;
 
-    fn key(seed: u8) -> TrustedKey {
-        let k = *p256::ecdsa::SigningKey::from_slice(&[seed; 32])
-            .unwrap()
-            .verifying_key();
-        TrustedKey {
-            id: key_id(&k),
-            key: k,
-            source: "test".into(),
-        }
+    fn key() -> TrustedKey {
+        crate::model::keys::testing::SigningKey::generate().trusted()
     }
 
     #[test]
     fn a_digest_is_remembered_only_while_its_key_is_trusted() {
         let dir = crate::fsx::TempDir::new("verified").unwrap();
-        let (a, b) = (key(1), key(2));
+        let (a, b) = (key(), key());
         let mut v = Verified::load(dir.path());
         assert_eq!(v, Verified::default());
         v.remember("r/agents", "sha256:aa", &a.id, "2026-01-01T00:00:00Z");
