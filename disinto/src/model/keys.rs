@@ -366,6 +366,9 @@ mod curve {
 /// Keys that sign, for tests: ring's (the same code as verifies), from its system RNG.
 #[cfg(test)]
 pub mod testing {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
     use ring::rand::SystemRandom;
     use ring::signature::{
         EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -385,8 +388,27 @@ pub mod testing {
             let rng = SystemRandom::new();
             let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
                 .expect("a P-256 key");
-            let pair =
-                |alg| EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).expect("its PKCS#8");
+            SigningKey::from_pkcs8(pkcs8.as_ref())
+        }
+
+        /// The same key for the same seed, within one test process (ring makes keys only
+        /// from its RNG, so the first call for a seed makes it and later ones reuse it).
+        pub fn seeded(seed: u8) -> SigningKey {
+            static KEYS: Mutex<BTreeMap<u8, Vec<u8>>> = Mutex::new(BTreeMap::new());
+            let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+            let pkcs8 = keys.entry(seed).or_insert_with(|| {
+                let rng = SystemRandom::new();
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                    .expect("a P-256 key")
+                    .as_ref()
+                    .to_vec()
+            });
+            SigningKey::from_pkcs8(pkcs8)
+        }
+
+        fn from_pkcs8(pkcs8: &[u8]) -> SigningKey {
+            let rng = SystemRandom::new();
+            let pair = |alg| EcdsaKeyPair::from_pkcs8(alg, pkcs8, &rng).expect("its PKCS#8");
             SigningKey {
                 der: pair(&ECDSA_P256_SHA256_ASN1_SIGNING),
                 fixed: pair(&ECDSA_P256_SHA256_FIXED_SIGNING),

@@ -479,8 +479,8 @@ mod tests {
     const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
     const REPO: &str = "127.0.0.1:5000/disinto/agents";
 
-    fn signing() -> (SigningKey, TrustedKey) {
-        let key = SigningKey::generate();
+    fn signing(seed: u8) -> (SigningKey, TrustedKey) {
+        let key = SigningKey::seeded(seed);
         let trusted = key.trusted();
         (key, trusted)
     }
@@ -524,8 +524,8 @@ mod tests {
 
     #[test]
     fn a_payload_signed_by_a_trusted_key_for_this_image_passes() {
-        let (key, trusted) = signing();
-        let (_, other) = signing();
+        let (key, trusted) = signing(7);
+        let (_, other) = signing(9);
         let (manifest, blobs) = signed(&key, &payload(REPO, DIGEST));
         let ok = check(
             &manifest,
@@ -543,7 +543,7 @@ mod tests {
 
     #[test]
     fn a_signature_for_another_digest_or_repository_is_refused() {
-        let (key, trusted) = signing();
+        let (key, trusted) = signing(7);
         // A signature tag pointing at another image's signature manifest.
         let (manifest, blobs) = signed(&key, &payload(REPO, OTHER));
         let e = check(
@@ -562,7 +562,7 @@ mod tests {
 
     #[test]
     fn tampered_truncated_or_foreign_blobs_are_refused() {
-        let (key, trusted) = signing();
+        let (key, trusted) = signing(7);
         let (manifest, blobs) = signed(&key, &payload(REPO, DIGEST));
         let keys = [trusted];
         // Other bytes than the manifest names.
@@ -670,8 +670,8 @@ mod tests {
     #[test]
     fn dsse_envelopes_verify_over_pae_and_name_the_image() {
         assert_eq!(pae("t", b"hi"), b"DSSEv1 1 t 2 hi");
-        let (key, trusted) = signing();
-        let (_, other) = signing();
+        let (key, trusted) = signing(7);
+        let (_, other) = signing(9);
         let hex = DIGEST.trim_start_matches("sha256:");
         let statement = format!(
             r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"{REPO}","digest":{{"sha256":"{hex}"}}}}],"predicateType":"{SLSA_PROVENANCE_V1}","predicate":{{"buildDefinition":{{"resolvedDependencies":[{{"uri":"git+https://x","digest":{{"gitCommit":"abc123"}}}}]}},"runDetails":{{"builder":{{"id":"https://ci.example/release"}},"metadata":{{"finishedOn":"2026-12-01T10:00:00Z"}}}}}}}}"#

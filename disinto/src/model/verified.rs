@@ -88,14 +88,14 @@ impl Verified {
 mod tests {
     use super::*;
 
-    fn key() -> TrustedKey {
-        crate::model::keys::testing::SigningKey::generate().trusted()
+    fn key(seed: u8) -> TrustedKey {
+        crate::model::keys::testing::SigningKey::seeded(seed).trusted()
     }
 
     #[test]
     fn a_digest_is_remembered_only_while_its_key_is_trusted() {
         let dir = crate::fsx::TempDir::new("verified").unwrap();
-        let (a, b) = (key(), key());
+        let (a, b) = (key(1), key(2));
         let mut v = Verified::load(dir.path());
         assert_eq!(v, Verified::default());
         v.remember("r/agents", "sha256:aa", &a.id, "2026-01-01T00:00:00Z");
