@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 /// A volume of the snapshot: its compose key (the archive's top directory) and the name
 /// Docker knows it by.
@@ -106,7 +105,7 @@ pub fn archive(image: &str, volumes: &[Volume], dir: &Path, name: &str) -> Resul
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = file
@@ -118,7 +117,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hasher
-        .finalize()
+        .finish()
+        .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())

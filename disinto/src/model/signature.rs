@@ -8,12 +8,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::Signature;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use super::keys::TrustedKey;
+use super::keys::{Signature, TrustedKey};
 
 /// The media type of a cosign signature layer (its blob is the signed payload).
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -61,7 +58,8 @@ pub fn check_digest(digest: &str) -> Result<&str> {
 
 /// The digest of `bytes` as a registry names it.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
+    let hex: String = ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -261,10 +259,7 @@ fn verify_layer(
     let payload = blob(layer)
         .and_then(|bytes| check_blob(layer, &bytes).map(|()| bytes))
         .map_err(|e| Verdict::Bad(format!("{e:#}")))?;
-    let Some(key) = keys
-        .iter()
-        .find(|k| k.key.verify(&payload, &signature).is_ok())
-    else {
+    let Some(key) = keys.iter().find(|k| k.key.verifies(&payload, &signature)) else {
         return Err(Verdict::UnknownKey);
     };
     // Only a payload a trusted key signed is read: its claim is what the key vouches for.
@@ -295,9 +290,9 @@ fn decode_signature(encoded: &str) -> Result<Signature> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|_| anyhow!("tampered: its signature annotation is not base64"))?;
-    Signature::from_der(&der)
-        .or_else(|_| Signature::from_slice(&der))
-        .map_err(|_| anyhow!("tampered: its signature annotation is not an ECDSA P-256 signature"))
+    Signature::parse(&der).ok_or_else(|| {
+        anyhow!("tampered: its signature annotation is not an ECDSA P-256 signature")
+    })
 }
 
 /// A DSSE envelope, as cosign attaches attestations.
@@ -365,7 +360,7 @@ pub fn verify_envelope(bytes: &[u8], keys: &[TrustedKey], digest: &str) -> Resul
         .signatures
         .iter()
         .filter_map(|s| decode_signature(&s.sig).ok())
-        .find_map(|sig| keys.iter().find(|k| k.key.verify(&signed, &sig).is_ok()))
+        .find_map(|sig| keys.iter().find(|k| k.key.verifies(&signed, &sig)))
         .context("an attestation is not signed by a trusted key")?;
     if envelope.payload_type != IN_TOTO {
         bail!(
@@ -477,22 +472,16 @@ pub fn sbom_packages(predicate: &serde_json::Value) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::keys::{key_id, parse_keys};
-    use p256::ecdsa::signature::Signer;
-    use p256::ecdsa::SigningKey;
+    use crate::model::keys::parse_keys;
+    use crate::model::keys::testing::SigningKey;
 
     const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const OTHER: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
     const REPO: &str = "127.0.0.1:5000/disinto/agents";
 
     fn signing(seed: u8) -> (SigningKey, TrustedKey) {
-        let key = SigningKey::from_slice(&[seed; 32]).unwrap();
-        let verifying = *key.verifying_key();
-        let trusted = TrustedKey {
-            id: key_id(&verifying),
-            key: verifying,
-            source: "test".into(),
-        };
+        let key = SigningKey::seeded(seed);
+        let trusted = key.trusted();
         (key, trusted)
     }
 
@@ -506,12 +495,12 @@ mod tests {
 
     /// A signature manifest of one layer over `payload`, signed by `key`; and its blobs.
     fn signed(key: &SigningKey, payload: &[u8]) -> (Manifest, BTreeMap<String, Vec<u8>>) {
-        let sig: Signature = key.sign(payload);
+        let sig = key.sign(payload);
         let digest = sha256_digest(payload);
         let json = format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{}},"layers":[{{"mediaType":"{SIMPLE_SIGNING}","digest":"{digest}","size":{},"annotations":{{"{SIGNATURE_ANNOTATION}":"{}"}}}}]}}"#,
             payload.len(),
-            b64(sig.to_der().as_bytes())
+            b64(&sig)
         );
         let manifest = parse_manifest(json.as_bytes()).unwrap();
         (manifest, BTreeMap::from([(digest, payload.to_vec())]))
@@ -664,16 +653,16 @@ mod tests {
         let keys = parse_keys(COSIGN_PUB, "cosign.pub").unwrap();
         let payload = COSIGN_PAYLOAD.as_bytes();
         let sig = decode_signature(COSIGN_SIG).unwrap();
-        assert!(keys[0].key.verify(payload, &sig).is_ok());
-        assert!(keys[0].key.verify(b"other", &sig).is_err());
+        assert!(keys[0].key.verifies(payload, &sig));
+        assert!(!keys[0].key.verifies(b"other", &sig));
     }
 
     fn envelope(key: &SigningKey, payload_type: &str, statement: &str) -> Vec<u8> {
-        let sig: Signature = key.sign(&pae(payload_type, statement.as_bytes()));
+        let sig = key.sign(&pae(payload_type, statement.as_bytes()));
         format!(
             r#"{{"payloadType":"{payload_type}","payload":"{}","signatures":[{{"keyid":"","sig":"{}"}}]}}"#,
             b64(statement.as_bytes()),
-            b64(sig.to_der().as_bytes())
+            b64(&sig)
         )
         .into_bytes()
     }
@@ -703,11 +692,11 @@ mod tests {
         let e = verify_envelope(&bytes, std::slice::from_ref(&trusted), OTHER).unwrap_err();
         assert!(e.to_string().contains("another image"), "{e}");
         // Signed over the payload alone (not PAE): refused.
-        let sig: Signature = key.sign(statement.as_bytes());
+        let sig = key.sign(statement.as_bytes());
         let raw = format!(
             r#"{{"payloadType":"{IN_TOTO}","payload":"{}","signatures":[{{"sig":"{}"}}]}}"#,
             b64(statement.as_bytes()),
-            b64(sig.to_der().as_bytes())
+            b64(&sig)
         );
         assert!(verify_envelope(raw.as_bytes(), std::slice::from_ref(&trusted), DIGEST).is_err());
         assert!(verify_envelope(b"{", &[trusted], DIGEST).is_err());

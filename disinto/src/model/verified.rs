@@ -117,17 +117,9 @@ impl Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::keys::key_id;
 
     fn key(seed: u8) -> TrustedKey {
-        let k = *p256::ecdsa::SigningKey::from_slice(&[seed; 32])
-            .unwrap()
-            .verifying_key();
-        TrustedKey {
-            id: key_id(&k),
-            key: k,
-            source: "test".into(),
-        }
+        crate::model::keys::testing::SigningKey::seeded(seed).trusted()
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use sha2::{Digest, Sha256};
 
 /// The stage of our Dockerfiles that holds the packages (`--target`), and the build argument
 /// naming what the last stage is built on (its default is this stage).
@@ -37,13 +36,14 @@ impl Inputs {
     /// The inputs of `dockerfile` (its text) built on the base image `base_id`.
     pub fn of(dockerfile: &str, base_id: &str) -> Result<Inputs> {
         let stages = crate::dockerfile::package_stages(dockerfile)?;
-        let mut hasher = Sha256::new();
+        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
         for part in [SCHEME, base_id, &stages] {
             hasher.update(part.as_bytes());
-            hasher.update([0]);
+            hasher.update(&[0]);
         }
         let hash: String = hasher
-            .finalize()
+            .finish()
+            .as_ref()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();

@@ -10,7 +10,6 @@ use anyhow::{bail, Context, Result};
 use disinto::engine::runner::shell_line;
 use disinto::model::image_ref::AGENTS;
 use disinto::model::time::now_rfc3339;
-use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use super::config::release_var::{COSIGN_PASSWORD, COSIGN_PRIVATE_KEY};
@@ -488,7 +487,7 @@ fn provenance_input(
         git_sha: progress.git_sha.clone(),
         dockerfile: dockerfile.to_string(),
         formula_path: crate::FORMULA.to_string(),
-        formula_sha256: hex(&Sha256::digest(&formula)),
+        formula_sha256: sha256_hex(&formula),
         formula_steps: Step::ALL.iter().map(|s| s.id().to_string()).collect(),
         steps,
         base: progress.unit(name, key).base.map(|b| (b.name, b.digest)),
@@ -503,8 +502,10 @@ fn provenance_input(
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The lower-case hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes `predicate` to a temporary file (removed on return), attests it, and says what
@@ -535,7 +536,7 @@ fn attest(
         predicate_type: predicate_type.to_string(),
         tag: job.att_tag.clone(),
         digest: manifest.and_then(|m| envelope_digest(&m, predicate_type)),
-        predicate_sha256: hex(&Sha256::digest(&text)),
+        predicate_sha256: sha256_hex(&text),
         summary: None,
     })
 }
