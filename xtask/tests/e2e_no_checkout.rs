@@ -199,25 +199,40 @@ fn a_new_factory_from_a_token_and_a_config_file() {
                     .starts_with("reused from the previous release"),
                 "{image} {platform}: {record}"
             );
-            // What a host of that platform downloads to upgrade: the factory's own files.
+            // What a host of that platform downloads to upgrade: the factory's own files,
+            // the layers above the package image both releases share.
             let tag = e.platform.tag_part();
-            let old = session
-                .inspect(&sh, &format!("{ns}/{image}:{tag}-v0.1.0"))
-                .unwrap()
-                .unwrap();
-            let new = session
-                .inspect(&sh, &format!("{ns}/{image}:{tag}-v0.2.0"))
-                .unwrap()
-                .unwrap();
+            let inspect = |reference: &str| {
+                session
+                    .inspect(&sh, reference)
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("the registry has no {reference}"))
+            };
+            let old = inspect(&format!("{ns}/{image}:{tag}-v0.1.0"));
+            let new = inspect(&format!("{ns}/{image}:{tag}-v0.2.0"));
             assert_eq!(new.digest, e.digest, "{image} {platform}");
-            if image == "agents" {
-                let (download, size) = (new.download_from(&old), new.size());
-                eprintln!("agents {platform}: the upgrade downloads {download} of {size} bytes");
-                assert!(
-                    download * 100 <= size,
-                    "agents {platform}: {download} of {size}"
-                );
-            }
+            let packages = unit["packages_image"].as_str().unwrap_or_default();
+            assert!(
+                packages.starts_with(&format!("{ns}/{image}:packages-{tag}-v0.1.0@")),
+                "{image} {platform}: {packages}"
+            );
+            let shared = inspect(packages.split('@').next().unwrap()).layers.len();
+            assert!(shared >= 2, "{image} {platform}");
+            assert_eq!(
+                new.layers[..shared],
+                old.layers[..shared],
+                "{image} {platform}"
+            );
+            let above: u64 = new.layers[shared..].iter().map(|(_, size)| size).sum();
+            let (download, size) = (new.download_from(&old), new.size());
+            eprintln!(
+                "{image} {platform}: the upgrade downloads {download} of {size} bytes ({:.2} %); the layers above the packages are {above}",
+                100.0 * download as f64 / size as f64
+            );
+            assert!(
+                download <= above,
+                "{image} {platform}: {download} > {above}"
+            );
         }
         assert_eq!(entry["signed"].as_bool(), Some(true), "{image}: {record}");
     }

@@ -763,7 +763,8 @@ fn build_disinto(
     let want = format!("disinto {} (revision {revision})", run.plan.version);
     let _building = match run.opts.dry_run {
         true => None,
-        false => Some(build_lock(&target)?),
+        // The directory this toolchain builds in (`target/cross` for another platform).
+        false => Some(build_lock(&toolchain.cargo_target_dir(&target))?),
     };
     let mut build = toolchain
         .build_command(sh, &target)
