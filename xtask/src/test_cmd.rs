@@ -73,10 +73,12 @@ impl Test {
 /// others (their own registries, projects, stacks, images and volumes). Every other test
 /// target runs in the foreground; a test holds the lanes to the test files.
 const BACKGROUND: [&[&str]; 3] = [
-    &["e2e_swarm"],
+    &["e2e_swarm", "bench_tiny"],
     // Its own engines (three nodes in containers): nothing shared with the host's swarm.
-    &["e2e_swarm_nodes"],
-    &["e2e_release", "e2e_no_checkout", "bench_tiny"],
+    &["e2e_swarm_nodes", "e2e_release"],
+    // The builds for arm64 (under qemu, and the cross-built binary): they share the cross
+    // target directory's build lock, so they run one after the other anyway.
+    &["e2e_no_checkout", "e2e_cross"],
 ];
 
 /// The crates whose `tests/` hold test targets.
