@@ -20,17 +20,6 @@ fn other_platform(engine: &Platform) -> Platform {
         .expect("the default platforms name one besides the engine's")
 }
 
-/// Removes the test's container and its anonymous volumes whatever the test's outcome.
-struct Container(String);
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "--force", "--volumes", &self.0])
-            .output();
-    }
-}
-
 /// Removes the test's image (by the tag it chose) whatever the test's outcome.
 struct Image(String);
 

@@ -138,17 +138,6 @@ fn index_of(
     (digest, disinto::model::index::parse(&bytes).unwrap())
 }
 
-/// `docker rm -f` of a container when dropped.
-struct RemoveOnDrop(String);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "--volumes", &self.0])
-            .output();
-    }
-}
-
 #[test]
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn a_new_factory_from_a_token_and_a_config_file() {
@@ -280,7 +269,7 @@ fn a_new_factory_from_a_token_and_a_config_file() {
     ]))
     .trim()
     .to_string();
-    let _arm_container = RemoveOnDrop(id.clone());
+    let _arm_container = Container(id.clone());
     wait_healthy(&id, std::time::Duration::from_secs(120));
     drop(session);
     forget_local_images(&ns, &["v0.1.0", "v0.2.0"]);

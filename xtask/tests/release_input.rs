@@ -379,16 +379,19 @@ fn a_failed_release_request_leaves_nothing_behind_and_can_be_retried() {
 
 /// `release VERSION --dry-run` with credentials and a registry set; PATH as the test has it.
 fn dry_run(c: &Checkout, version: &str) -> Output {
-    output(
-        c.xtask()
-            .args(["release", version, "--dry-run"])
-            .env("GITHUB_TOKEN", "t")
-            .env("GITHUB_ACTOR", "someone")
-            .env("COSIGN_PRIVATE_KEY", FAKE_KEY)
-            .env("COSIGN_PASSWORD", FAKE_PASSWORD)
-            .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
-            .env_remove("DISINTO_MIRRORS"),
-    )
+    output(&mut dry_run_cmd(c, version))
+}
+
+fn dry_run_cmd(c: &Checkout, version: &str) -> Command {
+    let mut cmd = c.xtask();
+    cmd.args(["release", version, "--dry-run"])
+        .env("GITHUB_TOKEN", "t")
+        .env("GITHUB_ACTOR", "someone")
+        .env("COSIGN_PRIVATE_KEY", FAKE_KEY)
+        .env("COSIGN_PASSWORD", FAKE_PASSWORD)
+        .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
+        .env_remove("DISINTO_MIRRORS");
+    cmd
 }
 
 #[test]
@@ -604,17 +607,7 @@ fn without_the_signing_key_the_release_refuses_unless_unsigned() {
 fn a_release_of_two_platforms_plans_each_platform_then_an_index() {
     let c = Checkout::new("v0.2.0");
     let before = state(&c);
-    let out = output(
-        c.xtask()
-            .args(["release", "v0.2.0", "--dry-run"])
-            .env("DISINTO_PLATFORMS", "linux/amd64,linux/arm64")
-            .env("GITHUB_TOKEN", "t")
-            .env("GITHUB_ACTOR", "someone")
-            .env("COSIGN_PRIVATE_KEY", FAKE_KEY)
-            .env("COSIGN_PASSWORD", FAKE_PASSWORD)
-            .env("DISINTO_REGISTRY", "127.0.0.1:5000/disinto")
-            .env_remove("DISINTO_MIRRORS"),
-    );
+    let out = output(dry_run_cmd(&c, "v0.2.0").env("DISINTO_PLATFORMS", "linux/amd64,linux/arm64"));
     // Whether this machine can build arm64 or not, the whole plan is printed.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

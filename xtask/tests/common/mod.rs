@@ -618,3 +618,15 @@ pub fn release_digest(c: &Checkout, version: &str, image: &str) -> String {
     assert!(digest.starts_with("sha256:"), "{record}");
     digest.to_string()
 }
+
+/// Removes a container the test started, and its anonymous volumes, whatever the test's
+/// outcome.
+pub struct Container(pub String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "--force", "--volumes", &self.0])
+            .output();
+    }
+}
