@@ -42,6 +42,7 @@ pub enum FigureId {
     Snapshot,
     UpgradeOverhead,
     Arm64Share,
+    Arm64Download,
 }
 
 /// What a figure needs before it can be measured.
@@ -57,7 +58,7 @@ enum Needs {
 
 impl FigureId {
     /// Every figure, in table order.
-    pub(crate) const ALL: [FigureId; 20] = [
+    pub(crate) const ALL: [FigureId; 21] = [
         FigureId::ColdBuild,
         FigureId::DisintoSize,
         FigureId::WarmStart,
@@ -78,6 +79,7 @@ impl FigureId {
         FigureId::Snapshot,
         FigureId::UpgradeOverhead,
         FigureId::Arm64Share,
+        FigureId::Arm64Download,
     ];
 
     /// The id bench.json and `--only` use.
@@ -103,6 +105,7 @@ impl FigureId {
             FigureId::Snapshot => "snapshot",
             FigureId::UpgradeOverhead => "upgrade-overhead",
             FigureId::Arm64Share => "arm64-share",
+            FigureId::Arm64Download => "arm64-download",
         }
     }
 
@@ -152,6 +155,9 @@ impl FigureId {
             FigureId::UpgradeOverhead => {
                 "disinto upgrade beyond the rollout itself (drain, snapshot, migrate, checks), s"
             }
+            FigureId::Arm64Download => {
+                "upgrade download after a one-script change, two-platform release, % of the arm64 agents image (ratio: to the changed layers)"
+            }
             FigureId::Arm64Share => {
                 "arm64's share of build-image in a two-platform release after a one-script change, % (ratio: the release's time to a one-platform release's)"
             }
@@ -177,7 +183,8 @@ impl FigureId {
             | FigureId::Verify
             | FigureId::Snapshot
             | FigureId::UpgradeOverhead
-            | FigureId::Arm64Share => Needs::Stage,
+            | FigureId::Arm64Share
+            | FigureId::Arm64Download => Needs::Stage,
         }
     }
 
@@ -1143,7 +1150,7 @@ impl Run {
             self.upgrade_command_figures(&mut stage)?;
         }
         // Last: its release of two platforms is the stage's only one.
-        if self.wants(FigureId::Arm64Share) {
+        if self.wants(FigureId::Arm64Share) || self.wants(FigureId::Arm64Download) {
             self.arm64_share(&mut stage)?;
         }
         Ok(())
@@ -1184,6 +1191,19 @@ impl Run {
             Some(two / one.max(0.001)),
             "(no target; tracked)",
             None,
+        );
+        // Between the two releases of two platforms: what an arm64 host downloads.
+        let n = stage.released.len();
+        let tag = |v: &str| format!("linux-arm64-{v}");
+        let upgrade = stage.upgrade(&tag(&stage.released[n - 2]), &tag(&stage.released[n - 1]))?;
+        let percent = 100.0 * upgrade.downloaded as f64 / upgrade.size.max(1) as f64;
+        let ratio = upgrade.downloaded as f64 / (upgrade.changed as f64).max(1.0);
+        self.push(
+            FigureId::Arm64Download,
+            vec![percent],
+            Some(ratio),
+            "≤ 1 %",
+            Some(percent <= 1.0),
         );
         Ok(())
     }
