@@ -281,13 +281,13 @@ impl Toolchain {
     }
 
     /// `cargo build --release --locked -p disinto`, for this platform, into
-    /// [`Self::cargo_target_dir`]. The caller adds the DISINTO_* stamps (`.env`) and flags
-    /// (`.arg("--quiet")`); the process environment passes through, so CARGO_PROFILE_RELEASE_*
-    /// (the tests' quick profile) applies to both.
+    /// [`Self::cargo_target_dir`], quietly. The caller adds the DISINTO_* stamps (`.env`);
+    /// the process environment passes through, so CARGO_PROFILE_RELEASE_* (the tests' quick
+    /// profile) applies to both.
     pub fn build_command<'a>(&self, sh: &'a Shell, target_dir: &Path) -> xshell::Cmd<'a> {
-        let dir = self.cargo_target_dir(target_dir);
-        let build =
-            cmd!(sh, "cargo build --release --locked -p disinto").env("CARGO_TARGET_DIR", dir);
+        let build = cmd!(sh, "cargo build --quiet --release --locked -p disinto");
+        // The engine's platform builds where cargo builds anyway (CARGO_TARGET_DIR or the
+        // checkout's target), as a plain `cargo build` would.
         let Some(cross) = &self.cross else {
             return build;
         };
@@ -295,6 +295,7 @@ impl Toolchain {
         let gcc = format!("{}-gcc", cross.gnu);
         build
             .args(["--target", cross.target])
+            .env("CARGO_TARGET_DIR", self.cargo_target_dir(target_dir))
             .env("RUSTC", &cross.rustc)
             .env(format!("CARGO_TARGET_{}_LINKER", var.to_uppercase()), &gcc)
             // ring compiles C and assembly for the target through the cc crate.

@@ -65,7 +65,6 @@ fn the_other_platform_builds_disinto_and_the_agents_image_under_qemu() {
     let started = std::time::Instant::now();
     toolchain
         .build_command(&sh, &target)
-        .arg("--quiet")
         .env("DISINTO_RELEASE_VERSION", version)
         .env("DISINTO_REVISION", revision)
         .env("DISINTO_RELEASE_PUBLIC_KEY", "")

@@ -692,6 +692,8 @@ fn a_signal_during_a_registry_session_removes_the_login() {
         .current_dir(root())
         .env("TMPDIR", tmp.path())
         .env("DISINTO_REGISTRY", ns)
+        // The images tagged above are of one platform.
+        .env("DISINTO_PLATFORMS", "linux/amd64")
         .env("DISINTO_PUSH_ATTEMPTS", "30")
         .env("GITHUB_TOKEN", "signal-test-token")
         .env("GITHUB_ACTOR", "someone")

@@ -768,7 +768,6 @@ fn build_disinto(
     };
     let mut build = toolchain
         .build_command(sh, &target)
-        .arg("--quiet")
         .env("DISINTO_REVISION", revision)
         .env("DISINTO_RELEASE_VERSION", &run.plan.version);
     // Always set when it runs (empty when unsigned), so no key of the caller's gets in; a
