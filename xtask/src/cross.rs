@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(native.binary(t), Path::new("/t/release/disinto"));
         let sh = Shell::new().unwrap();
         let shown = native.build_command(&sh, t).to_string();
-        assert_eq!(shown, "cargo build --release --locked -p disinto");
+        assert_eq!(shown, "cargo build --quiet --release --locked -p disinto");
         let cross = Toolchain {
             platform: arm(),
             cross: Some(Cross {
@@ -506,7 +506,7 @@ mod tests {
         );
         assert_eq!(
             cross.build_command(&sh, t).to_string(),
-            "cargo build --release --locked -p disinto --target aarch64-unknown-linux-gnu"
+            "cargo build --quiet --release --locked -p disinto --target aarch64-unknown-linux-gnu"
         );
         // Emulation is never asked of the engine's own platform.
         assert!(emulation_ready(&amd, &amd).is_ok());
