@@ -7,8 +7,8 @@ use std::str::FromStr;
 
 use anyhow::{bail, Result};
 
-/// The platforms a release builds when neither the formula's caller nor `.env` says
-/// otherwise (`DISINTO_PLATFORMS`).
+/// The platforms the project releases (the release formula's `platforms`, which a test
+/// holds to this), and so the platforms the test bench provisions.
 pub const DEFAULT_PLATFORMS: &str = "linux/amd64,linux/arm64";
 
 /// One platform: `linux/amd64`, `linux/arm64`, `linux/arm/v7`.

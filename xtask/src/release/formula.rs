@@ -159,6 +159,7 @@ mod tests {
             .map(|p| p.to_string())
             .collect();
         assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(platforms.join(","), disinto::model::platform::DEFAULT_PLATFORMS);
     }
 
     #[test]
