@@ -159,7 +159,10 @@ mod tests {
             .map(|p| p.to_string())
             .collect();
         assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
-        assert_eq!(platforms.join(","), disinto::model::platform::DEFAULT_PLATFORMS);
+        assert_eq!(
+            platforms.join(","),
+            disinto::model::platform::DEFAULT_PLATFORMS
+        );
     }
 
     #[test]

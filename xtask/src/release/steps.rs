@@ -465,18 +465,32 @@ fn build_unit(
         created,
         source,
     } = args;
+    // The image id as this build made it: the local tag is shared by every checkout on the
+    // engine, and another one's build of the same version may move it before we read it.
+    let iid = disinto::fsx::TempDir::new("iidfile")?;
+    let iidfile: Vec<String> = match run.opts.dry_run {
+        true => vec![],
+        false => vec![
+            "--iidfile".into(),
+            iid.path().join("id").to_string_lossy().into_owned(),
+        ],
+    };
     // No --pull and no --no-cache here: the package image is named exactly, and the
     // steps above it are the factory's own files, which the cache keys by content.
     run.runner
         .exec(cmd!(
             sh,
-            "docker build --file {dockerfile} --tag {tag} {platform...} --build-arg {from} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {labels...} ."
+            "docker build --file {dockerfile} --tag {tag} {platform...} {iidfile...} --build-arg {from} --build-arg {version} --build-arg {revision} --build-arg {created} --build-arg {source} {labels...} ."
         ))
         .with_context(|| format!("docker build of {name} for {} failed (see its output above)", unit.platform))?;
     if run.opts.dry_run {
         return Ok(());
     }
-    let id = run.local_image_id(&tag)?;
+    let id = std::fs::read_to_string(iid.path().join("id"))
+        .ok()
+        .map(|id| id.trim().to_string())
+        .filter(|id| id.starts_with("sha256:"))
+        .with_context(|| format!("docker build of {name} wrote no image id (--iidfile)"))?;
     check_platform(&id, &unit.platform, name)?;
     // By construction the image starts with the package image's layers; a build that
     // did not would make the record lie, so it is an error.
