@@ -2,8 +2,8 @@
 //! local name of its base image, qemu's binfmt_misc entry that runs its binaries, and the
 //! cross toolchain (Debian's rustc-web, its std for the target, a GNU cross linker) that builds
 //! the `disinto` binary for it. Names and parsing are pure and unit-tested; only
-//! `engine_platform`, `emulation_ready`, `toolchain`, `image_platform` and `check` read the
-//! machine.
+//! `emulation_ready`, `toolchain` and `check` read the machine (the engine's and an image's
+//! platform are `disinto::engine::docker`'s to ask).
 
 use std::path::{Path, PathBuf};
 
@@ -139,14 +139,6 @@ pub fn register_line(conf: &str) -> Result<String> {
         true => line.to_string(),
         false => format!("{}:{flags}F", fields[..7].join(":")),
     })
-}
-
-/// The platform of the Docker engine (`docker version`'s server Os/Arch).
-pub fn engine_platform() -> Result<Platform> {
-    let out =
-        disinto::engine::docker::run(&["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"])
-            .map_err(|e| anyhow::anyhow!("cannot ask the Docker engine its platform: {e}"))?;
-    Platform::parse(out.trim()).context("the Docker engine's platform")
 }
 
 /// Ok when the engine can run `platform`'s binaries: its own platform, or another with qemu's
@@ -335,19 +327,6 @@ pub fn elf_machine_of(platform: &Platform) -> Option<u16> {
     }
 }
 
-/// The platform (`os/arch[/variant]`) of a local image, as `docker image inspect` says it.
-pub fn image_platform(image: &str) -> Result<Platform> {
-    let out = disinto::engine::docker::run(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}}",
-        image,
-    ])
-    .map_err(|e| anyhow::anyhow!("cannot inspect image {image}: {e}"))?;
-    Platform::parse(out.trim()).with_context(|| format!("the platform of image {image}"))
-}
-
 /// Everything a build for `platform` needs here, said before anything is built: the
 /// toolchain, the emulation that runs its binaries and package steps, and the local base image
 /// ([`base_for`] of `base`) of that platform. Nothing to check for the engine's platform.
@@ -358,7 +337,7 @@ pub fn check(platform: &Platform, engine: &Platform, base: &str) -> Result<()> {
     toolchain(platform, engine)?;
     emulation_ready(platform, engine)?;
     let local = base_for(base, platform)?;
-    let has = image_platform(&local).map_err(|_| {
+    let has = disinto::engine::docker::image_platform(&local).map_err(|_| {
         anyhow::anyhow!("platform {platform} cannot be built here: no local base image {local} (no registry is asked for it); as root run `cargo xtask test`, which makes it with debootstrap, or set DISINTO_PLATFORMS={engine}")
     })?;
     if !platform.matches(&has.os, &has.arch, has.variant.as_deref()) {

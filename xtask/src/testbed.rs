@@ -423,7 +423,7 @@ fn debootstrap_image(sh: &Shell, name: &str, foreign: Option<(&Platform, &str)>)
 /// engine's (linux/arm64 on amd64): qemu and its binfmt_misc entry, the cross toolchain, and
 /// a local base image of that platform (`cross::base_for`). Each part is skipped when ready.
 fn ensure_other_platforms(sh: &Shell) -> Result<()> {
-    let engine = cross::engine_platform()?;
+    let engine = disinto::engine::docker::engine_platform()?;
     for platform in Platform::parse_list(DEFAULT_PLATFORMS)? {
         if platform == engine {
             continue;
@@ -568,7 +568,7 @@ fn ensure_platform_base(sh: &Shell, platform: &Platform) -> Result<()> {
     let name = cross::base_for(BASE_IMAGE, platform)?;
     if image_present(&name) {
         // A name is not a platform: an image imported by hand under it could be amd64.
-        let has = cross::image_platform(&name)?;
+        let has = disinto::engine::docker::image_platform(&name)?;
         if !platform.matches(&has.os, &has.arch, has.variant.as_deref()) {
             bail!("{name} is {has}, not {platform}: remove it (docker image rm {name}) and provision again to make it with debootstrap");
         }
@@ -585,7 +585,7 @@ fn ensure_platform_base(sh: &Shell, platform: &Platform) -> Result<()> {
         "making {name} with debootstrap under qemu (a few minutes)"
     ));
     debootstrap_image(sh, &name, Some((platform, arch)))?;
-    let has = cross::image_platform(&name)?;
+    let has = disinto::engine::docker::image_platform(&name)?;
     if !platform.matches(&has.os, &has.arch, has.variant.as_deref()) {
         bail!("{name} was imported as {has}, not {platform}");
     }

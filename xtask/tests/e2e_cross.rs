@@ -35,7 +35,7 @@ impl Drop for Image {
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn the_other_platform_builds_disinto_and_the_agents_image_under_qemu() {
     let sh = bench();
-    let engine = cross::engine_platform().unwrap();
+    let engine = disinto::engine::docker::engine_platform().unwrap();
     let platform = other_platform(&engine);
     let base = cross::base_for(xtask::testbed::BASE_IMAGE, &platform).unwrap();
     // Everything the release's preflight asks, before anything is built.
@@ -131,7 +131,7 @@ fn the_other_platform_builds_disinto_and_the_agents_image_under_qemu() {
         "agents image for {platform}: {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let has = cross::image_platform(&image.0).unwrap();
+    let has = disinto::engine::docker::image_platform(&image.0).unwrap();
     assert!(
         platform.matches(&has.os, &has.arch, has.variant.as_deref()),
         "{} is {has}",
@@ -171,7 +171,7 @@ fn the_other_platform_builds_disinto_and_the_agents_image_under_qemu() {
 #[ignore = "needs the real Docker bench: run `cargo xtask test`"]
 fn a_platform_the_bench_cannot_build_is_refused_in_one_line() {
     let _sh = bench();
-    let engine = cross::engine_platform().unwrap();
+    let engine = disinto::engine::docker::engine_platform().unwrap();
     let platform = other_platform(&engine);
     let e = format!(
         "{:#}",

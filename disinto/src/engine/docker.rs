@@ -47,6 +47,22 @@ pub fn engine_platform() -> Result<crate::model::platform::Platform> {
         .map_err(|e| anyhow::anyhow!("the Docker daemon's platform: {e:#}"))
 }
 
+/// The platform (`os/arch[/variant]`) of a local image, as `docker image inspect` says it.
+pub fn image_platform(image: &str) -> Result<crate::model::platform::Platform> {
+    let said = read(
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}}",
+            image,
+        ],
+        &format!("inspect image {image}"),
+    )?;
+    crate::model::platform::Platform::parse(said.trim())
+        .map_err(|e| anyhow::anyhow!("the platform of image {image}: {e:#}"))
+}
+
 /// The local image id (`sha256:…`) of `reference`, if the image is in the local store.
 pub fn image_id(reference: &str) -> Option<String> {
     let out = Command::new("docker")

@@ -176,7 +176,7 @@ impl ReleaseImage {
     pub fn local_tag_of(&self, unit: &Unit) -> String {
         match unit.multi {
             false => self.local_tag.clone(),
-            true => format!("disinto-{}:{}", self.name(), unit.tag(&self.version())),
+            true => state::platform_reference(&self.local_tag, &unit.platform),
         }
     }
 
@@ -185,7 +185,7 @@ impl ReleaseImage {
     pub fn unit_ref(&self, unit: &Unit) -> String {
         match unit.multi {
             false => self.version_ref.clone(),
-            true => format!("{}:{}", self.repository, unit.tag(&self.version())),
+            true => state::platform_reference(&self.version_ref, &unit.platform),
         }
     }
 
@@ -196,20 +196,12 @@ impl ReleaseImage {
             false => self.refs(),
             true => {
                 let mut refs = vec![self.unit_ref(unit)];
-                if self.latest_ref.is_some() {
-                    refs.push(format!("{}:{}", self.repository, unit.tag("latest")));
+                if let Some(latest) = &self.latest_ref {
+                    refs.push(state::platform_reference(latest, &unit.platform));
                 }
                 refs
             }
         }
-    }
-
-    /// The version, from the version reference (`REPOSITORY:VERSION`).
-    fn version(&self) -> String {
-        self.version_ref
-            .rsplit_once(':')
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_default()
     }
 
     /// The version tag and, for a full release, latest.

@@ -9,6 +9,7 @@ use disinto::fsx;
 use serde::{Deserialize, Serialize};
 
 use super::step::{Status, Step};
+use disinto::model::platform::Platform;
 
 /// One step's outcome, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,7 +253,12 @@ impl RecordImage {
             .platforms
             .into_iter()
             .map(|(platform, progress)| {
-                let reference = platform_reference(&reference, &platform);
+                // Keys are the platforms the release wrote; one that does not parse is kept
+                // as it is rather than dropped from the record.
+                let reference = match Platform::parse(&platform) {
+                    Ok(p) => platform_reference(&reference, &p),
+                    Err(_) => reference.clone(),
+                };
                 (platform, RecordImage::of(reference, progress))
             })
             .collect();
@@ -274,13 +280,15 @@ impl RecordImage {
     }
 }
 
-/// `REPOSITORY:VERSION` of one platform: `REPOSITORY:linux-arm64-VERSION`.
-pub fn platform_reference(reference: &str, platform: &str) -> String {
-    match reference.rsplit_once(':') {
-        Some((repository, tag)) => {
-            format!("{repository}:{}-{tag}", platform.replace('/', "-"))
-        }
-        None => format!("{reference}:{}", platform.replace('/', "-")),
+/// `REPOSITORY:TAG` of one platform: `REPOSITORY:linux-arm64-TAG`, the one place a
+/// platform's tags and local build tags are named.
+pub fn platform_reference(reference: &str, platform: &Platform) -> String {
+    match reference
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+    {
+        Some((repository, tag)) => format!("{repository}:{}-{tag}", platform.tag_part()),
+        None => format!("{reference}:{}", platform.tag_part()),
     }
 }
 
@@ -434,9 +442,14 @@ mod tests {
         assert_eq!(arm.digest.as_deref(), Some("sha256:linux/arm64"));
         p.unit_mut("agents", Some("linux/arm64")).signature = None;
         assert_eq!(Record::of(&p, &refs, true).signed, Some(false));
+        let v7 = Platform::parse("linux/arm/v7").unwrap();
         assert_eq!(
-            platform_reference("127.0.0.1:5000/ns/edge:v1.0.0-rc.1", "linux/arm/v7"),
+            platform_reference("127.0.0.1:5000/ns/edge:v1.0.0-rc.1", &v7),
             "127.0.0.1:5000/ns/edge:linux-arm-v7-v1.0.0-rc.1"
+        );
+        assert_eq!(
+            platform_reference("127.0.0.1:5000/ns/edge", &v7),
+            "127.0.0.1:5000/ns/edge:linux-arm-v7"
         );
     }
 }

@@ -201,7 +201,7 @@ fn platforms_ready(run: &Run<'_>) -> Result<()> {
         println!("# platforms: {}", platforms.join(", "));
         return Ok(());
     }
-    let engine = crate::cross::engine_platform()?;
+    let engine = disinto::engine::docker::engine_platform()?;
     // The base images the package stages start from (the same one, as the Dockerfiles are).
     let mut bases = std::collections::BTreeSet::new();
     for image in &run.plan.images {
@@ -405,7 +405,7 @@ fn build_image(run: &mut Run<'_>) -> Result<()> {
 
 /// The platform the engine runs (a dry run without an engine assumes linux/amd64).
 fn engine_platform(run: &Run<'_>) -> Result<Platform> {
-    match crate::cross::engine_platform() {
+    match disinto::engine::docker::engine_platform() {
         Err(_) if run.opts.dry_run => Platform::parse("linux/amd64"),
         other => other,
     }
@@ -509,7 +509,7 @@ fn build_unit(
         true => eprintln!("  {name} {}: {note}", unit.platform),
         false => eprintln!("  {name}: {note}"),
     }
-    let base = base_image(run.plan.root(), dockerfile, &packages.base);
+    let base = base_image(&packages.base);
     let progress = run.state.progress.unit_mut(name, unit.key().as_deref());
     progress.image_id = Some(id);
     progress.packages = Some(note);
@@ -524,24 +524,9 @@ fn build_unit(
 /// Refuses an image that is not of `platform` (an engine that ignored `--platform`, or a
 /// base image of another platform under the platform's name).
 fn check_platform(id: &str, platform: &Platform, name: &str) -> Result<()> {
-    let out = disinto::engine::docker::read(
-        &[
-            "image",
-            "inspect",
-            "--format",
-            "{{.Os}} {{.Architecture}} {{.Variant}}",
-            id,
-        ],
-        "reading the built image's platform",
-    )?;
-    let mut words = out.split_whitespace();
-    let (os, arch, variant) = (
-        words.next().unwrap_or_default(),
-        words.next().unwrap_or_default(),
-        words.next(),
-    );
-    if !platform.matches(os, arch, variant) {
-        bail!("the {name} image built for {platform} is {os}/{arch}: check that its base image is of {platform}");
+    let has = disinto::engine::docker::image_platform(id)?;
+    if !platform.matches(&has.os, &has.arch, has.variant.as_deref()) {
+        bail!("the {name} image built for {platform} is {has}: check that its base image is of {platform}");
     }
     Ok(())
 }
@@ -839,11 +824,7 @@ pub fn build_lock(target: &std::path::Path) -> Result<std::fs::File> {
 /// The base image the package stage built on, as the engine has it now (just after the
 /// build): named as the Dockerfile names it, with its registry digest when it came from a
 /// registry, else its image id. None when unknown.
-fn base_image(
-    _root: &std::path::Path,
-    _dockerfile: &str,
-    (name, local): &(String, String),
-) -> Option<super::state::BaseImage> {
+fn base_image((name, local): &(String, String)) -> Option<super::state::BaseImage> {
     let out = disinto::engine::docker::run(&[
         "image",
         "inspect",
