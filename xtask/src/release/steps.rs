@@ -205,14 +205,7 @@ fn platforms_ready(run: &Run<'_>) -> Result<()> {
     // The base images the package stages start from (the same one, as the Dockerfiles are).
     let mut bases = std::collections::BTreeSet::new();
     for image in &run.plan.images {
-        let path = run.plan.root().join(image.image.dockerfile);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let stage = crate::dockerfile::image_for(&text, Some(packages::STAGE), &Default::default())
-            .with_context(|| {
-                format!("{}: no `{}` stage", image.image.dockerfile, packages::STAGE)
-            })?;
-        bases.extend(stage.base);
+        bases.insert(package_stage(run.plan.root(), image.image.dockerfile)?.1);
     }
     let mut problems: Vec<String> = vec![];
     for platform in &run.plan.platforms {
@@ -548,6 +541,23 @@ struct PackageImage {
     base: (String, String),
 }
 
+/// A Dockerfile's text and the base image its `packages` stage starts from.
+fn package_stage(root: &std::path::Path, dockerfile: &str) -> Result<(String, String)> {
+    let path = root.join(dockerfile);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let base = crate::dockerfile::image_for(&text, Some(packages::STAGE), &Default::default())
+        .with_context(|| format!("{dockerfile}: no `{}` stage to build", packages::STAGE))?
+        .base
+        .with_context(|| {
+            format!(
+                "{dockerfile}: the `{}` stage starts from no image",
+                packages::STAGE
+            )
+        })?;
+    Ok((text, base))
+}
+
 /// The previous release's package image when its inputs (base image id, package stage
 /// lines) are this one's, else the package stage built now, reproducibly, for the unit's
 /// platform.
@@ -561,18 +571,7 @@ fn package_image(
 ) -> Result<PackageImage> {
     let sh = run.sh();
     let name = run.plan.images[unit.image].name();
-    let path = run.plan.root().join(dockerfile);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let base = crate::dockerfile::image_for(&text, Some(packages::STAGE), &Default::default())
-        .with_context(|| format!("{dockerfile}: no `{}` stage to build", packages::STAGE))?
-        .base
-        .with_context(|| {
-            format!(
-                "{dockerfile}: the `{}` stage starts from no image",
-                packages::STAGE
-            )
-        })?;
+    let (text, base) = package_stage(run.plan.root(), dockerfile)?;
     // The base of another platform than the engine's has a name of its own here: the
     // engine's image store keeps one image per name.
     let local_base = match unit.platform == *engine {
