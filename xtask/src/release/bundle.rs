@@ -140,7 +140,7 @@ fn sign(run: &mut Run<'_>, pinned: &str) -> Result<()> {
         return Ok(());
     }
     super::sign::release_key(run)?;
-    let session = super::steps::session(run)?;
+    let session = run.session()?;
     eprintln!(
         "$ {}",
         disinto::engine::runner::shell_line(super::sign::sign_cmd(pinned))

@@ -387,6 +387,17 @@ impl<'a> Run<'a> {
         out.with_context(|| format!("git {} failed", args.join(" ")))
     }
 
+    /// The registry session (logged in with the token on stdin), opened on first use.
+    pub fn session(&mut self) -> Result<&Session> {
+        if self.state.session.is_none() {
+            let host = self.plan.registry_host().to_string();
+            let credentials = self.plan.config.credentials()?;
+            let attempts = self.plan.config.push_attempts;
+            self.state.session = Some(Session::login(&host, credentials, attempts)?);
+        }
+        self.state.session.as_ref().context("no registry session")
+    }
+
     pub fn local_image_id(&self, reference: &str) -> Result<String> {
         disinto::engine::docker::image_id(reference).with_context(|| {
             format!("image {reference} is not in the local image store: build and tag it first (cargo xtask release {} --only build-image, then --only tag-image)", self.plan.version)

@@ -18,7 +18,6 @@ use super::registry::{is_loopback, login_lines, Session, LOGOUT_LINE};
 use super::sbom::{self, Binary, SbomInput, DPKG_FORMAT};
 use super::state::{Attestation, Signature};
 use super::step::Step;
-use super::steps::session;
 use super::Run;
 
 /// Where cosign finds the private key: the environment variable, never a file.
@@ -198,7 +197,7 @@ pub(super) fn sign_image(run: &mut Run<'_>) -> Result<()> {
         }
         jobs.push(job(run, index, None, &crates)?);
     }
-    session(run)?;
+    run.session()?;
     let session = run.state.session.as_ref().context("no registry session")?;
     // The images are independent and each is a few round trips to the registry and one
     // container: signed side by side, a release waits for the slowest, not for the sum.

@@ -255,7 +255,7 @@ fn registry_ready(run: &mut Run<'_>) -> Result<()> {
         return Ok(());
     }
     let sh = run.sh();
-    let session = session(run)?;
+    let session = run.session()?;
     let found: Result<Vec<_>> = refs
         .iter()
         .map(|r| session.inspect(sh, r).map(|f| (r, f)))
@@ -298,16 +298,6 @@ fn print_login(host: &str) {
     for line in login_lines(host) {
         println!("$ {line}");
     }
-}
-
-pub(super) fn session<'c>(run: &'c mut Run<'_>) -> Result<&'c Session> {
-    if run.state.session.is_none() {
-        let host = run.plan.registry_host().to_string();
-        let credentials = run.plan.config.credentials()?;
-        let attempts = run.plan.config.push_attempts;
-        run.state.session = Some(Session::login(&host, credentials, attempts)?);
-    }
-    run.state.session.as_ref().context("no registry session")
 }
 
 fn tag_main(run: &mut Run<'_>) -> Result<()> {
@@ -999,7 +989,7 @@ pub(super) fn push_image(run: &mut Run<'_>) -> Result<()> {
             )
         })
         .collect();
-    let session = session(run)?;
+    let session = run.session()?;
     let mut digests = vec![];
     for ((name, key, unit_ref, refs, packages), image_id) in pushes.into_iter().zip(&ids) {
         let mut digest = None;
@@ -1112,7 +1102,7 @@ fn restart_agents(run: &mut Run<'_>) -> Result<()> {
     // release pushed there, and the factory's operator may have no login of their own.
     let login = match run.opts.dry_run {
         true => None,
-        false => Some(DockerConfig::point_at(session(run)?.config_dir())),
+        false => Some(DockerConfig::point_at(run.session()?.config_dir())),
     };
     let result = Rollout {
         watch: Duration::from_secs(run.opts.watch),
