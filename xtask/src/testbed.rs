@@ -31,6 +31,8 @@ const ENGINE_PACKAGES: [&str; 3] = ["docker.io", "docker-buildx", "docker-compos
 /// bookworm's qemu 7.2 lacks `prctl(PR_SET_CHILD_SUBREAPER)`, so the agents image's `tini -s`
 /// dies at once under it ("PR_SET_CHILD_SUBREAPER is unavailable"); trixie's 10.0 has it.
 const QEMU_PACKAGE: &str = "qemu-user";
+/// cosign, Debian's from trixie on (bookworm has none).
+const SIGNING_PACKAGE: &str = "cosign";
 /// The oldest qemu the bench keeps registered (the one tested with tini -s).
 const MIN_QEMU_MAJOR: u64 = 10;
 /// The oldest engine used as it is; an older one (bookworm's 20.10) is upgraded to the set.
@@ -47,7 +49,7 @@ const OLD_COMPOSE_SHA256: &str = "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68
 const TOOLS: [(&str, &str); 5] = [
     ("debootstrap", "debootstrap"),
     // Signs releases and is the interop oracle for the signatures disinto verifies.
-    ("cosign", "cosign"),
+    ("cosign", SIGNING_PACKAGE),
     ("htpasswd", "apache2-utils"),
     ("docker-registry", "docker-registry"),
     ("git", "git"),
@@ -86,6 +88,8 @@ pub fn provision(sh: &Shell) -> Result<()> {
             );
         }
         say(&format!("installing {}", packages.join(" ")));
+        // cosign is Debian's from trixie on: bookworm finds it only through that source.
+        add_engine_source()?;
         apt_install(sh, &packages)?;
     }
     ensure_engine(sh)?;
@@ -259,8 +263,7 @@ fn ensure_engine(sh: &Shell) -> Result<()> {
         "installing {} from Debian {ENGINE_SUITE} (pinned: nothing else comes from it)",
         missing.join(" ")
     ));
-    disinto::fsx::write_atomic(Path::new(APT_SOURCE), engine_source().as_bytes())?;
-    disinto::fsx::write_atomic(Path::new(APT_PIN), engine_pin().as_bytes())?;
+    add_engine_source()?;
     apt_install(sh, &missing)?;
     match (dockerd_major(sh), compose_version(sh)) {
         (Some(m), Some(c)) if m >= MIN_ENGINE_MAJOR && c.starts_with("2.") => Ok(()),
@@ -268,10 +271,17 @@ fn ensure_engine(sh: &Shell) -> Result<()> {
     }
 }
 
+/// Writes the apt source of Debian stable and its pin (what it may install), as they are
+/// here: both are ours, made whole again on every install.
+fn add_engine_source() -> Result<()> {
+    disinto::fsx::write_atomic(Path::new(APT_SOURCE), engine_source().as_bytes())?;
+    disinto::fsx::write_atomic(Path::new(APT_PIN), engine_pin().as_bytes())
+}
+
 /// The apt source of Debian stable, for the engine set only (see [`engine_pin`]).
 fn engine_source() -> String {
     format!(
-        "# Written by `cargo xtask test`: Debian {ENGINE_SUITE}, for its Docker engine set and qemu only\n\
+        "# Written by `cargo xtask test`: Debian {ENGINE_SUITE}, for its Docker engine set, qemu and cosign only\n\
          # (see {APT_PIN}).\n\
          Types: deb\n\
          URIs: http://deb.debian.org/debian\n\
@@ -281,19 +291,19 @@ fn engine_source() -> String {
     )
 }
 
-/// Pins everything from that release below anything installed, except the engine set and qemu.
+/// Pins everything from that release below anything installed, except the engine set, qemu
+/// and cosign (which bookworm does not have).
 fn engine_pin() -> String {
     format!(
-        "# Written by `cargo xtask test`: from Debian {ENGINE_SUITE}, the engine set and qemu, nothing else.\n\
+        "# Written by `cargo xtask test`: from Debian {ENGINE_SUITE}, the engine set, qemu and cosign, nothing else.\n\
          Package: *\n\
          Pin: release n={ENGINE_SUITE}\n\
          Pin-Priority: 1\n\
          \n\
-         Package: {} {}\n\
+         Package: {} {QEMU_PACKAGE} {SIGNING_PACKAGE}\n\
          Pin: release n={ENGINE_SUITE}\n\
          Pin-Priority: 990\n",
         ENGINE_PACKAGES.join(" "),
-        QEMU_PACKAGE
     )
 }
 
@@ -496,8 +506,7 @@ fn ensure_emulation(sh: &Shell, platform: &Platform, engine: &Platform) -> Resul
         say(&format!(
             "installing {QEMU_PACKAGE} from Debian {ENGINE_SUITE} (for {platform}; pinned: nothing else comes from it)"
         ));
-        disinto::fsx::write_atomic(Path::new(APT_SOURCE), engine_source().as_bytes())?;
-        disinto::fsx::write_atomic(Path::new(APT_PIN), engine_pin().as_bytes())?;
+        add_engine_source()?;
         apt_install(sh, &[&format!("{QEMU_PACKAGE}/{ENGINE_SUITE}")])?;
         if !recent(&program) {
             bail!(
@@ -840,7 +849,7 @@ mod engine_tests {
             "{pin}"
         );
         assert!(
-            pin.contains("Package: docker.io docker-buildx docker-compose qemu-user\nPin: release n=trixie\nPin-Priority: 990\n"),
+            pin.contains("Package: docker.io docker-buildx docker-compose qemu-user cosign\nPin: release n=trixie\nPin-Priority: 990\n"),
             "{pin}"
         );
         assert!(engine_source().contains("Suites: trixie\n"));
