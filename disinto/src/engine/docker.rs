@@ -105,6 +105,8 @@ pub fn run_for(args: &[&str], limit: std::time::Duration) -> std::result::Result
 }
 
 /// Runs `cmd` and collects its output, killing it when it has not ended within `limit`.
+/// Its output is read while it runs: a child that fills a pipe (64 KiB) before it ends would
+/// otherwise wait for a reader that waits for it.
 pub fn output_within(
     cmd: &mut Command,
     limit: std::time::Duration,
@@ -116,6 +118,8 @@ pub fn output_within(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     // A deferred interrupt does not cut this wait short: `limit` bounds it anyway, and
     // returning early would leave the child running, unwatched.
     let ended = super::poll::until_with(
@@ -124,22 +128,53 @@ pub fn output_within(
         super::poll::OnInterrupt::Finish,
         |_| {
             Ok(match child.try_wait()? {
-                Some(_) => Look::Done(()),
+                Some(status) => Look::Done(status),
                 None => Look::Wait(String::new()),
             })
         },
     );
-    if !matches!(ended, Ok(Ok(()))) {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(match ended {
-            Err(e) => format!("cannot wait for {program}: {e:#}"),
-            _ => format!("{program} did not end within {:.1}s", limit.as_secs_f64()),
-        });
-    }
-    child
-        .wait_with_output()
-        .map_err(|e| format!("cannot read the output of {program}: {e}"))
+    let status = match ended {
+        Ok(Ok(status)) => status,
+        // The readers are left to end with the pipes: a process the child started may
+        // hold them open longer than this command should wait.
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("cannot wait for {program}: {e:#}"));
+        }
+        Ok(Err(_)) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{program} did not end within {:.1}s",
+                limit.as_secs_f64()
+            ));
+        }
+    };
+    let read = |reader: std::thread::JoinHandle<std::io::Result<Vec<u8>>>| {
+        reader
+            .join()
+            .map_err(|_| format!("cannot read the output of {program}"))?
+            .map_err(|e| format!("cannot read the output of {program}: {e}"))
+    };
+    Ok(Output {
+        status,
+        stdout: read(stdout)?,
+        stderr: read(stderr)?,
+    })
+}
+
+/// Reads `pipe` to its end on a thread of its own; what it read.
+fn drain<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
+    std::thread::spawn(move || {
+        let mut bytes = vec![];
+        if let Some(mut pipe) = pipe {
+            pipe.read_to_end(&mut bytes)?;
+        }
+        Ok(bytes)
+    })
 }
 
 /// [`run`], with a one-line error saying what was being done.
@@ -216,5 +251,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "quick\n");
+    }
+
+    #[test]
+    fn output_larger_than_a_pipe_is_read_while_the_command_runs() {
+        // 1 MB on each stream: more than a pipe holds, so the child ends only if read.
+        let out = output_within(
+            Command::new("sh").args([
+                "-c",
+                "head -c 1000000 /dev/zero; head -c 1000000 /dev/zero >&2; exit 3",
+            ]),
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(out.stdout.len(), 1_000_000);
+        assert_eq!(out.stderr.len(), 1_000_000);
+        assert_eq!(out.status.code(), Some(3));
     }
 }
