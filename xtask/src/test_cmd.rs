@@ -73,8 +73,9 @@ impl Test {
 /// others (their own registries, projects, stacks, images and volumes). Every other test
 /// target runs in the foreground; a test holds the lanes to the test files.
 const BACKGROUND: [&[&str]; 3] = [
+    // The swarms run on engines of their own (nodes in containers): the host's engine never
+    // joins or leaves a swarm under the others' containers.
     &["e2e_swarm", "bench_tiny"],
-    // Its own engines (three nodes in containers): nothing shared with the host's swarm.
     &["e2e_swarm_nodes", "e2e_release"],
     // The builds for arm64 (under qemu, and the cross-built binary): they share the cross
     // target directory's build lock, so they run one after the other anyway.

@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 pub use disinto::fsx::TempDir;
 
+pub mod swarm;
+
 /// A shell at the repository root, after checking the bench is there (panics if not:
 /// an end-to-end test must never pass without the real engine).
 pub fn bench() -> xshell::Shell {
@@ -229,8 +231,12 @@ pub fn wait_healthy(container: &str, limit: std::time::Duration) {
 
 /// Mounts of `container` that are anonymous volumes (a volume named by 64 hex digits).
 pub fn anonymous_mounts(container: &str) -> Vec<String> {
-    let json =
-        ok(Command::new("docker").args(["inspect", "--format", "{{json .Mounts}}", container]));
+    anonymous_mounts_by(Command::new("docker"), container)
+}
+
+/// [`anonymous_mounts`] through `docker`, a `docker` command to be given its arguments.
+pub fn anonymous_mounts_by(mut docker: Command, container: &str) -> Vec<String> {
+    let json = ok(docker.args(["inspect", "--format", "{{json .Mounts}}", container]));
     let mounts: Vec<serde_yaml::Value> = serde_yaml::from_str(&json).unwrap();
     mounts
         .iter()
@@ -404,8 +410,13 @@ pub fn volume_paths() -> Vec<&'static str> {
 
 /// Writes `marker` into `marker` files in every agent volume of `container`, as user agent.
 pub fn write_markers(container: &str, marker: &str) {
+    write_markers_by(|| Command::new("docker"), container, marker);
+}
+
+/// [`write_markers`] through the engine `docker` commands (given their arguments) talk to.
+pub fn write_markers_by(docker: impl Fn() -> Command, container: &str, marker: &str) {
     for p in volume_paths() {
-        ok(Command::new("docker").args([
+        ok(docker().args([
             "exec",
             "-u",
             "agent",
@@ -419,15 +430,15 @@ pub fn write_markers(container: &str, marker: &str) {
 
 /// What the `marker` files in every agent volume of `container` say (empty where none is).
 pub fn read_markers(container: &str) -> Vec<String> {
+    read_markers_by(|| Command::new("docker"), container)
+}
+
+/// [`read_markers`] through the engine `docker` commands (given their arguments) talk to.
+pub fn read_markers_by(docker: impl Fn() -> Command, container: &str) -> Vec<String> {
     volume_paths()
         .iter()
         .map(|p| {
-            let out = output(Command::new("docker").args([
-                "exec",
-                container,
-                "cat",
-                &format!("{p}/marker"),
-            ]));
+            let out = output(docker().args(["exec", container, "cat", &format!("{p}/marker")]));
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         })
         .collect()
