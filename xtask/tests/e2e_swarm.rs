@@ -108,10 +108,29 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
     let (_, image) = swarm.agents_on(1);
     assert!(image.ends_with(&format!("@{v1}")), "{image}");
     assert_eq!(swarm.spec_image("runner"), swarm.spec_image("agents"));
+    // edge and reproduce go back to that release with it.
+    for service in ["edge", "reproduce"] {
+        let spec = swarm.spec_image(service);
+        assert!(
+            spec.starts_with(&format!("{ns}/{service}:v0.1.0@")),
+            "{service}: {spec}"
+        );
+    }
     assert_eq!(swarm.markers(1), vec![marker.clone(); 4]);
     deploy(&["deploy"]);
     let (_, image) = swarm.agents_on(1);
     assert!(image.ends_with(&format!("@{v2}")), "{image}");
+    let release_specs = |version: &str| {
+        ["edge", "reproduce"].map(|service| {
+            let spec = swarm.spec_image(service);
+            assert!(
+                spec.starts_with(&format!("{ns}/{service}:{version}@")),
+                "{service}: {spec}"
+            );
+            spec
+        })
+    };
+    let v2_specs = release_specs("v0.2.0");
 
     // v0.3.0 never turns healthy: Swarm rolls agents back to v0.2.0 by itself.
     swarm.set_env(&env("v0.3.0"));
@@ -139,6 +158,12 @@ fn swarm_rolls_a_failing_release_back_and_keeps_the_data() {
         "{running}"
     );
     assert_eq!(swarm.spec_image("runner"), swarm.spec_image("agents"));
+    // edge and reproduce, which the deploy moved to v0.3.0, are back on v0.2.0's specs.
+    assert!(
+        stderr.contains(&format!("{} goes back with agents", swarm.service("edge"))),
+        "{stderr}"
+    );
+    assert_eq!(release_specs("v0.2.0"), v2_specs);
     assert_eq!(swarm.markers(1), vec![marker.clone(); 4]);
     let anonymous = anonymous_mounts_by(swarm.docker_cmd(1), &container);
     assert!(anonymous.is_empty(), "{anonymous:?}");

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::{check_stack_name, drain_agents, follow, preflight, settle};
+use super::{
+    check_stack_name, companion_images, drain_agents, follow, preflight, put_back, settle,
+};
 use crate::engine::swarm::{nodes, require_manager, service_name, this_node};
 use crate::engine::{docker, Runner};
 use crate::factory::{Factory, PROJECTS_DIR};
@@ -135,6 +137,11 @@ pub(crate) fn deploy(
     if !dry_run {
         write_stack(&factory, &file, &input)?;
     }
+    // What edge and reproduce run before: put back should Swarm roll agents back.
+    let before = match dry_run {
+        true => Default::default(),
+        false => companion_images(stack_name),
+    };
     // Held until the deploy has settled; dropping it lifts the drain of a task left running.
     let drained = drain_agents(&runner, stack_name, policy)?;
     // --resolve-image never: the file pins our images by digest already, and asking a registry
@@ -147,7 +154,7 @@ pub(crate) fn deploy(
         .with_context(|| format!("docker stack deploy refused {}", file.display()))?;
     let agents = service_name(stack_name, "agents");
     runner.note(&format!(
-        "wait until {agents} runs its new image, healthy and watched for {}, or Swarm has rolled it back (at most {}s); then runner follows agents' image",
+        "wait until {agents} runs its new image, healthy and watched for {}, or Swarm has rolled it back (at most {}s); then runner follows agents' image (and, after a rollback, edge and reproduce go back too)",
         stack::MONITOR,
         timeout.as_secs()
     ));
@@ -179,8 +186,10 @@ pub(crate) fn deploy(
     entry.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
     History::load(&factory.dir)?.append(entry)?;
     if rolled_back {
+        put_back(&runner, &before, timeout)
+            .with_context(|| format!("Swarm rolled {agents} back ({tried} failed its update)"))?;
         bail!(
-            "Swarm rolled {agents} back: {tried} failed its update (see `docker service ps --no-trunc {agents}`); it runs {runs} again, and runner with it; AGENTS_IMAGE={version} still names the failed release: change it before the next deploy"
+            "Swarm rolled {agents} back: {tried} failed its update (see `docker service ps --no-trunc {agents}`); it runs {runs} again, and runner with it (edge and reproduce are back where they were); AGENTS_IMAGE={version} still names the failed release: change it before the next deploy"
         );
     }
     eprintln!("{agents} runs {runs}, healthy");

@@ -1,6 +1,7 @@
 //! `disinto swarm`: the pinned factory on a Docker Swarm, from the stack file
 //! ([`crate::model::stack`]); one module per subcommand. What they share lives here: the
-//! stack name check, waiting for an update to settle, and runner following agents.
+//! stack name check, waiting for an update to settle, runner following agents, and edge and
+//! reproduce going back with it.
 
 pub(crate) mod deploy;
 mod preflight;
@@ -8,6 +9,7 @@ pub(crate) mod rm;
 pub(crate) mod rollback;
 pub(crate) mod status;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use crate::engine::swarm::{inspect, local_container, service_name, tasks, Servic
 use crate::engine::Runner;
 use crate::factory::project_name_in;
 use crate::model::config::{Environment, Settings};
+use crate::model::image_ref::{AGENTS, OUR_IMAGES};
 use crate::ops::drain::{self, DrainPolicy, Drained};
 
 /// The stack `disinto swarm` works on: `--stack` (or DISINTO_STACK) when given, else the
@@ -148,6 +151,61 @@ fn settle(service: &str, timeout: Duration) -> Result<bool> {
             timeout.as_secs()
         )
     })
+}
+
+/// The services of our other images (edge, reproduce), released with agents and pinned
+/// with it: what goes back when agents goes back.
+fn companions(stack_name: &str) -> Vec<String> {
+    OUR_IMAGES
+        .iter()
+        .filter(|image| **image != AGENTS)
+        .map(|image| service_name(stack_name, image.name))
+        .collect()
+}
+
+/// The image each companion's spec names now (those that exist): what a deploy that Swarm
+/// rolls back puts back.
+fn companion_images(stack_name: &str) -> BTreeMap<String, String> {
+    companions(stack_name)
+        .into_iter()
+        .filter_map(|service| Some((service.clone(), inspect(&service).ok()?.image)))
+        .collect()
+}
+
+/// Puts each service on its image, unless its spec names it already, and waits (at most
+/// `timeout`) until each has settled there: a deploy that came while edge's update still
+/// waited for its first health check (30 s after start) would be taken by Swarm for a
+/// failure of that deploy, and rolled back.
+fn put_back(
+    runner: &Runner<'_>,
+    images: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<()> {
+    let sh = runner.sh;
+    let mut moved = vec![];
+    for (service, image) in images {
+        let now = inspect(service)?.image;
+        if &now == image {
+            continue;
+        }
+        runner
+            .exec(
+                xshell::cmd!(
+                    sh,
+                    "docker service update --detach --with-registry-auth --image {image} {service}"
+                )
+                .ignore_stdout(),
+            )
+            .with_context(|| format!("cannot put {service} back on {image}"))?;
+        eprintln!("{service} goes back with agents: {now} → {image}");
+        moved.push(service);
+    }
+    for service in moved {
+        if settle(service, timeout)? {
+            bail!("Swarm could not put {service} back (it rolled that update back too): see `docker service ps --no-trunc {service}`");
+        }
+    }
+    Ok(())
 }
 
 /// runner runs agents' image, always (compose's rule): after Swarm rolled agents back, runner

@@ -1,13 +1,15 @@
 //! `disinto swarm rollback`: agents back to the spec before the last change (`docker service
-//! rollback`), runner with it; recorded in the factory's history.
+//! rollback`), runner with it, edge and reproduce to the same release; recorded in the
+//! factory's history.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::{check_stack_name, drain_agents, follow, settle};
+use super::{check_stack_name, companions, drain_agents, follow, put_back, settle};
 use crate::engine::swarm::{inspect, require_manager, service_name};
 use crate::engine::{docker, Runner};
 use crate::factory::Factory;
@@ -28,7 +30,7 @@ pub(crate) fn rollback(
     let runner = Runner::new(sh, dry_run);
     let agents = service_name(stack_name, "agents");
     let wait = format!(
-        "wait until {agents} runs its previous image, healthy (at most {}s); then runner follows agents' image",
+        "wait until {agents} runs its previous image, healthy (at most {}s); then runner follows agents' image, and edge and reproduce go back to that release where Swarm kept its spec",
         timeout.as_secs()
     );
     if dry_run {
@@ -63,9 +65,27 @@ pub(crate) fn rollback(
     settle(&agents, timeout)?;
     let runs = follow(&runner, stack_name)?;
     println!("rolled back: {agents} {} → {runs}", before.image);
-    let tag = ImageRef::parse(&runs)
-        .ok()
-        .and_then(|r| r.tag().map(str::to_string));
+    let tag = tag_of(&runs);
+    // edge and reproduce go back to the release agents now runs, when the spec Swarm kept
+    // before theirs is of it; else they stay, and a deploy of that release moves them.
+    let mut back = BTreeMap::new();
+    for service in companions(stack_name) {
+        let Ok(state) = inspect(&service) else {
+            continue;
+        };
+        match state.previous_image {
+            Some(previous) if tag.is_some() && tag_of(&previous) == tag => {
+                back.insert(service, previous);
+            }
+            _ if tag_of(&state.image) != tag => eprintln!(
+                "note: {service} stays on {}: Swarm kept no spec of {} for it; `disinto swarm deploy` of that release moves it",
+                state.image,
+                tag.as_deref().unwrap_or(&runs)
+            ),
+            _ => {}
+        }
+    }
+    put_back(&runner, &back, timeout)?;
     // The history says what runs now, whatever `.env` says; a factory whose `.env` does not
     // read still gets its row.
     let factory = Factory::open_to_stop(root)?;
@@ -88,4 +108,11 @@ pub(crate) fn rollback(
         }
     }
     Ok(())
+}
+
+/// The tag of an image reference (`v0.1.0` of `REPO/agents:v0.1.0@sha256:…`).
+fn tag_of(image: &str) -> Option<String> {
+    ImageRef::parse(image)
+        .ok()
+        .and_then(|r| r.tag().map(str::to_string))
 }
