@@ -85,7 +85,6 @@ pub(crate) fn rollback(
             _ => {}
         }
     }
-    put_back(&runner, &back, timeout)?;
     // The history says what runs now, whatever `.env` says; a factory whose `.env` does not
     // read still gets its row.
     let factory = Factory::open_to_stop(root)?;
@@ -98,6 +97,8 @@ pub(crate) fn rollback(
     entry.swarm = Some(stack_name.to_string());
     entry.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
     History::load(&factory.dir)?.append(entry)?;
+    // After the row: agents went back, whatever becomes of its companions.
+    let companions_back = put_back(&runner, &back, timeout);
     // Swarm's rollback is not written into .env (the operator's file): say what to change.
     let setting = Factory::open(root).map(|f| f.config.agents.as_setting().to_string());
     if let (Ok(setting), Some(tag)) = (setting, tag) {
@@ -107,7 +108,7 @@ pub(crate) fn rollback(
             );
         }
     }
-    Ok(())
+    companions_back
 }
 
 /// The tag of an image reference (`v0.1.0` of `REPO/agents:v0.1.0@sha256:…`).
