@@ -61,10 +61,44 @@ impl Test {
         )
         .run()
         .context("tests failed");
-        background
+        let all = background
             .into_iter()
             .map(Lane::finish)
-            .fold(rest, |all, lane| all.and(lane))
+            .fold(rest, |all, lane| all.and(lane));
+        remove_untagged_release_builds();
+        all
+    }
+}
+
+/// The tests' releases build under local tags every checkout shares (`disinto-agents:v0.1.0`),
+/// which they leave alone while others may be building (see `forget_local_images` in the
+/// tests): the builds whose tag moved on are left with none. Once every lane has ended, the
+/// release builds (they carry the package-stage labels) that no tag names are removed; a
+/// failure here is only a warning.
+fn remove_untagged_release_builds() {
+    let label = format!("label={}", crate::release::packages::LABEL_IMAGE);
+    let ids = match disinto::engine::docker::run(&[
+        "image",
+        "ls",
+        "--quiet",
+        "--no-trunc",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        &label,
+    ]) {
+        Ok(ids) => ids,
+        Err(e) => return eprintln!("warning: cannot list the tests' untagged release builds: {e}"),
+    };
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return;
+    }
+    let mut args = vec!["rmi"];
+    args.extend(&ids);
+    match disinto::engine::docker::run(&args) {
+        Ok(_) => eprintln!("removed {} untagged release builds of the tests", ids.len()),
+        Err(e) => eprintln!("warning: cannot remove the tests' untagged release builds: {e}"),
     }
 }
 

@@ -14,6 +14,12 @@ use crate::model::stack::{Node, VOLUMES_LABEL};
 /// The label Docker puts on every service, container and volume `docker stack deploy` makes.
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
+/// The label `docker stack deploy` puts on every service: its image as the stack file names
+/// it. A deploy whose file names the image this label holds keeps the service's image as it
+/// is, so whatever puts a service on another image outside a deploy must move this label too,
+/// or the next deploy of the release it left would leave the service where it is.
+pub const IMAGE_LABEL: &str = "com.docker.stack.image";
+
 /// Docker's name of a stack's service (`disinto_agents`).
 pub fn service_name(stack: &str, service: &str) -> String {
     format!("{stack}_{service}")

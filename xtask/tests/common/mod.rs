@@ -359,8 +359,11 @@ pub fn release_for(
     );
 }
 
-/// Removes every local tag of our images under `ns` (and the local build tags), so what
-/// runs next must come from the registry.
+/// Removes every local tag of our images under `ns`, so what runs next must come from the
+/// registry. The release's local build tags (`disinto-agents:v0.1.0`) are every checkout's on
+/// this engine: removing one could delete an image another test's release has just built and
+/// not yet tagged (its tag-image then found no image). `cargo xtask test` removes the builds
+/// no tag names any more once every lane has ended.
 pub fn forget_local_images(ns: &str, versions: &[&str]) {
     for name in ["agents", "edge", "reproduce"] {
         let mut refs = vec![];
@@ -372,7 +375,6 @@ pub fn forget_local_images(ns: &str, versions: &[&str]) {
         for v in versions {
             for platform in platforms {
                 refs.push(format!("{ns}/{name}:{platform}{v}"));
-                refs.push(format!("disinto-{name}:{platform}{v}"));
             }
         }
         for r in refs {

@@ -186,7 +186,7 @@ pub(crate) fn deploy(
     entry.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
     History::load(&factory.dir)?.append(entry)?;
     if rolled_back {
-        put_back(&runner, &before, timeout)
+        put_back(&runner, &before)
             .with_context(|| format!("Swarm rolled {agents} back ({tried} failed its update)"))?;
         bail!(
             "Swarm rolled {agents} back: {tried} failed its update (see `docker service ps --no-trunc {agents}`); it runs {runs} again, and runner with it (edge and reproduce are back where they were); AGENTS_IMAGE={version} still names the failed release: change it before the next deploy"

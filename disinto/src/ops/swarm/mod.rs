@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::engine::poll::{self, Look};
-use crate::engine::swarm::{inspect, local_container, service_name, tasks, ServiceState, Task};
+use crate::engine::swarm::{
+    inspect, local_container, service_name, tasks, ServiceState, Task, IMAGE_LABEL,
+};
 use crate::engine::Runner;
 use crate::factory::project_name_in;
 use crate::model::config::{Environment, Settings};
@@ -172,17 +174,12 @@ fn companion_images(stack_name: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Puts each service on its image, unless its spec names it already, and waits (at most
-/// `timeout`) until each has settled there: a deploy that came while edge's update still
-/// waited for its first health check (30 s after start) would be taken by Swarm for a
-/// failure of that deploy, and rolled back.
-fn put_back(
-    runner: &Runner<'_>,
-    images: &BTreeMap<String, String>,
-    timeout: Duration,
-) -> Result<()> {
+/// Puts each service on its image, unless its spec names it already; its stack label moves
+/// with it ([`IMAGE_LABEL`]), so the next deploy of the release it left moves it again. Not
+/// waited for, as a deploy does not wait for edge (its first health check comes 30 s after
+/// start): `status` shows them.
+fn put_back(runner: &Runner<'_>, images: &BTreeMap<String, String>) -> Result<()> {
     let sh = runner.sh;
-    let mut moved = vec![];
     for (service, image) in images {
         let now = inspect(service)?.image;
         if &now == image {
@@ -192,18 +189,12 @@ fn put_back(
             .exec(
                 xshell::cmd!(
                     sh,
-                    "docker service update --detach --with-registry-auth --image {image} {service}"
+                    "docker service update --detach --with-registry-auth --image {image} --label-add {IMAGE_LABEL}={image} {service}"
                 )
                 .ignore_stdout(),
             )
             .with_context(|| format!("cannot put {service} back on {image}"))?;
         eprintln!("{service} goes back with agents: {now} → {image}");
-        moved.push(service);
-    }
-    for service in moved {
-        if settle(service, timeout)? {
-            bail!("Swarm could not put {service} back (it rolled that update back too): see `docker service ps --no-trunc {service}`");
-        }
     }
     Ok(())
 }
@@ -221,7 +212,7 @@ fn follow(runner: &Runner<'_>, stack_name: &str) -> Result<String> {
             .exec(
                 xshell::cmd!(
                     sh,
-                    "docker service update --detach --with-registry-auth --image {image} {runner_name}"
+                    "docker service update --detach --with-registry-auth --image {image} --label-add {IMAGE_LABEL}={image} {runner_name}"
                 )
                 .ignore_stdout(),
             )

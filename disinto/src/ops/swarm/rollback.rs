@@ -98,7 +98,7 @@ pub(crate) fn rollback(
     entry.interrupted_session = drained.as_ref().and_then(|d| d.interrupted.clone());
     History::load(&factory.dir)?.append(entry)?;
     // After the row: agents went back, whatever becomes of its companions.
-    let companions_back = put_back(&runner, &back, timeout);
+    let companions_back = put_back(&runner, &back);
     // Swarm's rollback is not written into .env (the operator's file): say what to change.
     let setting = Factory::open(root).map(|f| f.config.agents.as_setting().to_string());
     if let (Ok(setting), Some(tag)) = (setting, tag) {
