@@ -174,27 +174,17 @@ fn companion_images(stack_name: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Puts each service on its image, unless its spec names it already; its stack label moves
-/// with it ([`IMAGE_LABEL`]), so the next deploy of the release it left moves it again. Not
-/// waited for, as a deploy does not wait for edge (its first health check comes 30 s after
-/// start): `status` shows them.
+/// Puts each service on its image, unless its spec names it already ([`move_service`]).
+/// Not waited for, as a deploy does not wait for edge (its first health check comes 30 s
+/// after start): `status` shows them.
 fn put_back(runner: &Runner<'_>, images: &BTreeMap<String, String>) -> Result<()> {
-    let sh = runner.sh;
     for (service, image) in images {
         let now = inspect(service)?.image;
-        if &now == image {
-            continue;
+        if &now != image {
+            move_service(runner, service, image)
+                .with_context(|| format!("cannot put {service} back on {image}"))?;
+            eprintln!("{service} goes back with agents: {now} → {image}");
         }
-        runner
-            .exec(
-                xshell::cmd!(
-                    sh,
-                    "docker service update --detach --with-registry-auth --image {image} --label-add {IMAGE_LABEL}={image} {service}"
-                )
-                .ignore_stdout(),
-            )
-            .with_context(|| format!("cannot put {service} back on {image}"))?;
-        eprintln!("{service} goes back with agents: {now} → {image}");
     }
     Ok(())
 }
@@ -207,19 +197,24 @@ fn follow(runner: &Runner<'_>, stack_name: &str) -> Result<String> {
     let runner_state = inspect(&runner_name)?;
     if runner_state.image != agents.image {
         let image = &agents.image;
-        let sh = runner.sh;
-        runner
-            .exec(
-                xshell::cmd!(
-                    sh,
-                    "docker service update --detach --with-registry-auth --image {image} --label-add {IMAGE_LABEL}={image} {runner_name}"
-                )
-                .ignore_stdout(),
-            )
+        move_service(runner, &runner_name, image)
             .with_context(|| format!("cannot put {runner_name} on agents' image {image}"))?;
         eprintln!("{runner_name} follows agents: {image}");
     }
     Ok(agents.image)
+}
+
+/// Puts `service` on `image` outside a deploy, detached. Its stack label moves with it
+/// ([`IMAGE_LABEL`]), so the next deploy of the release it left moves it again.
+fn move_service(runner: &Runner<'_>, service: &str, image: &str) -> Result<()> {
+    let sh = runner.sh;
+    runner.exec(
+        xshell::cmd!(
+            sh,
+            "docker service update --detach --with-registry-auth --image {image} --label-add {IMAGE_LABEL}={image} {service}"
+        )
+        .ignore_stdout(),
+    )
 }
 
 #[cfg(test)]
